@@ -1,0 +1,17 @@
+//! Backend aliases: the CPU default (`burn-ndarray`) and, behind the `cuda` feature, the GPU.
+
+use burn::backend::Autodiff;
+
+/// The default CPU backend (`burn-ndarray`, f32).
+pub type Cpu = burn_ndarray::NdArray<f32>;
+/// The CPU backend with automatic differentiation, for training.
+pub type CpuAutodiff = Autodiff<Cpu>;
+/// The CPU device.
+pub type CpuDevice = burn_ndarray::NdArrayDevice;
+
+/// The CUDA backend (f32), available with the `cuda` feature.
+#[cfg(feature = "cuda")]
+pub type Cuda = burn_cuda::Cuda<f32, i32>;
+/// The CUDA backend with automatic differentiation.
+#[cfg(feature = "cuda")]
+pub type CudaAutodiff = Autodiff<Cuda>;

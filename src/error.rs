@@ -1,0 +1,116 @@
+//! The crate's single error type.
+//!
+//! Every configuration that can be wrong is checked in `try_init`/`new` and reported with a
+//! [`SeqError`] whose message says what to change. No layer panics on a bad config.
+
+use thiserror::Error;
+
+/// Result alias used throughout the crate.
+pub type Result<T> = std::result::Result<T, SeqError>;
+
+/// Everything that can go wrong when configuring or calling a `seqlayers` layer.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum SeqError {
+    /// A size that must be positive was zero.
+    #[error("`{name}` must be greater than zero; set it to a positive value")]
+    ZeroSize {
+        /// Name of the offending field.
+        name: &'static str,
+    },
+
+    /// `d_model` is not a multiple of the number of heads.
+    #[error(
+        "d_model ({d_model}) must be divisible by n_heads ({n_heads}); choose n_heads among the divisors of d_model"
+    )]
+    HeadsDoNotDivide {
+        /// Model width.
+        d_model: usize,
+        /// Number of heads.
+        n_heads: usize,
+    },
+
+    /// Rotary embeddings rotate pairs of features, so the head dimension must be even.
+    #[error("RoPE needs an even head dimension, got d_head = {d_head}; change d_model or n_heads")]
+    OddRopeDim {
+        /// Per-head dimension.
+        d_head: usize,
+    },
+
+    /// Hard-ALiBi asks for more windowed heads than the layer has.
+    #[error(
+        "Hard-ALiBi masks {windowed_heads} heads but the layer has only {n_heads}; use at most n_heads windowed heads"
+    )]
+    TooManyWindowedHeads {
+        /// Heads asked to be windowed.
+        windowed_heads: usize,
+        /// Heads available.
+        n_heads: usize,
+    },
+
+    /// A sequence is longer than a fixed-size table (e.g. learned positions).
+    #[error(
+        "sequence of length {len} exceeds the {what} capacity of {max}; raise the capacity or choose an out-of-range policy"
+    )]
+    SequenceTooLong {
+        /// What has the limit.
+        what: &'static str,
+        /// Requested length.
+        len: usize,
+        /// Capacity.
+        max: usize,
+    },
+
+    /// A scalar parameter is outside its valid range.
+    #[error("`{name}` = {value} is out of range: expected {expected}")]
+    OutOfRange {
+        /// Parameter name.
+        name: &'static str,
+        /// Value given.
+        value: f64,
+        /// Description of the valid range.
+        expected: &'static str,
+    },
+
+    /// Two tensors or configs disagree on a dimension.
+    #[error("shape mismatch for {what}: expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// What is being compared.
+        what: &'static str,
+        /// Expected value (rendered).
+        expected: String,
+        /// Actual value (rendered).
+        got: String,
+    },
+
+    /// A configuration value is invalid for a reason described in the message.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// Training diverged (loss became NaN or infinite).
+    #[error("training diverged at step {step}: loss = {loss}; lower the learning rate or check inputs")]
+    Diverged {
+        /// Step at which it happened.
+        step: usize,
+        /// The non-finite loss value.
+        loss: f64,
+    },
+
+    /// An I/O error (writing results, plots).
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for SeqError {
+    fn from(e: std::io::Error) -> Self {
+        SeqError::Io(e.to_string())
+    }
+}
+
+/// Returns [`SeqError::ZeroSize`] when `value == 0`.
+pub fn ensure_nonzero(name: &'static str, value: usize) -> Result<()> {
+    if value == 0 {
+        Err(SeqError::ZeroSize { name })
+    } else {
+        Ok(())
+    }
+}
