@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod data;
 pub mod error;
 
 pub use error::{Result, SeqError};
