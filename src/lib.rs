@@ -8,5 +8,6 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod train;
 
 pub use error::{Result, SeqError};

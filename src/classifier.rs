@@ -1,0 +1,165 @@
+//! The recall model: fixed embedding → (absolute positions) → [`SequenceStack`] → norm → linear
+//! head on the last position, plus the named models of the homework ([`ModelKind`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::prelude::*;
+
+use crate::error::{Result, SeqError, ensure_nonzero};
+use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
+use crate::ssm::SsmBackend;
+use crate::stack::{LayerKind, SequenceStack, StackConfig};
+use crate::train::Classifier;
+
+/// Builds a [`StackClassifier`].
+#[derive(Debug, Clone)]
+pub struct ClassifierConfig {
+    /// The stack (its `d_model` is the embedding width `d`).
+    pub stack: StackConfig,
+    /// Number of classes (`K` for recall: the head predicts a token).
+    pub n_classes: usize,
+}
+
+impl ClassifierConfig {
+    /// A classifier over `n_classes` with the given stack.
+    pub fn new(stack: StackConfig, n_classes: usize) -> Self {
+        Self { stack, n_classes }
+    }
+
+    /// Validates and builds the model around the fixed (untrained) embedding `[K, d]`.
+    pub fn try_init<B: SsmBackend>(&self, embedding: Tensor<B, 2>, device: &B::Device) -> Result<StackClassifier<B>> {
+        ensure_nonzero("n_classes", self.n_classes)?;
+        let [_, dim] = embedding.dims();
+        if dim != self.stack.d_model {
+            return Err(SeqError::ShapeMismatch {
+                what: "embedding width vs stack d_model",
+                expected: self.stack.d_model.to_string(),
+                got: dim.to_string(),
+            });
+        }
+        Ok(StackClassifier {
+            embedding,
+            position: self.stack.position.init_absolute(self.stack.d_model, device)?,
+            stack: self.stack.try_init(device)?,
+            norm: RmsNormConfig::new(self.stack.d_model).with_epsilon(self.stack.norm_eps).init(device),
+            head: LinearConfig::new(self.stack.d_model, self.n_classes).init(device),
+        })
+    }
+}
+
+/// Sequence classifier: `tokens [B, L] → logits [B, n_classes]` read at the last position.
+#[derive(Module, Debug)]
+pub struct StackClassifier<B: SsmBackend> {
+    /// Fixed token embedding `V` `[K, d]` (a constant: not trained).
+    embedding: Tensor<B, 2>,
+    position: AbsolutePosition<B>,
+    stack: SequenceStack<B>,
+    norm: RmsNorm<B>,
+    head: Linear<B>,
+}
+
+impl<B: SsmBackend> StackClassifier<B> {
+    /// Hidden states of the last block, `[B, L, d]`.
+    pub fn try_hidden(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+        let [batch, len] = tokens.dims();
+        let [_, dim] = self.embedding.dims();
+        let x = self.embedding.clone().select(0, tokens.reshape([batch * len])); // [B·L, d]
+        let x = self.position.try_forward(x.reshape([batch, len, dim]), 0)?; // [B, L, d]
+        Ok(self.stack.forward(x))
+    }
+}
+
+impl<B: SsmBackend> Classifier<B> for StackClassifier<B> {
+    /// # Panics
+    /// When a learned positional table with [`OutOfRange::Error`] is shorter than the input;
+    /// call [`StackClassifier::try_hidden`] to get the error instead.
+    fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [batch, len] = tokens.dims();
+        let hidden = self.try_hidden(tokens).unwrap_or_else(|e| panic!("{e}")); // [B, L, d]
+        let [_, _, dim] = hidden.dims();
+        let last = hidden.slice([0..batch, len - 1..len]).reshape([batch, dim]); // [B, d]
+        self.head.forward(self.norm.forward(last)) // [B, K]
+    }
+}
+
+/// The models compared in the homework (seeds 000/001) plus an LSTM baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// Two attention layers (no MLP) with a learned absolute positional table.
+    TransformerLearned,
+    /// Two attention layers with rotary embeddings.
+    TransformerRope,
+    /// Two attention layers with no positional encoding.
+    TransformerNope,
+    /// Two Mamba layers.
+    Mamba,
+    /// Mamba → attention, no positional encoding.
+    HybridA,
+    /// Mamba → attention → Mamba, no positional encoding.
+    HybridB,
+    /// Two LSTM layers.
+    Lstm,
+}
+
+impl ModelKind {
+    /// All models, in the order the homework lists them (LSTM last).
+    pub const ALL: [ModelKind; 7] = [
+        ModelKind::TransformerLearned,
+        ModelKind::TransformerRope,
+        ModelKind::TransformerNope,
+        ModelKind::Mamba,
+        ModelKind::HybridA,
+        ModelKind::HybridB,
+        ModelKind::Lstm,
+    ];
+
+    /// Short name used on the command line, in CSV files and plots.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::TransformerLearned => "transformer-learned",
+            ModelKind::TransformerRope => "transformer-rope",
+            ModelKind::TransformerNope => "transformer-nope",
+            ModelKind::Mamba => "mamba",
+            ModelKind::HybridA => "hybrid-a",
+            ModelKind::HybridB => "hybrid-b",
+            ModelKind::Lstm => "lstm",
+        }
+    }
+
+    /// The stack of this model at width `d`. `max_len` sizes the learned positional table
+    /// (rows past the training length stay untrained and are used as they are).
+    pub fn stack_config(&self, d: usize, max_len: usize) -> StackConfig {
+        use LayerKind::{Attention as A, Lstm as S, Mamba as M};
+        let (layers, position) = match self {
+            ModelKind::TransformerLearned => {
+                (vec![A, A], PositionEncoding::Learned { max_len, out_of_range: OutOfRange::Error })
+            }
+            ModelKind::TransformerRope => (vec![A, A], PositionEncoding::rope()),
+            ModelKind::TransformerNope => (vec![A, A], PositionEncoding::None),
+            ModelKind::Mamba => (vec![M, M], PositionEncoding::None),
+            ModelKind::HybridA => (vec![M, A], PositionEncoding::None),
+            ModelKind::HybridB => (vec![M, A, M], PositionEncoding::None),
+            ModelKind::Lstm => (vec![S, S], PositionEncoding::None),
+        };
+        StackConfig::new(d, layers).with_position(position)
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = SeqError;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        ModelKind::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<_> = ModelKind::ALL.iter().map(|m| m.name()).collect();
+            SeqError::InvalidConfig(format!("unknown model `{s}`; choose one of {}", names.join(", ")))
+        })
+    }
+}
