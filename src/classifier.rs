@@ -29,7 +29,11 @@ impl ClassifierConfig {
     }
 
     /// Validates and builds the model around the fixed (untrained) embedding `[K, d]`.
-    pub fn try_init<B: SsmBackend>(&self, embedding: Tensor<B, 2>, device: &B::Device) -> Result<StackClassifier<B>> {
+    pub fn try_init<B: SsmBackend>(
+        &self,
+        embedding: Tensor<B, 2>,
+        device: &B::Device,
+    ) -> Result<StackClassifier<B>> {
         ensure_nonzero("n_classes", self.n_classes)?;
         let [_, dim] = embedding.dims();
         if dim != self.stack.d_model {
@@ -41,9 +45,14 @@ impl ClassifierConfig {
         }
         Ok(StackClassifier {
             embedding,
-            position: self.stack.position.init_absolute(self.stack.d_model, device)?,
+            position: self
+                .stack
+                .position
+                .init_absolute(self.stack.d_model, device)?,
             stack: self.stack.try_init(device)?,
-            norm: RmsNormConfig::new(self.stack.d_model).with_epsilon(self.stack.norm_eps).init(device),
+            norm: RmsNormConfig::new(self.stack.d_model)
+                .with_epsilon(self.stack.norm_eps)
+                .init(device),
             head: LinearConfig::new(self.stack.d_model, self.n_classes).init(device),
         })
     }
@@ -65,7 +74,10 @@ impl<B: SsmBackend> StackClassifier<B> {
     pub fn try_hidden(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
         let [batch, len] = tokens.dims();
         let [_, dim] = self.embedding.dims();
-        let x = self.embedding.clone().select(0, tokens.reshape([batch * len])); // [B·L, d]
+        let x = self
+            .embedding
+            .clone()
+            .select(0, tokens.reshape([batch * len])); // [B·L, d]
         let x = self.position.try_forward(x.reshape([batch, len, dim]), 0)?; // [B, L, d]
         Ok(self.stack.forward(x))
     }
@@ -133,9 +145,13 @@ impl ModelKind {
     pub fn stack_config(&self, d: usize, max_len: usize) -> StackConfig {
         use LayerKind::{Attention as A, Lstm as S, Mamba as M};
         let (layers, position) = match self {
-            ModelKind::TransformerLearned => {
-                (vec![A, A], PositionEncoding::Learned { max_len, out_of_range: OutOfRange::Error })
-            }
+            ModelKind::TransformerLearned => (
+                vec![A, A],
+                PositionEncoding::Learned {
+                    max_len,
+                    out_of_range: OutOfRange::Error,
+                },
+            ),
             ModelKind::TransformerRope => (vec![A, A], PositionEncoding::rope()),
             ModelKind::TransformerNope => (vec![A, A], PositionEncoding::None),
             ModelKind::Mamba => (vec![M, M], PositionEncoding::None),
@@ -157,9 +173,15 @@ impl FromStr for ModelKind {
     type Err = SeqError;
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim().to_ascii_lowercase();
-        ModelKind::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<_> = ModelKind::ALL.iter().map(|m| m.name()).collect();
-            SeqError::InvalidConfig(format!("unknown model `{s}`; choose one of {}", names.join(", ")))
-        })
+        ModelKind::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = ModelKind::ALL.iter().map(|m| m.name()).collect();
+                SeqError::InvalidConfig(format!(
+                    "unknown model `{s}`; choose one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }

@@ -6,8 +6,11 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod classifier;
 pub mod data;
 pub mod error;
+pub mod experiments;
+pub mod stack;
 pub mod train;
 
 pub use error::{Result, SeqError};

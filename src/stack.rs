@@ -53,7 +53,10 @@ impl FromStr for LayerKind {
 
 /// Parses a comma-separated list of layer kinds, e.g. `"mamba,attention"`.
 pub fn parse_layers(spec: &str) -> Result<Vec<LayerKind>> {
-    let layers = spec.split(',').map(str::parse).collect::<Result<Vec<_>>>()?;
+    let layers = spec
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<_>>>()?;
     ensure_nonzero("number of layers", layers.len())?;
     Ok(layers)
 }
@@ -117,7 +120,9 @@ impl StackConfig {
                     let config = AttentionConfig::new(self.d_model, self.n_heads)
                         .with_position(self.position.clone());
                     Block::Attention(AttentionBlock {
-                        norm: RmsNormConfig::new(self.d_model).with_epsilon(self.norm_eps).init(device),
+                        norm: RmsNormConfig::new(self.d_model)
+                            .with_epsilon(self.norm_eps)
+                            .init(device),
                         attention: config.try_init(device)?,
                     })
                 }
@@ -127,7 +132,9 @@ impl StackConfig {
                     Block::Mamba(config.try_init_block(device)?)
                 }
                 LayerKind::Lstm => Block::Lstm(LstmBlock {
-                    norm: RmsNormConfig::new(self.d_model).with_epsilon(self.norm_eps).init(device),
+                    norm: RmsNormConfig::new(self.d_model)
+                        .with_epsilon(self.norm_eps)
+                        .init(device),
                     lstm: LstmConfig::new(self.d_model, self.d_model, true).init(device),
                 }),
             });

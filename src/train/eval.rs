@@ -9,7 +9,11 @@ use crate::data::{AssociativeRecall, RecallBatch};
 use crate::error::Result;
 
 /// Fraction of sequences of `batch` whose arg-max logit equals the label.
-pub fn accuracy<B: Backend, M: Classifier<B>>(model: &M, batch: &RecallBatch, device: &B::Device) -> f64 {
+pub fn accuracy<B: Backend, M: Classifier<B>>(
+    model: &M,
+    batch: &RecallBatch,
+    device: &B::Device,
+) -> f64 {
     let (tokens, labels) = batch.to_tensors::<B>(device);
     let predicted = model.logits(tokens).argmax(1).reshape([batch.batch]); // [batch]
     let correct: i64 = predicted.equal(labels).int().sum().into_scalar().elem();
@@ -41,7 +45,8 @@ pub fn evaluate_lengths<B: Backend, M: Classifier<B>>(
 ) -> Result<Vec<LengthAccuracy>> {
     let mut out = Vec::with_capacity(lengths.len());
     for &len in lengths {
-        let mut rng = StdRng::seed_from_u64(seed ^ (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(seed ^ (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut correct = 0.0;
         let mut seen = 0;
         while seen < samples {
@@ -50,7 +55,11 @@ pub fn evaluate_lengths<B: Backend, M: Classifier<B>>(
             correct += accuracy(model, &data, device) * n as f64;
             seen += n;
         }
-        out.push(LengthAccuracy { len, accuracy: correct / samples as f64, samples });
+        out.push(LengthAccuracy {
+            len,
+            accuracy: correct / samples as f64,
+            samples,
+        });
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@
 
 mod eval;
 mod recall;
+pub mod report;
 mod trainer;
 
 pub use eval::{LengthAccuracy, accuracy, evaluate_lengths};

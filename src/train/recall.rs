@@ -62,32 +62,55 @@ pub struct RecallOutcome {
 impl RecallOutcome {
     /// Accuracy at length `len`, if it was evaluated.
     pub fn accuracy_at(&self, len: usize) -> Option<f64> {
-        self.lengths.iter().find(|l| l.len == len).map(|l| l.accuracy)
+        self.lengths
+            .iter()
+            .find(|l| l.len == len)
+            .map(|l| l.accuracy)
     }
     /// Mean accuracy over the evaluated lengths in `range`.
     pub fn mean_accuracy(&self, range: std::ops::RangeInclusive<usize>) -> Option<f64> {
-        let picked: Vec<f64> =
-            self.lengths.iter().filter(|l| range.contains(&l.len)).map(|l| l.accuracy).collect();
+        let picked: Vec<f64> = self
+            .lengths
+            .iter()
+            .filter(|l| range.contains(&l.len))
+            .map(|l| l.accuracy)
+            .collect();
         (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
     }
     /// Label of the run for tables and legends, e.g. `mamba M=4 τ=1 d=8`.
     pub fn label(&self) -> String {
         let t = &self.run.task;
-        format!("{} M={} τ={} d={}", self.run.model, t.n_queries, t.delay, t.dim)
+        format!(
+            "{} M={} τ={} d={}",
+            self.run.model, t.n_queries, t.delay, t.dim
+        )
     }
 }
 
 /// Trains `run.model` on `run.task` and evaluates it at `run.eval_lengths`.
-pub fn run_recall<B: AutodiffBackend + SsmBackend>(run: &RecallRun, device: &B::Device) -> Result<RecallOutcome>
+pub fn run_recall<B: AutodiffBackend + SsmBackend>(
+    run: &RecallRun,
+    device: &B::Device,
+) -> Result<RecallOutcome>
 where
     B::InnerBackend: SsmBackend,
 {
     let started = Instant::now();
     let task = AssociativeRecall::new(run.task.clone())?;
-    let max_len = run.eval_lengths.iter().copied().max().unwrap_or(run.task.train_len).max(run.task.train_len);
-    let stack = run.model.stack_config(run.task.dim, max_len).with_heads(run.n_heads);
+    let max_len = run
+        .eval_lengths
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(run.task.train_len)
+        .max(run.task.train_len);
+    let stack = run
+        .model
+        .stack_config(run.task.dim, max_len)
+        .with_heads(run.n_heads);
     B::seed(device, run.model_seed);
-    let model = ClassifierConfig::new(stack, run.task.vocab).try_init::<B>(task.embedding(device), device)?;
+    let model = ClassifierConfig::new(stack, run.task.vocab)
+        .try_init::<B>(task.embedding(device), device)?;
     let params = model.num_params();
     let (model, report) = train(model, &task, &run.train, device)?;
     let lengths = evaluate_lengths(
@@ -99,7 +122,13 @@ where
         run.train.seed.wrapping_add(1),
         device,
     )?;
-    Ok(RecallOutcome { run: run.clone(), report, lengths, params, wall_s: started.elapsed().as_secs_f64() })
+    Ok(RecallOutcome {
+        run: run.clone(),
+        report,
+        lengths,
+        params,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Writes `summary.csv`, `curves.csv` and `lengths.csv` for `outcomes` into `dir`.
@@ -113,14 +142,19 @@ pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
     for o in outcomes {
         let t = &o.run.task;
         let key = format!("{},{},{},{}", o.run.model, t.n_queries, t.delay, t.dim);
-        let at = |n: usize| o.accuracy_at(n).map_or(String::new(), |a| format!("{a:.4}"));
+        let at = |n: usize| {
+            o.accuracy_at(n)
+                .map_or(String::new(), |a| format!("{a:.4}"))
+        };
         let _ = writeln!(
             summary,
             "{key},{},{},{},{},{:.2},{:.1},{},{},{}",
             t.train_len,
             o.params,
             o.report.steps_run,
-            o.report.converged_at.map_or(String::new(), |s| s.to_string()),
+            o.report
+                .converged_at
+                .map_or(String::new(), |s| s.to_string()),
             o.report.ms_per_step,
             o.wall_s,
             at(t.train_len),
@@ -128,7 +162,11 @@ pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
             at(3 * t.train_len),
         );
         for p in &o.report.curve {
-            let _ = writeln!(curves, "{key},{},{:.5},{:.4}", p.step, p.loss, p.test_accuracy);
+            let _ = writeln!(
+                curves,
+                "{key},{},{:.5},{:.4}",
+                p.step, p.loss, p.test_accuracy
+            );
         }
         for l in &o.lengths {
             let _ = writeln!(lengths, "{key},{},{:.4},{}", l.len, l.accuracy, l.samples);

@@ -1,0 +1,97 @@
+//! Command-line flags shared by the recall examples.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use seqlayers::classifier::ModelKind;
+use seqlayers::experiments::ExperimentOptions;
+
+/// Flags of the recall examples (every one optional).
+#[derive(Parser, Debug)]
+pub struct RecallArgs {
+    /// Output directory for CSV files, PNG plots and report.md.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Tiny budget (L = 16, 20 steps, 4 evaluated lengths) that finishes in well under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed of data, embedding and initialization.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Comma-separated models (transformer-learned, transformer-rope, transformer-nope, mamba,
+    /// hybrid-a, hybrid-b, lstm).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<ModelKind>,
+    /// Comma-separated query-set sizes M.
+    #[arg(long = "m", value_delimiter = ',')]
+    pub n_queries: Vec<usize>,
+    /// Comma-separated delays τ.
+    #[arg(long = "tau", value_delimiter = ',')]
+    pub delays: Vec<usize>,
+    /// Comma-separated embedding widths d.
+    #[arg(long = "d", value_delimiter = ',')]
+    pub dims: Vec<usize>,
+    /// Training length L.
+    #[arg(long = "len")]
+    pub train_len: Option<usize>,
+    /// Maximum optimizer steps per model.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Minibatch size.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Longest evaluated length (default 3L), e.g. 4096 to compare with the Mamba paper.
+    #[arg(long)]
+    pub eval_max: Option<usize>,
+    /// Sequences per evaluated length.
+    #[arg(long)]
+    pub eval_samples: Option<usize>,
+    /// Attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl RecallArgs {
+    /// Experiment options from the flags, starting at the library defaults.
+    pub fn options(&self, default_out: &str) -> ExperimentOptions {
+        let mut o = ExperimentOptions::default();
+        if self.quick {
+            o = o.quick();
+        }
+        o.out_dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(default_out));
+        o.seed = self.seed;
+        o.models = self.models.clone();
+        o.n_queries = self.n_queries.clone();
+        o.delays = self.delays.clone();
+        o.dims = self.dims.clone();
+        if let Some(v) = self.train_len {
+            o.train_len = v;
+        }
+        if let Some(v) = self.steps {
+            o.steps = v;
+        }
+        if let Some(v) = self.lr {
+            o.lr = v;
+        }
+        if let Some(v) = self.batch {
+            o.batch_size = v;
+        }
+        o.eval_max_len = self.eval_max.or(o.eval_max_len);
+        if let Some(v) = self.eval_samples {
+            o.eval_samples = v;
+        }
+        if let Some(v) = self.heads {
+            o.n_heads = v;
+        }
+        o
+    }
+}

@@ -1,0 +1,117 @@
+//! Line plots saved as PNG (plotters, with the DejaVu font loaded at run time).
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+/// One named curve.
+pub struct Series {
+    /// Legend label.
+    pub name: String,
+    /// (x, y) points.
+    pub points: Vec<(f64, f64)>,
+}
+
+const FONT_PATHS: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
+/// Registers a sans-serif font once; false when none is found (plots are then skipped).
+fn font_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        FONT_PATHS
+            .iter()
+            .find_map(|p| std::fs::read(p).ok())
+            .is_some_and(|bytes| {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+            })
+    })
+}
+
+/// Draws `series` as lines into a PNG at `path`. Returns an error message instead of
+/// panicking when the plot cannot be drawn (e.g. no font on the machine).
+pub fn line_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_x: bool,
+) -> Result<(), String> {
+    if !font_ready() {
+        return Err(format!(
+            "no TrueType font found in {FONT_PATHS:?}; skipped {}",
+            path.display()
+        ));
+    }
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Err(format!("nothing to plot for {}", path.display()));
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let pad = 0.04 * (y1 - y0);
+    let root = BitMapBackend::new(path, (960, 600)).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
+        root.fill(&WHITE)?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(title, ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64);
+        let colors = |i: usize| Palette99::pick(i).stroke_width(2);
+        macro_rules! finish {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc(x_label)
+                    .y_desc(y_label)
+                    .label_style(("sans-serif", 15))
+                    .draw()?;
+                for (i, s) in series.iter().enumerate() {
+                    chart
+                        .draw_series(LineSeries::new(s.points.iter().copied(), colors(i)))?
+                        .label(s.name.clone())
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], colors(i))
+                        });
+                }
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 14))
+                    .position(SeriesLabelPosition::LowerLeft)
+                    .draw()?;
+            }};
+        }
+        if log_x {
+            finish!(
+                builder.build_cartesian_2d((x0.max(1e-12)..x1).log_scale(), y0 - pad..y1 + pad)?
+            );
+        } else {
+            finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| format!("plot {}: {e}", path.display()))
+}

@@ -1,0 +1,123 @@
+//! Training speed of the recall models (K = 16, L = 64, batch 64, 2 layers): milliseconds per
+//! optimizer step (forward + backward + Adam), printed beside the PyTorch/mambapy figures from
+//! the project brief. Writes `train_speed.md` to `--out` (default `results/`).
+//!
+//! ```text
+//! cargo run --release --example train_speed
+//! ```
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Parser;
+use seqlayers::classifier::{ClassifierConfig, ModelKind};
+use seqlayers::data::{AssociativeRecall, RecallConfig};
+use seqlayers::ssm::ScanKind;
+use seqlayers::train::{TrainConfig, train};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Timed steps per model (after 5 warm-up steps).
+    #[arg(long, default_value_t = 60)]
+    steps: usize,
+    /// Output directory for `train_speed.md`.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+}
+
+type B = seqlayers::backend::CpuAutodiff;
+
+/// (label, model, d, scan, PyTorch ms/step from the brief)
+const CASES: [(&str, ModelKind, usize, ScanKind, &str); 7] = [
+    (
+        "attention (RoPE) d=8",
+        ModelKind::TransformerRope,
+        8,
+        ScanKind::Fused,
+        "6–7",
+    ),
+    (
+        "attention (learned PE) d=8",
+        ModelKind::TransformerLearned,
+        8,
+        ScanKind::Fused,
+        "6–7",
+    ),
+    (
+        "hybrid Mamba→attention d=8",
+        ModelKind::HybridA,
+        8,
+        ScanKind::Fused,
+        "23",
+    ),
+    (
+        "Mamba d=8 (fused scan)",
+        ModelKind::Mamba,
+        8,
+        ScanKind::Fused,
+        "46",
+    ),
+    (
+        "Mamba d=8 (sequential scan)",
+        ModelKind::Mamba,
+        8,
+        ScanKind::Sequential,
+        "46",
+    ),
+    (
+        "Mamba d=64 (fused scan)",
+        ModelKind::Mamba,
+        64,
+        ScanKind::Fused,
+        "630",
+    ),
+    ("LSTM d=8", ModelKind::Lstm, 8, ScanKind::Fused, "–"),
+];
+
+fn measure(model: ModelKind, d: usize, scan: ScanKind, steps: usize) -> f64 {
+    let device = Default::default();
+    let task = AssociativeRecall::new(RecallConfig::new(16).with_dim(d)).expect("valid task");
+    let mut stack = model.stack_config(d, 64);
+    stack.mamba = stack.mamba.clone().with_scan(scan);
+    let classifier = ClassifierConfig::new(stack, 16)
+        .try_init::<B>(task.embedding(&device), &device)
+        .expect("valid model");
+    let config = |steps| TrainConfig {
+        steps,
+        early_stop: None,
+        eval_every: 1_000_000,
+        progress: false,
+        ..TrainConfig::default()
+    };
+    let (warm, _) = train(classifier, &task, &config(5), &device).expect("warm-up");
+    let (_, report) = train(warm, &task, &config(steps), &device).expect("timed run");
+    report.ms_per_step
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut table = String::from(
+        "| model (K=16, L=64, batch 64, 2 layers) | seqlayers ms/step | PyTorch 2.15 + mambapy ms/step | ratio |\n|---|---|---|---|\n",
+    );
+    for (label, model, d, scan, torch) in CASES {
+        let ms = measure(model, d, scan, args.steps);
+        let ratio = torch
+            .split('–')
+            .last()
+            .and_then(|t| t.parse::<f64>().ok())
+            .map_or("–".into(), |t| format!("{:.2}×", ms / t));
+        let _ = writeln!(table, "| {label} | {ms:.2} | {torch} | {ratio} |");
+        println!("{label:<32} {ms:>8.2} ms/step   (PyTorch {torch})");
+    }
+    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let doc = format!(
+        "# Training speed\n\nCommand: `cargo run --release --example train_speed -- --steps {}` on {threads} CPU \
+         threads (burn-ndarray, f32). Mean of {} optimizer steps after 5 warm-up steps; evaluation excluded.\n\n{table}",
+        args.steps, args.steps
+    );
+    std::fs::create_dir_all(&args.out).expect("create output directory");
+    std::fs::write(args.out.join("train_speed.md"), &doc).expect("write train_speed.md");
+    println!("\n{doc}");
+}

@@ -1,0 +1,196 @@
+//! Problems 2 and 3 of seeds 000/001: associative recall with M = 4, 8, 16 queries.
+//!
+//! - Problem 2: K = 16, d = 8, τ = 1; Mamba, RoPE transformer and both hybrids.
+//! - Problem 3: d = 64 Mamba for M = 4, 8, 16 (τ = 1), and M = 16 with τ = 10.
+
+use std::fmt::Write as _;
+
+use burn::tensor::backend::AutodiffBackend;
+
+use super::{ExperimentOptions, run_all, write_outputs};
+use crate::classifier::ModelKind;
+use crate::data::RecallConfig;
+use crate::error::Result;
+use crate::ssm::SsmBackend;
+use crate::train::report::{findings, results_table};
+use crate::train::{RecallOutcome, RecallRun};
+
+/// The models of Problem 2.
+pub const PROBLEM2_MODELS: [ModelKind; 4] = [
+    ModelKind::Mamba,
+    ModelKind::TransformerRope,
+    ModelKind::HybridA,
+    ModelKind::HybridB,
+];
+
+/// The runs of Problems 2 and 3. `options.dims` is `[d of P2, d of P3]` (default `[8, 64]`),
+/// `options.n_queries` the list of M (default 4, 8, 16), `options.delays` `[τ of P2/P3, τ of the
+/// extra M = 16 run]` (default `[1, 10]`).
+pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
+    let models = if options.models.is_empty() {
+        PROBLEM2_MODELS.to_vec()
+    } else {
+        options.models.clone()
+    };
+    let ms = if options.n_queries.is_empty() {
+        vec![4, 8, 16]
+    } else {
+        options.n_queries.clone()
+    };
+    let d2 = options.dims.first().copied().unwrap_or(8);
+    let d3 = options.dims.get(1).copied().unwrap_or(64);
+    let tau = options.delays.first().copied().unwrap_or(1);
+    let long_tau = options.delays.get(1).copied().unwrap_or(10);
+    let task = |m: usize, d: usize, delay: usize| {
+        RecallConfig::new(m)
+            .with_vocab(options.vocab)
+            .with_dim(d)
+            .with_train_len(options.train_len)
+            .with_delay(delay)
+            .with_embedding_seed(options.seed)
+    };
+    let mut runs = Vec::new();
+    for &model in &models {
+        for &m in &ms {
+            runs.push(options.runs_for(model, task(m, d2, tau)));
+        }
+    }
+    for &m in &ms {
+        runs.push(options.runs_for(ModelKind::Mamba, task(m, d3, tau)));
+    }
+    let m_max = ms.iter().copied().max().unwrap_or(16);
+    runs.push(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
+    runs
+}
+
+/// Trains and evaluates Problems 2 and 3, writes CSV files and `report.md` to
+/// `options.out_dir`, and returns the outcomes.
+pub fn associative_recall<B: AutodiffBackend + SsmBackend>(
+    options: &ExperimentOptions,
+    device: &B::Device,
+) -> Result<Vec<RecallOutcome>>
+where
+    B::InnerBackend: SsmBackend,
+{
+    let outcomes = run_all::<B>(&associative_recall_runs(options), device)?;
+    write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
+    Ok(outcomes)
+}
+
+fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
+    let d2 = options.dims.first().copied().unwrap_or(8);
+    let (p2, p3): (Vec<_>, Vec<_>) = outcomes.iter().cloned().partition(|o| o.run.task.dim == d2);
+    let mut s = String::from("# Problems 2 and 3: associative recall with M queries\n\n");
+    let _ = writeln!(
+        s,
+        "Setting: K = {}, L = {}, batch size {}, Adam lr {}, at most {} steps with early stop at 99% \
+         test-batch accuracy (4 evaluations in a row, every {} steps), seed {}; accuracy after training on {} \
+         sequences per length from τ + 2 to {}.\n",
+        options.vocab,
+        options.train_len,
+        options.batch_size,
+        options.lr,
+        options.steps,
+        options.eval_every,
+        options.seed,
+        options.eval_samples,
+        options
+            .eval_max_len
+            .map_or("3L".to_string(), |m| m.to_string()),
+    );
+    s.push_str("Plots: `p2_accuracy_vs_length_M{M}.png`, `p3_accuracy_vs_length.png`, `convergence_p2.png`, \
+                `convergence_p3.png`. Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
+    let _ = writeln!(s, "## Problem 2 (d = {d2}, τ = 1)\n");
+    s.push_str(&results_table(&p2));
+    s.push_str(&findings(&p2));
+    s.push_str(&by_queries(&p2));
+    s.push_str("\n## Problem 3 (Mamba, larger d)\n\n");
+    s.push_str(&results_table(&p3));
+    s.push_str(&findings(&p3));
+    s.push_str(&width_effect(&p2, &p3));
+    s.push_str(MECHANISMS);
+    s
+}
+
+/// Accuracy at L for each model as M grows.
+fn by_queries(outcomes: &[RecallOutcome]) -> String {
+    let mut ms: Vec<usize> = outcomes.iter().map(|o| o.run.task.n_queries).collect();
+    ms.sort_unstable();
+    ms.dedup();
+    let mut models: Vec<ModelKind> = outcomes.iter().map(|o| o.run.model).collect();
+    models.dedup();
+    let mut s = String::from("\n### Accuracy at L as the number of queries M grows\n\n| model |");
+    for m in &ms {
+        let _ = write!(s, " M={m} |");
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(ms.len()));
+    s.push('\n');
+    for model in models {
+        let _ = write!(s, "| {model} |");
+        for &m in &ms {
+            let cell = outcomes
+                .iter()
+                .find(|o| o.run.model == model && o.run.task.n_queries == m)
+                .and_then(|o| o.accuracy_at(o.run.task.train_len))
+                .map_or("–".into(), |a| format!("{:.1}%", 100.0 * a));
+            let _ = write!(s, " {cell} |");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Mamba at the small and the large width, same M and τ.
+fn width_effect(p2: &[RecallOutcome], p3: &[RecallOutcome]) -> String {
+    let mut s = String::from(
+        "\n### Effect of the width d on Mamba\n\n| M | τ | acc @ L (small d) | acc @ L (large d) | converged at (small d) | converged at (large d) |\n|---|---|---|---|---|---|\n",
+    );
+    let pct = |x: Option<f64>| x.map_or("–".into(), |a| format!("{:.1}%", 100.0 * a));
+    let conv = |o: Option<&RecallOutcome>| {
+        o.map_or("–".into(), |o| {
+            o.report
+                .converged_at
+                .map_or("not reached".into(), |c| c.to_string())
+        })
+    };
+    for big in p3 {
+        let t = &big.run.task;
+        let small = p2.iter().find(|o| {
+            o.run.model == ModelKind::Mamba
+                && o.run.task.n_queries == t.n_queries
+                && o.run.task.delay == t.delay
+        });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            t.n_queries,
+            t.delay,
+            pct(small.and_then(|o| o.accuracy_at(o.run.task.train_len))),
+            pct(big.accuracy_at(t.train_len)),
+            conv(small),
+            conv(Some(big)),
+        );
+    }
+    s
+}
+
+const MECHANISMS: &str = r#"
+## Why the models behave this way
+
+- **More queries need more memory in a recurrent model.** Mamba must store, in a state of fixed
+  size (E·N numbers per layer), the value of *every* candidate query that has appeared, because
+  it cannot know which query the sequence ends with. With M = 1 it stores one association; with
+  M = 16 every token is a potential query, so its small state (d = 8 → E = 16 channels) must
+  compress many associations and recall degrades with M.
+- **Attention retrieves instead of storing**: the final q attends to the earlier q and reads the
+  token after it, whatever M is. Its difficulty grows little with M; it is limited by how well the
+  previous-token mechanism (RoPE) separates positions.
+- **Hybrids** combine both: the Mamba layer shifts the previous token into each position (so no
+  positional encoding is needed) and the attention layer does the content lookup, which is why
+  they can keep attention's accuracy as M grows.
+- **Width d**: d = 64 gives Mamba E = 128 channels × N = 16 states, eight times the memory of
+  d = 8, and embeddings that are nearly orthogonal, so associations interfere less.
+- **Delay τ = 10** exceeds the causal convolution (4 tokens): the "q was just seen" signal must be
+  held in the SSM state for 10 steps before v arrives, which is harder to learn.
+"#;

@@ -1,0 +1,164 @@
+//! Problem 1 of seeds 000/001: the induction head (AR with M = 1) for τ = 1 and τ = 5.
+
+use std::fmt::Write as _;
+
+use burn::tensor::backend::AutodiffBackend;
+
+use super::{ExperimentOptions, run_all, write_outputs};
+use crate::classifier::ModelKind;
+use crate::data::RecallConfig;
+use crate::error::Result;
+use crate::ssm::SsmBackend;
+use crate::train::report::{findings, results_table};
+use crate::train::{RecallOutcome, RecallRun};
+
+/// The six models of Problem 1.
+pub const PROBLEM1_MODELS: [ModelKind; 6] = [
+    ModelKind::TransformerLearned,
+    ModelKind::TransformerRope,
+    ModelKind::TransformerNope,
+    ModelKind::Mamba,
+    ModelKind::HybridA,
+    ModelKind::HybridB,
+];
+
+/// The runs of Problem 1: every model × every delay (default τ ∈ {1, 5}), K = 16, d = 8, M = 1.
+pub fn induction_head_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
+    let models = if options.models.is_empty() {
+        PROBLEM1_MODELS.to_vec()
+    } else {
+        options.models.clone()
+    };
+    let delays = if options.delays.is_empty() {
+        vec![1, 5]
+    } else {
+        options.delays.clone()
+    };
+    let dim = options.dims.first().copied().unwrap_or(8);
+    let mut runs = Vec::new();
+    for &delay in &delays {
+        for &model in &models {
+            let task = RecallConfig::new(1)
+                .with_vocab(options.vocab)
+                .with_dim(dim)
+                .with_train_len(options.train_len)
+                .with_delay(delay)
+                .with_embedding_seed(options.seed);
+            runs.push(options.runs_for(model, task));
+        }
+    }
+    runs
+}
+
+/// Trains and evaluates Problem 1, writes CSV files and `report.md` to `options.out_dir`, and
+/// returns the outcomes (for plotting).
+pub fn induction_head<B: AutodiffBackend + SsmBackend>(
+    options: &ExperimentOptions,
+    device: &B::Device,
+) -> Result<Vec<RecallOutcome>>
+where
+    B::InnerBackend: SsmBackend,
+{
+    let outcomes = run_all::<B>(&induction_head_runs(options), device)?;
+    write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
+    Ok(outcomes)
+}
+
+fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
+    let mut s = String::from("# Problem 1: induction heads (AR with M = 1)\n\n");
+    let _ = writeln!(
+        s,
+        "Setting: K = {}, d = {}, M = 1, training length L = {}, batch size {}, Adam lr {}, at most {} steps \
+         (early stop once the accuracy on a fixed test batch of 256 sequences stays ≥ 99% for 4 evaluations, \
+         evaluated every {} steps), seed {}. Accuracy is measured after training on {} fresh sequences at each \
+         length from τ + 2 to {}.\n",
+        options.vocab,
+        options.dims.first().copied().unwrap_or(8),
+        options.train_len,
+        options.batch_size,
+        options.lr,
+        options.steps,
+        options.eval_every,
+        options.seed,
+        options.eval_samples,
+        options
+            .eval_max_len
+            .map_or("3L".to_string(), |m| m.to_string()),
+    );
+    s.push_str("Plots: `accuracy_vs_length_tau{τ}.png` (one curve per model), `convergence_tau{τ}.png` \
+                (test-batch accuracy against optimizer steps). Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
+    s.push_str("## Results\n\n");
+    s.push_str(&results_table(outcomes));
+    s.push_str("\n## Findings (computed from the numbers above)\n");
+    s.push_str(&findings(outcomes));
+    s.push_str(&delay_effect(outcomes));
+    s.push_str(MECHANISMS);
+    s
+}
+
+/// For each model trained at two delays, compares accuracy and convergence.
+fn delay_effect(outcomes: &[RecallOutcome]) -> String {
+    let mut delays: Vec<usize> = outcomes.iter().map(|o| o.run.task.delay).collect();
+    delays.sort_unstable();
+    delays.dedup();
+    if delays.len() < 2 {
+        return String::new();
+    }
+    let (first, last) = (delays[0], delays[delays.len() - 1]);
+    let mut s = format!("\n### Effect of the delay (τ = {first} vs τ = {last})\n\n");
+    s.push_str("| model | acc @ L, τ=a | acc @ L, τ=b | mean acc (L, 3L], τ=a | mean acc (L, 3L], τ=b | converged at, τ=a | converged at, τ=b |\n|---|---|---|---|---|---|---|\n");
+    s = s
+        .replace("τ=a", &format!("τ={first}"))
+        .replace("τ=b", &format!("τ={last}"));
+    let pct = |x: Option<f64>| x.map_or("–".into(), |a| format!("{:.1}%", 100.0 * a));
+    let conv = |o: &RecallOutcome| {
+        o.report
+            .converged_at
+            .map_or("not reached".into(), |c| c.to_string())
+    };
+    for a in outcomes.iter().filter(|o| o.run.task.delay == first) {
+        if let Some(b) = outcomes
+            .iter()
+            .find(|o| o.run.task.delay == last && o.run.model == a.run.model)
+        {
+            let l = a.run.task.train_len;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                a.run.model,
+                pct(a.accuracy_at(l)),
+                pct(b.accuracy_at(l)),
+                pct(a.mean_accuracy(l + 1..=3 * l)),
+                pct(b.mean_accuracy(l + 1..=3 * l)),
+                conv(a),
+                conv(b)
+            );
+        }
+    }
+    s
+}
+
+const MECHANISMS: &str = r#"
+## Why the models behave this way
+
+- **Learned absolute positions** are trained only for positions `< L`. Rows `L..3L` of the table
+  keep their random initialization ("evaluated as is"), so beyond `L` the positional signal
+  that the previous-token head relies on is noise, and accuracy falls off past the training
+  length even when the model is perfect at `L`.
+- **RoPE** makes scores depend on relative offsets, so the previous-token pattern (offset −τ)
+  transfers to any length. What does not transfer is the *dilution*: with more distractors the
+  softmax spreads mass over more keys, so accuracy can degrade slowly past `L`.
+- **NoPE** has only the causal mask to infer order. A previous-token head must be built from
+  the mask's implicit counting signal, which is weak at d = 8 and changes with length; such
+  models are slower to train and generalize worst when they learn at all.
+- **Mamba** carries a fixed-size recurrent state whose update does not depend on the position:
+  once the selective Δ learns "write the token after q, then hold it", the same computation
+  runs at any length — the length generalization reported in Table 2 of the Mamba paper.
+- **Hybrids** use the Mamba layer as a learned relative-position mechanism (its causal conv and
+  recurrence shift the previous token into the current position) and attention for the lookup,
+  so they need no positional encoding and inherit attention's precise retrieval.
+- **Delay τ**: the value sits τ positions after the first q. Mamba's causal convolution spans
+  d_conv = 4 tokens, so τ ≤ 3 can be bridged by the convolution alone; τ = 5 forces the SSM state
+  itself to carry "q was seen" across several steps, and attention models must learn an offset-τ
+  head instead of the previous-token head.
+"#;

@@ -1,0 +1,92 @@
+//! The `--quick` runs of the homework examples, through the same library entry points.
+
+use seqlayers::backend::CpuAutodiff;
+use seqlayers::classifier::ModelKind;
+use seqlayers::experiments::{
+    ExperimentOptions, associative_recall, induction_head, induction_head_runs,
+};
+
+fn quick(dir: &std::path::Path) -> ExperimentOptions {
+    ExperimentOptions {
+        out_dir: dir.to_path_buf(),
+        progress: false,
+        ..ExperimentOptions::default()
+    }
+    .quick()
+}
+
+fn read(dir: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn induction_head_quick_writes_every_output() {
+    let dir = std::env::temp_dir().join(format!("seqlayers-ih-{}", std::process::id()));
+    let options = quick(&dir);
+    let outcomes = induction_head::<CpuAutodiff>(&options, &Default::default()).unwrap();
+    // 6 models × τ ∈ {1, 5}
+    assert_eq!(outcomes.len(), 12);
+    for o in &outcomes {
+        let lens: Vec<usize> = o.lengths.iter().map(|l| l.len).collect();
+        let t = o.run.task.delay;
+        assert_eq!(lens, vec![t + 2, 16, 32, 48]);
+        assert!(
+            o.lengths
+                .iter()
+                .all(|l| (0.0..=1.0).contains(&l.accuracy) && l.samples == 32)
+        );
+        assert_eq!(o.report.curve.first().map(|p| p.step), Some(0));
+        assert!(o.report.steps_run <= 20 && o.report.steps_run > 0);
+        assert!(o.params > 0);
+    }
+    let summary = read(&dir, "summary.csv");
+    assert_eq!(summary.lines().count(), 13, "{summary}");
+    assert_eq!(read(&dir, "lengths.csv").lines().count(), 1 + 12 * 4);
+    let report = read(&dir, "report.md");
+    for model in ModelKind::ALL.iter().take(6) {
+        assert!(report.contains(model.name()), "report misses {model}");
+    }
+    assert!(report.contains("Effect of the delay"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn associative_recall_quick_writes_every_output() {
+    let dir = std::env::temp_dir().join(format!("seqlayers-ar-{}", std::process::id()));
+    let mut options = quick(&dir);
+    options.dims = vec![8, 16]; // keep the "large d" runs small in the smoke test
+    let outcomes = associative_recall::<CpuAutodiff>(&options, &Default::default()).unwrap();
+    // P2: 4 models × 3 M; P3: 3 M + the τ = 10 run
+    assert_eq!(outcomes.len(), 16);
+    assert_eq!(outcomes.iter().filter(|o| o.run.task.dim == 16).count(), 4);
+    let long = outcomes.last().unwrap();
+    assert_eq!((long.run.task.n_queries, long.run.task.delay), (16, 10));
+    let report = read(&dir, "report.md");
+    assert!(report.contains("Problem 2") && report.contains("Problem 3"));
+    assert!(report.contains("Effect of the width d"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn runs_follow_the_options() {
+    let options = ExperimentOptions {
+        models: vec![ModelKind::Mamba],
+        delays: vec![3],
+        ..ExperimentOptions::default()
+    };
+    let runs = induction_head_runs(&options);
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(
+        (
+            run.task.delay,
+            run.task.n_queries,
+            run.task.dim,
+            run.task.vocab
+        ),
+        (3, 1, 8, 16)
+    );
+    assert_eq!(run.eval_lengths.first(), Some(&5));
+    assert_eq!(run.eval_lengths.last(), Some(&192));
+    assert_eq!(run.eval_lengths.len(), 188);
+}
