@@ -5,7 +5,9 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod backend;
 pub mod error;
+pub mod position;
 
 pub use error::{Result, SeqError};
