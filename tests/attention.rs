@@ -629,3 +629,13 @@ fn every_configuration_error_is_returned() {
         .unwrap_err();
     assert!(matches!(err, SeqError::ShapeMismatch { .. }), "{err:?}");
 }
+
+/// Cloning a freshly built layer keeps its weights (Burn's lazy initialisation would otherwise
+/// re-draw them per clone), so ablations built by cloning compare like with like.
+#[test]
+fn clones_share_weights() {
+    let attn = AttentionConfig::new(8, 2).try_init::<Cpu>(&dev()).unwrap();
+    let copy = attn.clone();
+    let x = tensor3(random_input(13, 1, 4, 8), [1, 4, 8]);
+    assert_eq!(values(attn.forward(x.clone())), values(copy.forward(x)));
+}

@@ -114,7 +114,7 @@ impl AttentionConfig {
         self.validate()?;
         let d = self.d_model;
         let p = self.sharing.n_projections();
-        Ok(MultiHeadAttention {
+        let attention = MultiHeadAttention {
             qkv: LinearConfig::new(d, p * d)
                 .with_bias(self.bias)
                 .init(device),
@@ -126,7 +126,16 @@ impl AttentionConfig {
             causal: self.causal,
             masking: self.masking,
             sharing: self.sharing,
-        })
+        };
+        // Burn initialises parameters lazily and a clone of a never-read parameter draws its
+        // own random values; reading every parameter once makes clones share their weights.
+        for linear in [&attention.qkv, &attention.output] {
+            let _ = linear.weight.val();
+            if let Some(bias) = &linear.bias {
+                let _ = bias.val();
+            }
+        }
+        Ok(attention)
     }
 
     /// Like [`try_init`](Self::try_init) but panics with the validation message; for

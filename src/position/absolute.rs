@@ -59,6 +59,9 @@ impl<B: Backend> AbsolutePosition<B> {
                     std: LEARNED_INIT_STD,
                 };
                 let table = init.init_with([max_len, d_model], None, None, device);
+                // Materialise now so that clones of the module share the table (Burn's lazy
+                // parameters would otherwise re-draw it per clone).
+                let _ = table.val();
                 (Some(table), AbsoluteKind::Learned(out_of_range))
             }
             PositionEncoding::Sinusoidal { base } => (None, AbsoluteKind::Sinusoidal(base)),
