@@ -5,12 +5,16 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod backend;
 pub mod classifier;
 pub mod data;
 pub mod error;
 pub mod experiments;
+pub mod position;
+pub mod ssm;
 pub mod stack;
 pub mod train;
 
+pub use burn;
 pub use error::{Result, SeqError};

@@ -1,0 +1,147 @@
+//! Configuration of [`MultiHeadAttention`] and its ablation switches.
+
+use burn::config::Config;
+use burn::nn::LinearConfig;
+use burn::tensor::backend::Backend;
+
+use super::MultiHeadAttention;
+use crate::error::{SeqError, ensure_nonzero};
+use crate::position::PositionEncoding;
+
+/// Where the causal mask is applied.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum CausalMasking {
+    /// Correct masking: future scores are set to `−∞` before the softmax, so each row is a
+    /// distribution over the visible keys only.
+    PreSoftmax,
+    /// Ablation ("naive" masking): the softmax runs over *all* keys and the future weights
+    /// are zeroed afterwards. The surviving weights are not renormalised, and their
+    /// denominator `Σ_j exp(A_ij)` still contains the future keys, so information leaks from
+    /// the future into every output.
+    NaivePostSoftmax,
+}
+
+/// Which of the query/key/value projections share weights (ablation).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum QkvSharing {
+    /// Three separate projections `W_Q, W_K, W_V` (standard).
+    Separate,
+    /// `W_Q = W_K` (symmetric scores), separate `W_V`.
+    SharedQK,
+    /// `W_K = W_V`, separate `W_Q`.
+    SharedKV,
+    /// `W_Q = W_K = W_V`.
+    SharedQKV,
+}
+
+impl QkvSharing {
+    /// Number of distinct `D×D` projection blocks `P` in the fused matrix.
+    pub fn n_projections(self) -> usize {
+        match self {
+            Self::Separate => 3,
+            Self::SharedQK | Self::SharedKV => 2,
+            Self::SharedQKV => 1,
+        }
+    }
+
+    /// Block index of `(W_Q, W_K, W_V)` inside the fused `[D, P·D]` matrix.
+    pub fn blocks(self) -> (usize, usize, usize) {
+        match self {
+            Self::Separate => (0, 1, 2),
+            Self::SharedQK => (0, 0, 1),
+            Self::SharedKV => (0, 1, 1),
+            Self::SharedQKV => (0, 0, 0),
+        }
+    }
+}
+
+/// Configuration of a multi-head attention layer.
+///
+/// ```
+/// use seqlayers::attention::AttentionConfig;
+/// use seqlayers::backend::Cpu;
+/// use seqlayers::position::PositionEncoding;
+///
+/// let attn = AttentionConfig::new(8, 2)
+///     .with_position(PositionEncoding::rope())
+///     .try_init::<Cpu>(&Default::default())
+///     .unwrap();
+/// assert_eq!(attn.d_head, 4);
+/// ```
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Model width `D`.
+    pub d_model: usize,
+    /// Number of heads `H`; must divide `D`.
+    pub n_heads: usize,
+    /// Position encoding. Relative kinds (RoPE, ALiBi, Hard-ALiBi) act inside the layer;
+    /// absolute kinds (learned, sinusoidal) are applied at the model input and ignored here.
+    #[config(default = "PositionEncoding::None")]
+    pub position: PositionEncoding,
+    /// Mask future keys in self-attention.
+    #[config(default = true)]
+    pub causal: bool,
+    /// Add a bias to the Q/K/V and output projections.
+    #[config(default = true)]
+    pub bias: bool,
+    /// Where the causal mask is applied (ablation switch).
+    #[config(default = "CausalMasking::PreSoftmax")]
+    pub masking: CausalMasking,
+    /// Weight sharing between the Q/K/V projections (ablation switch).
+    #[config(default = "QkvSharing::Separate")]
+    pub sharing: QkvSharing,
+}
+
+impl AttentionConfig {
+    /// Checks every field: non-zero sizes, `H | D`, and the position encoding against the
+    /// head layout (even `d_head` for RoPE, at most `H` windowed heads for Hard-ALiBi).
+    pub fn validate(&self) -> crate::Result<()> {
+        ensure_nonzero("d_model", self.d_model)?;
+        ensure_nonzero("n_heads", self.n_heads)?;
+        if self.d_model % self.n_heads != 0 {
+            return Err(SeqError::HeadsDoNotDivide {
+                d_model: self.d_model,
+                n_heads: self.n_heads,
+            });
+        }
+        self.position
+            .validate_for_heads(self.n_heads, self.d_model / self.n_heads)
+    }
+
+    /// Validates the configuration and builds the layer with PyTorch-style
+    /// `U(±1/√D)` weights and biases.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<MultiHeadAttention<B>> {
+        self.validate()?;
+        let d = self.d_model;
+        let p = self.sharing.n_projections();
+        let attention = MultiHeadAttention {
+            qkv: LinearConfig::new(d, p * d)
+                .with_bias(self.bias)
+                .init(device),
+            output: LinearConfig::new(d, d).with_bias(self.bias).init(device),
+            d_model: d,
+            n_heads: self.n_heads,
+            d_head: d / self.n_heads,
+            position: self.position.clone(),
+            causal: self.causal,
+            masking: self.masking,
+            sharing: self.sharing,
+        };
+        // Burn initialises parameters lazily and a clone of a never-read parameter draws its
+        // own random values; reading every parameter once makes clones share their weights.
+        for linear in [&attention.qkv, &attention.output] {
+            let _ = linear.weight.val();
+            if let Some(bias) = &linear.bias {
+                let _ = bias.val();
+            }
+        }
+        Ok(attention)
+    }
+
+    /// Like [`try_init`](Self::try_init) but panics with the validation message; for
+    /// configurations known to be valid.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> MultiHeadAttention<B> {
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("invalid AttentionConfig: {e}"))
+    }
+}

@@ -1,0 +1,256 @@
+//! The multi-head attention layer.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::{Bool, Tensor};
+
+use super::{CausalMasking, KvCache, QkvSharing, ScoreMask, scaled_dot_product_attention};
+use crate::error::{Result, SeqError};
+use crate::position::{PositionEncoding, Rope};
+
+/// Multi-head scaled dot-product attention with a fused Q/K/V projection.
+///
+/// Build it with [`AttentionConfig::try_init`](super::AttentionConfig::try_init).
+#[derive(Module, Debug)]
+pub struct MultiHeadAttention<B: Backend> {
+    /// Fused projection `x ↦ x·[W_Q | W_K | W_V] + b`, weight `[D, P·D]` where `P` is the
+    /// number of distinct projections (3, or fewer when shared; see [`QkvSharing::blocks`]).
+    pub qkv: Linear<B>,
+    /// Output projection `W_O`, `[D, D]`.
+    pub output: Linear<B>,
+    /// Model width `D`.
+    pub d_model: usize,
+    /// Number of heads `H`.
+    pub n_heads: usize,
+    /// Per-head width `d_head = D / H`.
+    pub d_head: usize,
+    /// Position encoding (only the relative kinds act here).
+    pub position: PositionEncoding,
+    /// Causal self-attention.
+    pub causal: bool,
+    /// Where the causal mask is applied.
+    pub masking: CausalMasking,
+    /// Q/K/V weight sharing.
+    pub sharing: QkvSharing,
+}
+
+impl<B: Backend> MultiHeadAttention<B> {
+    /// Self-attention over `x` `[B, L, D]` → `[B, L, D]` (causal if configured).
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_masked(x, None)
+    }
+
+    /// Self-attention with an optional key padding mask `[B, L]` (`true` = padding token,
+    /// never attended to).
+    pub fn forward_masked(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 3> {
+        self.self_attention(x, padding).0
+    }
+
+    /// Attention weights `A'` `[B, H, L, L]` of a self-attention call (for plots).
+    pub fn attention_weights(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 4> {
+        self.self_attention(x, padding).1
+    }
+
+    /// Self-attention returning both the output `[B, L, D]` and the weights `[B, H, L, L]`.
+    pub fn self_attention(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Option<Tensor<B, 2, Bool>>,
+    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
+        let [_, len, _] = x.dims();
+        let device = x.device();
+        let (q, k, v) = self.project_self(x); // 3 × [B, H, L, d_head]
+        let (q, k) = self.rotate(q, k, 0, 0);
+        let mask = ScoreMask::for_self_attention(
+            &self.position,
+            self.n_heads,
+            self.causal,
+            self.masking,
+            0,
+            len,
+            len,
+            &device,
+        )
+        .with_key_padding(padding);
+        self.attend(q, k, v, &mask)
+    }
+
+    /// Cross-attention: queries from `queries` `[B, Lq, D]`, keys and values from `context`
+    /// `[B, Lk, D]` (e.g. decoder over encoder states) → `[B, Lq, D]`.
+    ///
+    /// Never causal and without position encoding: the two sequences' positions are not
+    /// comparable (positions enter through each sequence's own self-attention/embeddings).
+    /// `context_padding` `[B, Lk]` marks padded context tokens (`true`).
+    pub fn forward_cross(
+        &self,
+        queries: Tensor<B, 3>,
+        context: Tensor<B, 3>,
+        context_padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Tensor<B, 3> {
+        let (q, k, v) = self.project_cross(queries, context);
+        let mask = ScoreMask::none().with_key_padding(context_padding);
+        self.attend(q, k, v, &mask).0
+    }
+
+    /// Incremental causal decoding: attends the new tokens `x` `[B, T, D]` (usually `T = 1`)
+    /// to everything in `cache` plus themselves, appends their keys/values, and returns
+    /// `[B, T, D]`. Feeding a sequence in pieces gives the outputs of one causal
+    /// [`forward`](Self::forward) (up to rounding) for every position encoding, including the
+    /// naive masking ablation when `T = 1` (a single new token has no future to leak).
+    ///
+    /// Errors when the layer is not causal or the batch size differs from the cache's.
+    pub fn forward_step(&self, x: Tensor<B, 3>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
+        if !self.causal {
+            return Err(SeqError::InvalidConfig(
+                "incremental decoding needs causal self-attention; set `causal = true`".into(),
+            ));
+        }
+        let [batch, len, _] = x.dims();
+        if let Some(cached) = cache.batch_size()
+            && cached != batch
+        {
+            return Err(SeqError::ShapeMismatch {
+                what: "batch size of forward_step input vs its KvCache",
+                expected: cached.to_string(),
+                got: batch.to_string(),
+            });
+        }
+        let offset = cache.len();
+        let device = x.device();
+        let (q, k, v) = self.project_self(x); // 3 × [B, H, T, d_head]
+        let (q, k) = self.rotate(q, k, offset, offset);
+        let (k, v) = cache.append(k, v); // 2 × [B, H, offset + T, d_head]
+        let mask = ScoreMask::for_self_attention(
+            &self.position,
+            self.n_heads,
+            true,
+            self.masking,
+            offset,
+            len,
+            offset + len,
+            &device,
+        );
+        Ok(self.attend(q, k, v, &mask).0)
+    }
+
+    /// `[B, L, D]` → `[B, H, L, d_head]`.
+    fn split_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
+        let [b, l, _] = x.dims();
+        x.reshape([b, l, self.n_heads, self.d_head]) // [B, L, H, d_head]
+            .swap_dims(1, 2) // [B, H, L, d_head]
+    }
+
+    /// `[B, H, L, d_head]` → `[B, L, D]`.
+    fn merge_heads(&self, x: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [b, _, l, _] = x.dims();
+        x.swap_dims(1, 2) // [B, L, H, d_head]
+            .reshape([b, l, self.d_model]) // [B, L, D]
+    }
+
+    /// Picks Q, K, V out of the projected blocks `[B, L, n·D]` (block `i` ↦ `blocks[i]`).
+    fn pick(
+        &self,
+        projected: Tensor<B, 3>,
+        first_block: usize,
+        wanted: &[usize],
+    ) -> Vec<Tensor<B, 4>> {
+        let d = self.d_model;
+        let mut heads: Vec<(usize, Tensor<B, 4>)> = Vec::with_capacity(wanted.len());
+        wanted
+            .iter()
+            .map(|&block| {
+                if let Some((_, t)) = heads.iter().find(|(b, _)| *b == block) {
+                    return t.clone();
+                }
+                let part = projected.clone().narrow(2, (block - first_block) * d, d); // [B, L, D]
+                let t = self.split_heads(part); // [B, H, L, d_head]
+                heads.push((block, t.clone()));
+                t
+            })
+            .collect()
+    }
+
+    /// One fused projection of `x` `[B, L, D]` into Q, K, V, each `[B, H, L, d_head]`.
+    fn project_self(&self, x: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let (qb, kb, vb) = self.sharing.blocks();
+        let projected = self.qkv.forward(x); // [B, L, P·D]
+        let mut qkv = self.pick(projected, 0, &[qb, kb, vb]).into_iter();
+        let (q, k, v) = (qkv.next(), qkv.next(), qkv.next());
+        (
+            q.expect("3 blocks"),
+            k.expect("3 blocks"),
+            v.expect("3 blocks"),
+        )
+    }
+
+    /// Q from `queries` `[B, Lq, D]`, K and V from `context` `[B, Lk, D]`, using the matching
+    /// column blocks of the fused weight.
+    fn project_cross(
+        &self,
+        queries: Tensor<B, 3>,
+        context: Tensor<B, 3>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let d = self.d_model;
+        let (qb, kb, vb) = self.sharing.blocks();
+        let (lo, hi) = (kb.min(vb), kb.max(vb));
+        let weight = self.qkv.weight.val(); // [D, P·D]
+        let bias = self.qkv.bias.as_ref().map(|b| b.val()); // [P·D]
+        let columns = |start: usize, blocks: usize| {
+            (
+                weight.clone().narrow(1, start * d, blocks * d),
+                bias.clone().map(|b| b.narrow(0, start * d, blocks * d)),
+            )
+        };
+        let (wq, bq) = columns(qb, 1);
+        let q = self.split_heads(linear(queries, wq, bq)); // [B, H, Lq, d_head]
+        let (wkv, bkv) = columns(lo, hi - lo + 1);
+        let projected = linear(context, wkv, bkv); // [B, Lk, (hi−lo+1)·D]
+        let mut kv = self.pick(projected, lo, &[kb, vb]).into_iter();
+        let (k, v) = (kv.next(), kv.next());
+        (q, k.expect("2 blocks"), v.expect("2 blocks"))
+    }
+
+    /// Applies RoPE (if configured) to queries at `q_offset` and keys at `k_offset`.
+    fn rotate(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        q_offset: usize,
+        k_offset: usize,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        match self.position {
+            PositionEncoding::Rope { base } => {
+                let rope = Rope {
+                    d_head: self.d_head,
+                    base,
+                };
+                (rope.apply(q, q_offset), rope.apply(k, k_offset))
+            }
+            _ => (q, k),
+        }
+    }
+
+    /// Scaled dot-product attention on split heads, head merge and output projection.
+    fn attend(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        mask: &ScoreMask<B>,
+    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
+        let scale = 1.0 / (self.d_head as f32).sqrt();
+        let out = scaled_dot_product_attention(q, k, v, scale, mask);
+        let merged = self.merge_heads(out.context); // [B, L, D]
+        (self.output.forward(merged), out.weights) // [B, L, D], [B, H, Lq, Lk]
+    }
+}

@@ -1,0 +1,34 @@
+//! Multi-head scaled dot-product attention written from tensor primitives.
+//!
+//! `Attention(Q, K, V) = softmax(Q·Kᵀ/√d_head + bias) · V` per head, with heads split from and
+//! merged back into the model width, a fused Q/K/V projection and an output projection.
+//! Self-attention, cross-attention (queries from one sequence, keys/values from another),
+//! causal and padding masks, the relative position encodings of [`crate::position`]
+//! (RoPE on Q/K, ALiBi/Hard-ALiBi as a score bias), incremental decoding with a [`KvCache`],
+//! and two ablations: naive post-softmax causal masking and shared Q/K/V projections.
+//!
+//! # Glossary
+//! | symbol | meaning | shape |
+//! |---|---|---|
+//! | `B`, `L`, `D` | batch, sequence length, model width `d_model` | |
+//! | `H`, `d_head` | heads and per-head width, `D = H·d_head` | |
+//! | `x` | layer input (queries' sequence) | `[B, L, D]` |
+//! | `c` | context for cross-attention (keys'/values' sequence) | `[B, Lk, D]` |
+//! | `W_Q, W_K, W_V` | projections, stored fused as one `[D, P·D]` matrix | |
+//! | `Q, K, V` | projected queries, keys, values after the head split | `[B, H, L, d_head]` |
+//! | `A = Q·Kᵀ/√d_head + bias` | pre-softmax scores | `[B, H, Lq, Lk]` |
+//! | `A' = softmax(A)` | attention weights (rows sum to 1) | `[B, H, Lq, Lk]` |
+//! | `O = A'·V`, `W_O` | per-head output, output projection | `[B, L, D]` after merge |
+//! | `MASKED` | score given to a masked pair, effectively `−∞` | |
+
+mod cache;
+mod config;
+mod mask;
+mod mha;
+mod sdpa;
+
+pub use cache::KvCache;
+pub use config::{AttentionConfig, CausalMasking, QkvSharing};
+pub use mask::{ScoreMask, causal_keep, causal_mask_bias};
+pub use mha::MultiHeadAttention;
+pub use sdpa::{AttentionOutput, MASKED, scaled_dot_product_attention};

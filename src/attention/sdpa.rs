@@ -1,0 +1,59 @@
+//! The attention primitive: `softmax(s·Q·Kᵀ + bias)·V` on already split heads.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+
+use super::ScoreMask;
+
+/// Score of a masked query/key pair: effectively `−∞`.
+///
+/// `exp(MASKED − max)` underflows to exactly `0` in f32, so every row with at least one
+/// visible key gets precisely the weights of a `−∞` mask. Being finite, a row whose keys are
+/// *all* masked (e.g. a left-padded query under a causal mask) gets finite weights instead of
+/// `0/0 = NaN`, which would otherwise poison the gradients of the whole batch.
+pub const MASKED: f32 = -1.0e30;
+
+/// Output of [`scaled_dot_product_attention`].
+#[derive(Debug, Clone)]
+pub struct AttentionOutput<B: Backend> {
+    /// Per-head outputs `O = A'·V`, `[B, H, Lq, d_v]`.
+    pub context: Tensor<B, 4>,
+    /// Attention weights `A'`, `[B, H, Lq, Lk]` (rows sum to 1 unless naive masking zeroed
+    /// some entries).
+    pub weights: Tensor<B, 4>,
+}
+
+/// Scaled dot-product attention from primitives.
+///
+/// 1. `A = (scale·Q)·Kᵀ` — pairwise similarities (the scale is applied to `Q`, the smaller
+///    tensor, which is the same as scaling `A`);
+/// 2. `A += bias` (masks as [`MASKED`], position biases), padded keys set to [`MASKED`];
+/// 3. `A' = softmax(A)` over the keys;
+/// 4. `A' ⊙= keep` for naive post-softmax masking (if set);
+/// 5. `O = A'·V`.
+///
+/// Shapes: `q` `[B, H, Lq, d_k]`, `k` `[B, H, Lk, d_k]`, `v` `[B, H, Lk, d_v]`.
+pub fn scaled_dot_product_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    scale: f32,
+    mask: &ScoreMask<B>,
+) -> AttentionOutput<B> {
+    let q = q.mul_scalar(scale); // [B, H, Lq, d_k]
+    let mut scores = q.matmul(k.swap_dims(2, 3)); // [B, H, Lq, Lk]
+    if let Some(bias) = &mask.bias {
+        scores = scores + bias.clone(); // [B, H, Lq, Lk] (bias broadcast over B and maybe H)
+    }
+    if let Some(padding) = &mask.key_padding {
+        let [b, lk] = padding.dims();
+        scores = scores.mask_fill(padding.clone().reshape([b, 1, 1, lk]), MASKED); // [B, H, Lq, Lk]
+    }
+    let mut weights = softmax(scores, 3); // [B, H, Lq, Lk]
+    if let Some(keep) = &mask.keep_after_softmax {
+        weights = weights * keep.clone(); // [B, H, Lq, Lk]
+    }
+    let context = weights.clone().matmul(v); // [B, H, Lq, d_v]
+    AttentionOutput { context, weights }
+}
