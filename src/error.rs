@@ -87,7 +87,9 @@ pub enum SeqError {
     InvalidConfig(String),
 
     /// Training diverged (loss became NaN or infinite).
-    #[error("training diverged at step {step}: loss = {loss}; lower the learning rate or check inputs")]
+    #[error(
+        "training diverged at step {step}: loss = {loss}; lower the learning rate or check inputs"
+    )]
     Diverged {
         /// Step at which it happened.
         step: usize,
