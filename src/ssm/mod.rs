@@ -9,9 +9,11 @@
 //! `h_t = Ā_t ⊙ h_{t−1} + B̄_t x_t`, `y_t = ⟨h_t, C_t⟩ + D ⊙ x_t` four ways.
 
 pub mod discretization;
+pub mod mamba;
 pub mod scan;
 
 pub use discretization::Discretization;
+pub use mamba::{Mamba, MambaBlock, MambaConfig, MambaState};
 pub use scan::{
     ScanKind, SelectiveScanInput, SsmBackend, scan_parallel, scan_sequential, selective_scan,
 };
