@@ -1,0 +1,96 @@
+//! Times one Mamba training step (forward + backward, no optimizer) on the CPU backend.
+//!
+//! Workload of the associative-recall task: 2 residual Mamba blocks, batch 64, length 64,
+//! `N = 16`, `K = 4`, `expand = 2`, at `d_model` 8 (E = 16) and 64 (E = 128), with the fused and
+//! the sequential scans. Prints the median and minimum milliseconds per step.
+//!
+//! ```text
+//! CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --example mamba_speed            # all cases
+//! CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --example mamba_speed -- 8 fused # one case
+//! ```
+//! (`CARGO_PROFILE_DEV_OPT_LEVEL=3` optimises this crate like the dependencies already are, so
+//! no release rebuild of Burn is needed.)
+
+use std::time::Instant;
+
+use burn::tensor::{Distribution, Tensor};
+use seqlayers::backend::{Cpu, CpuAutodiff};
+use seqlayers::ssm::mamba::{MambaBlock, MambaConfig};
+use seqlayers::ssm::scan::ScanKind;
+
+const BATCH: usize = 64;
+const LEN: usize = 64;
+const LAYERS: usize = 2;
+
+fn step(blocks: &[MambaBlock<CpuAutodiff>], x: Tensor<CpuAutodiff, 3>) {
+    let mut h = x;
+    for block in blocks {
+        h = block.forward(h); // [B, L, D]
+    }
+    let loss = h.powf_scalar(2.0).mean(); // [1]
+    let grads = loss.backward();
+    std::hint::black_box(grads);
+}
+
+fn time_case(d_model: usize, scan: ScanKind, iters: usize) -> (f64, f64) {
+    let device = Default::default();
+    <CpuAutodiff as burn::tensor::backend::Backend>::seed(&device, 0);
+    let cfg = MambaConfig::new(d_model).with_scan(scan);
+    let blocks: Vec<MambaBlock<CpuAutodiff>> = (0..LAYERS)
+        .map(|_| cfg.try_init_block(&device).expect("valid config"))
+        .collect();
+    let x = Tensor::<Cpu, 3>::random(
+        [BATCH, LEN, d_model],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let x = Tensor::<CpuAutodiff, 3>::from_inner(x).require_grad();
+    for _ in 0..3 {
+        step(&blocks, x.clone());
+    }
+    let mut ms: Vec<f64> = (0..iters)
+        .map(|_| {
+            let t0 = Instant::now();
+            step(&blocks, x.clone());
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    (ms[ms.len() / 2], ms[0])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dims: Vec<usize> = match args.first() {
+        Some(d) => vec![d.parse().expect("first argument: d_model")],
+        None => vec![8, 64],
+    };
+    let scans: Vec<(&str, ScanKind)> = match args.get(1).map(String::as_str) {
+        Some("fused") => vec![("fused", ScanKind::Fused)],
+        Some("sequential") => vec![("sequential", ScanKind::Sequential)],
+        Some("parallel") => vec![("parallel", ScanKind::Parallel)],
+        Some(other) => panic!("unknown scan {other}: use fused | sequential | parallel"),
+        None => vec![
+            ("fused", ScanKind::Fused),
+            ("sequential", ScanKind::Sequential),
+        ],
+    };
+    println!(
+        "Mamba training step (fwd+bwd), {LAYERS} blocks, batch {BATCH}, L {LEN}, N 16, K 4, expand 2"
+    );
+    println!(
+        "{:>8} {:>11} {:>12} {:>10}",
+        "d_model", "scan", "median ms", "min ms"
+    );
+    for &d in &dims {
+        for &(name, scan) in &scans {
+            let iters = if d >= 64 || scan == ScanKind::Sequential {
+                10
+            } else {
+                30
+            };
+            let (median, min) = time_case(d, scan, iters);
+            println!("{d:>8} {name:>11} {median:>12.2} {min:>10.2}");
+        }
+    }
+}

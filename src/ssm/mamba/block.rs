@@ -1,0 +1,73 @@
+//! [`MambaBlock`]: the pre-norm residual block `x + mixer(rmsnorm(x))` (RMSNorm eps 1e-5).
+
+use burn::module::Module;
+use burn::nn::RmsNorm;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+use super::mixer::Mamba;
+use super::state::MambaState;
+use crate::error::Result;
+use crate::ssm::scan::SsmBackend;
+
+/// A residual Mamba block, built by
+/// [`MambaConfig::try_init_block`](super::MambaConfig::try_init_block).
+///
+/// Checkpoint names: `layers.{i}.norm.weight` ↔ `norm.gamma`, `layers.{i}.mixer.*` ↔ `mixer.*`.
+#[derive(Module, Debug)]
+pub struct MambaBlock<B: Backend> {
+    /// Pre-norm over `d_model`.
+    pub norm: RmsNorm<B>,
+    /// The selective-SSM mixer.
+    pub mixer: Mamba<B>,
+}
+
+impl<B: Backend> MambaBlock<B> {
+    /// The state before the first token (the mixer's state; the norm is stateless).
+    pub fn zero_state(&self, batch: usize, device: &B::Device) -> MambaState<B> {
+        self.mixer.zero_state(batch, device)
+    }
+}
+
+impl<B: SsmBackend> MambaBlock<B> {
+    /// `x + mixer(rmsnorm(x))` from the zero state: `[B, L, D]` → `[B, L, D]`.
+    ///
+    /// # Panics
+    /// Like [`Mamba::forward`].
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        x.clone() + self.mixer.forward(self.norm.forward(x)) // [B, L, D]
+    }
+
+    /// [`Mamba::forward_with_state`] wrapped in the residual block. Padded positions return
+    /// their input unchanged (the mixer outputs zero there).
+    pub fn forward_with_state(
+        &self,
+        x: Tensor<B, 3>,
+        state: Option<MambaState<B>>,
+        mask: Option<Tensor<B, 2, Bool>>,
+    ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
+        let (y, state) =
+            self.mixer
+                .forward_with_state(self.norm.forward(x.clone()), state, mask)?; // [B, L, D]
+        Ok((x + y, state))
+    }
+
+    /// One token: `x_t + mixer.step(rmsnorm(x_t))`, `[B, D]` → `[B, D]`.
+    ///
+    /// # Panics
+    /// Like [`Mamba::step`].
+    pub fn step(&self, x_t: Tensor<B, 2>, state: MambaState<B>) -> (Tensor<B, 2>, MambaState<B>) {
+        let (y, state) = self.mixer.step(self.norm.forward(x_t.clone()), state); // [B, D]
+        (x_t + y, state)
+    }
+
+    /// [`MambaBlock::step`] returning a shape error instead of panicking.
+    pub fn try_step(
+        &self,
+        x_t: Tensor<B, 2>,
+        state: MambaState<B>,
+    ) -> Result<(Tensor<B, 2>, MambaState<B>)> {
+        let (y, state) = self.mixer.try_step(self.norm.forward(x_t.clone()), state)?; // [B, D]
+        Ok((x_t + y, state))
+    }
+}

@@ -1,0 +1,304 @@
+//! [`Mamba`]: the selective-SSM mixer (no norm, no residual) and its recurrent form.
+//!
+//! Parameter names match the reference checkpoint (`backbone.layers.{i}.mixer.*`) so a
+//! safetensors loader maps them 1:1:
+//!
+//! | checkpoint | here | layout change |
+//! |---|---|---|
+//! | `in_proj.weight [2E, D]` | `in_proj.weight [D, 2E]` | transpose (Burn Linear is `[in, out]`) |
+//! | `conv1d.weight [E, 1, K]` | `conv1d.weight [E, K]` | drop the middle axis |
+//! | `conv1d.bias [E]` | `conv1d.bias [E]` | — |
+//! | `x_proj.weight [R+2N, E]` | `x_proj.weight [E, R+2N]` | transpose |
+//! | `dt_proj.weight [E, R]`, `dt_proj.bias [E]` | `dt_proj.weight [R, E]`, `dt_proj.bias [E]` | transpose weight |
+//! | `A_log [E, N]` | `a_log [E, N]` | — |
+//! | `D [E]` | `d [E]` | — |
+//! | `out_proj.weight [D, E]` | `out_proj.weight [E, D]` | transpose |
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+use super::conv::CausalConv1d;
+use super::padding::PaddingPlan;
+use super::state::MambaState;
+use crate::error::{Result, SeqError};
+use crate::ssm::discretization::Discretization;
+use crate::ssm::scan::{ScanKind, SelectiveScanInput, SsmBackend, selective_scan};
+
+/// The Mamba mixer. Build it with [`MambaConfig::try_init`](super::MambaConfig::try_init).
+#[derive(Module, Debug)]
+pub struct Mamba<B: Backend> {
+    /// `u [.., D]` → `[x ; z] [.., 2E]` (first half `x`, second half the gate `z`).
+    pub in_proj: Linear<B>,
+    /// Depthwise causal convolution over `x`.
+    pub conv1d: CausalConv1d<B>,
+    /// `x [.., E]` → `[δ ; B ; C] [.., R + 2N]`.
+    pub x_proj: Linear<B>,
+    /// `δ [.., R]` → pre-softplus Δ `[.., E]` (bias = inverse-softplus Δ init).
+    pub dt_proj: Linear<B>,
+    /// `A_log [E, N]`; `A = −exp(A_log)`.
+    pub a_log: Param<Tensor<B, 2>>,
+    /// Skip `D [E]`.
+    pub d: Param<Tensor<B, 1>>,
+    /// `[.., E]` → `[.., D]`.
+    pub out_proj: Linear<B>,
+    pub(crate) d_model: usize,
+    pub(crate) d_inner: usize,
+    pub(crate) d_state: usize,
+    pub(crate) d_conv: usize,
+    pub(crate) dt_rank: usize,
+    pub(crate) scan: ScanKind,
+    pub(crate) discretization: Discretization,
+}
+
+impl<B: Backend> Mamba<B> {
+    /// Model width `D`.
+    pub fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    /// Inner width `E`.
+    pub fn d_inner(&self) -> usize {
+        self.d_inner
+    }
+
+    /// State size `N`.
+    pub fn d_state(&self) -> usize {
+        self.d_state
+    }
+
+    /// Convolution width `K`.
+    pub fn d_conv(&self) -> usize {
+        self.d_conv
+    }
+
+    /// Δ-projection rank `R`.
+    pub fn dt_rank(&self) -> usize {
+        self.dt_rank
+    }
+
+    /// The scan implementation used by [`Mamba::forward`].
+    pub fn scan(&self) -> ScanKind {
+        self.scan
+    }
+
+    /// The discretization used everywhere.
+    pub fn discretization(&self) -> Discretization {
+        self.discretization
+    }
+
+    /// The same mixer running another scan implementation (weights shared).
+    pub fn with_scan(mut self, scan: ScanKind) -> Self {
+        self.scan = scan;
+        self
+    }
+
+    /// The state before the first token for a batch of `batch` sequences.
+    pub fn zero_state(&self, batch: usize, device: &B::Device) -> MambaState<B> {
+        MambaState::zeros(batch, self.d_inner, self.d_conv, self.d_state, device)
+    }
+
+    /// `A = −exp(A_log)`, `[E, N]`.
+    fn a(&self) -> Tensor<B, 2> {
+        self.a_log.val().exp().neg() // [E, N]
+    }
+}
+
+impl<B: SsmBackend> Mamba<B> {
+    /// Runs the mixer on a whole sequence from the zero state: `[B, L, D]` → `[B, L, D]`.
+    ///
+    /// # Panics
+    /// If `x` is not `[B, L, d_model]` with `B, L > 0` (use
+    /// [`Mamba::forward_with_state`] for a `Result`).
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self.forward_with_state(x, None, None) {
+            Ok((y, _)) => y,
+            Err(e) => panic!("Mamba::forward: {e}"),
+        }
+    }
+
+    /// Runs the mixer on `x: [B, L, D]` starting from `state` (zero state if `None`), treating
+    /// positions where `mask: [B, L]` is `false` as padding (identity steps, zero output).
+    /// Returns the output `[B, L, D]` and the state after the last real token, so that
+    /// `forward(x[..a])` then `forward(x[a..])` from the returned state equals `forward(x)`.
+    pub fn forward_with_state(
+        &self,
+        x: Tensor<B, 3>,
+        state: Option<MambaState<B>>,
+        mask: Option<Tensor<B, 2, Bool>>,
+    ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
+        let [batch, len, d_model] = x.dims();
+        self.check_input(batch, len, d_model)?;
+        let (e, n, k, r) = (self.d_inner, self.d_state, self.d_conv, self.dt_rank);
+        let device = x.device();
+        if let Some(s) = &state {
+            s.check(batch, e, k, n)?;
+        }
+        let plan = match mask {
+            Some(m) => {
+                if m.dims() != [batch, len] {
+                    return Err(SeqError::ShapeMismatch {
+                        what: "padding mask [B, L]",
+                        expected: format!("{:?}", [batch, len]),
+                        got: format!("{:?}", m.dims()),
+                    });
+                }
+                Some(PaddingPlan::new(m))
+            }
+            None => None,
+        };
+        let (conv_prev, h0) = match state {
+            Some(s) => (s.conv.swap_dims(1, 2), Some(s.ssm)), // [B, K-1, E], [B, E, N]
+            None => (Tensor::zeros([batch, k - 1, e], &device), None),
+        };
+
+        let xz = self.in_proj.forward(x); // [B, L, 2E]
+        let xs = xz.clone().narrow(2, 0, e); // [B, L, E]
+        let z = xz.narrow(2, e, e); // [B, L, E]
+
+        // Depthwise causal convolution over [previous K-1 inputs ; this chunk].
+        let xs = match &plan {
+            Some(p) => p.to_real_first(xs),
+            None => xs,
+        }; // [B, L, E]
+        let x_ext = if k > 1 {
+            Tensor::cat(vec![conv_prev, xs], 1) // [B, K-1+L, E]
+        } else {
+            xs
+        };
+        let conv_next = match &plan {
+            _ if k == 1 => Tensor::zeros([batch, e, 0], &device), // no window to keep
+            Some(p) => p.last_window(x_ext.clone(), k - 1).swap_dims(1, 2),
+            None => x_ext.clone().narrow(1, len, k - 1).swap_dims(1, 2),
+        }; // [B, E, K-1]
+        let xc = self.conv1d.forward(x_ext); // [B, L, E]
+        let xc = match &plan {
+            Some(p) => p.from_real_first(xc),
+            None => xc,
+        }; // [B, L, E]
+        let xc = silu(xc); // [B, L, E]
+
+        // Input-dependent Δ, B, C.
+        let proj = self.x_proj.forward(xc.clone()); // [B, L, R+2N]
+        let dt_low = proj.clone().narrow(2, 0, r); // [B, L, R]
+        let b = proj.clone().narrow(2, r, n); // [B, L, N]
+        let c = proj.narrow(2, r + n, n); // [B, L, N]
+        let mut delta = softplus(self.dt_proj.forward(dt_low)); // [B, L, E]
+        if let Some(p) = &plan {
+            delta = delta * p.mask_bl1(); // padded: Δ = 0 → Ā = 1, B̄ = 0
+        }
+
+        let (y, h_last) = selective_scan(
+            self.scan,
+            self.discretization,
+            SelectiveScanInput {
+                x: xc,
+                delta,
+                a: self.a(),
+                b,
+                c,
+                d: Some(self.d.val()),
+                h0,
+            },
+        )?; // [B, L, E], [B, E, N]
+
+        let mut out = self.out_proj.forward(y * silu(z)); // [B, L, D]
+        if let Some(p) = &plan {
+            out = out * p.mask_bl1(); // [B, L, D]
+        }
+        Ok((
+            out,
+            MambaState {
+                conv: conv_next,
+                ssm: h_last,
+            },
+        ))
+    }
+
+    /// One token of recurrent inference: `x_t: [B, D]` → `([B, D], next state)`.
+    ///
+    /// # Panics
+    /// If `x_t` or `state` do not match the mixer's sizes (see [`Mamba::try_step`]).
+    pub fn step(&self, x_t: Tensor<B, 2>, state: MambaState<B>) -> (Tensor<B, 2>, MambaState<B>) {
+        match self.try_step(x_t, state) {
+            Ok(r) => r,
+            Err(e) => panic!("Mamba::step: {e}"),
+        }
+    }
+
+    /// [`Mamba::step`] returning a shape error instead of panicking.
+    ///
+    /// Written with plain tensor ops (no scan): `h ← Ā ⊙ h + B̄ x`, `y = h·C + D x`, using
+    /// [`Discretization::tensors`] for `(Ā, B̄)`.
+    pub fn try_step(
+        &self,
+        x_t: Tensor<B, 2>,
+        state: MambaState<B>,
+    ) -> Result<(Tensor<B, 2>, MambaState<B>)> {
+        let [batch, d_model] = x_t.dims();
+        self.check_input(batch, 1, d_model)?;
+        let (e, n, k, r) = (self.d_inner, self.d_state, self.d_conv, self.dt_rank);
+        state.check(batch, e, k, n)?;
+
+        let xz = self.in_proj.forward(x_t); // [B, 2E]
+        let xs = xz.clone().narrow(1, 0, e); // [B, E]
+        let z = xz.narrow(1, e, e); // [B, E]
+
+        let (window, conv_next) = if k > 1 {
+            let window = Tensor::cat(vec![state.conv, xs.unsqueeze_dim(2)], 2); // [B, E, K]
+            let next = window.clone().narrow(2, 1, k - 1); // [B, E, K-1]
+            (window, next)
+        } else {
+            (xs.unsqueeze_dim(2), state.conv) // [B, E, 1], [B, E, 0]
+        };
+        let xc = silu(self.conv1d.step(window)); // [B, E]
+
+        let proj = self.x_proj.forward(xc.clone()); // [B, R+2N]
+        let dt_low = proj.clone().narrow(1, 0, r); // [B, R]
+        let b = proj.clone().narrow(1, r, n); // [B, N]
+        let c = proj.narrow(1, r + n, n); // [B, N]
+        let delta = softplus(self.dt_proj.forward(dt_low)); // [B, E]
+
+        let (a_bar, b_fac) = self
+            .discretization
+            .tensors(delta.unsqueeze_dim::<3>(1), self.a()); // [B, 1, E, N] each
+        let a_bar = a_bar.reshape([batch, e, n]); // [B, E, N]
+        let b_fac = b_fac.reshape([batch, e, n]); // [B, E, N]
+        let h =
+            a_bar * state.ssm + b_fac * b.unsqueeze_dim::<3>(1) * xc.clone().unsqueeze_dim::<3>(2); // [B, E, N]
+        let y = (h.clone() * c.unsqueeze_dim::<3>(1))
+            .sum_dim(2)
+            .reshape([batch, e]) // [B, E]
+            + xc * self.d.val().unsqueeze::<2>(); // [B, E]
+        let out = self.out_proj.forward(y * silu(z)); // [B, D]
+        Ok((
+            out,
+            MambaState {
+                conv: conv_next,
+                ssm: h,
+            },
+        ))
+    }
+
+    fn check_input(&self, batch: usize, len: usize, d_model: usize) -> Result<()> {
+        crate::error::ensure_nonzero("batch size", batch)?;
+        crate::error::ensure_nonzero("sequence length", len)?;
+        if d_model != self.d_model {
+            return Err(SeqError::ShapeMismatch {
+                what: "Mamba input features (d_model)",
+                expected: self.d_model.to_string(),
+                got: d_model.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `softplus(v) = ln(1 + eᵛ)`, returning `v` itself for `v > 20` like the reference (and
+/// without overflowing `eᵛ` in forward or backward).
+pub fn softplus<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tensor<B, D> {
+    let big = v.clone().greater_elem(20.0);
+    v.clone().clamp_max(20.0).exp().log1p().mask_where(big, v)
+}
