@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::prelude::*;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{LengthAccuracy, TrainConfig, TrainReport, evaluate_lengths, train};

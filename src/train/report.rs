@@ -116,7 +116,7 @@ pub fn findings(outcomes: &[RecallOutcome]) -> String {
             },
         );
         for o in &learned {
-            if !generalizers.iter().any(|g| std::ptr::eq(**g, **o)) {
+            if !generalizers.iter().any(|g| g.run.model == o.run.model) {
                 let _ = writeln!(
                     s,
                     "  - {} solves L but drops to {} on (L, 2L] and {} on (2L, 3L] (all lengths ≥ 90% only up to {}).",
