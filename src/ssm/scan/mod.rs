@@ -17,10 +17,15 @@
 //!   that never materializes `[B, L, E, N]`, with a hand-written recomputing backward.
 
 mod backend;
+mod fused_autodiff;
+mod fused_kernel;
+mod fused_ndarray;
 mod parallel;
 mod sequential;
 
-pub use backend::{FusedScanGrads, FusedScanInput, SsmBackend};
+pub use backend::{
+    FusedScanGrads, FusedScanInput, FusedScanOutput, SsmBackend, reference_backward,
+};
 pub use parallel::scan_parallel;
 pub use sequential::scan_sequential;
 
@@ -130,7 +135,7 @@ pub fn selective_scan<B: SsmBackend>(
         }
         ScanKind::Fused => {
             let prim = |t: Tensor<B, 3>| t.into_primitive().tensor();
-            let (y, h_last) = B::fused_scan_forward(
+            let out = B::fused_scan_forward(
                 disc,
                 FusedScanInput {
                     x: prim(x),
@@ -141,10 +146,11 @@ pub fn selective_scan<B: SsmBackend>(
                     d: d.map(|d| d.into_primitive().tensor()),
                     h0: h0.map(prim),
                 },
+                false,
             );
             (
-                Tensor::from_primitive(TensorPrimitive::Float(y)),
-                Tensor::from_primitive(TensorPrimitive::Float(h_last)),
+                Tensor::from_primitive(TensorPrimitive::Float(out.y)),
+                Tensor::from_primitive(TensorPrimitive::Float(out.h_last)),
             )
         }
     })
