@@ -16,11 +16,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::conv::CausalConv1d;
+use super::cpu_fast::{silu, softplus};
 use super::padding::PaddingPlan;
 use super::state::MambaState;
 use crate::error::{Result, SeqError};
@@ -294,11 +294,4 @@ impl<B: SsmBackend> Mamba<B> {
         }
         Ok(())
     }
-}
-
-/// `softplus(v) = ln(1 + eᵛ)`, returning `v` itself for `v > 20` like the reference (and
-/// without overflowing `eᵛ` in forward or backward).
-pub fn softplus<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tensor<B, D> {
-    let big = v.clone().greater_elem(20.0);
-    v.clone().clamp_max(20.0).exp().log1p().mask_where(big, v)
 }
