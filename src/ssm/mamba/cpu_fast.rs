@@ -65,7 +65,12 @@ impl Activation {
         match self {
             Activation::Silu => x / (1.0 + (-x).exp()),
             Activation::Softplus if x > 20.0 => x,
-            Activation::Softplus => x.exp().ln_1p(),
+            Activation::Softplus if x < -3.0 => {
+                // ln(1 + t) by its series for t = eˣ < 0.05 (next term t⁶/6 < 3e-9 · t).
+                let t = x.exp();
+                t * (1.0 - t * (0.5 - t * (1.0 / 3.0 - t * (0.25 - t * 0.2))))
+            }
+            Activation::Softplus => (1.0 + x.exp()).ln(),
         }
     }
 

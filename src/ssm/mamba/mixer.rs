@@ -100,6 +100,24 @@ impl<B: Backend> Mamba<B> {
         MambaState::zeros(batch, self.d_inner, self.d_conv, self.d_state, device)
     }
 
+    /// `in_proj` as two products with the column halves of its weight: `u [B, L, D]` →
+    /// `(x, z)`, each `[B, L, E]`. Same numbers as one product followed by a split, but the
+    /// backward slices the small `[D, 2E]` weight gradient instead of the `[B, L, 2E]` one.
+    fn in_proj_split(&self, u: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let e = self.d_inner;
+        let w = self.in_proj.weight.val(); // [D, 2E]
+        let half = |start: usize| {
+            let out = u
+                .clone()
+                .matmul(w.clone().narrow(1, start, e).unsqueeze::<3>()); // [B, L, E]
+            match &self.in_proj.bias {
+                Some(b) => out + b.val().narrow(0, start, e).unsqueeze::<3>(), // [B, L, E]
+                None => out,
+            }
+        };
+        (half(0), half(e))
+    }
+
     /// `A = −exp(A_log)`, `[E, N]`.
     fn a(&self) -> Tensor<B, 2> {
         self.a_log.val().exp().neg() // [E, N]
@@ -154,9 +172,7 @@ impl<B: SsmBackend> Mamba<B> {
             None => (Tensor::zeros([batch, k - 1, e], &device), None),
         };
 
-        let xz = self.in_proj.forward(x); // [B, L, 2E]
-        let xs = xz.clone().narrow(2, 0, e); // [B, L, E]
-        let z = xz.narrow(2, e, e); // [B, L, E]
+        let (xs, z) = self.in_proj_split(x); // [B, L, E] each
 
         // Depthwise causal convolution over [previous K-1 inputs ; this chunk].
         let xs = match &plan {
