@@ -46,6 +46,39 @@ pub fn softplus_tensor_ops<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tenso
     v.clone().clamp_max(20.0).exp().log1p().mask_where(big, v)
 }
 
+/// `silu'(x) = σ(x) (1 + x (1 − σ(x)))`.
+pub(super) fn silu_derivative(x: f32) -> f32 {
+    Activation::Silu.derivative(x)
+}
+
+/// A tensor of the caller's backend `B`, sorted by which concrete CPU backend it is.
+pub(super) enum Downcast<B: Backend, const D: usize> {
+    /// `B = CpuAutodiff`.
+    Autodiff(Tensor<CpuAutodiff, D>),
+    /// `B = Cpu`.
+    Plain(Tensor<Cpu, D>),
+    /// Any other backend.
+    Other(Tensor<B, D>),
+}
+
+impl<B: Backend, const D: usize> Downcast<B, D> {
+    pub(super) fn new(x: Tensor<B, D>) -> Self {
+        let any: Box<dyn Any> = Box::new(x);
+        let any = match any.downcast::<Tensor<CpuAutodiff, D>>() {
+            Ok(t) => return Downcast::Autodiff(*t),
+            Err(any) => any,
+        };
+        let any = match any.downcast::<Tensor<Cpu, D>>() {
+            Ok(t) => return Downcast::Plain(*t),
+            Err(any) => any,
+        };
+        match any.downcast::<Tensor<B, D>>() {
+            Ok(t) => Downcast::Other(*t),
+            Err(_) => unreachable!("a Tensor<B, D> is always a Tensor<B, D>"),
+        }
+    }
+}
+
 /// Which element-wise function.
 #[derive(Debug, Clone, Copy)]
 enum Activation {
@@ -105,28 +138,20 @@ impl Activation {
 
 /// Routes `x` to the kernel for `Cpu` / `CpuAutodiff`, to tensor ops otherwise.
 fn dispatch<B: Backend, const D: usize>(x: Tensor<B, D>, f: Activation) -> Tensor<B, D> {
-    let any: Box<dyn Any> = Box::new(x);
-    let any = match any.downcast::<Tensor<CpuAutodiff, D>>() {
-        Ok(t) => return cast(autodiff_forward(*t, f)),
-        Err(any) => any,
-    };
-    let any = match any.downcast::<Tensor<Cpu, D>>() {
-        Ok(t) => {
+    match Downcast::new(x) {
+        Downcast::Autodiff(t) => cast(autodiff_forward(t, f)),
+        Downcast::Plain(t) => {
             let prim = t.into_primitive().tensor();
-            return cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+            cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
                 f.forward(&prim),
-            )));
+            )))
         }
-        Err(any) => any,
-    };
-    match any.downcast::<Tensor<B, D>>() {
-        Ok(t) => f.tensor_ops(*t),
-        Err(_) => unreachable!("a Tensor<B, D> is always a Tensor<B, D>"),
+        Downcast::Other(t) => f.tensor_ops(t),
     }
 }
 
 /// Converts a tensor of the concrete backend back to the caller's `B` (same type at run time).
-fn cast<T: Any, U: Any>(t: T) -> U {
+pub(super) fn cast<T: Any, U: Any>(t: T) -> U {
     match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
         Ok(u) => *u,
         Err(_) => unreachable!("dispatch only casts a type to itself"),
@@ -167,7 +192,7 @@ fn autodiff_forward<const D: usize>(
 }
 
 /// Row-major `f32` values: borrowed when contiguous f32, copied otherwise.
-fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
+pub(super) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
     if let NdArrayTensor::F32(storage) = t {
         let view = storage.view();
         if let Some(slice) = view.to_slice() {

@@ -20,6 +20,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::conv::CausalConv1d;
+use super::cpu_conv::causal_conv_silu;
 use super::cpu_fast::{silu, softplus};
 use super::padding::PaddingPlan;
 use super::state::MambaState;
@@ -189,12 +190,11 @@ impl<B: SsmBackend> Mamba<B> {
             Some(p) => p.last_window(x_ext.clone(), k - 1).swap_dims(1, 2),
             None => x_ext.clone().narrow(1, len, k - 1).swap_dims(1, 2),
         }; // [B, E, K-1]
-        let xc = self.conv1d.forward(x_ext); // [B, L, E]
+        let xc = causal_conv_silu(&self.conv1d, x_ext); // silu(conv(x)) [B, L, E]
         let xc = match &plan {
             Some(p) => p.from_real_first(xc),
             None => xc,
         }; // [B, L, E]
-        let xc = silu(xc); // [B, L, E]
 
         // Input-dependent Δ, B, C.
         let proj = self.x_proj.forward(xc.clone()); // [B, L, R+2N]
