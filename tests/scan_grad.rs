@@ -76,13 +76,9 @@ fn autodiff_grads(
 }
 
 fn compare(label: &str, got: &Grads, want: &Grads, tol: f32) {
-    for i in 0..7 {
-        let err = max_rel_err(&got.0[i], &want.0[i]);
-        assert!(
-            err <= tol,
-            "{label}: d{} differs by {err:e} > {tol:e}",
-            NAMES[i]
-        );
+    for ((name, g), w) in NAMES.iter().zip(&got.0).zip(&want.0) {
+        let err = max_rel_err(g, w);
+        assert!(err <= tol, "{label}: d{name} differs by {err:e} > {tol:e}");
     }
 }
 
