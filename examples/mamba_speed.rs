@@ -5,11 +5,14 @@
 //! the sequential scans. Prints the median and minimum milliseconds per step.
 //!
 //! ```text
-//! CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --example mamba_speed            # all cases
-//! CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --example mamba_speed -- 8 fused # one case
+//! cargo run --release --example mamba_speed               # all cases
+//! cargo run --release --example mamba_speed -- 8 fused    # one case: d_model, scan
 //! ```
-//! (`CARGO_PROFILE_DEV_OPT_LEVEL=3` optimises this crate like the dependencies already are, so
-//! no release rebuild of Burn is needed.)
+//! (Without `--release`, `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --example mamba_speed`
+//! avoids a release build of Burn, but the dev profile keeps debug assertions in the
+//! dependencies and runs about 2× slower.)
+//!
+//! Timings depend heavily on machine load; report them with `uptime`.
 
 use std::time::Instant;
 

@@ -498,3 +498,123 @@ fn gradients_match_sequential_autodiff_and_finite_differences() {
         }
     }
 }
+
+// ---------------------------------------------------------------- CPU fast path
+
+/// The one-loop `silu`/`softplus` kernels (values and custom-backward gradients) agree with the
+/// plain tensor-op formulas differentiated by Burn's autodiff.
+#[test]
+fn cpu_fast_activations_match_tensor_op_formulas() {
+    use burn::tensor::activation;
+    use seqlayers::ssm::mamba::cpu_fast;
+    type AD = CpuAutodiff;
+    let device = Default::default();
+    let raw: Vec<f32> = (0..240).map(|i| (i as f32 - 120.0) * 0.25).collect(); // [-30, 29.75]
+    let x =
+        Tensor::<AD, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device).require_grad();
+    let w = Tensor::<AD, 2>::random([12, 20], Distribution::Normal(0.0, 1.0), &device);
+    type Pair = (
+        fn(Tensor<AD, 2>) -> Tensor<AD, 2>,
+        fn(Tensor<AD, 2>) -> Tensor<AD, 2>,
+    );
+    let pairs: [(&str, Pair); 2] = [
+        ("silu", (cpu_fast::silu, activation::silu)),
+        (
+            "softplus",
+            (cpu_fast::softplus, cpu_fast::softplus_tensor_ops),
+        ),
+    ];
+    for (name, (fast, slow)) in pairs {
+        let run = |f: fn(Tensor<AD, 2>) -> Tensor<AD, 2>| {
+            let y = f(x.clone());
+            let g = (y.clone() * w.clone()).sum().backward();
+            (vec_of(y), vec_of(x.grad(&g).unwrap()))
+        };
+        let ((yf, gf), (ys, gs)) = (run(fast), run(slow));
+        for i in 0..raw.len() {
+            let tol_y = 1e-6 * ys[i].abs().max(1.0);
+            assert!(
+                (yf[i] - ys[i]).abs() <= tol_y,
+                "{name}({}) = {} vs {}",
+                raw[i],
+                yf[i],
+                ys[i]
+            );
+            assert!(
+                (gf[i] - gs[i]).abs() <= 1e-4 * gs[i].abs().max(1.0),
+                "{name}'({}) grad {} vs {}",
+                raw[i],
+                gf[i],
+                gs[i]
+            );
+        }
+        // The non-autodiff CPU backend takes the kernel too.
+        let plain = Tensor::<Cpu, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device);
+        let y_plain = vec_of(match name {
+            "silu" => cpu_fast::silu(plain),
+            _ => cpu_fast::softplus(plain),
+        });
+        assert!(max_abs_diff(&y_plain, &ys) < 1e-5);
+    }
+    // Closed-form spot values.
+    let v = |t: Tensor<Cpu, 1>| vec_of(t);
+    let p = Tensor::<Cpu, 1>::from_floats([0.0, 25.0, -25.0, 1.0], &device);
+    let sp = v(cpu_fast::softplus(p.clone()));
+    assert!(
+        (sp[0] - 2f64.ln()).abs() < 1e-6 && sp[1] == 25.0 && (sp[2] - (-25f64).exp()).abs() < 1e-15
+    );
+    let si = v(cpu_fast::silu(p));
+    assert!((si[3] - 1.0 / (1.0 + (-1f64).exp())).abs() < 1e-6 && si[0] == 0.0);
+}
+
+/// The one-loop `silu(conv(x))` (values and gradients of input, filters and bias) agrees with
+/// the tensor-op convolution followed by `silu`, with and without a bias.
+#[test]
+fn cpu_conv_silu_matches_tensor_op_convolution() {
+    use seqlayers::ssm::mamba::{CausalConv1d, cpu_conv};
+    type AD = CpuAutodiff;
+    let device = Default::default();
+    for (bias, k) in [(true, 4), (false, 3), (true, 1)] {
+        AD::seed(&device, 17);
+        let conv = CausalConv1d::<AD>::new(5, k, bias, &device);
+        let x = Tensor::<AD, 3>::random([2, 7 + k - 1, 5], Distribution::Normal(0.0, 1.5), &device)
+            .require_grad();
+        let w = Tensor::<AD, 3>::random([2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
+        let run = |fast: bool| {
+            let y = if fast {
+                cpu_conv::causal_conv_silu(&conv, x.clone())
+            } else {
+                burn::tensor::activation::silu(conv.forward(x.clone()))
+            };
+            let g = (y.clone() * w.clone()).sum().backward();
+            let mut out = vec![
+                vec_of(y),
+                vec_of(x.grad(&g).unwrap()),
+                vec_of(conv.weight.grad(&g).unwrap()),
+            ];
+            if let Some(b) = &conv.bias {
+                out.push(vec_of(b.grad(&g).unwrap()));
+            }
+            out
+        };
+        let (fast, slow) = (run(true), run(false));
+        assert_eq!(fast.len(), slow.len());
+        for (i, (f, s)) in fast.iter().zip(&slow).enumerate() {
+            assert!(
+                max_abs_diff(f, s) < 1e-5,
+                "bias {bias} K {k} part #{i}: {}",
+                max_abs_diff(f, s)
+            );
+        }
+        // Plain CPU backend (no autodiff) takes the kernel as well.
+        let conv_plain = CausalConv1d::<Cpu> {
+            weight: burn::module::Param::from_tensor(conv.weight.val().inner()),
+            bias: conv
+                .bias
+                .as_ref()
+                .map(|b| burn::module::Param::from_tensor(b.val().inner())),
+        };
+        let y_plain = vec_of(cpu_conv::causal_conv_silu(&conv_plain, x.clone().inner()));
+        assert!(max_abs_diff(&y_plain, &slow[0]) < 1e-5);
+    }
+}

@@ -16,11 +16,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::conv::CausalConv1d;
+use super::cpu_conv::causal_conv_silu;
+use super::cpu_fast::{silu, softplus};
 use super::padding::PaddingPlan;
 use super::state::MambaState;
 use crate::error::{Result, SeqError};
@@ -100,6 +101,24 @@ impl<B: Backend> Mamba<B> {
         MambaState::zeros(batch, self.d_inner, self.d_conv, self.d_state, device)
     }
 
+    /// `in_proj` as two products with the column halves of its weight: `u [B, L, D]` →
+    /// `(x, z)`, each `[B, L, E]`. Same numbers as one product followed by a split, but the
+    /// backward slices the small `[D, 2E]` weight gradient instead of the `[B, L, 2E]` one.
+    fn in_proj_split(&self, u: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let e = self.d_inner;
+        let w = self.in_proj.weight.val(); // [D, 2E]
+        let half = |start: usize| {
+            let out = u
+                .clone()
+                .matmul(w.clone().narrow(1, start, e).unsqueeze::<3>()); // [B, L, E]
+            match &self.in_proj.bias {
+                Some(b) => out + b.val().narrow(0, start, e).unsqueeze::<3>(), // [B, L, E]
+                None => out,
+            }
+        };
+        (half(0), half(e))
+    }
+
     /// `A = −exp(A_log)`, `[E, N]`.
     fn a(&self) -> Tensor<B, 2> {
         self.a_log.val().exp().neg() // [E, N]
@@ -154,9 +173,7 @@ impl<B: SsmBackend> Mamba<B> {
             None => (Tensor::zeros([batch, k - 1, e], &device), None),
         };
 
-        let xz = self.in_proj.forward(x); // [B, L, 2E]
-        let xs = xz.clone().narrow(2, 0, e); // [B, L, E]
-        let z = xz.narrow(2, e, e); // [B, L, E]
+        let (xs, z) = self.in_proj_split(x); // [B, L, E] each
 
         // Depthwise causal convolution over [previous K-1 inputs ; this chunk].
         let xs = match &plan {
@@ -173,12 +190,11 @@ impl<B: SsmBackend> Mamba<B> {
             Some(p) => p.last_window(x_ext.clone(), k - 1).swap_dims(1, 2),
             None => x_ext.clone().narrow(1, len, k - 1).swap_dims(1, 2),
         }; // [B, E, K-1]
-        let xc = self.conv1d.forward(x_ext); // [B, L, E]
+        let xc = causal_conv_silu(&self.conv1d, x_ext); // silu(conv(x)) [B, L, E]
         let xc = match &plan {
             Some(p) => p.from_real_first(xc),
             None => xc,
         }; // [B, L, E]
-        let xc = silu(xc); // [B, L, E]
 
         // Input-dependent Δ, B, C.
         let proj = self.x_proj.forward(xc.clone()); // [B, L, R+2N]
@@ -294,11 +310,4 @@ impl<B: SsmBackend> Mamba<B> {
         }
         Ok(())
     }
-}
-
-/// `softplus(v) = ln(1 + eᵛ)`, returning `v` itself for `v > 20` like the reference (and
-/// without overflowing `eᵛ` in forward or backward).
-pub fn softplus<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tensor<B, D> {
-    let big = v.clone().greater_elem(20.0);
-    v.clone().clamp_max(20.0).exp().log1p().mask_where(big, v)
 }

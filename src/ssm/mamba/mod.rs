@@ -38,6 +38,8 @@
 //! - [`config`]: [`MambaConfig`] (all options, validation, `try_init`).
 //! - [`init`]: the reference initialisations (Δ bias, S4D-real `A_log`, uniform weights).
 //! - [`conv`]: [`CausalConv1d`], the depthwise causal convolution.
+//! - [`cpu_conv`]: one-loop `silu(conv(x))` with custom backward on the CPU backend.
+//! - [`cpu_fast`]: one-loop `silu`/`softplus` kernels with custom backward on the CPU backend.
 //! - [`state`]: [`MambaState`], the recurrent state (conv window + SSM state).
 //! - [`padding`]: how a padding mask turns into identity steps.
 //! - [`mixer`]: [`Mamba`], the mixer (`forward`, `forward_with_state`, `step`).
@@ -46,6 +48,8 @@
 pub mod block;
 pub mod config;
 pub mod conv;
+pub mod cpu_conv;
+pub mod cpu_fast;
 pub mod init;
 pub mod mixer;
 pub mod padding;

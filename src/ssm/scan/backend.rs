@@ -57,45 +57,63 @@ pub struct FusedScanGrads<B: Backend> {
     pub h0: Option<FloatTensor<B>>,
 }
 
+/// Outputs of the fused forward.
+#[derive(Debug, Clone)]
+pub struct FusedScanOutput<B: Backend> {
+    /// `y`, `[B, L, E]`.
+    pub y: FloatTensor<B>,
+    /// Last state `h_L`, `[B, E, N]`.
+    pub h_last: FloatTensor<B>,
+    /// Backend-specific saved data for the backward (e.g. states at chunk boundaries), when
+    /// asked for and supported; `None` means the backward recomputes everything.
+    pub checkpoints: Option<FloatTensor<B>>,
+}
+
 /// A backend that can run the fused selective scan.
 ///
 /// Both methods have default bodies in tensor ops (the parallel scan), so implementing the trait
 /// with an empty `impl` block is enough for correctness; backends with a dedicated kernel
 /// override them.
 pub trait SsmBackend: Backend {
-    /// Fused forward: discretization, scan, `⟨h, C⟩` and `+ D x`. Returns
-    /// `(y [B, L, E], h_L [B, E, N])`.
+    /// Fused forward: discretization, scan, `⟨h, C⟩` and `+ D x`. When `save_checkpoints`,
+    /// the backend may return data that makes [`SsmBackend::fused_scan_backward`] cheaper.
     fn fused_scan_forward(
         disc: Discretization,
         input: FusedScanInput<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        save_checkpoints: bool,
+    ) -> FusedScanOutput<Self> {
+        let _ = save_checkpoints;
         let t = TensorInputs::<Self>::from_primitives(input);
         let (y, h_last) = selective_scan_parallel(disc, t.x, t.delta, t.a, t.b, t.c, t.d, t.h0);
-        (prim(y), prim(h_last))
+        FusedScanOutput {
+            y: prim(y),
+            h_last: prim(h_last),
+            checkpoints: None,
+        }
     }
 
     /// Fused backward: gradients of every input given `dy` `[B, L, E]` and `dh_last`
-    /// `[B, E, N]`. Implementations recompute the forward states rather than storing them.
+    /// `[B, E, N]`, and the `checkpoints` returned by the forward (if any). Implementations
+    /// recompute the forward states rather than storing them.
     fn fused_scan_backward(
         disc: Discretization,
         input: FusedScanInput<Self>,
+        checkpoints: Option<FloatTensor<Self>>,
         dy: FloatTensor<Self>,
         dh_last: FloatTensor<Self>,
     ) -> FusedScanGrads<Self> {
-        let t = TensorInputs::<Self>::from_primitives(input);
-        let dy = Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(dy));
-        let dh_last = Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(dh_last));
-        tensor_backward(disc, t, dy, dh_last)
+        let _ = checkpoints;
+        reference_backward(disc, input, dy, dh_last)
     }
 }
 
 /// Unwraps a float tensor into its primitive.
-fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+pub(crate) fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()
 }
 
 /// Wraps a float primitive into a tensor.
-fn wrap<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+pub(crate) fn wrap<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
@@ -124,18 +142,23 @@ impl<B: Backend> TensorInputs<B> {
     }
 }
 
-/// The adjoint of the selective scan in tensor ops (reference backward; also the fallback).
+/// The adjoint of the selective scan in tensor ops: the default body of
+/// [`SsmBackend::fused_scan_backward`] (the fallback of backends without a kernel), public so that
+/// it can be tested and reused. Recomputes the states with the parallel scan.
 ///
 /// With `u_t = F_t B_t x_t`, `h_t = Ā_t h_{t−1} + u_t`, `y_t = ⟨h_t, C_t⟩ + D x_t`:
 /// `∂C_t = Σ_e dy_t h_t`, `∂D = Σ_{b,t} dy ⊙ x`, `∂x_t = D dy_t + Σ_n g_t F_t B_t`,
 /// `∂B_t = Σ_e g_t F_t x_t`, `∂Ā_t = g_t h_{t−1}`, `∂F_t = g_t B_t x_t`, then the chain rule
 /// through `(Ā, F)(Δ, A)` and `∂h0 = Ā_0 g_0`.
-fn tensor_backward<B: Backend>(
+pub fn reference_backward<B: Backend>(
     disc: Discretization,
-    t: TensorInputs<B>,
-    dy: Tensor<B, 3>,
-    dh_last: Tensor<B, 3>,
+    input: FusedScanInput<B>,
+    dy: FloatTensor<B>,
+    dh_last: FloatTensor<B>,
 ) -> FusedScanGrads<B> {
+    let t = TensorInputs::<B>::from_primitives(input);
+    let dy = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(dy));
+    let dh_last = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(dh_last));
     let [bs, l, e] = t.x.dims();
     let n = t.a.dims()[1];
     let device = t.x.device();
@@ -203,13 +226,6 @@ fn tensor_backward<B: Backend>(
         d: d_d,
         h0: d_h0,
     }
-}
-
-impl SsmBackend for burn_ndarray::NdArray<f32> {}
-
-impl<B: SsmBackend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy> SsmBackend
-    for burn::backend::Autodiff<B, C>
-{
 }
 
 #[cfg(feature = "cuda")]

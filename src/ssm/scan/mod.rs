@@ -12,15 +12,22 @@
 //! # Methods ([`ScanKind`])
 //! - [`ScanKind::Sequential`]: the reference, one step at a time ([`scan_sequential`]).
 //! - [`ScanKind::Parallel`]: odd/even parallel scan with tensor ops ([`scan_parallel`]).
-//! - [`ScanKind::LogSpace`]: Heinsen's cumsum / log-cumsum-exp formulation.
+//! - [`ScanKind::LogSpace`]: Heinsen's cumsum / log-cumsum-exp formulation ([`scan_log_space`]).
 //! - [`ScanKind::Fused`]: one backend op ([`SsmBackend`]) — a Rust kernel on the CPU backend
 //!   that never materializes `[B, L, E, N]`, with a hand-written recomputing backward.
 
 mod backend;
+mod fused_autodiff;
+mod fused_kernel;
+mod fused_ndarray;
+mod log_space;
 mod parallel;
 mod sequential;
 
-pub use backend::{FusedScanGrads, FusedScanInput, SsmBackend};
+pub use backend::{
+    FusedScanGrads, FusedScanInput, FusedScanOutput, SsmBackend, reference_backward,
+};
+pub use log_space::{LOG_ZERO, scan_log_space};
 pub use parallel::scan_parallel;
 pub use sequential::scan_sequential;
 
@@ -125,12 +132,11 @@ pub fn selective_scan<B: SsmBackend>(
         ScanKind::Sequential => {
             sequential::selective_scan_sequential(disc, x, delta, a, b, c, d, h0)
         }
-        ScanKind::Parallel | ScanKind::LogSpace => {
-            parallel::selective_scan_parallel(disc, x, delta, a, b, c, d, h0)
-        }
+        ScanKind::Parallel => parallel::selective_scan_parallel(disc, x, delta, a, b, c, d, h0),
+        ScanKind::LogSpace => log_space::selective_scan_log_space(disc, x, delta, a, b, c, d, h0),
         ScanKind::Fused => {
             let prim = |t: Tensor<B, 3>| t.into_primitive().tensor();
-            let (y, h_last) = B::fused_scan_forward(
+            let out = B::fused_scan_forward(
                 disc,
                 FusedScanInput {
                     x: prim(x),
@@ -141,10 +147,11 @@ pub fn selective_scan<B: SsmBackend>(
                     d: d.map(|d| d.into_primitive().tensor()),
                     h0: h0.map(prim),
                 },
+                false,
             );
             (
-                Tensor::from_primitive(TensorPrimitive::Float(y)),
-                Tensor::from_primitive(TensorPrimitive::Float(h_last)),
+                Tensor::from_primitive(TensorPrimitive::Float(out.y)),
+                Tensor::from_primitive(TensorPrimitive::Float(out.h_last)),
             )
         }
     })

@@ -1,0 +1,209 @@
+//! CPU fast path for the mixer's element-wise activations (`silu`, `softplus`).
+//!
+//! Burn composes `silu(x) = x · sigmoid(x)` and a stable softplus from 2 and 5 tensor ops, and
+//! under autodiff each op allocates and sweeps the whole `[B, L, E]` tensor again in backward.
+//! On the CPU backend (`burn-ndarray`, f32) these functions run one Rust loop forward and one
+//! backward instead, through a custom autodiff node on `Autodiff<NdArray<f32>>`.
+//!
+//! Dispatch is by type at run time ([`std::any::Any`] downcast of the tensor): `Cpu` and
+//! `CpuAutodiff` take the kernels, every other backend (CUDA, other checkpoint strategies) the
+//! plain tensor-op formula. Both paths compute the same function; `tests/mamba.rs` checks values
+//! and gradients of one against the other.
+//!
+//! # Glossary
+//! - `x`, `v`: input; `g`: incoming gradient; `σ(x) = 1 / (1 + e^{−x})`.
+//! - `silu(x) = x σ(x)`, `silu'(x) = σ(x) (1 + x (1 − σ(x)))`.
+//! - `softplus(v) = ln(1 + eᵛ)` (= `v` for `v > 20`, like the reference), `softplus'(v) = σ(v)`.
+
+use std::any::Any;
+use std::borrow::Cow;
+
+use burn::backend::autodiff::{
+    checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::tensor::activation;
+use burn::tensor::backend::Backend;
+use burn::tensor::{FloatDType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn_ndarray::NdArrayTensor;
+
+use crate::backend::{Cpu, CpuAutodiff};
+
+/// `silu(x) = x · σ(x)`, element-wise, with the CPU fast path.
+pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    dispatch(x, Activation::Silu)
+}
+
+/// `softplus(v) = ln(1 + eᵛ)` (`v` for `v > 20`), element-wise, with the CPU fast path.
+pub fn softplus<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tensor<B, D> {
+    dispatch(v, Activation::Softplus)
+}
+
+/// The tensor-op `softplus` used on backends without the fast path (and as its test oracle).
+pub fn softplus_tensor_ops<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tensor<B, D> {
+    let big = v.clone().greater_elem(20.0);
+    v.clone().clamp_max(20.0).exp().log1p().mask_where(big, v)
+}
+
+/// `silu'(x) = σ(x) (1 + x (1 − σ(x)))`.
+pub(super) fn silu_derivative(x: f32) -> f32 {
+    Activation::Silu.derivative(x)
+}
+
+/// A tensor of the caller's backend `B`, sorted by which concrete CPU backend it is.
+pub(super) enum Downcast<B: Backend, const D: usize> {
+    /// `B = CpuAutodiff`.
+    Autodiff(Tensor<CpuAutodiff, D>),
+    /// `B = Cpu`.
+    Plain(Tensor<Cpu, D>),
+    /// Any other backend.
+    Other(Tensor<B, D>),
+}
+
+impl<B: Backend, const D: usize> Downcast<B, D> {
+    pub(super) fn new(x: Tensor<B, D>) -> Self {
+        let any: Box<dyn Any> = Box::new(x);
+        let any = match any.downcast::<Tensor<CpuAutodiff, D>>() {
+            Ok(t) => return Downcast::Autodiff(*t),
+            Err(any) => any,
+        };
+        let any = match any.downcast::<Tensor<Cpu, D>>() {
+            Ok(t) => return Downcast::Plain(*t),
+            Err(any) => any,
+        };
+        match any.downcast::<Tensor<B, D>>() {
+            Ok(t) => Downcast::Other(*t),
+            Err(_) => unreachable!("a Tensor<B, D> is always a Tensor<B, D>"),
+        }
+    }
+}
+
+/// Which element-wise function.
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    Silu,
+    Softplus,
+}
+
+impl Activation {
+    fn tensor_ops<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Activation::Silu => activation::silu(x),
+            Activation::Softplus => softplus_tensor_ops(x),
+        }
+    }
+
+    fn value(self, x: f32) -> f32 {
+        match self {
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::Softplus if x > 20.0 => x,
+            Activation::Softplus if x < -3.0 => {
+                // ln(1 + t) by its series for t = eˣ < 0.05 (next term t⁶/6 < 3e-9 · t).
+                let t = x.exp();
+                t * (1.0 - t * (0.5 - t * (1.0 / 3.0 - t * (0.25 - t * 0.2))))
+            }
+            Activation::Softplus => (1.0 + x.exp()).ln(),
+        }
+    }
+
+    fn derivative(self, x: f32) -> f32 {
+        let s = 1.0 / (1.0 + (-x).exp());
+        match self {
+            Activation::Silu => s * (1.0 + x * (1.0 - s)),
+            Activation::Softplus if x > 20.0 => 1.0,
+            Activation::Softplus => s,
+        }
+    }
+
+    /// `f(x)` on an ndarray tensor.
+    fn forward(self, x: &NdArrayTensor) -> NdArrayTensor {
+        let shape = x.shape();
+        let out: Vec<f32> = values(x).iter().map(|&v| self.value(v)).collect();
+        NdArrayTensor::from_data(TensorData::new(out, shape))
+    }
+
+    /// `g · f'(x)` on ndarray tensors.
+    fn backward(self, x: &NdArrayTensor, g: &NdArrayTensor) -> NdArrayTensor {
+        let shape = x.shape();
+        let (xs, gs) = (values(x), values(g));
+        let out: Vec<f32> = xs
+            .iter()
+            .zip(gs.iter())
+            .map(|(&v, &g)| g * self.derivative(v))
+            .collect();
+        NdArrayTensor::from_data(TensorData::new(out, shape))
+    }
+}
+
+/// Routes `x` to the kernel for `Cpu` / `CpuAutodiff`, to tensor ops otherwise.
+fn dispatch<B: Backend, const D: usize>(x: Tensor<B, D>, f: Activation) -> Tensor<B, D> {
+    match Downcast::new(x) {
+        Downcast::Autodiff(t) => cast(autodiff_forward(t, f)),
+        Downcast::Plain(t) => {
+            let prim = t.into_primitive().tensor();
+            cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+                f.forward(&prim),
+            )))
+        }
+        Downcast::Other(t) => f.tensor_ops(t),
+    }
+}
+
+/// Converts a tensor of the concrete backend back to the caller's `B` (same type at run time).
+pub(super) fn cast<T: Any, U: Any>(t: T) -> U {
+    match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
+        Ok(u) => *u,
+        Err(_) => unreachable!("dispatch only casts a type to itself"),
+    }
+}
+
+/// The backward node: remembers the input `x`, returns `g · f'(x)`.
+#[derive(Debug)]
+struct ActivationBackward(Activation);
+
+impl Backward<Cpu, 1> for ActivationBackward {
+    type State = NdArrayTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = grads.consume::<Cpu>(&ops.node);
+        let [parent] = ops.parents;
+        if let Some(node) = parent {
+            grads.register::<Cpu>(node.id, self.0.backward(&ops.state, &g));
+        }
+    }
+}
+
+fn autodiff_forward<const D: usize>(
+    x: Tensor<CpuAutodiff, D>,
+    f: Activation,
+) -> Tensor<CpuAutodiff, D> {
+    let x = x.into_primitive().tensor();
+    let out = f.forward(&x.primitive);
+    let prep = ActivationBackward(f)
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful();
+    let out = match prep {
+        OpsKind::Tracked(prep) => prep.finish(x.primitive, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Row-major `f32` values: borrowed when contiguous f32, copied otherwise.
+pub(super) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
+    if let NdArrayTensor::F32(storage) = t {
+        let view = storage.view();
+        if let Some(slice) = view.to_slice() {
+            return Cow::Borrowed(slice);
+        }
+        return Cow::Owned(view.iter().copied().collect());
+    }
+    let cast =
+        <Cpu as burn::tensor::ops::FloatTensorOps<Cpu>>::float_cast(t.clone(), FloatDType::F32);
+    match cast {
+        NdArrayTensor::F32(storage) => Cow::Owned(storage.view().iter().copied().collect()),
+        _ => unreachable!("cast to f32 gives an f32 tensor"),
+    }
+}
