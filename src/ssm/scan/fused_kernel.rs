@@ -24,6 +24,11 @@
 //! (which can underflow to 0). Without saved checkpoints the backward first re-runs the forward
 //! to make them.
 //!
+//! # Memory layout
+//! At entry `x`, `Δ` (and `dy`) are transposed once to channel-major `[B, E, L]` so that each
+//! task streams over `t` through contiguous memory; outputs are produced per task and scattered
+//! back to `[B, L, E]`.
+//!
 //! # Parallelism
 //! Work is split into tasks `(b, block of channels)`, run with rayon when the problem is large
 //! enough ([`PAR_MIN_WORK`]); `∂B`, `∂C` (summed over channels) and `∂A`, `∂D` (summed over the
