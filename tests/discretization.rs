@@ -35,13 +35,25 @@ fn simplified_matches_closed_form() {
 fn generalized_matches_closed_forms() {
     // Δ = 0.5, A = -2 → z = -1.
     // α = 1 (forward Euler): Ā = 1 + z = 0, B̄/B = Δ.
-    assert_eq!(Discretization::Generalized { alpha: 1.0 }.scalar(0.5, -2.0), (0.0, 0.5));
+    assert_eq!(
+        Discretization::Generalized { alpha: 1.0 }.scalar(0.5, -2.0),
+        (0.0, 0.5)
+    );
     // α = 0 (backward Euler): Ā = 1/(1 - z) = 1/2, B̄/B = Δ/(1 - z) = 1/4.
-    assert_eq!(Discretization::Generalized { alpha: 0.0 }.scalar(0.5, -2.0), (0.5, 0.25));
+    assert_eq!(
+        Discretization::Generalized { alpha: 0.0 }.scalar(0.5, -2.0),
+        (0.5, 0.25)
+    );
     // α = ½ (bilinear): Ā = (1 + z/2)/(1 - z/2) = 1/3, B̄/B = Δ/(1 - z/2) = 1/3.
     let (abar, f) = Discretization::bilinear().scalar(0.5, -2.0);
-    assert!(close(abar, 1.0 / 3.0, 1e-6) && close(f, 1.0 / 3.0, 1e-6), "{abar} {f}");
-    assert_eq!(Discretization::bilinear(), Discretization::Generalized { alpha: 0.5 });
+    assert!(
+        close(abar, 1.0 / 3.0, 1e-6) && close(f, 1.0 / 3.0, 1e-6),
+        "{abar} {f}"
+    );
+    assert_eq!(
+        Discretization::bilinear(),
+        Discretization::Generalized { alpha: 0.5 }
+    );
 }
 
 #[test]
@@ -63,8 +75,14 @@ fn all_rules_agree_as_delta_goes_to_zero() {
             let spread_f = vals.iter().map(|v| v.1 / delta).fold(f32::MIN, f32::max)
                 - vals.iter().map(|v| v.1 / delta).fold(f32::MAX, f32::min);
             let z2 = (delta * a) as f64 * (delta * a) as f64;
-            assert!(spread_a as f64 <= z2 + 1e-6, "Ā spread {spread_a} at Δ={delta}, A={a}");
-            assert!(spread_f as f64 <= (delta * a).abs() as f64 + 1e-6, "F spread {spread_f}");
+            assert!(
+                spread_a as f64 <= z2 + 1e-6,
+                "Ā spread {spread_a} at Δ={delta}, A={a}"
+            );
+            assert!(
+                spread_f as f64 <= (delta * a).abs() as f64 + 1e-6,
+                "F spread {spread_f}"
+            );
             assert!((spread_a as f64) < prev_spread || spread_a < 1e-6);
             prev_spread = spread_a as f64;
         }
@@ -74,8 +92,13 @@ fn all_rules_agree_as_delta_goes_to_zero() {
 #[test]
 fn alpha_outside_unit_interval_is_an_error() {
     for alpha in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
-        let err = Discretization::Generalized { alpha }.validate().unwrap_err();
-        assert!(matches!(err, SeqError::OutOfRange { name: "alpha", .. }), "{err}");
+        let err = Discretization::Generalized { alpha }
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(err, SeqError::OutOfRange { name: "alpha", .. }),
+            "{err}"
+        );
     }
     for alpha in [0.0, 0.5, 1.0] {
         assert!(Discretization::Generalized { alpha }.validate().is_ok());
@@ -105,8 +128,16 @@ fn tensor_form_matches_scalar_form() {
                 for n in 0..2 {
                     let (sa, sf) = rule.scalar(deltas[t * 3 + e], a_vals[e * 2 + n]);
                     let i = (t * 3 + e) * 2 + n;
-                    assert!(close(abar[i], sa as f64, 1e-6), "{rule:?} Ā[{i}] {} vs {sa}", abar[i]);
-                    assert!(close(f[i], sf as f64, 1e-6), "{rule:?} F[{i}] {} vs {sf}", f[i]);
+                    assert!(
+                        close(abar[i], sa as f64, 1e-6),
+                        "{rule:?} Ā[{i}] {} vs {sa}",
+                        abar[i]
+                    );
+                    assert!(
+                        close(f[i], sf as f64, 1e-6),
+                        "{rule:?} F[{i}] {} vs {sf}",
+                        f[i]
+                    );
                 }
             }
         }
@@ -141,12 +172,20 @@ fn scalar_partials_match_finite_differences() {
             let fd_d = |i: usize| {
                 let p = exact(r, dd + h, aa);
                 let m = exact(r, dd - h, aa);
-                if i == 0 { (p.0 - m.0) / (2.0 * h) } else { (p.1 - m.1) / (2.0 * h) }
+                if i == 0 {
+                    (p.0 - m.0) / (2.0 * h)
+                } else {
+                    (p.1 - m.1) / (2.0 * h)
+                }
             };
             let fd_a = |i: usize| {
                 let p = exact(r, dd, aa + h);
                 let m = exact(r, dd, aa - h);
-                if i == 0 { (p.0 - m.0) / (2.0 * h) } else { (p.1 - m.1) / (2.0 * h) }
+                if i == 0 {
+                    (p.0 - m.0) / (2.0 * h)
+                } else {
+                    (p.1 - m.1) / (2.0 * h)
+                }
             };
             for (got, want, what) in [
                 (pad, fd_d(0), "dĀ/dΔ"),

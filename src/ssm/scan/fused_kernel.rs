@@ -24,6 +24,11 @@
 //! (which can underflow to 0). Without saved checkpoints the backward first re-runs the forward
 //! to make them.
 //!
+//! # Memory layout
+//! At entry `x`, `Δ` (and `dy`) are transposed once to channel-major `[B, E, L]` so that each
+//! task streams over `t` through contiguous memory; outputs are produced per task and scattered
+//! back to `[B, L, E]`.
+//!
 //! # Parallelism
 //! Work is split into tasks `(b, block of channels)`, run with rayon when the problem is large
 //! enough ([`PAR_MIN_WORK`]); `∂B`, `∂C` (summed over channels) and `∂A`, `∂D` (summed over the
@@ -361,6 +366,25 @@ fn forward_step<K: Coeffs, M: MulAdd>(
     }
 }
 
+/// `[B, L, E]` → `[B, E, L]`: each channel's sequence becomes contiguous, so the task loops
+/// over `t` read consecutive memory instead of striding by `E` (the task bodies receive `x`,
+/// `Δ` and `dy` in this layout).
+fn channel_major(v: &[f32], dims: KernelDims) -> Vec<f32> {
+    let KernelDims {
+        b: nb, l, e: ne, ..
+    } = dims;
+    let mut out = vec![0.0f32; nb * ne * l];
+    for b in 0..nb {
+        for t in 0..l {
+            let src = &v[(b * l + t) * ne..(b * l + t + 1) * ne];
+            for (e, &val) in src.iter().enumerate() {
+                out[(b * ne + e) * l + t] = val;
+            }
+        }
+    }
+    out
+}
+
 /// Forward result of one task.
 struct FwdTask {
     /// `[e1−e0, L]`.
@@ -460,6 +484,7 @@ fn forward_task_body<K: Coeffs, M: MulAdd>(
     let mut prod = vec![0.0f32; n]; // [N]: h_t ⊙ C_t
     for (el, e) in (task.e0..task.e1).enumerate() {
         let a_row = &inp.a[e * n..(e + 1) * n]; // [N]
+        let seq = (task.b * ne + e) * l; // start of this channel's x, Δ in [B, E, L]
         match inp.h0 {
             Some(h0) => h.copy_from_slice(&h0[(task.b * ne + e) * n..][..n]),
             None => h.fill(0.0),
@@ -470,8 +495,8 @@ fn forward_task_body<K: Coeffs, M: MulAdd>(
                 out.ckpt[(el * nch + t / CHUNK) * n..][..n].copy_from_slice(&h);
             }
             let row = task.b * l + t;
-            let dt = inp.delta[row * ne + e];
-            let xt = inp.x[row * ne + e];
+            let dt = inp.delta[seq + t];
+            let xt = inp.x[seq + t];
             let b_row = &inp.bm[row * n..(row + 1) * n]; // [N]
             let c_row = &inp.c[row * n..(row + 1) * n]; // [N]
             forward_step::<K, M>(k, dt, xt, a_row, b_row, c_row, &mut h, &mut prod);
@@ -500,6 +525,12 @@ fn forward_impl<K: Coeffs>(
 ) -> KernelOutput {
     let KernelDims { b: nb, l, e: ne, n } = dims;
     let nch = dims.chunks();
+    let (x_cm, delta_cm) = (channel_major(inp.x, dims), channel_major(inp.delta, dims));
+    let inp = KernelInput {
+        x: &x_cm,
+        delta: &delta_cm,
+        ..inp
+    };
     let (task_list, parallel) = tasks(dims);
     let results = run_tasks(&task_list, parallel, |task| {
         forward_task(k, dims, inp, save, task)
@@ -606,6 +637,7 @@ fn backward_task_body<K: Coeffs, M: MulAdd>(
     let mut ddelta_terms = vec![0.0f32; n]; // [N]: ∂Ā ∂Ā/∂Δ + ∂F ∂F/∂Δ
     for (el, e) in (task.e0..task.e1).enumerate() {
         let a_row = &inp.a[e * n..(e + 1) * n]; // [N]
+        let seq = (task.b * ne + e) * l; // start of this channel's x, Δ, dy in [B, E, L]
         let d_e = inp.d.map_or(0.0, |d| d[e]);
         carry.copy_from_slice(&adj.dh_last[(task.b * ne + e) * n..][..n]);
         let mut dd_acc = 0.0f32;
@@ -617,8 +649,8 @@ fn backward_task_body<K: Coeffs, M: MulAdd>(
             for t in start..end {
                 let i = t - start;
                 let row = task.b * l + t;
-                let dt = inp.delta[row * ne + e];
-                let xt = inp.x[row * ne + e];
+                let dt = inp.delta[seq + t];
+                let xt = inp.x[seq + t];
                 let b_row = &inp.bm[row * n..(row + 1) * n]; // [N]
                 let (prev, next) = hbuf.split_at_mut((i + 1) * n);
                 let prev = &prev[i * n..(i + 1) * n]; // [N]
@@ -631,9 +663,9 @@ fn backward_task_body<K: Coeffs, M: MulAdd>(
             for t in (start..end).rev() {
                 let i = t - start;
                 let row = task.b * l + t;
-                let dt = inp.delta[row * ne + e];
-                let xt = inp.x[row * ne + e];
-                let dyt = adj.dy[row * ne + e];
+                let dt = inp.delta[seq + t];
+                let xt = inp.x[seq + t];
+                let dyt = adj.dy[seq + t];
                 let b_row = &inp.bm[row * n..(row + 1) * n]; // [N]
                 let c_row = &inp.c[row * n..(row + 1) * n]; // [N]
                 let h_prev = &hbuf[i * n..(i + 1) * n]; // [N]
@@ -763,7 +795,18 @@ fn backward_impl<K: Coeffs>(
     dh_last: &[f32],
 ) -> KernelGrads {
     let KernelDims { b: nb, l, e: ne, n } = dims;
-    let adj = Adjoint { ckpt, dy, dh_last };
+    let (x_cm, delta_cm) = (channel_major(inp.x, dims), channel_major(inp.delta, dims));
+    let dy_cm = channel_major(dy, dims);
+    let inp = KernelInput {
+        x: &x_cm,
+        delta: &delta_cm,
+        ..inp
+    };
+    let adj = Adjoint {
+        ckpt,
+        dy: &dy_cm,
+        dh_last,
+    };
     let (task_list, parallel) = tasks(dims);
     let results = run_tasks(&task_list, parallel, |task| {
         backward_task(k, dims, inp, adj, task)
