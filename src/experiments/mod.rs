@@ -70,7 +70,7 @@ impl Default for ExperimentOptions {
             train_len: 64,
             delays: Vec::new(),
             n_queries: Vec::new(),
-            steps: 4000,
+            steps: 2000,
             lr: 3e-3,
             batch_size: 64,
             eval_every: 25,

@@ -1,8 +1,8 @@
 //! Every scan kind agrees with the sequential reference, for every discretization.
 
-mod scan_util;
+use crate::scan_util;
 
-use scan_util::{Dims, RawCase, max_rel_err, values};
+use crate::scan_util::{Dims, RawCase, max_rel_err, values};
 use seqlayers::backend::{Cpu, CpuDevice};
 use seqlayers::ssm::{Discretization, ScanKind, selective_scan};
 

@@ -2,11 +2,9 @@
 //! finite differences of an independent f64 implementation, and the tensor-op fallback backward
 //! against the CPU kernel.
 
-mod scan_util;
-
+use crate::scan_util::{Dims, RawCase, max_rel_err, tensor, uniform, values};
 use burn::tensor::{Tensor, TensorPrimitive};
 use rand::{SeedableRng, rngs::StdRng};
-use scan_util::{Dims, RawCase, max_rel_err, tensor, uniform, values};
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
 use seqlayers::ssm::scan::{FusedScanInput, SsmBackend, reference_backward};
 use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, selective_scan};

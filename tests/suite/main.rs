@@ -1,0 +1,13 @@
+//! The integration test suite, compiled as one binary (one link instead of ten keeps CI fast).
+
+mod attention;
+mod attention_cache;
+mod discretization;
+mod experiments_quick;
+mod mamba;
+mod mamba_state;
+mod position;
+mod scan_agreement;
+mod scan_grad;
+mod scan_util;
+mod stack;
