@@ -18,3 +18,8 @@ pub mod train;
 
 pub use burn;
 pub use error::{Result, SeqError};
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
