@@ -105,7 +105,7 @@ fn main() {
         let ms = measure(model, d, scan, args.steps);
         let ratio = torch
             .split('–')
-            .last()
+            .next_back()
             .and_then(|t| t.parse::<f64>().ok())
             .map_or("–".into(), |t| format!("{:.2}×", ms / t));
         let _ = writeln!(table, "| {label} | {ms:.2} | {torch} | {ratio} |");

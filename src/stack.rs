@@ -159,6 +159,7 @@ pub struct LstmBlock<B: Backend> {
 
 /// One residual block of a [`SequenceStack`].
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per layer; size is irrelevant
 pub enum Block<B: SsmBackend> {
     /// Self-attention block.
     Attention(AttentionBlock<B>),

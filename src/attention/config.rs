@@ -98,7 +98,7 @@ impl AttentionConfig {
     pub fn validate(&self) -> crate::Result<()> {
         ensure_nonzero("d_model", self.d_model)?;
         ensure_nonzero("n_heads", self.n_heads)?;
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(SeqError::HeadsDoNotDivide {
                 d_model: self.d_model,
                 n_heads: self.n_heads,

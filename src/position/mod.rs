@@ -157,7 +157,7 @@ impl PositionEncoding {
     pub fn validate_for_heads(&self, n_heads: usize, d_head: usize) -> crate::Result<()> {
         self.validate()?;
         match *self {
-            Self::Rope { .. } if d_head % 2 != 0 => Err(SeqError::OddRopeDim { d_head }),
+            Self::Rope { .. } if !d_head.is_multiple_of(2) => Err(SeqError::OddRopeDim { d_head }),
             Self::HardAlibi { windowed_heads } if windowed_heads > n_heads => {
                 Err(SeqError::TooManyWindowedHeads {
                     windowed_heads,
