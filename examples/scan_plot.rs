@@ -5,6 +5,8 @@
 //! Reads `<criterion>/<group>/<method>/<L>/new/estimates.json` (median point estimate, ns),
 //! prints a markdown table per group and writes `scan.png` (one panel per group) to `--out`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -66,19 +68,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Registers DejaVu Sans for the plot text; returns false (text skipped) when it is absent.
-fn register_font() -> bool {
-    match std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf") {
-        Ok(bytes) => {
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-        }
-        Err(_) => false,
-    }
-}
-
 fn plot(path: &Path, medians: &[Vec<Vec<Option<f64>>>]) -> Result<(), Box<dyn std::error::Error>> {
-    let text = register_font();
+    let text = common::plot::font_ready();
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, GROUPS.len()));

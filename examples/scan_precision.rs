@@ -9,6 +9,8 @@
 //! of `y` per method and length, with the accumulated decay `S = max Σ_t Δ_t |A|` that governs
 //! the log-space error, and writes `scan_precision.png` to `--out` (default `docs/results/`).
 
+mod common;
+
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
@@ -116,19 +118,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Registers DejaVu Sans for the plot text; returns false (text skipped) when it is absent.
-fn register_font() -> bool {
-    match std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf") {
-        Ok(bytes) => {
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-        }
-        Err(_) => false,
-    }
-}
-
 fn plot(path: &PathBuf, curves: &[Vec<(f64, f64)>]) -> Result<(), Box<dyn std::error::Error>> {
-    let text = register_font();
+    let text = common::plot::font_ready();
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = curves[0].last().map_or(16.0, |p| p.0);

@@ -19,8 +19,8 @@ const FONT_PATHS: [&str; 2] = [
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 ];
 
-/// Registers a sans-serif font once; false when none is found (plots are then skipped).
-fn font_ready() -> bool {
+/// Registers a sans-serif font once; false when none is found (text is then skipped).
+pub fn font_ready() -> bool {
     static READY: OnceLock<bool> = OnceLock::new();
     *READY.get_or_init(|| {
         FONT_PATHS

@@ -83,20 +83,9 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
     let mut s = String::from("# Problems 2 and 3: associative recall with M queries\n\n");
     let _ = writeln!(
         s,
-        "Setting: K = {}, L = {}, batch size {}, Adam lr {}, at most {} steps with early stop at 99% \
-         test-batch accuracy (4 evaluations in a row, every {} steps), seed {}; accuracy after training on {} \
-         sequences per length from τ + 2 to {}.\n",
+        "Setting: K = {}, {}\n",
         options.vocab,
-        options.train_len,
-        options.batch_size,
-        options.lr,
-        options.steps,
-        options.eval_every,
-        options.seed,
-        options.eval_samples,
-        options
-            .eval_max_len
-            .map_or("3L".to_string(), |m| m.to_string()),
+        options.training_setting()
     );
     s.push_str("Plots: `p2_accuracy_vs_length_M{M}.png`, `p3_accuracy_vs_length.png`, `convergence_p2.png`, \
                 `convergence_p3.png`. Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");

@@ -68,22 +68,10 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
     let mut s = String::from("# Problem 1: induction heads (AR with M = 1)\n\n");
     let _ = writeln!(
         s,
-        "Setting: K = {}, d = {}, M = 1, training length L = {}, batch size {}, Adam lr {}, at most {} steps \
-         (early stop once the accuracy on a fixed test batch of 256 sequences stays ≥ 99% for 4 evaluations, \
-         evaluated every {} steps), seed {}. Accuracy is measured after training on {} fresh sequences at each \
-         length from τ + 2 to {}.\n",
+        "Setting: K = {}, d = {}, M = 1, {}\n",
         options.vocab,
         options.dims.first().copied().unwrap_or(8),
-        options.train_len,
-        options.batch_size,
-        options.lr,
-        options.steps,
-        options.eval_every,
-        options.seed,
-        options.eval_samples,
-        options
-            .eval_max_len
-            .map_or("3L".to_string(), |m| m.to_string()),
+        options.training_setting()
     );
     s.push_str("Plots: `accuracy_vs_length_tau{τ}.png` (one curve per model), `convergence_tau{τ}.png` \
                 (test-batch accuracy against optimizer steps). Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");

@@ -95,6 +95,25 @@ impl ExperimentOptions {
         self
     }
 
+    /// One sentence describing the training and evaluation budget, for reports.
+    pub fn training_setting(&self) -> String {
+        format!(
+            "training length L = {}, batch size {}, Adam lr {}, at most {} steps (early stop once the \
+             accuracy on a fixed test batch of 256 sequences stays ≥ 99% for 4 evaluations, evaluated \
+             every {} steps), seed {}. Accuracy is measured after training on {} fresh sequences at \
+             each length from τ + 2 to {}.",
+            self.train_len,
+            self.batch_size,
+            self.lr,
+            self.steps,
+            self.eval_every,
+            self.seed,
+            self.eval_samples,
+            self.eval_max_len
+                .map_or("3L".to_string(), |m| m.to_string()),
+        )
+    }
+
     fn runs_for(&self, model: ModelKind, task: RecallConfig) -> RecallRun {
         let max_len = self.eval_max_len.unwrap_or(3 * task.train_len);
         let eval_lengths = if self.sparse_eval {
