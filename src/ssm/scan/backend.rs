@@ -15,6 +15,7 @@
 
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend, ops::FloatTensor};
 
+use super::SelectiveScanInput;
 use super::parallel::{recurrence_inputs, scan_parallel, selective_scan_parallel};
 use crate::ssm::discretization::Discretization;
 
@@ -83,8 +84,8 @@ pub trait SsmBackend: Backend {
         save_checkpoints: bool,
     ) -> FusedScanOutput<Self> {
         let _ = save_checkpoints;
-        let t = TensorInputs::<Self>::from_primitives(input);
-        let (y, h_last) = selective_scan_parallel(disc, t.x, t.delta, t.a, t.b, t.c, t.d, t.h0);
+        let (y, h_last) =
+            selective_scan_parallel(disc, SelectiveScanInput::<Self>::from_primitives(input));
         FusedScanOutput {
             y: prim(y),
             h_last: prim(h_last),
@@ -117,18 +118,8 @@ pub(crate) fn wrap<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D
     Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
-/// [`FusedScanInput`] as typed tensors.
-struct TensorInputs<B: Backend> {
-    x: Tensor<B, 3>,
-    delta: Tensor<B, 3>,
-    a: Tensor<B, 2>,
-    b: Tensor<B, 3>,
-    c: Tensor<B, 3>,
-    d: Option<Tensor<B, 1>>,
-    h0: Option<Tensor<B, 3>>,
-}
-
-impl<B: Backend> TensorInputs<B> {
+impl<B: Backend> SelectiveScanInput<B> {
+    /// The typed view of a [`FusedScanInput`].
     fn from_primitives(p: FusedScanInput<B>) -> Self {
         Self {
             x: wrap(p.x),
@@ -156,7 +147,7 @@ pub fn reference_backward<B: Backend>(
     dy: FloatTensor<B>,
     dh_last: FloatTensor<B>,
 ) -> FusedScanGrads<B> {
-    let t = TensorInputs::<B>::from_primitives(input);
+    let t = SelectiveScanInput::<B>::from_primitives(input);
     let dy = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(dy));
     let dh_last = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(dh_last));
     let [bs, l, e] = t.x.dims();

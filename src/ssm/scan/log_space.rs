@@ -26,6 +26,7 @@
 //! `docs/results/scan.md` for measured values). `|a|` below `e^{−87}` is clamped to it (the
 //! f32 log of 0 is `−∞`), which only matters for states that have decayed to ~0 anyway.
 
+use super::SelectiveScanInput;
 use burn::tensor::{Bool, Tensor, backend::Backend};
 
 use super::parallel::{finish_outputs, recurrence_inputs};
@@ -145,17 +146,19 @@ pub(crate) fn log_cumsum_exp<B: Backend>(z: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// Selective scan through the log-space scan. Returns `(y [B, L, E], h_L [B, E, N])`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn selective_scan_log_space<B: Backend>(
     disc: Discretization,
-    x: Tensor<B, 3>,
-    delta: Tensor<B, 3>,
-    a: Tensor<B, 2>,
-    b: Tensor<B, 3>,
-    c: Tensor<B, 3>,
-    d: Option<Tensor<B, 1>>,
-    h0: Option<Tensor<B, 3>>,
+    input: SelectiveScanInput<B>,
 ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let SelectiveScanInput {
+        x,
+        delta,
+        a,
+        b,
+        c,
+        d,
+        h0,
+    } = input;
     let h = match disc {
         Discretization::ZeroOrderHold | Discretization::Simplified => {
             // log Ā = ΔA exactly; Ā > 0.

@@ -119,22 +119,20 @@ pub fn selective_scan<B: SsmBackend>(
 ) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
     disc.validate()?;
     input.validate()?;
-    let SelectiveScanInput {
-        x,
-        delta,
-        a,
-        b,
-        c,
-        d,
-        h0,
-    } = input;
     Ok(match kind {
-        ScanKind::Sequential => {
-            sequential::selective_scan_sequential(disc, x, delta, a, b, c, d, h0)
-        }
-        ScanKind::Parallel => parallel::selective_scan_parallel(disc, x, delta, a, b, c, d, h0),
-        ScanKind::LogSpace => log_space::selective_scan_log_space(disc, x, delta, a, b, c, d, h0),
+        ScanKind::Sequential => sequential::selective_scan_sequential(disc, input),
+        ScanKind::Parallel => parallel::selective_scan_parallel(disc, input),
+        ScanKind::LogSpace => log_space::selective_scan_log_space(disc, input),
         ScanKind::Fused => {
+            let SelectiveScanInput {
+                x,
+                delta,
+                a,
+                b,
+                c,
+                d,
+                h0,
+            } = input;
             let prim = |t: Tensor<B, 3>| t.into_primitive().tensor();
             let out = B::fused_scan_forward(
                 disc,

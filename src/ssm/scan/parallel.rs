@@ -14,6 +14,7 @@
 //! works. Work is `O(L)` (halving at every level), depth `O(log L)`, and the autodiff graph has
 //! `O(log L)` nodes.
 
+use super::SelectiveScanInput;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::ssm::discretization::Discretization;
@@ -94,17 +95,19 @@ fn odd_even_scan<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4> {
 
 /// Selective scan through [`scan_parallel`]: materializes `Ā`, `B̄x` and `h` as `[B, L, E, N]`.
 /// Returns `(y [B, L, E], h_L [B, E, N])`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn selective_scan_parallel<B: Backend>(
     disc: Discretization,
-    x: Tensor<B, 3>,
-    delta: Tensor<B, 3>,
-    a: Tensor<B, 2>,
-    b: Tensor<B, 3>,
-    c: Tensor<B, 3>,
-    d: Option<Tensor<B, 1>>,
-    h0: Option<Tensor<B, 3>>,
+    input: SelectiveScanInput<B>,
 ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let SelectiveScanInput {
+        x,
+        delta,
+        a,
+        b,
+        c,
+        d,
+        h0,
+    } = input;
     let (abar, bx) = recurrence_inputs(disc, x.clone(), delta, a, b); // [B, L, E, N] each
     let h = scan_parallel(abar, bx, h0); // [B, L, E, N]
     finish_outputs(h, x, c, d)

@@ -13,6 +13,7 @@
 //! `O(L log L)` in forward and backward. The selective scan also never builds a `[B, L, E, N]`
 //! tensor: `Ā_t`, `B̄_t x_t` are formed per step from `[B, E]` and `[B, N]` slices.
 
+use super::SelectiveScanInput;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::ssm::discretization::Discretization;
@@ -67,17 +68,19 @@ pub fn scan_sequential<B: Backend>(
 /// Sequential selective scan: the reference implementation. Returns `(y [B, L, E], h_L [B, E, N])`.
 ///
 /// Inputs as in [`super::SelectiveScanInput`] (shapes already validated).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn selective_scan_sequential<B: Backend>(
     disc: Discretization,
-    x: Tensor<B, 3>,
-    delta: Tensor<B, 3>,
-    a: Tensor<B, 2>,
-    b: Tensor<B, 3>,
-    c: Tensor<B, 3>,
-    d: Option<Tensor<B, 1>>,
-    h0: Option<Tensor<B, 3>>,
+    input: SelectiveScanInput<B>,
 ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let SelectiveScanInput {
+        x,
+        delta,
+        a,
+        b,
+        c,
+        d,
+        h0,
+    } = input;
     let [bs, l, e] = x.dims();
     let n = a.dims()[1];
     let x_steps = split_steps(x.clone(), 1); // L × [B, 1, E]
