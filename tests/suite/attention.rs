@@ -3,6 +3,7 @@
 //! position encoding and sharing mode, causality, the naive-masking leak, padding, and every
 //! configuration error.
 
+use crate::common::{dev, max_abs_diff, values};
 use burn::module::Param;
 use burn::nn::attention::{MhaInput, MultiHeadAttentionConfig, generate_autoregressive_mask};
 use burn::tensor::{Bool, Tensor, TensorData};
@@ -16,22 +17,6 @@ use seqlayers::backend::Cpu;
 use seqlayers::position::PositionEncoding;
 
 type T3 = Tensor<Cpu, 3>;
-
-fn dev() -> seqlayers::backend::CpuDevice {
-    Default::default()
-}
-
-fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 /// Deterministic `N(0,1)`-ish inputs `[b, l, d]` (uniform on ±√3, variance 1).
 fn random_input(seed: u64, b: usize, l: usize, d: usize) -> Vec<f32> {

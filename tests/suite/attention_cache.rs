@@ -1,32 +1,17 @@
 //! Incremental decoding with a `KvCache` reproduces one full causal forward pass, for every
 //! position encoding (relative ones inside the layer, absolute ones added at the right offset).
 
+use crate::common::{dev, max_abs_diff, values};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seqlayers::attention::{
     AttentionConfig, CausalMasking, KvCache, MultiHeadAttention, QkvSharing,
 };
-use seqlayers::backend::{Cpu, CpuDevice};
+use seqlayers::backend::Cpu;
 use seqlayers::position::{AbsolutePosition, PositionEncoding};
 
 const TOL: f32 = 1e-5;
-
-fn dev() -> CpuDevice {
-    Default::default()
-}
-
-fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn random_input(seed: u64, shape: [usize; 3]) -> Tensor<Cpu, 3> {
     let mut rng = StdRng::seed_from_u64(seed);

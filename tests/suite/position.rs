@@ -2,33 +2,18 @@
 //! values, ALiBi slopes and bias matrices, Hard-ALiBi windows (as biases and as attention
 //! weights), sinusoidal values, learned tables past their length, and every error.
 
+use crate::common::{dev, max_abs_diff, values};
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seqlayers::SeqError;
 use seqlayers::attention::{AttentionConfig, MASKED};
-use seqlayers::backend::{Cpu, CpuDevice};
+use seqlayers::backend::Cpu;
 use seqlayers::position::{
     OutOfRange, PositionEncoding, Rope, alibi_bias, alibi_slopes, hard_alibi_bias, rope_tables,
     sinusoidal_table,
 };
-
-fn dev() -> CpuDevice {
-    Default::default()
-}
-
-fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn random(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
