@@ -52,6 +52,13 @@ pub struct RecallArgs {
     /// Attention heads.
     #[arg(long)]
     pub heads: Option<usize>,
+    /// Evaluate the convergence curve every this many steps.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Trainings run at the same time, one thread each (results change only by float rounding;
+    /// ms/step then includes the contention between them).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
     /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -92,6 +99,10 @@ impl RecallArgs {
         if let Some(v) = self.heads {
             o.n_heads = v;
         }
+        if let Some(v) = self.eval_every {
+            o.eval_every = v;
+        }
+        o.jobs = self.jobs;
         o
     }
 }

@@ -72,7 +72,7 @@ pub fn associative_recall<B: AutodiffBackend + SsmBackend>(
 where
     B::InnerBackend: SsmBackend,
 {
-    let outcomes = run_all::<B>(&associative_recall_runs(options), device)?;
+    let outcomes = run_all::<B>(&associative_recall_runs(options), device, options.jobs)?;
     write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
     Ok(outcomes)
 }
@@ -165,7 +165,10 @@ fn width_effect(p2: &[RecallOutcome], p3: &[RecallOutcome]) -> String {
 }
 
 const MECHANISMS: &str = r#"
-## Why the models behave this way
+## Mechanisms to read the tables with
+
+What each architecture has to do to solve the task, stated before looking at the numbers above
+(the numbers say which of these limits actually bind at this budget).
 
 - **More queries need more memory in a recurrent model.** Mamba must store, in a state of fixed
   size (E·N numbers per layer), the value of *every* candidate query that has appeared, because
@@ -176,8 +179,8 @@ const MECHANISMS: &str = r#"
   token after it, whatever M is. Its difficulty grows little with M; it is limited by how well the
   previous-token mechanism (RoPE) separates positions.
 - **Hybrids** combine both: the Mamba layer shifts the previous token into each position (so no
-  positional encoding is needed) and the attention layer does the content lookup, which is why
-  they can keep attention's accuracy as M grows.
+  positional encoding is needed) and the attention layer does the content lookup, so M should
+  matter to them about as little as it does to attention.
 - **Width d**: d = 64 gives Mamba E = 128 channels × N = 16 states, eight times the memory of
   d = 8, and embeddings that are nearly orthogonal, so associations interfere less.
 - **Delay τ = 10** exceeds the causal convolution (4 tokens): the "q was just seen" signal must be

@@ -59,7 +59,7 @@ pub fn induction_head<B: AutodiffBackend + SsmBackend>(
 where
     B::InnerBackend: SsmBackend,
 {
-    let outcomes = run_all::<B>(&induction_head_runs(options), device)?;
+    let outcomes = run_all::<B>(&induction_head_runs(options), device, options.jobs)?;
     write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
     Ok(outcomes)
 }

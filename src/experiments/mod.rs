@@ -12,6 +12,8 @@ pub use associative_recall::{associative_recall, associative_recall_runs};
 pub use induction_head::{induction_head, induction_head_runs};
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::backend::AutodiffBackend;
 
@@ -58,6 +60,10 @@ pub struct ExperimentOptions {
     pub progress: bool,
     /// Evaluate only a few lengths (τ+2, L, 2L, 3L) instead of every one.
     pub sparse_eval: bool,
+    /// Runs trained at the same time, each in its own thread (1: one after another). Results
+    /// do not depend on it beyond float rounding (threads may sum in another order); the
+    /// reported ms/step of concurrent runs includes their contention.
+    pub jobs: usize,
 }
 
 impl Default for ExperimentOptions {
@@ -80,6 +86,7 @@ impl Default for ExperimentOptions {
             seed: 0,
             progress: true,
             sparse_eval: false,
+            jobs: 1,
         }
     }
 }
@@ -137,6 +144,10 @@ impl ExperimentOptions {
                 }),
                 seed: self.seed,
                 progress: self.progress,
+                name: format!(
+                    "{model} M={} τ={} d={}",
+                    task.n_queries, task.delay, task.dim
+                ),
                 ..TrainConfig::default()
             },
             eval_lengths,
@@ -149,32 +160,60 @@ impl ExperimentOptions {
     }
 }
 
-/// Runs every run in order, printing one line per finished run.
+/// Runs every run, `jobs` at a time (heaviest first), printing one line per finished run, and
+/// returns the outcomes in the order of `runs`.
 pub fn run_all<B: AutodiffBackend + SsmBackend>(
     runs: &[RecallRun],
     device: &B::Device,
+    jobs: usize,
 ) -> Result<Vec<RecallOutcome>>
 where
     B::InnerBackend: SsmBackend,
 {
-    let mut outcomes = Vec::with_capacity(runs.len());
-    for (i, run) in runs.iter().enumerate() {
-        let outcome = run_recall::<B>(run, device)?;
-        let l = run.task.train_len;
-        eprintln!(
-            "[{}/{}] {:<38} steps {:>5}  {:>6.1} ms/step  acc@L {:>5.1}%  acc@3L {:>5.1}%  ({:.0} s)",
-            i + 1,
-            runs.len(),
-            outcome.label(),
-            outcome.report.steps_run,
-            outcome.report.ms_per_step,
-            100.0 * outcome.accuracy_at(l).unwrap_or(f64::NAN),
-            100.0 * outcome.lengths.last().map_or(f64::NAN, |x| x.accuracy),
-            outcome.wall_s,
-        );
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
+    // Heaviest first, so that the long runs do not end up alone at the tail.
+    let cost = |r: &RecallRun| r.task.dim * r.task.dim * r.task.train_len * r.train.steps;
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(cost(&runs[i])));
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<RecallOutcome>>>> =
+        Mutex::new((0..runs.len()).map(|_| None).collect());
+    let worker = || {
+        while let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+            let outcome = run_recall::<B>(&runs[i], device);
+            if let Ok(o) = &outcome {
+                let l = o.run.task.train_len;
+                eprintln!(
+                    "[{}/{}] {:<38} steps {:>5}  {:>6.1} ms/step  acc@L {:>5.1}%  acc@max {:>5.1}%  ({:.0} s)",
+                    finished.fetch_add(1, Ordering::SeqCst) + 1,
+                    runs.len(),
+                    o.label(),
+                    o.report.steps_run,
+                    o.report.ms_per_step,
+                    100.0 * o.accuracy_at(l).unwrap_or(f64::NAN),
+                    100.0 * o.lengths.last().map_or(f64::NAN, |x| x.accuracy),
+                    o.wall_s,
+                );
+            }
+            let failed = outcome.is_err();
+            results.lock().expect("no worker panicked")[i] = Some(outcome);
+            if failed {
+                // Stop taking new runs; the error is returned below.
+                next.store(order.len(), Ordering::SeqCst);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, runs.len().max(1)) {
+            scope.spawn(worker);
+        }
+    });
+    results
+        .into_inner()
+        .expect("no worker panicked")
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Writes the CSV files and `report.md` into `dir`.

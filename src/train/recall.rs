@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
@@ -107,9 +108,15 @@ where
         .model
         .stack_config(run.task.dim, max_len)
         .with_heads(run.n_heads);
-    B::seed(device, run.model_seed);
-    let model = ClassifierConfig::new(stack, run.task.vocab)
-        .try_init::<B>(task.embedding(device), device)?;
+    let model = {
+        // The backend's seed is global: hold the lock from seeding to the end of the
+        // initialization so that runs in parallel threads stay reproducible.
+        static INIT: Mutex<()> = Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        B::seed(device, run.model_seed);
+        ClassifierConfig::new(stack, run.task.vocab)
+            .try_init::<B>(task.embedding(device), device)?
+    };
     let params = model.num_params();
     let (model, report) = train(model, &task, &run.train, device)?;
     let lengths = evaluate_lengths(

@@ -7,11 +7,15 @@ use super::RecallOutcome;
 /// Accuracy at or above which a length counts as "solved" in the findings.
 pub const SOLVED: f64 = 0.9;
 
-/// The longest length `n` such that every evaluated length up to `n` has accuracy ≥ `SOLVED`
-/// (`None` if even the shortest fails).
-pub fn longest_solved_prefix(outcome: &RecallOutcome) -> Option<usize> {
+/// How far a model length-generalizes: the longest evaluated `n ≥ L` such that every evaluated
+/// length in `[L, n]` has accuracy ≥ [`SOLVED`] (`None` if the training length `L` itself fails
+/// or was not evaluated). Short lengths below `L` do not count: a model may miss some of them
+/// (e.g. a hybrid whose convolution needs context) and still extrapolate far beyond `L`.
+pub fn solved_up_to(outcome: &RecallOutcome) -> Option<usize> {
+    let train_len = outcome.run.task.train_len;
+    outcome.accuracy_at(train_len)?;
     let mut longest = None;
-    for l in &outcome.lengths {
+    for l in outcome.lengths.iter().filter(|l| l.len >= train_len) {
         if l.accuracy >= SOLVED {
             longest = Some(l.len);
         } else {
@@ -28,7 +32,7 @@ fn pct(x: Option<f64>) -> String {
 /// A markdown table with one row per run.
 pub fn results_table(outcomes: &[RecallOutcome]) -> String {
     let mut s = String::from(
-        "| model | M | τ | d | params | steps | converged at | ms/step | acc @ L | mean acc (L, 2L] | mean acc (2L, 3L] | solved up to |\n\
+        "| model | M | τ | d | params | steps | converged at | ms/step | acc @ L | mean acc (L, 2L] | mean acc (2L, 3L] | ≥ 90% from L up to |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
@@ -50,7 +54,7 @@ pub fn results_table(outcomes: &[RecallOutcome]) -> String {
             pct(o.accuracy_at(l)),
             pct(o.mean_accuracy(l + 1..=2 * l)),
             pct(o.mean_accuracy(2 * l + 1..=3 * l)),
-            longest_solved_prefix(o).map_or("–".into(), |n| n.to_string()),
+            solved_up_to(o).map_or("–".into(), |n| n.to_string()),
         );
     }
     s
@@ -60,8 +64,13 @@ pub fn results_table(outcomes: &[RecallOutcome]) -> String {
 /// convergence speed for every group of runs that share a task.
 pub fn findings(outcomes: &[RecallOutcome]) -> String {
     let mut s = String::new();
-    let mut tasks: Vec<_> = outcomes.iter().map(|o| o.run.task.clone()).collect();
-    tasks.dedup();
+    // Every distinct task once, in order of first appearance (runs are listed model by model).
+    let mut tasks: Vec<_> = Vec::new();
+    for o in outcomes {
+        if !tasks.contains(&o.run.task) {
+            tasks.push(o.run.task.clone());
+        }
+    }
     for task in &tasks {
         let group: Vec<&RecallOutcome> = outcomes.iter().filter(|o| &o.run.task == task).collect();
         let l = task.train_len;
@@ -119,11 +128,11 @@ pub fn findings(outcomes: &[RecallOutcome]) -> String {
             if !generalizers.iter().any(|g| g.run.model == o.run.model) {
                 let _ = writeln!(
                     s,
-                    "  - {} solves L but drops to {} on (L, 2L] and {} on (2L, 3L] (all lengths ≥ 90% only up to {}).",
+                    "  - {} solves L but drops to {} on (L, 2L] and {} on (2L, 3L] (≥ 90% from L only up to length {}).",
                     o.run.model,
                     pct(o.mean_accuracy(l + 1..=2 * l)),
                     pct(o.mean_accuracy(2 * l + 1..=3 * l)),
-                    longest_solved_prefix(o).map_or("–".into(), |n| n.to_string()),
+                    solved_up_to(o).map_or("–".into(), |n| n.to_string()),
                 );
             }
         }
@@ -151,4 +160,67 @@ pub fn findings(outcomes: &[RecallOutcome]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classifier::ModelKind;
+    use crate::data::RecallConfig;
+    use crate::train::{LengthAccuracy, RecallRun, TrainConfig, TrainReport};
+
+    fn outcome(train_len: usize, accuracies: &[(usize, f64)]) -> RecallOutcome {
+        let task = RecallConfig::new(1).with_train_len(train_len);
+        RecallOutcome {
+            run: RecallRun {
+                model: ModelKind::Mamba,
+                eval_lengths: accuracies.iter().map(|&(n, _)| n).collect(),
+                train: TrainConfig::default(),
+                eval_samples: 1,
+                eval_batch: 1,
+                n_heads: 1,
+                model_seed: 0,
+                task,
+            },
+            report: TrainReport {
+                curve: Vec::new(),
+                steps_run: 1,
+                converged_at: None,
+                ms_per_step: 1.0,
+            },
+            lengths: accuracies
+                .iter()
+                .map(|&(len, accuracy)| LengthAccuracy {
+                    len,
+                    accuracy,
+                    samples: 1,
+                })
+                .collect(),
+            params: 1,
+            wall_s: 1.0,
+        }
+    }
+
+    #[test]
+    fn solved_up_to_starts_at_the_training_length() {
+        // Fails at a short length, solves 8..=10, fails at 11, solves 12 again.
+        let o = outcome(
+            8,
+            &[
+                (3, 0.2),
+                (8, 0.95),
+                (9, 0.9),
+                (10, 1.0),
+                (11, 0.5),
+                (12, 1.0),
+            ],
+        );
+        assert_eq!(solved_up_to(&o), Some(10));
+    }
+
+    #[test]
+    fn solved_up_to_is_none_when_the_training_length_fails_or_is_missing() {
+        assert_eq!(solved_up_to(&outcome(8, &[(8, 0.89), (9, 1.0)])), None);
+        assert_eq!(solved_up_to(&outcome(8, &[(3, 1.0), (9, 1.0)])), None);
+    }
 }

@@ -1,5 +1,7 @@
 //! Minibatch training with a convergence curve and early stopping.
 
+use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -7,7 +9,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -55,8 +57,11 @@ pub struct TrainConfig {
     pub early_stop: Option<EarlyStop>,
     /// Seed of the training stream and of the test batch.
     pub seed: u64,
-    /// Show a progress bar on stderr.
+    /// Report progress on stderr: a bar on a terminal (several runs in parallel threads get one
+    /// bar each), otherwise a plain line every tenth of the budget (logs, CI).
     pub progress: bool,
+    /// Name shown in front of the progress bar or lines (e.g. the model and task).
+    pub name: String,
 }
 
 impl Default for TrainConfig {
@@ -74,6 +79,7 @@ impl Default for TrainConfig {
             }),
             seed: 0,
             progress: true,
+            name: String::new(),
         }
     }
 }
@@ -167,17 +173,7 @@ where
         }
     };
 
-    let bar = if config.progress {
-        ProgressBar::new(config.steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .expect("static template"),
-    );
+    let progress = Progress::new(config);
 
     let inner_device = device.clone();
     let evaluate =
@@ -200,7 +196,7 @@ where
         let loss = loss_fn.forward(logits, labels); // [1]
         let loss_value: f64 = loss.clone().into_scalar().elem();
         if !loss_value.is_finite() {
-            bar.abandon_with_message(format!("diverged at step {step}"));
+            progress.abandon(&format!("diverged at step {step}"));
             return Err(SeqError::Diverged {
                 step,
                 loss: loss_value,
@@ -210,7 +206,7 @@ where
         model = optimizer(model, grads);
         train_time += started.elapsed().as_secs_f64();
         steps_run = step;
-        bar.inc(1);
+        progress.bar.inc(1);
 
         if step % config.eval_every == 0 || step == config.steps {
             let test_accuracy = evaluate(&model);
@@ -219,7 +215,7 @@ where
                 loss: loss_value,
                 test_accuracy,
             });
-            bar.set_message(format!("loss {loss_value:.3} test acc {test_accuracy:.3}"));
+            progress.update(step, loss_value, test_accuracy);
             if let Some(stop) = config.early_stop {
                 if test_accuracy >= stop.accuracy {
                     streak += 1;
@@ -234,7 +230,7 @@ where
             }
         }
     }
-    bar.finish_and_clear();
+    progress.finish();
     let ms_per_step = 1e3 * train_time / steps_run.max(1) as f64;
     Ok((
         model,
@@ -245,6 +241,72 @@ where
             ms_per_step,
         },
     ))
+}
+
+/// Progress of one run: a bar in a shared [`MultiProgress`] on a terminal, plain lines otherwise.
+struct Progress {
+    bar: ProgressBar,
+    /// Print a line every this many steps (0: never), when stderr is not a terminal.
+    line_every: usize,
+    /// Step at or after which the next line is printed.
+    next_line: std::cell::Cell<usize>,
+    name: String,
+    steps: usize,
+}
+
+impl Progress {
+    fn new(config: &TrainConfig) -> Self {
+        static BARS: OnceLock<MultiProgress> = OnceLock::new();
+        let terminal = std::io::stderr().is_terminal();
+        let bar = if config.progress && terminal {
+            BARS.get_or_init(MultiProgress::new)
+                .add(ProgressBar::new(config.steps as u64))
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("static template"),
+        );
+        bar.set_prefix(config.name.clone());
+        let line_every = if config.progress && !terminal {
+            config.steps.div_ceil(10).max(1)
+        } else {
+            0
+        };
+        Self {
+            bar,
+            line_every,
+            next_line: std::cell::Cell::new(line_every),
+            name: config.name.clone(),
+            steps: config.steps,
+        }
+    }
+
+    fn update(&self, step: usize, loss: f64, test_accuracy: f64) {
+        self.bar
+            .set_message(format!("loss {loss:.3} test acc {test_accuracy:.3}"));
+        if self.line_every > 0 && step >= self.next_line.get() {
+            self.next_line.set(step + self.line_every);
+            eprintln!(
+                "{} step {step}/{}: loss {loss:.3}, test acc {test_accuracy:.3}",
+                self.name, self.steps
+            );
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn abandon(&self, message: &str) {
+        if self.line_every > 0 {
+            eprintln!("{} {message}", self.name);
+        }
+        self.bar.abandon_with_message(message.to_string());
+    }
 }
 
 #[cfg(test)]
