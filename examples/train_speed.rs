@@ -25,6 +25,10 @@ struct Args {
     /// Output directory for `train_speed.md`.
     #[arg(long, default_value = "results")]
     out: PathBuf,
+    /// Measure only the cases whose label contains this text (e.g. `RoPE`, `d=64`); the table
+    /// is then printed but not written.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 type B = seqlayers::backend::CpuAutodiff;
@@ -102,6 +106,13 @@ fn main() {
         "| model (K=16, L=64, batch 64, 2 layers) | seqlayers ms/step | PyTorch 2.15 + mambapy ms/step | ratio |\n|---|---|---|---|\n",
     );
     for (label, model, d, scan, torch) in CASES {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|only| !label.contains(only.as_str()))
+        {
+            continue;
+        }
         let ms = measure(model, d, scan, args.steps);
         let ratio = torch
             .split('–')
@@ -117,7 +128,9 @@ fn main() {
          threads (burn-ndarray, f32). Mean of {} optimizer steps after 5 warm-up steps; evaluation excluded.\n\n{table}",
         args.steps, args.steps
     );
-    std::fs::create_dir_all(&args.out).expect("create output directory");
-    std::fs::write(args.out.join("train_speed.md"), &doc).expect("write train_speed.md");
+    if args.only.is_none() {
+        std::fs::create_dir_all(&args.out).expect("create output directory");
+        std::fs::write(args.out.join("train_speed.md"), &doc).expect("write train_speed.md");
+    }
     println!("\n{doc}");
 }

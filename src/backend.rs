@@ -15,3 +15,17 @@ pub type Cuda = burn_cuda::Cuda<f32, i32>;
 /// The CUDA backend with automatic differentiation.
 #[cfg(feature = "cuda")]
 pub type CudaAutodiff = Autodiff<Cuda>;
+
+/// Unwraps a float tensor into its primitive (for backend-level operations).
+pub(crate) fn prim<B: burn::tensor::backend::Backend, const D: usize>(
+    t: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::ops::FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// Wraps a float primitive into a tensor.
+pub(crate) fn wrap<B: burn::tensor::backend::Backend, const D: usize>(
+    p: burn::tensor::ops::FloatTensor<B>,
+) -> burn::tensor::Tensor<B, D> {
+    burn::tensor::Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(p))
+}

@@ -11,6 +11,7 @@ pub mod classifier;
 pub mod data;
 pub mod error;
 pub mod experiments;
+mod ndarray_io;
 pub mod position;
 pub mod ssm;
 pub mod stack;

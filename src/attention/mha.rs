@@ -6,7 +6,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::{Bool, Tensor};
 
-use super::{CausalMasking, KvCache, QkvSharing, ScoreMask, scaled_dot_product_attention};
+use super::{
+    AttentionBackend, CausalMasking, FusedAttentionInput, KvCache, QkvSharing, ScoreMask,
+    scaled_dot_product_attention,
+};
+use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
 use crate::position::{PositionEncoding, Rope};
 
@@ -36,7 +40,7 @@ pub struct MultiHeadAttention<B: Backend> {
     pub sharing: QkvSharing,
 }
 
-impl<B: Backend> MultiHeadAttention<B> {
+impl<B: AttentionBackend> MultiHeadAttention<B> {
     /// Self-attention over `x` `[B, L, D]` → `[B, L, D]` (causal if configured).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.forward_masked(x, None)
@@ -49,7 +53,8 @@ impl<B: Backend> MultiHeadAttention<B> {
         x: Tensor<B, 3>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> Tensor<B, 3> {
-        self.self_attention(x, padding).0
+        let (q, k, v, mask) = self.self_attention_inputs(x, padding);
+        self.attend(q, k, v, &mask)
     }
 
     /// Attention weights `A'` `[B, H, L, L]` of a self-attention call (for plots).
@@ -67,6 +72,17 @@ impl<B: Backend> MultiHeadAttention<B> {
         x: Tensor<B, 3>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> (Tensor<B, 3>, Tensor<B, 4>) {
+        let (q, k, v, mask) = self.self_attention_inputs(x, padding);
+        self.attend_with_weights(q, k, v, &mask)
+    }
+
+    /// Q, K, V `[B, H, L, d_head]` (rotated if RoPE) and the score mask of self-attention.
+    #[allow(clippy::type_complexity)]
+    fn self_attention_inputs(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Option<Tensor<B, 2, Bool>>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>, ScoreMask<B>) {
         let [_, len, _] = x.dims();
         let device = x.device();
         let (q, k, v) = self.project_self(x); // 3 × [B, H, L, d_head]
@@ -82,7 +98,7 @@ impl<B: Backend> MultiHeadAttention<B> {
             &device,
         )
         .with_key_padding(padding);
-        self.attend(q, k, v, &mask)
+        (q, k, v, mask)
     }
 
     /// Cross-attention: queries from `queries` `[B, Lq, D]`, keys and values from `context`
@@ -99,7 +115,7 @@ impl<B: Backend> MultiHeadAttention<B> {
     ) -> Tensor<B, 3> {
         let (q, k, v) = self.project_cross(queries, context);
         let mask = ScoreMask::none().with_key_padding(context_padding);
-        self.attend(q, k, v, &mask).0
+        self.attend(q, k, v, &mask)
     }
 
     /// Incremental causal decoding: attends the new tokens `x` `[B, T, D]` (usually `T = 1`)
@@ -140,7 +156,7 @@ impl<B: Backend> MultiHeadAttention<B> {
             offset + len,
             &device,
         );
-        Ok(self.attend(q, k, v, &mask).0)
+        Ok(self.attend(q, k, v, &mask))
     }
 
     /// `[B, L, D]` → `[B, H, L, d_head]`.
@@ -240,17 +256,51 @@ impl<B: Backend> MultiHeadAttention<B> {
         }
     }
 
-    /// Scaled dot-product attention on split heads, head merge and output projection.
+    /// Attention on split heads, head merge and output projection → `[B, Lq, D]`: the fused
+    /// [`AttentionBackend`] operation when the mask is a plain additive bias (causal, ALiBi,
+    /// Hard-ALiBi or none), the primitive path otherwise (padding, naive masking).
     fn attend(
         &self,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         mask: &ScoreMask<B>,
+    ) -> Tensor<B, 3> {
+        let bias_fits = mask.bias.as_ref().is_none_or(|b| {
+            let [one, heads, _, _] = b.dims();
+            one == 1 && (heads == 1 || heads == self.n_heads)
+        });
+        if !bias_fits || mask.key_padding.is_some() || mask.keep_after_softmax.is_some() {
+            return self.attend_with_weights(q, k, v, mask).0;
+        }
+        let input = FusedAttentionInput {
+            q: prim(q),
+            k: prim(k),
+            v: prim(v),
+            bias: mask.bias.clone().map(prim),
+            scale: self.scale(),
+        };
+        let (context, _) = B::fused_attention_forward(input, false);
+        let merged = self.merge_heads(wrap(context)); // [B, Lq, D]
+        self.output.forward(merged)
+    }
+
+    /// [`attend`](Self::attend) from tensor primitives, also returning the weights
+    /// `[B, H, Lq, Lk]`.
+    fn attend_with_weights(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        mask: &ScoreMask<B>,
     ) -> (Tensor<B, 3>, Tensor<B, 4>) {
-        let scale = 1.0 / (self.d_head as f32).sqrt();
-        let out = scaled_dot_product_attention(q, k, v, scale, mask);
+        let out = scaled_dot_product_attention(q, k, v, self.scale(), mask);
         let merged = self.merge_heads(out.context); // [B, L, D]
         (self.output.forward(merged), out.weights) // [B, L, D], [B, H, Lq, Lk]
+    }
+
+    /// Score scale `1/√d_head`.
+    fn scale(&self) -> f32 {
+        1.0 / (self.d_head as f32).sqrt()
     }
 }

@@ -7,6 +7,11 @@
 //! (RoPE on Q/K, ALiBi/Hard-ALiBi as a score bias), incremental decoding with a [`KvCache`],
 //! and two ablations: naive post-softmax causal masking and shared Q/K/V projections.
 //!
+//! Two paths compute the same thing: [`scaled_dot_product_attention`] from tensor primitives
+//! (used when the weights are asked for, with padding masks, and for the naive-masking
+//! ablation), and the fused [`AttentionBackend`] operation (one op, a Rust kernel on the CPU
+//! backend, one autodiff node) used by `forward` otherwise.
+//!
 //! # Glossary
 //! | symbol | meaning | shape |
 //! |---|---|---|
@@ -21,12 +26,17 @@
 //! | `O = A'·V`, `W_O` | per-head output, output projection | `[B, L, D]` after merge |
 //! | `MASKED` | score given to a masked pair, effectively `−∞` | |
 
+mod backend;
 mod cache;
 mod config;
+mod fused_autodiff;
+mod fused_ndarray;
+pub mod kernel;
 mod mask;
 mod mha;
 mod sdpa;
 
+pub use backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput};
 pub use cache::KvCache;
 pub use config::{AttentionConfig, CausalMasking, QkvSharing};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};

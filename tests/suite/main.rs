@@ -2,6 +2,7 @@
 
 mod attention;
 mod attention_cache;
+mod attention_fused;
 mod common;
 mod discretization;
 mod experiments_quick;

@@ -15,6 +15,8 @@
 
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend, ops::FloatTensor};
 
+pub(crate) use crate::backend::{prim, wrap};
+
 use super::SelectiveScanInput;
 use super::parallel::{recurrence_inputs, scan_parallel, selective_scan_parallel};
 use crate::ssm::discretization::Discretization;
@@ -74,8 +76,9 @@ pub struct FusedScanOutput<B: Backend> {
 ///
 /// Both methods have default bodies in tensor ops (the parallel scan), so implementing the trait
 /// with an empty `impl` block is enough for correctness; backends with a dedicated kernel
-/// override them.
-pub trait SsmBackend: Backend {
+/// override them. Every `SsmBackend` is also an [`AttentionBackend`](crate::attention::AttentionBackend),
+/// so the models that mix Mamba and attention layers need one bound.
+pub trait SsmBackend: Backend + crate::attention::AttentionBackend {
     /// Fused forward: discretization, scan, `⟨h, C⟩` and `+ D x`. When `save_checkpoints`,
     /// the backend may return data that makes [`SsmBackend::fused_scan_backward`] cheaper.
     fn fused_scan_forward(
@@ -106,16 +109,6 @@ pub trait SsmBackend: Backend {
         let _ = checkpoints;
         reference_backward(disc, input, dy, dh_last)
     }
-}
-
-/// Unwraps a float tensor into its primitive.
-pub(crate) fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
-    t.into_primitive().tensor()
-}
-
-/// Wraps a float primitive into a tensor.
-pub(crate) fn wrap<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
 impl<B: Backend> SelectiveScanInput<B> {

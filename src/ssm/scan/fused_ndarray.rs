@@ -11,36 +11,13 @@
 
 use std::borrow::Cow;
 
-use burn::tensor::{FloatDType, Shape, TensorData, TensorMetadata, ops::FloatTensor};
-use burn_ndarray::{NdArray, NdArrayTensor};
+use burn::tensor::{TensorMetadata, ops::FloatTensor};
+use burn_ndarray::NdArray;
 
 use super::backend::{FusedScanGrads, FusedScanInput, FusedScanOutput, SsmBackend};
 use super::fused_kernel::{self, KernelDims, KernelInput};
+use crate::ndarray_io::{tensor, values};
 use crate::ssm::discretization::Discretization;
-
-/// Row-major `f32` values of a tensor: borrowed when contiguous f32, copied otherwise.
-fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
-    if let NdArrayTensor::F32(storage) = t {
-        let view = storage.view();
-        if let Some(slice) = view.to_slice() {
-            return Cow::Borrowed(slice);
-        }
-        return Cow::Owned(view.iter().copied().collect());
-    }
-    let cast = <NdArray<f32> as burn::tensor::ops::FloatTensorOps<NdArray<f32>>>::float_cast(
-        t.clone(),
-        FloatDType::F32,
-    );
-    match cast {
-        NdArrayTensor::F32(storage) => Cow::Owned(storage.view().iter().copied().collect()),
-        other => unreachable!("cast to f32 gave {:?}", other.dtype()),
-    }
-}
-
-/// A new tensor owning `v` with the given shape.
-fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> NdArrayTensor {
-    NdArrayTensor::from_data(TensorData::new(v, shape.into()))
-}
 
 /// Kernel sizes from the input shapes (validated by `selective_scan`).
 fn dims_of(input: &FusedScanInput<NdArray<f32>>) -> KernelDims {

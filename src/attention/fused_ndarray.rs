@@ -1,0 +1,83 @@
+//! [`AttentionBackend`] for the CPU backend (`burn-ndarray`): the Rust kernel of
+//! [`kernel`](super::kernel) on the tensors' memory.
+
+use burn::tensor::{Shape, TensorMetadata, ops::FloatTensor};
+use burn_ndarray::NdArray;
+
+use super::backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput};
+use super::kernel::{self, AttentionDims};
+use crate::ndarray_io::{tensor, values};
+
+/// Kernel sizes from the input shapes (checked by the caller, `MultiHeadAttention`).
+fn dims_of(input: &FusedAttentionInput<NdArray<f32>>) -> AttentionDims {
+    let q = input.q.shape();
+    let k = input.k.shape();
+    let v = input.v.shape();
+    AttentionDims {
+        batch: q[0],
+        heads: q[1],
+        q_len: q[2],
+        k_len: k[2],
+        d_k: q[3],
+        d_v: v[3],
+        bias_heads: input.bias.as_ref().map_or(0, |b| b.shape()[1]),
+    }
+}
+
+impl AttentionBackend for NdArray<f32> {
+    fn fused_attention_forward(
+        input: FusedAttentionInput<Self>,
+        save_weights: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        let dims = dims_of(&input);
+        let bias = input.bias.as_ref().map(values);
+        let out = kernel::forward(
+            &values(&input.q),
+            &values(&input.k),
+            &values(&input.v),
+            bias.as_deref(),
+            dims,
+            input.scale,
+        );
+        let AttentionDims {
+            batch,
+            heads,
+            q_len,
+            k_len,
+            d_v,
+            ..
+        } = dims;
+        (
+            tensor(out.out, [batch, heads, q_len, d_v]),
+            save_weights.then(|| tensor(out.weights, [batch, heads, q_len, k_len])),
+        )
+    }
+
+    fn fused_attention_backward(
+        input: FusedAttentionInput<Self>,
+        weights: Option<FloatTensor<Self>>,
+        d_out: FloatTensor<Self>,
+    ) -> FusedAttentionGrads<Self> {
+        let dims = dims_of(&input);
+        let weights = weights.unwrap_or_else(|| {
+            Self::fused_attention_forward(input.clone(), true)
+                .1
+                .expect("weights were asked for")
+        });
+        let g = kernel::backward(
+            &values(&input.q),
+            &values(&input.k),
+            &values(&input.v),
+            &values(&weights),
+            &values(&d_out),
+            dims,
+            input.scale,
+        );
+        let shape = |t: &FloatTensor<Self>| -> Shape { t.shape() };
+        FusedAttentionGrads {
+            q: tensor(g.q, shape(&input.q)),
+            k: tensor(g.k, shape(&input.k)),
+            v: tensor(g.v, shape(&input.v)),
+        }
+    }
+}
