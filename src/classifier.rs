@@ -72,14 +72,35 @@ pub struct StackClassifier<B: SsmBackend> {
 impl<B: SsmBackend> StackClassifier<B> {
     /// Hidden states of the last block, `[B, L, d]`.
     pub fn try_hidden(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
-        let [batch, len] = tokens.dims();
-        let [_, dim] = self.embedding.dims();
-        let x = self
-            .embedding
-            .clone()
-            .select(0, tokens.reshape([batch * len])); // [B·L, d]
-        let x = self.position.try_forward(x.reshape([batch, len, dim]), 0)?; // [B, L, d]
+        let x = self.embed(tokens); // [B, L, d]
+        let x = self.position.try_forward(x, 0)?; // [B, L, d]
         Ok(self.stack.forward(x))
+    }
+}
+
+impl<B: SsmBackend> StackClassifier<B> {
+    /// Rows of the fixed embedding `V` for `tokens` `[B, L]` → `[B, L, d]`.
+    ///
+    /// `V` is a constant, so the lookup is a plain gather on the host (the ids and the `K × d`
+    /// table are read back, the rows uploaded): no gradient is lost, and it is much faster than
+    /// a backend `select` on the CPU backend, which copies row by row.
+    fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [batch, len] = tokens.dims();
+        let [vocab, dim] = self.embedding.dims();
+        let device = tokens.device();
+        let ids = tokens.into_data().convert::<i64>();
+        let ids = ids.as_slice::<i64>().expect("converted to i64");
+        let table = self.embedding.to_data().convert::<f32>();
+        let table = table.as_slice::<f32>().expect("converted to f32");
+        let mut rows = Vec::with_capacity(batch * len * dim);
+        for &id in ids {
+            let id = usize::try_from(id)
+                .ok()
+                .filter(|&i| i < vocab)
+                .unwrap_or_else(|| panic!("token id {id} is outside the vocabulary 0..{vocab}"));
+            rows.extend_from_slice(&table[id * dim..(id + 1) * dim]);
+        }
+        Tensor::from_data(TensorData::new(rows, [batch, len, dim]), &device)
     }
 }
 

@@ -13,9 +13,10 @@
 //! With `dO` given: `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`,
 //! `dQ = s·dS·K`, `dK = s·dSᵀ·Q` (the bias is a constant: no gradient).
 //!
-//! Masked pairs (bias ≤ [`MASKED_THRESHOLD`]) skip their dot product in the forward (their score
-//! is the bias itself, exactly what `score + MASKED` rounds to in f32) and every pair with
-//! `P = 0` skips its work in the backward, so a causal mask halves the cost.
+//! Masked pairs (bias ≤ [`MASKED_THRESHOLD`]) take the bias itself as their score (exactly what
+//! `score + MASKED` rounds to in f32) and weight 0 without an `exp`. All inner loops run over
+//! the key index, on `Kᵀ` and `Vᵀ`, so they vectorize for any head width (a causal mask's
+//! zeros are computed rather than skipped: cheaper than branching at these sizes).
 
 use rayon::prelude::*;
 
@@ -88,8 +89,17 @@ pub struct Gradients {
     pub v: Vec<f32>,
 }
 
+/// `Σ a_i b_i` with eight independent partial sums, so that the compiler vectorizes it.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0.0f32; 8];
+    let split = a.len() / 8 * 8;
+    for (x, y) in a[..split].chunks_exact(8).zip(b[..split].chunks_exact(8)) {
+        for lane in 0..8 {
+            acc[lane] += x[lane] * y[lane];
+        }
+    }
+    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `y += α·x`.
@@ -97,6 +107,17 @@ fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += alpha * x;
     }
+}
+
+/// `[rows, cols]` → `[cols, rows]`, row-major.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
 }
 
 /// Runs `f(block, (a, b))` over matching chunks of two outputs, in parallel when worth it.
@@ -116,6 +137,9 @@ where
             .for_each(|(blk, (a, b))| f(blk, a, b));
     }
 }
+
+// Layout: every inner loop runs over the key index `j` (length `Lk`, contiguous), so the
+// kernels work on `Kᵀ` `[dk, Lk]` and `Vᵀ` `[dv, Lk]` and vectorize whatever `dk` is.
 
 /// Forward pass: `O` and the weights `P`.
 pub fn forward(
@@ -143,36 +167,38 @@ pub fn forward(
         q_len * k_len,
         |blk, out, p| {
             let q = &q[blk * q_len * d_k..(blk + 1) * q_len * d_k]; // [Lq, dk]
-            let k = &k[blk * k_len * d_k..(blk + 1) * k_len * d_k]; // [Lk, dk]
-            let v = &v[blk * k_len * d_v..(blk + 1) * k_len * d_v]; // [Lk, dv]
+            let k_t = transpose(&k[blk * k_len * d_k..(blk + 1) * k_len * d_k], k_len, d_k); // [dk, Lk]
+            let v_t = transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v); // [dv, Lk]
             let bias = dims.bias_of(bias, blk); // [Lq, Lk]
             for i in 0..q_len {
-                let qi = &q[i * d_k..(i + 1) * d_k];
-                let row = &mut p[i * k_len..(i + 1) * k_len];
-                // Scores S[i, :].
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in row.iter_mut().enumerate() {
-                    let b = bias.map_or(0.0, |t| t[i * k_len + j]);
-                    *s = if b <= MASKED_THRESHOLD {
-                        b
-                    } else {
-                        scale * dot(qi, &k[j * d_k..(j + 1) * d_k]) + b
-                    };
-                    max = max.max(*s);
+                let row = &mut p[i * k_len..(i + 1) * k_len]; // S[i, :], then P[i, :]
+                for (f, &qf) in q[i * d_k..(i + 1) * d_k].iter().enumerate() {
+                    axpy(scale * qf, &k_t[f * k_len..(f + 1) * k_len], row);
                 }
-                // P[i, :] = softmax(S[i, :]).
+                if let Some(b) = bias {
+                    // A masked score is the mask itself (what `score + MASKED` rounds to).
+                    for (s, &b) in row.iter_mut().zip(&b[i * k_len..(i + 1) * k_len]) {
+                        *s = if b <= MASKED_THRESHOLD { b } else { *s + b };
+                    }
+                }
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                // Masked pairs get exactly 0 without calling `exp` (whose underflow path is
+                // slow), unless the whole row is masked: then every score equals the mask and
+                // the row is uniform, as with the primitive path.
+                let row_masked = max <= MASKED_THRESHOLD;
                 let mut sum = 0.0;
                 for s in row.iter_mut() {
-                    *s = (*s - max).exp();
+                    *s = if *s <= MASKED_THRESHOLD && !row_masked {
+                        0.0
+                    } else {
+                        (*s - max).exp()
+                    };
                     sum += *s;
                 }
                 let inv = 1.0 / sum;
-                let oi = &mut out[i * d_v..(i + 1) * d_v];
-                for (j, pij) in row.iter_mut().enumerate() {
-                    *pij *= inv;
-                    if *pij != 0.0 {
-                        axpy(*pij, &v[j * d_v..(j + 1) * d_v], oi);
-                    }
+                row.iter_mut().for_each(|s| *s *= inv);
+                for (f, o) in out[i * d_v..(i + 1) * d_v].iter_mut().enumerate() {
+                    *o = dot(row, &v_t[f * k_len..(f + 1) * k_len]);
                 }
             }
         },
@@ -209,39 +235,36 @@ pub fn backward(
         kv_block,
         |blk, dq, dkv| {
             let q = &q[blk * q_len * d_k..(blk + 1) * q_len * d_k]; // [Lq, dk]
-            let k = &k[blk * k_len * d_k..(blk + 1) * k_len * d_k]; // [Lk, dk]
-            let v = &v[blk * k_len * d_v..(blk + 1) * k_len * d_v]; // [Lk, dv]
+            let k_t = transpose(&k[blk * k_len * d_k..(blk + 1) * k_len * d_k], k_len, d_k); // [dk, Lk]
+            let v_t = transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v); // [dv, Lk]
             let p = &weights[blk * q_len * k_len..(blk + 1) * q_len * k_len]; // [Lq, Lk]
             let d_o = &d_out[blk * q_len * d_v..(blk + 1) * q_len * d_v]; // [Lq, dv]
-            let (dk, dv) = dkv.split_at_mut(k_len * d_k); // [Lk, dk], [Lk, dv]
-            let mut ds = vec![0.0f32; k_len];
+            let mut dk_t = vec![0.0f32; d_k * k_len]; // [dk, Lk]
+            let mut dv_t = vec![0.0f32; d_v * k_len]; // [dv, Lk]
+            let mut ds = vec![0.0f32; k_len]; // dP[i, :], then dS[i, :]
             for i in 0..q_len {
                 let pi = &p[i * k_len..(i + 1) * k_len];
-                let doi = &d_o[i * d_v..(i + 1) * d_v];
-                // dP[i, j] = dO[i]·V[j], r = Σ_j P[i, j] dP[i, j]; dV[j] += P[i, j] dO[i].
-                let mut r = 0.0;
-                for j in 0..k_len {
-                    if pi[j] == 0.0 {
-                        ds[j] = 0.0;
-                        continue;
-                    }
-                    let dp = dot(doi, &v[j * d_v..(j + 1) * d_v]);
-                    ds[j] = dp;
-                    r += pi[j] * dp;
-                    axpy(pi[j], doi, &mut dv[j * d_v..(j + 1) * d_v]);
+                // dP[i, :] = Σ_f dO[i, f] Vᵀ[f, :];  dVᵀ[f, :] += dO[i, f] P[i, :].
+                ds.iter_mut().for_each(|x| *x = 0.0);
+                for (f, &g) in d_o[i * d_v..(i + 1) * d_v].iter().enumerate() {
+                    axpy(g, &v_t[f * k_len..(f + 1) * k_len], &mut ds);
+                    axpy(g, pi, &mut dv_t[f * k_len..(f + 1) * k_len]);
                 }
-                // dS[i, j] = P[i, j] (dP[i, j] − r); dQ[i] += s dS[i, j] K[j]; dK[j] += s dS[i, j] Q[i].
+                // dS[i, :] = s·P[i, :] ⊙ (dP[i, :] − Σ_j P[i, j] dP[i, j]).
+                let r = dot(pi, &ds);
+                for (x, &pij) in ds.iter_mut().zip(pi) {
+                    *x = scale * pij * (*x - r);
+                }
+                // dQ[i, f] = dS[i, :]·Kᵀ[f, :];  dKᵀ[f, :] += Q[i, f] dS[i, :].
                 let qi = &q[i * d_k..(i + 1) * d_k];
-                let dqi = &mut dq[i * d_k..(i + 1) * d_k];
-                for j in 0..k_len {
-                    if pi[j] == 0.0 {
-                        continue;
-                    }
-                    let g = scale * pi[j] * (ds[j] - r);
-                    axpy(g, &k[j * d_k..(j + 1) * d_k], dqi);
-                    axpy(g, qi, &mut dk[j * d_k..(j + 1) * d_k]);
+                for f in 0..d_k {
+                    dq[i * d_k + f] = dot(&ds, &k_t[f * k_len..(f + 1) * k_len]);
+                    axpy(qi[f], &ds, &mut dk_t[f * k_len..(f + 1) * k_len]);
                 }
             }
+            let (dk, dv) = dkv.split_at_mut(k_len * d_k); // [Lk, dk], [Lk, dv]
+            dk.copy_from_slice(&transpose(&dk_t, d_k, k_len));
+            dv.copy_from_slice(&transpose(&dv_t, d_v, k_len));
         },
     );
     let mut gk = Vec::with_capacity(dims.blocks() * k_len * d_k);
