@@ -8,13 +8,60 @@
 //! # Glossary
 //! - `Q` `[B, H, Lq, dk]`, `K` `[B, H, Lk, dk]`, `V` `[B, H, Lk, dv]`; `s` the score scale.
 //! - `bias` `[1, Hb, Lq, Lk]`, `Hb ∈ {1, H}`: a constant (causal mask, ALiBi), no gradient.
-//! - `P = softmax(s·Q·Kᵀ + bias)` `[B, H, Lq, Lk]`, `O = P·V` `[B, H, Lq, dv]`.
+//! - `R_q`, `R_k`: optional RoPE rotations of `Q` and `K` (tables `cos`, `sin` `[L, dk]` in the
+//!   rotate-half layout of [`crate::position::rope_tables`]); `Q̃ = R_q Q`, `K̃ = R_k K`.
+//! - `P = softmax(s·Q̃·K̃ᵀ + bias)` `[B, H, Lq, Lk]`, `O = P·V` `[B, H, Lq, dv]`.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, backend::Backend, ops::FloatTensor};
 
 use super::{ScoreMask, scaled_dot_product_attention};
 use crate::backend::{prim, wrap};
+use crate::position::Rope;
+
+/// RoPE rotation tables of the queries and the keys, `[L, dk]` each (constants).
+#[derive(Debug, Clone)]
+pub struct RopeTables<B: Backend> {
+    /// `cos` at the query positions, `[Lq, dk]`.
+    pub cos_q: FloatTensor<B>,
+    /// `sin` at the query positions, `[Lq, dk]`.
+    pub sin_q: FloatTensor<B>,
+    /// `cos` at the key positions, `[Lk, dk]`.
+    pub cos_k: FloatTensor<B>,
+    /// `sin` at the key positions, `[Lk, dk]`.
+    pub sin_k: FloatTensor<B>,
+}
+
+impl<B: Backend> RopeTables<B> {
+    /// `[L, dk]` → `[1, 1, L, dk]`, the shape [`Rope::apply_with`] broadcasts.
+    fn table(t: &FloatTensor<B>) -> Tensor<B, 4> {
+        wrap::<B, 2>(t.clone()).unsqueeze::<4>()
+    }
+
+    /// `(R_q q, R_k k)` with tensor ops.
+    pub(crate) fn rotate(&self, q: Tensor<B, 4>, k: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let rope = Rope {
+            d_head: q.dims()[3],
+            base: 0.0, // unused: the tables are given
+        };
+        (
+            rope.apply_with(q, Self::table(&self.cos_q), Self::table(&self.sin_q)),
+            rope.apply_with(k, Self::table(&self.cos_k), Self::table(&self.sin_k)),
+        )
+    }
+
+    /// `(R_qᵀ dq̃, R_kᵀ dk̃)` with tensor ops.
+    fn unrotate(&self, dq: Tensor<B, 4>, dk: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let rope = Rope {
+            d_head: dq.dims()[3],
+            base: 0.0,
+        };
+        (
+            rope.unapply_with(dq, Self::table(&self.cos_q), Self::table(&self.sin_q)),
+            rope.unapply_with(dk, Self::table(&self.cos_k), Self::table(&self.sin_k)),
+        )
+    }
+}
 
 /// Inputs of the fused attention operation.
 #[derive(Debug, Clone)]
@@ -27,6 +74,8 @@ pub struct FusedAttentionInput<B: Backend> {
     pub v: FloatTensor<B>,
     /// Constant additive bias `[1, Hb, Lq, Lk]` with `Hb ∈ {1, H}` (no gradient).
     pub bias: Option<FloatTensor<B>>,
+    /// RoPE applied to `Q` and `K` inside the op (`None`: they are used as given).
+    pub rope: Option<RopeTables<B>>,
     /// Score scale `s` (usually `1/√dk`).
     pub scale: f32,
 }
@@ -56,25 +105,27 @@ pub trait AttentionBackend: Backend {
             bias: input.bias.map(wrap),
             ..ScoreMask::none()
         };
-        let out = scaled_dot_product_attention::<Self>(
-            wrap(input.q),
-            wrap(input.k),
-            wrap(input.v),
-            input.scale,
-            &mask,
-        );
+        let (q, k) = (wrap(input.q), wrap(input.k));
+        let (q, k) = match &input.rope {
+            Some(rope) => rope.rotate(q, k),
+            None => (q, k),
+        };
+        let out = scaled_dot_product_attention::<Self>(q, k, wrap(input.v), input.scale, &mask);
         (prim(out.context), save_weights.then(|| prim(out.weights)))
     }
 
-    /// Gradients of `Σ dO ⊙ O` with respect to `Q`, `K`, `V`, given the forward's weights (or
-    /// `None` to recompute them).
+    /// Gradients of `Σ dO ⊙ O` with respect to `Q`, `K`, `V` (before the rotation, if RoPE),
+    /// given the forward's weights (or `None` to recompute them).
     fn fused_attention_backward(
         input: FusedAttentionInput<Self>,
         weights: Option<FloatTensor<Self>>,
         d_out: FloatTensor<Self>,
     ) -> FusedAttentionGrads<Self> {
-        let q: Tensor<Self, 4> = wrap(input.q);
-        let k: Tensor<Self, 4> = wrap(input.k);
+        let (q, k): (Tensor<Self, 4>, Tensor<Self, 4>) = (wrap(input.q), wrap(input.k));
+        let (q, k) = match &input.rope {
+            Some(rope) => rope.rotate(q, k), // Q̃, K̃
+            None => (q, k),
+        };
         let v: Tensor<Self, 4> = wrap(input.v);
         let d_out: Tensor<Self, 4> = wrap(d_out);
         let p: Tensor<Self, 4> = match weights {
@@ -96,6 +147,10 @@ pub trait AttentionBackend: Backend {
         let d_s = p * (d_p - row); // [B, H, Lq, Lk]
         let d_q = d_s.clone().matmul(k).mul_scalar(input.scale); // [B, H, Lq, dk]
         let d_k = d_s.swap_dims(2, 3).matmul(q).mul_scalar(input.scale); // [B, H, Lk, dk]
+        let (d_q, d_k) = match &input.rope {
+            Some(rope) => rope.unrotate(d_q, d_k),
+            None => (d_q, d_k),
+        };
         FusedAttentionGrads {
             q: prim(d_q),
             k: prim(d_k),

@@ -9,7 +9,7 @@ use burn::backend::autodiff::{
 };
 use burn::tensor::ops::FloatTensor;
 
-use super::backend::{AttentionBackend, FusedAttentionInput};
+use super::backend::{AttentionBackend, FusedAttentionInput, RopeTables};
 
 /// The backward node of the fused attention.
 #[derive(Debug)]
@@ -57,6 +57,12 @@ impl<B: AttentionBackend, C: CheckpointStrategy> AttentionBackend for Autodiff<B
             k: input.k.primitive,
             v: input.v.primitive,
             bias: input.bias.map(|b| b.primitive),
+            rope: input.rope.map(|r| RopeTables {
+                cos_q: r.cos_q.primitive,
+                sin_q: r.sin_q.primitive,
+                cos_k: r.cos_k.primitive,
+                sin_k: r.sin_k.primitive,
+            }),
             scale: input.scale,
         };
         let prep = FusedAttentionBackward

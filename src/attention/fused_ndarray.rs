@@ -4,8 +4,10 @@
 use burn::tensor::{Shape, TensorMetadata, ops::FloatTensor};
 use burn_ndarray::NdArray;
 
-use super::backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput};
-use super::kernel::{self, AttentionDims};
+use std::borrow::Cow;
+
+use super::backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput, RopeTables};
+use super::kernel::{self, AttentionDims, RopeRef};
 use crate::ndarray_io::{tensor, values};
 
 /// Kernel sizes from the input shapes (checked by the caller, `MultiHeadAttention`).
@@ -24,6 +26,30 @@ fn dims_of(input: &FusedAttentionInput<NdArray<f32>>) -> AttentionDims {
     }
 }
 
+/// Borrowed (or copied) values of the RoPE tables.
+struct RopeValues<'a>([Cow<'a, [f32]>; 4]);
+
+impl<'a> RopeValues<'a> {
+    fn new(t: &'a RopeTables<NdArray<f32>>) -> Self {
+        Self([
+            values(&t.cos_q),
+            values(&t.sin_q),
+            values(&t.cos_k),
+            values(&t.sin_k),
+        ])
+    }
+
+    fn slices(&self) -> RopeRef<'_> {
+        let [cos_q, sin_q, cos_k, sin_k] = &self.0;
+        RopeRef {
+            cos_q,
+            sin_q,
+            cos_k,
+            sin_k,
+        }
+    }
+}
+
 impl AttentionBackend for NdArray<f32> {
     fn fused_attention_forward(
         input: FusedAttentionInput<Self>,
@@ -31,11 +57,13 @@ impl AttentionBackend for NdArray<f32> {
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
         let dims = dims_of(&input);
         let bias = input.bias.as_ref().map(values);
+        let tables = input.rope.as_ref().map(RopeValues::new);
         let out = kernel::forward(
             &values(&input.q),
             &values(&input.k),
             &values(&input.v),
             bias.as_deref(),
+            tables.as_ref().map(RopeValues::slices),
             dims,
             input.scale,
         );
@@ -64,12 +92,14 @@ impl AttentionBackend for NdArray<f32> {
                 .1
                 .expect("weights were asked for")
         });
+        let tables = input.rope.as_ref().map(RopeValues::new);
         let g = kernel::backward(
             &values(&input.q),
             &values(&input.k),
             &values(&input.v),
             &values(&weights),
             &values(&d_out),
+            tables.as_ref().map(RopeValues::slices),
             dims,
             input.scale,
         );

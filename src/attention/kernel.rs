@@ -7,11 +7,14 @@
 //! - `Q` `[B, H, Lq, dk]`, `K` `[B, H, Lk, dk]`, `V` `[B, H, Lk, dv]`, row-major.
 //! - `bias` `[Hb, Lq, Lk]` with `Hb ∈ {1, H}` (broadcast over the batch, and over heads when
 //!   `Hb = 1`): causal mask ([`MASKED`](super::MASKED) entries) plus ALiBi-style biases.
-//! - `S = s·Q·Kᵀ + bias`, `P = softmax_rows(S)`, `O = P·V`.
+//! - RoPE (optional): `Q̃ = R_q Q`, `K̃ = R_k K` row by row, with `cos`, `sin` tables
+//!   `[Lq, dk]` / `[Lk, dk]` in the rotate-half layout; without it `Q̃ = Q`, `K̃ = K`.
+//! - `S = s·Q̃·K̃ᵀ + bias`, `P = softmax_rows(S)`, `O = P·V`.
 //!
 //! # Backward
 //! With `dO` given: `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`,
-//! `dQ = s·dS·K`, `dK = s·dSᵀ·Q` (the bias is a constant: no gradient).
+//! `dQ̃ = s·dS·K̃`, `dK̃ = s·dSᵀ·Q̃` (the bias is a constant: no gradient), then
+//! `dQ = R_qᵀ dQ̃`, `dK = R_kᵀ dK̃`.
 //!
 //! Masked pairs (bias ≤ [`MASKED_THRESHOLD`]) take the bias itself as their score (exactly what
 //! `score + MASKED` rounds to in f32) and weight 0 without an `exp`. All inner loops run over
@@ -66,6 +69,54 @@ impl AttentionDims {
             };
             &t[h * table..(h + 1) * table]
         })
+    }
+}
+
+/// RoPE tables, row-major, rotate-half layout (`cos[p, f] = cos(p·θ_{f mod dk/2})`).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeRef<'a> {
+    /// `cos` at the query positions, `[Lq, dk]`.
+    pub cos_q: &'a [f32],
+    /// `sin` at the query positions, `[Lq, dk]`.
+    pub sin_q: &'a [f32],
+    /// `cos` at the key positions, `[Lk, dk]`.
+    pub cos_k: &'a [f32],
+    /// `sin` at the key positions, `[Lk, dk]`.
+    pub sin_k: &'a [f32],
+}
+
+/// Rotates every row of `x` `[rows, d]`: `x ⊙ cos + sign·rotate_half(x) ⊙ sin` with
+/// `rotate_half([x₁, x₂]) = [−x₂, x₁]`; `sign = 1` applies `R`, `sign = −1` applies `Rᵀ`.
+fn rotate_rows(x: &[f32], d: usize, cos: &[f32], sin: &[f32], sign: f32) -> Vec<f32> {
+    let half = d / 2;
+    let mut out = vec![0.0; x.len()];
+    for ((o, x), (c, s)) in out
+        .chunks_exact_mut(d)
+        .zip(x.chunks_exact(d))
+        .zip(cos.chunks_exact(d).zip(sin.chunks_exact(d)))
+    {
+        for f in 0..half {
+            o[f] = x[f] * c[f] - sign * x[f + half] * s[f];
+            o[f + half] = x[f + half] * c[f + half] + sign * x[f] * s[f + half];
+        }
+    }
+    out
+}
+
+/// `(Q̃, K̃)` of one block: rotated copies with RoPE, borrowed inputs without.
+fn rotated<'a>(
+    q: &'a [f32],
+    k: &'a [f32],
+    d_k: usize,
+    rope: Option<RopeRef<'_>>,
+) -> (std::borrow::Cow<'a, [f32]>, std::borrow::Cow<'a, [f32]>) {
+    use std::borrow::Cow;
+    match rope {
+        Some(r) => (
+            Cow::Owned(rotate_rows(q, d_k, r.cos_q, r.sin_q, 1.0)),
+            Cow::Owned(rotate_rows(k, d_k, r.cos_k, r.sin_k, 1.0)),
+        ),
+        None => (Cow::Borrowed(q), Cow::Borrowed(k)),
     }
 }
 
@@ -147,6 +198,7 @@ pub fn forward(
     k: &[f32],
     v: &[f32],
     bias: Option<&[f32]>,
+    rope: Option<RopeRef<'_>>,
     dims: AttentionDims,
     scale: f32,
 ) -> ForwardOutput {
@@ -166,8 +218,13 @@ pub fn forward(
         &mut weights,
         q_len * k_len,
         |blk, out, p| {
-            let q = &q[blk * q_len * d_k..(blk + 1) * q_len * d_k]; // [Lq, dk]
-            let k_t = transpose(&k[blk * k_len * d_k..(blk + 1) * k_len * d_k], k_len, d_k); // [dk, Lk]
+            let (q, k) = rotated(
+                &q[blk * q_len * d_k..(blk + 1) * q_len * d_k],
+                &k[blk * k_len * d_k..(blk + 1) * k_len * d_k],
+                d_k,
+                rope,
+            ); // Q̃ [Lq, dk], K̃ [Lk, dk]
+            let k_t = transpose(&k, k_len, d_k); // [dk, Lk]
             let v_t = transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v); // [dv, Lk]
             let bias = dims.bias_of(bias, blk); // [Lq, Lk]
             for i in 0..q_len {
@@ -207,12 +264,14 @@ pub fn forward(
 }
 
 /// Backward pass from the forward's weights `P` and the output gradient `dO` `[B, H, Lq, dv]`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     weights: &[f32],
     d_out: &[f32],
+    rope: Option<RopeRef<'_>>,
     dims: AttentionDims,
     scale: f32,
 ) -> Gradients {
@@ -234,8 +293,13 @@ pub fn backward(
         &mut dkv,
         kv_block,
         |blk, dq, dkv| {
-            let q = &q[blk * q_len * d_k..(blk + 1) * q_len * d_k]; // [Lq, dk]
-            let k_t = transpose(&k[blk * k_len * d_k..(blk + 1) * k_len * d_k], k_len, d_k); // [dk, Lk]
+            let (q, k) = rotated(
+                &q[blk * q_len * d_k..(blk + 1) * q_len * d_k],
+                &k[blk * k_len * d_k..(blk + 1) * k_len * d_k],
+                d_k,
+                rope,
+            ); // Q̃ [Lq, dk], K̃ [Lk, dk]
+            let k_t = transpose(&k, k_len, d_k); // [dk, Lk]
             let v_t = transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v); // [dv, Lk]
             let p = &weights[blk * q_len * k_len..(blk + 1) * q_len * k_len]; // [Lq, Lk]
             let d_o = &d_out[blk * q_len * d_v..(blk + 1) * q_len * d_v]; // [Lq, dv]
@@ -263,8 +327,17 @@ pub fn backward(
                 }
             }
             let (dk, dv) = dkv.split_at_mut(k_len * d_k); // [Lk, dk], [Lk, dv]
-            dk.copy_from_slice(&transpose(&dk_t, d_k, k_len));
+            let dk_rows = transpose(&dk_t, d_k, k_len); // dK̃ [Lk, dk]
             dv.copy_from_slice(&transpose(&dv_t, d_v, k_len));
+            match rope {
+                // Back through the rotations: dQ = R_qᵀ dQ̃, dK = R_kᵀ dK̃.
+                Some(r) => {
+                    let dq_rows = rotate_rows(dq, d_k, r.cos_q, r.sin_q, -1.0);
+                    dq.copy_from_slice(&dq_rows);
+                    dk.copy_from_slice(&rotate_rows(&dk_rows, d_k, r.cos_k, r.sin_k, -1.0));
+                }
+                None => dk.copy_from_slice(&dk_rows),
+            }
         },
     );
     let mut gk = Vec::with_capacity(dims.blocks() * k_len * d_k);
@@ -356,7 +429,7 @@ mod tests {
             d_v: dv,
             bias_heads: 1,
         };
-        let got = forward(&q, &k, &v, Some(&bias), dims, 0.7);
+        let got = forward(&q, &k, &v, Some(&bias), None, dims, 0.7);
         let want = reference(&q, &k, &v, &bias, (lq, lk, dk, dv), 0.7);
         for (g, w) in got.out.iter().zip(&want) {
             assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
@@ -371,7 +444,7 @@ mod tests {
 
     #[test]
     fn backward_matches_finite_differences() {
-        let (lq, lk, dk, dv) = (4, 4, 3, 2);
+        let (lq, lk, dk, dv) = (4, 4, 4, 2);
         let dims = AttentionDims {
             batch: 1,
             heads: 1,
@@ -390,34 +463,56 @@ mod tests {
             pseudo_random(lk * dv, 6),
         );
         let d_out = pseudo_random(lq * dv, 7);
-        // Loss = Σ dO ⊙ O, evaluated in f64 by the reference.
-        let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
-            reference(q, k, v, &bias, (lq, lk, dk, dv), 0.9)
-                .iter()
-                .zip(&d_out)
-                .map(|(o, g)| o * *g as f64)
-                .sum()
-        };
-        let fwd = forward(&q, &k, &v, Some(&bias), dims, 0.9);
-        let grads = backward(&q, &k, &v, &fwd.weights, &d_out, dims, 0.9);
-        let eps = 1e-3f32;
-        let check = |which: usize, analytic: &[f32]| {
-            for idx in 0..analytic.len() {
-                let mut t = [q.clone(), k.clone(), v.clone()];
-                t[which][idx] += eps;
-                let up = loss(&t[0], &t[1], &t[2]);
-                t[which][idx] -= 2.0 * eps;
-                let down = loss(&t[0], &t[1], &t[2]);
-                let numeric = (up - down) / (2.0 * eps as f64);
-                assert!(
-                    (numeric - analytic[idx] as f64).abs() < 1e-3,
-                    "input {which}[{idx}]: {numeric} vs {}",
-                    analytic[idx]
-                );
-            }
-        };
-        check(0, &grads.q);
-        check(1, &grads.k);
-        check(2, &grads.v);
+        // RoPE-like tables: any angles work for the gradient check (cos² + sin² = 1 per pair).
+        let angles: Vec<f32> = (0..lq * dk).map(|x| 0.3 * x as f32).collect();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        let (cos, sin) = (
+            // Same angle for feature f and f + dk/2, as in the rotate-half layout.
+            cos.chunks(dk)
+                .flat_map(|r| [r[0], r[1], r[0], r[1]])
+                .collect::<Vec<_>>(),
+            sin.chunks(dk)
+                .flat_map(|r| [r[0], r[1], r[0], r[1]])
+                .collect::<Vec<_>>(),
+        );
+        for with_rope in [false, true] {
+            let rope = with_rope.then_some(RopeRef {
+                cos_q: &cos,
+                sin_q: &sin,
+                cos_k: &cos,
+                sin_k: &sin,
+            });
+            // Loss = Σ dO ⊙ O, evaluated in f64 by the reference on the rotated inputs.
+            let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
+                let (q, k) = rotated(q, k, dk, rope);
+                reference(&q, &k, v, &bias, (lq, lk, dk, dv), 0.9)
+                    .iter()
+                    .zip(&d_out)
+                    .map(|(o, g)| o * *g as f64)
+                    .sum()
+            };
+            let fwd = forward(&q, &k, &v, Some(&bias), rope, dims, 0.9);
+            let grads = backward(&q, &k, &v, &fwd.weights, &d_out, rope, dims, 0.9);
+            let eps = 1e-3f32;
+            let check = |which: usize, analytic: &[f32]| {
+                for idx in 0..analytic.len() {
+                    let mut t = [q.clone(), k.clone(), v.clone()];
+                    t[which][idx] += eps;
+                    let up = loss(&t[0], &t[1], &t[2]);
+                    t[which][idx] -= 2.0 * eps;
+                    let down = loss(&t[0], &t[1], &t[2]);
+                    let numeric = (up - down) / (2.0 * eps as f64);
+                    assert!(
+                        (numeric - analytic[idx] as f64).abs() < 1e-3,
+                        "rope={with_rope} input {which}[{idx}]: {numeric} vs {}",
+                        analytic[idx]
+                    );
+                }
+            };
+            check(0, &grads.q);
+            check(1, &grads.k);
+            check(2, &grads.v);
+        }
     }
 }

@@ -4,15 +4,15 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::{
-    AttentionBackend, CausalMasking, FusedAttentionInput, KvCache, QkvSharing, ScoreMask,
-    scaled_dot_product_attention,
+    AttentionBackend, CausalMasking, FusedAttentionInput, KvCache, QkvSharing, RopeTables,
+    ScoreMask, scaled_dot_product_attention,
 };
 use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
-use crate::position::{PositionEncoding, Rope};
+use crate::position::{PositionEncoding, Rope, rope_tables};
 
 /// Multi-head scaled dot-product attention with a fused Q/K/V projection.
 ///
@@ -53,8 +53,11 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
         x: Tensor<B, 3>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> Tensor<B, 3> {
-        let (q, k, v, mask) = self.self_attention_inputs(x, padding);
-        self.attend(q, k, v, &mask)
+        let [_, len, _] = x.dims();
+        let device = x.device();
+        // RoPE (if any) is applied inside the fused op: Q and K stay unrotated here.
+        let (q, k, v, mask) = self.self_attention_inputs(x, padding, false);
+        self.attend(q, k, v, &mask, self.rope_tables(len, &device))
     }
 
     /// Attention weights `A'` `[B, H, L, L]` of a self-attention call (for plots).
@@ -72,21 +75,27 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
         x: Tensor<B, 3>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> (Tensor<B, 3>, Tensor<B, 4>) {
-        let (q, k, v, mask) = self.self_attention_inputs(x, padding);
+        let (q, k, v, mask) = self.self_attention_inputs(x, padding, true);
         self.attend_with_weights(q, k, v, &mask)
     }
 
-    /// Q, K, V `[B, H, L, d_head]` (rotated if RoPE) and the score mask of self-attention.
+    /// Q, K, V `[B, H, L, d_head]` (rotated if RoPE and `rotate`) and the score mask of
+    /// self-attention.
     #[allow(clippy::type_complexity)]
     fn self_attention_inputs(
         &self,
         x: Tensor<B, 3>,
         padding: Option<Tensor<B, 2, Bool>>,
+        rotate: bool,
     ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>, ScoreMask<B>) {
         let [_, len, _] = x.dims();
         let device = x.device();
         let (q, k, v) = self.project_self(x); // 3 × [B, H, L, d_head]
-        let (q, k) = self.rotate(q, k, 0, 0);
+        let (q, k) = if rotate {
+            self.rotate(q, k, 0, 0)
+        } else {
+            (q, k)
+        };
         let mask = ScoreMask::for_self_attention(
             &self.position,
             self.n_heads,
@@ -115,7 +124,7 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
     ) -> Tensor<B, 3> {
         let (q, k, v) = self.project_cross(queries, context);
         let mask = ScoreMask::none().with_key_padding(context_padding);
-        self.attend(q, k, v, &mask)
+        self.attend(q, k, v, &mask, None)
     }
 
     /// Incremental causal decoding: attends the new tokens `x` `[B, T, D]` (usually `T = 1`)
@@ -156,7 +165,7 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
             offset + len,
             &device,
         );
-        Ok(self.attend(q, k, v, &mask))
+        Ok(self.attend(q, k, v, &mask, None))
     }
 
     /// `[B, L, D]` → `[B, H, L, d_head]`.
@@ -256,21 +265,48 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
         }
     }
 
+    /// RoPE tables for self-attention over positions `0..len` (`None` without RoPE).
+    fn rope_tables(&self, len: usize, device: &B::Device) -> Option<RopeTables<B>> {
+        let PositionEncoding::Rope { base } = self.position else {
+            return None;
+        };
+        let (cos, sin) = rope_tables(0, len, self.d_head, base);
+        let upload = |v: Vec<f32>| {
+            prim(Tensor::<B, 2>::from_data(
+                TensorData::new(v, [len, self.d_head]),
+                device,
+            ))
+        };
+        let (cos, sin) = (upload(cos), upload(sin));
+        Some(RopeTables {
+            cos_q: cos.clone(),
+            sin_q: sin.clone(),
+            cos_k: cos,
+            sin_k: sin,
+        })
+    }
+
     /// Attention on split heads, head merge and output projection → `[B, Lq, D]`: the fused
     /// [`AttentionBackend`] operation when the mask is a plain additive bias (causal, ALiBi,
-    /// Hard-ALiBi or none), the primitive path otherwise (padding, naive masking).
+    /// Hard-ALiBi or none), the primitive path otherwise (padding, naive masking). `rope`
+    /// rotates `q` and `k` first (inside the fused op).
     fn attend(
         &self,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
         mask: &ScoreMask<B>,
+        rope: Option<RopeTables<B>>,
     ) -> Tensor<B, 3> {
         let bias_fits = mask.bias.as_ref().is_none_or(|b| {
             let [one, heads, _, _] = b.dims();
             one == 1 && (heads == 1 || heads == self.n_heads)
         });
         if !bias_fits || mask.key_padding.is_some() || mask.keep_after_softmax.is_some() {
+            let (q, k) = match &rope {
+                Some(r) => r.rotate(q, k),
+                None => (q, k),
+            };
             return self.attend_with_weights(q, k, v, mask).0;
         }
         let input = FusedAttentionInput {
@@ -278,6 +314,7 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
             k: prim(k),
             v: prim(v),
             bias: mask.bias.clone().map(prim),
+            rope,
             scale: self.scale(),
         };
         let (context, _) = B::fused_attention_forward(input, false);

@@ -36,7 +36,7 @@ mod mask;
 mod mha;
 mod sdpa;
 
-pub use backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput};
+pub use backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput, RopeTables};
 pub use cache::KvCache;
 pub use config::{AttentionConfig, CausalMasking, QkvSharing};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};

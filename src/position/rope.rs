@@ -56,10 +56,25 @@ impl Rope {
         cos: Tensor<B, 4>,
         sin: Tensor<B, 4>,
     ) -> Tensor<B, 4> {
-        let half = self.d_head / 2;
-        let x1 = x.clone().narrow(3, 0, half); // [B, H, L, d/2]
-        let x2 = x.clone().narrow(3, half, half); // [B, H, L, d/2]
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3); // [B, H, L, d]
-        x * cos + rotated * sin // [B, H, L, d]
+        x.clone() * cos + rotate_half(x) * sin // [B, H, L, d]
     }
+
+    /// The transpose (= inverse) of [`apply_with`](Self::apply_with), used to carry a
+    /// gradient back through the rotation: `Rᵀy = y ⊙ cos − rotate_half(y) ⊙ sin`.
+    pub fn unapply_with<B: Backend>(
+        &self,
+        y: Tensor<B, 4>,
+        cos: Tensor<B, 4>,
+        sin: Tensor<B, 4>,
+    ) -> Tensor<B, 4> {
+        y.clone() * cos - rotate_half(y) * sin // [B, H, L, d]
+    }
+}
+
+/// `[x₁, x₂] ↦ [−x₂, x₁]` along the last axis (`[B, H, L, d]`, `d` even).
+fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let half = x.dims()[3] / 2;
+    let x1 = x.clone().narrow(3, 0, half); // [B, H, L, d/2]
+    let x2 = x.narrow(3, half, half); // [B, H, L, d/2]
+    Tensor::cat(vec![x2.neg(), x1], 3) // [B, H, L, d]
 }
