@@ -25,9 +25,39 @@ pub fn random_unit_embedding(vocab: usize, dim: usize, seed: u64) -> Vec<f32> {
     table
 }
 
+/// The `n` most similar pairs of rows of a row-major `[K, dim]` table, as `(i, j, cos)` with
+/// `i < j`, most similar first. Near-parallel rows are tokens a model can barely tell apart
+/// through a fixed embedding (at d = 8, sixteen random directions are far from orthogonal).
+pub fn closest_pairs(table: &[f32], dim: usize, n: usize) -> Vec<(usize, usize, f32)> {
+    let rows: Vec<&[f32]> = table.chunks_exact(dim).collect();
+    let norm = |r: &[f32]| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let mut pairs = Vec::new();
+    for i in 0..rows.len() {
+        for j in i + 1..rows.len() {
+            let dot: f32 = rows[i].iter().zip(rows[j]).map(|(a, b)| a * b).sum();
+            pairs.push((i, j, dot / (norm(rows[i]) * norm(rows[j]))));
+        }
+    }
+    pairs.sort_by(|a, b| b.2.total_cmp(&a.2));
+    pairs.truncate(n);
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closest_pairs_ranks_by_cosine() {
+        // Rows: e0, e1, (e0 + e1)/√2 at 45° from both, −e0.
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let table = [1.0, 0.0, 0.0, 1.0, s, s, -1.0, 0.0];
+        let pairs = closest_pairs(&table, 2, 3);
+        assert_eq!((pairs[0].0, pairs[0].1), (0, 2));
+        assert_eq!((pairs[1].0, pairs[1].1), (1, 2));
+        assert!((pairs[0].2 - s).abs() < 1e-6 && (pairs[1].2 - s).abs() < 1e-6);
+        assert!(pairs[2].2.abs() < 1e-6, "{pairs:?}"); // e0 ⟂ e1, e1 ⟂ −e0
+    }
 
     #[test]
     fn rows_have_unit_norm_and_are_seeded() {

@@ -9,5 +9,5 @@
 mod embedding;
 mod recall;
 
-pub use embedding::random_unit_embedding;
+pub use embedding::{closest_pairs, random_unit_embedding};
 pub use recall::{AssociativeRecall, RecallBatch, RecallConfig};
