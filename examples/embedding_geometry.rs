@@ -27,9 +27,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    println!(
-        "| d | most similar token pairs (cos) | pairs with cos > 0.8 |\n|---|---|---|"
-    );
+    println!("| d | most similar token pairs (cos) | pairs with cos > 0.8 |\n|---|---|---|");
     for &d in &args.dims {
         let table = random_unit_embedding(args.vocab, d, args.seed);
         let all = closest_pairs(&table, d, usize::MAX);

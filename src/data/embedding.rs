@@ -30,7 +30,13 @@ pub fn random_unit_embedding(vocab: usize, dim: usize, seed: u64) -> Vec<f32> {
 /// through a fixed embedding (at d = 8, sixteen random directions are far from orthogonal).
 pub fn closest_pairs(table: &[f32], dim: usize, n: usize) -> Vec<(usize, usize, f32)> {
     let rows: Vec<&[f32]> = table.chunks_exact(dim).collect();
-    let norm = |r: &[f32]| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let norm = |r: &[f32]| {
+        r.iter()
+            .map(|v| v * v)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE)
+    };
     let mut pairs = Vec::new();
     for i in 0..rows.len() {
         for j in i + 1..rows.len() {
