@@ -15,6 +15,9 @@ pub type Cuda = burn_cuda::Cuda<f32, i32>;
 /// The CUDA backend with automatic differentiation.
 #[cfg(feature = "cuda")]
 pub type CudaAutodiff = Autodiff<Cuda>;
+/// A CUDA device (GPU index), available with the `cuda` feature.
+#[cfg(feature = "cuda")]
+pub type CudaDevice = burn_cuda::CudaDevice;
 
 /// Unwraps a float tensor into its primitive (for backend-level operations).
 pub(crate) fn prim<B: burn::tensor::backend::Backend, const D: usize>(

@@ -65,7 +65,7 @@ macro_rules! with_backend {
             #[cfg(feature = "cuda")]
             "cuda" => {
                 type $B = seqlayers::backend::CudaAutodiff;
-                let $device = burn::backend::cuda::CudaDevice::default();
+                let $device = seqlayers::backend::CudaDevice::default();
                 $body
             }
             other => {
