@@ -17,7 +17,7 @@ use burn::tensor::{Tensor, backend::Backend, ops::FloatTensor};
 
 use super::{ScoreMask, scaled_dot_product_attention};
 use crate::backend::{prim, wrap};
-use crate::position::Rope;
+use crate::position::{rotate_transpose_with, rotate_with};
 
 /// RoPE rotation tables of the queries and the keys, `[L, dk]` each (constants).
 #[derive(Debug, Clone)]
@@ -33,32 +33,24 @@ pub struct RopeTables<B: Backend> {
 }
 
 impl<B: Backend> RopeTables<B> {
-    /// `[L, dk]` → `[1, 1, L, dk]`, the shape [`Rope::apply_with`] broadcasts.
+    /// `[L, dk]` → `[1, 1, L, dk]`, the shape [`rotate_with`] broadcasts.
     fn table(t: &FloatTensor<B>) -> Tensor<B, 4> {
         wrap::<B, 2>(t.clone()).unsqueeze::<4>()
     }
 
     /// `(R_q q, R_k k)` with tensor ops.
     pub(crate) fn rotate(&self, q: Tensor<B, 4>, k: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let rope = Rope {
-            d_head: q.dims()[3],
-            base: 0.0, // unused: the tables are given
-        };
         (
-            rope.apply_with(q, Self::table(&self.cos_q), Self::table(&self.sin_q)),
-            rope.apply_with(k, Self::table(&self.cos_k), Self::table(&self.sin_k)),
+            rotate_with(q, Self::table(&self.cos_q), Self::table(&self.sin_q)),
+            rotate_with(k, Self::table(&self.cos_k), Self::table(&self.sin_k)),
         )
     }
 
     /// `(R_qᵀ dq̃, R_kᵀ dk̃)` with tensor ops.
     fn unrotate(&self, dq: Tensor<B, 4>, dk: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let rope = Rope {
-            d_head: dq.dims()[3],
-            base: 0.0,
-        };
         (
-            rope.unapply_with(dq, Self::table(&self.cos_q), Self::table(&self.sin_q)),
-            rope.unapply_with(dk, Self::table(&self.cos_k), Self::table(&self.sin_k)),
+            rotate_transpose_with(dq, Self::table(&self.cos_q), Self::table(&self.sin_q)),
+            rotate_transpose_with(dk, Self::table(&self.cos_k), Self::table(&self.sin_k)),
         )
     }
 }

@@ -120,6 +120,47 @@ fn rotated<'a>(
     }
 }
 
+/// One (batch, head) block's inputs in the kernels' layout.
+struct BlockInputs<'a> {
+    /// `Q̃` `[Lq, dk]` (rotated if RoPE).
+    q: std::borrow::Cow<'a, [f32]>,
+    /// `K̃ᵀ` `[dk, Lk]`.
+    k_t: Vec<f32>,
+    /// `Vᵀ` `[dv, Lk]`.
+    v_t: Vec<f32>,
+}
+
+impl<'a> BlockInputs<'a> {
+    /// Slices block `blk` out of `q`, `k`, `v`, rotates Q and K (RoPE) and transposes K and V.
+    fn new(
+        q: &'a [f32],
+        k: &'a [f32],
+        v: &'a [f32],
+        rope: Option<RopeRef<'_>>,
+        dims: &AttentionDims,
+        blk: usize,
+    ) -> Self {
+        let AttentionDims {
+            q_len,
+            k_len,
+            d_k,
+            d_v,
+            ..
+        } = *dims;
+        let (q, k) = rotated(
+            &q[blk * q_len * d_k..(blk + 1) * q_len * d_k],
+            &k[blk * k_len * d_k..(blk + 1) * k_len * d_k],
+            d_k,
+            rope,
+        ); // Q̃ [Lq, dk], K̃ [Lk, dk]
+        Self {
+            q,
+            k_t: transpose(&k, k_len, d_k),
+            v_t: transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v),
+        }
+    }
+}
+
 /// Outputs of [`forward`].
 #[derive(Debug, Clone)]
 pub struct ForwardOutput {
@@ -218,14 +259,7 @@ pub fn forward(
         &mut weights,
         q_len * k_len,
         |blk, out, p| {
-            let (q, k) = rotated(
-                &q[blk * q_len * d_k..(blk + 1) * q_len * d_k],
-                &k[blk * k_len * d_k..(blk + 1) * k_len * d_k],
-                d_k,
-                rope,
-            ); // Q̃ [Lq, dk], K̃ [Lk, dk]
-            let k_t = transpose(&k, k_len, d_k); // [dk, Lk]
-            let v_t = transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v); // [dv, Lk]
+            let BlockInputs { q, k_t, v_t } = BlockInputs::new(q, k, v, rope, &dims, blk);
             let bias = dims.bias_of(bias, blk); // [Lq, Lk]
             for i in 0..q_len {
                 let row = &mut p[i * k_len..(i + 1) * k_len]; // S[i, :], then P[i, :]
@@ -293,14 +327,7 @@ pub fn backward(
         &mut dkv,
         kv_block,
         |blk, dq, dkv| {
-            let (q, k) = rotated(
-                &q[blk * q_len * d_k..(blk + 1) * q_len * d_k],
-                &k[blk * k_len * d_k..(blk + 1) * k_len * d_k],
-                d_k,
-                rope,
-            ); // Q̃ [Lq, dk], K̃ [Lk, dk]
-            let k_t = transpose(&k, k_len, d_k); // [dk, Lk]
-            let v_t = transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v); // [dv, Lk]
+            let BlockInputs { q, k_t, v_t } = BlockInputs::new(q, k, v, rope, &dims, blk);
             let p = &weights[blk * q_len * k_len..(blk + 1) * q_len * k_len]; // [Lq, Lk]
             let d_o = &d_out[blk * q_len * d_v..(blk + 1) * q_len * d_v]; // [Lq, dv]
             let mut dk_t = vec![0.0f32; d_k * k_len]; // [dk, Lk]

@@ -9,7 +9,6 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::{ExperimentOptions, run_all, write_outputs};
 use crate::classifier::ModelKind;
-use crate::data::RecallConfig;
 use crate::error::Result;
 use crate::ssm::SsmBackend;
 use crate::train::report::{findings, results_table};
@@ -41,14 +40,7 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     let d3 = options.dims.get(1).copied().unwrap_or(64);
     let tau = options.delays.first().copied().unwrap_or(1);
     let long_tau = options.delays.get(1).copied().unwrap_or(10);
-    let task = |m: usize, d: usize, delay: usize| {
-        RecallConfig::new(m)
-            .with_vocab(options.vocab)
-            .with_dim(d)
-            .with_train_len(options.train_len)
-            .with_delay(delay)
-            .with_embedding_seed(options.seed)
-    };
+    let task = |m: usize, d: usize, delay: usize| options.task(m, d, delay);
     let mut runs = Vec::new();
     for &model in &models {
         for &m in &ms {

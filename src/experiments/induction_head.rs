@@ -6,7 +6,6 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::{ExperimentOptions, run_all, write_outputs};
 use crate::classifier::ModelKind;
-use crate::data::RecallConfig;
 use crate::error::Result;
 use crate::ssm::SsmBackend;
 use crate::train::report::{findings, results_table};
@@ -38,13 +37,7 @@ pub fn induction_head_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     let mut runs = Vec::new();
     for &delay in &delays {
         for &model in &models {
-            let task = RecallConfig::new(1)
-                .with_vocab(options.vocab)
-                .with_dim(dim)
-                .with_train_len(options.train_len)
-                .with_delay(delay)
-                .with_embedding_seed(options.seed);
-            runs.push(options.runs_for(model, task));
+            runs.push(options.runs_for(model, options.task(1, dim, delay)));
         }
     }
     runs

@@ -121,6 +121,17 @@ impl ExperimentOptions {
         )
     }
 
+    /// The recall task with `M = n_queries`, width `dim` and delay `delay`, and the options'
+    /// vocabulary, training length and seed (which also seeds the embedding).
+    fn task(&self, n_queries: usize, dim: usize, delay: usize) -> RecallConfig {
+        RecallConfig::new(n_queries)
+            .with_vocab(self.vocab)
+            .with_dim(dim)
+            .with_train_len(self.train_len)
+            .with_delay(delay)
+            .with_embedding_seed(self.seed)
+    }
+
     fn runs_for(&self, model: ModelKind, task: RecallConfig) -> RecallRun {
         let max_len = self.eval_max_len.unwrap_or(3 * task.train_len);
         let eval_lengths = if self.sparse_eval {

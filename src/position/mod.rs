@@ -25,7 +25,7 @@ mod sinusoidal;
 
 pub use absolute::AbsolutePosition;
 pub use alibi::{alibi_bias, alibi_slopes, hard_alibi_bias};
-pub use rope::{Rope, rope_tables};
+pub use rope::{Rope, rope_tables, rotate_transpose_with, rotate_with};
 pub use sinusoidal::sinusoidal_table;
 
 use burn::config::Config;

@@ -46,29 +46,28 @@ impl Rope {
         let (cos, sin) = rope_tables(offset, len, d, self.base);
         let cos = Tensor::<B, 4>::from_data(TensorData::new(cos, [1, 1, len, d]), &device); // [1, 1, L, d]
         let sin = Tensor::<B, 4>::from_data(TensorData::new(sin, [1, 1, len, d]), &device); // [1, 1, L, d]
-        self.apply_with(x, cos, sin)
+        rotate_with(x, cos, sin)
     }
+}
 
-    /// Rotates `x` `[B, H, L, d]` with precomputed tables `cos`, `sin` `[1, 1, L, d]`.
-    pub fn apply_with<B: Backend>(
-        &self,
-        x: Tensor<B, 4>,
-        cos: Tensor<B, 4>,
-        sin: Tensor<B, 4>,
-    ) -> Tensor<B, 4> {
-        x.clone() * cos + rotate_half(x) * sin // [B, H, L, d]
-    }
+/// `R x = x ⊙ cos + rotate_half(x) ⊙ sin` for `x` `[B, H, L, d]` and tables `cos`, `sin`
+/// broadcastable to it (e.g. `[1, 1, L, d]`, rotate-half layout).
+pub fn rotate_with<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    x.clone() * cos + rotate_half(x) * sin // [B, H, L, d]
+}
 
-    /// The transpose (= inverse) of [`apply_with`](Self::apply_with), used to carry a
-    /// gradient back through the rotation: `Rᵀy = y ⊙ cos − rotate_half(y) ⊙ sin`.
-    pub fn unapply_with<B: Backend>(
-        &self,
-        y: Tensor<B, 4>,
-        cos: Tensor<B, 4>,
-        sin: Tensor<B, 4>,
-    ) -> Tensor<B, 4> {
-        y.clone() * cos - rotate_half(y) * sin // [B, H, L, d]
-    }
+/// The transpose (= inverse) of [`rotate_with`], used to carry a gradient back through the
+/// rotation: `Rᵀy = y ⊙ cos − rotate_half(y) ⊙ sin`.
+pub fn rotate_transpose_with<B: Backend>(
+    y: Tensor<B, 4>,
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    y.clone() * cos - rotate_half(y) * sin // [B, H, L, d]
 }
 
 /// `[x₁, x₂] ↦ [−x₂, x₁]` along the last axis (`[B, H, L, d]`, `d` even).
