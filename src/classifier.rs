@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use burn::module::{ModuleVisitor, Param};
 use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 
@@ -29,6 +30,10 @@ impl ClassifierConfig {
     }
 
     /// Validates and builds the model around the fixed (untrained) embedding `[K, d]`.
+    ///
+    /// Every parameter is drawn here, not lazily at its first use (Burn's default for `nn`
+    /// layers), so seeding the backend right before this call fixes the whole initialization
+    /// even when other threads draw random numbers later.
     pub fn try_init<B: SsmBackend>(
         &self,
         embedding: Tensor<B, 2>,
@@ -43,7 +48,7 @@ impl ClassifierConfig {
                 got: dim.to_string(),
             });
         }
-        Ok(StackClassifier {
+        let model = StackClassifier {
             embedding,
             position: self
                 .stack
@@ -54,7 +59,18 @@ impl ClassifierConfig {
                 .with_epsilon(self.stack.norm_eps)
                 .init(device),
             head: LinearConfig::new(self.stack.d_model, self.n_classes).init(device),
-        })
+        };
+        model.visit(&mut Materialize);
+        Ok(model)
+    }
+}
+
+/// Reads every float parameter once, which runs the pending lazy initializers.
+struct Materialize;
+
+impl<B: Backend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
     }
 }
 

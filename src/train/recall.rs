@@ -110,7 +110,8 @@ where
         .with_heads(run.n_heads);
     let model = {
         // The backend's seed is global: hold the lock from seeding to the end of the
-        // initialization so that runs in parallel threads stay reproducible.
+        // initialization (which draws every parameter, see `ClassifierConfig::try_init`) so
+        // that runs in parallel threads stay reproducible.
         static INIT: Mutex<()> = Mutex::new(());
         let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         B::seed(device, run.model_seed);
