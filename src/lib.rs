@@ -13,6 +13,7 @@ pub mod error;
 pub mod experiments;
 mod ndarray_io;
 pub mod position;
+pub mod simd;
 pub mod ssm;
 pub mod stack;
 pub mod train;

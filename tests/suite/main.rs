@@ -12,4 +12,5 @@ mod position;
 mod scan_agreement;
 mod scan_grad;
 mod scan_util;
+mod simd_levels;
 mod stack;

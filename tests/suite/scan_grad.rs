@@ -2,7 +2,7 @@
 //! finite differences of an independent f64 implementation, and the tensor-op fallback backward
 //! against the CPU kernel.
 
-use crate::scan_util::{Dims, RawCase, max_rel_err, tensor, uniform, values};
+use crate::scan_util::{Dims, RawCase, max_rel_err, scan_f64, tensor, uniform, values};
 use burn::tensor::{Tensor, TensorPrimitive};
 use rand::{SeedableRng, rngs::StdRng};
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
@@ -118,51 +118,22 @@ fn parallel_autodiff_gradients_match_sequential() {
     for disc in DISCS {
         let want = autodiff_grads(ScanKind::Sequential, disc, &case, true, 3);
         let got = autodiff_grads(ScanKind::Parallel, disc, &case, true, 3);
-        // 2e-4, not 2e-5: Burn's autodiff differentiates `a / b` (and `log`) with
-        // burn-ndarray's SIMD reciprocal, which is only ~5e-5 accurate; the parallel scan runs it
-        // on large tensors (the fused kernel computes its own derivatives and passes at 2e-5).
+        // Burn's autodiff differentiates `a / b` with `recip`, exact since the crate turned off
+        // burn-ndarray's SIMD `recip` (an approximate instruction; issue 13).
         compare(
             &format!("parallel vs sequential, {disc:?}"),
             &got,
             &want,
-            2e-4,
+            2e-5,
         );
     }
 }
 
-/// Independent f64 implementation of ℓ(inputs) with plain loops.
+/// ℓ(inputs) = Σ w_y ⊙ y + Σ w_h ⊙ h_L in f64, from the independent loop implementation.
 fn loss_f64(disc: Discretization, dims: Dims, p: &[Vec<f64>; 7], wy: &[f32], wh: &[f32]) -> f64 {
-    let Dims { b: nb, l, e: ne, n } = dims;
-    let [x, delta, a, bm, c, d, h0] = p;
-    let mut loss = 0.0;
-    for b in 0..nb {
-        for e in 0..ne {
-            let mut h: Vec<f64> = (0..n).map(|k| h0[(b * ne + e) * n + k]).collect();
-            for t in 0..l {
-                let (dt, xt) = (delta[(b * l + t) * ne + e], x[(b * l + t) * ne + e]);
-                let mut y = d[e] * xt;
-                for k in 0..n {
-                    let av = a[e * n + k];
-                    let z = dt * av;
-                    let (abar, f) = match disc {
-                        Discretization::ZeroOrderHold => (z.exp(), z.exp_m1() / av),
-                        Discretization::Simplified => (z.exp(), dt),
-                        Discretization::Generalized { alpha } => {
-                            let den = 1.0 - (1.0 - alpha) * z;
-                            ((1.0 + alpha * z) / den, dt / den)
-                        }
-                    };
-                    h[k] = abar * h[k] + f * bm[(b * l + t) * n + k] * xt;
-                    y += c[(b * l + t) * n + k] * h[k];
-                }
-                loss += wy[(b * l + t) * ne + e] as f64 * y;
-            }
-            for k in 0..n {
-                loss += wh[(b * ne + e) * n + k] as f64 * h[k];
-            }
-        }
-    }
-    loss
+    let (y, h) = scan_f64(disc, dims, p);
+    let dot = |a: &[f64], w: &[f32]| a.iter().zip(w).map(|(a, &w)| a * w as f64).sum::<f64>();
+    dot(&y, wy) + dot(&h, wh)
 }
 
 #[test]
@@ -177,16 +148,7 @@ fn fused_gradients_match_finite_differences() {
     let (wy, wh) = weights(dims, 9);
     for disc in DISCS {
         let got = autodiff_grads(ScanKind::Fused, disc, &case, true, 9);
-        let base: [Vec<f64>; 7] = [
-            &case.x,
-            &case.delta,
-            &case.a,
-            &case.b,
-            &case.c,
-            &case.d,
-            &case.h0,
-        ]
-        .map(|v| v.iter().map(|&v| v as f64).collect());
+        let base = case.f64_params();
         for (i, name) in NAMES.iter().enumerate() {
             // Probe up to 12 entries spread over the tensor (all of them for small ones).
             let len = base[i].len();

@@ -3,7 +3,7 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use seqlayers::ssm::SelectiveScanInput;
+use seqlayers::ssm::{Discretization, SelectiveScanInput};
 
 /// Sizes of one test case.
 #[derive(Debug, Clone, Copy)]
@@ -99,4 +99,49 @@ pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
         .fold(0.0, f32::max)
+}
+
+/// Independent f64 selective scan with plain loops over `p = [x, Δ, A, B, C, D, h0]` (f64 copies
+/// of a [`RawCase`]'s vectors): `(y [B, L, E], h_L [B, E, N])`.
+pub fn scan_f64(disc: Discretization, dims: Dims, p: &[Vec<f64>; 7]) -> (Vec<f64>, Vec<f64>) {
+    let Dims { b: nb, l, e: ne, n } = dims;
+    let [x, delta, a, bm, c, d, h0] = p;
+    let mut y = vec![0.0; nb * l * ne];
+    let mut h_last = vec![0.0; nb * ne * n];
+    for b in 0..nb {
+        for e in 0..ne {
+            let mut h: Vec<f64> = (0..n).map(|k| h0[(b * ne + e) * n + k]).collect();
+            for t in 0..l {
+                let (dt, xt) = (delta[(b * l + t) * ne + e], x[(b * l + t) * ne + e]);
+                let mut yt = d[e] * xt;
+                for k in 0..n {
+                    let av = a[e * n + k];
+                    let z = dt * av;
+                    let (abar, f) = match disc {
+                        Discretization::ZeroOrderHold => (z.exp(), z.exp_m1() / av),
+                        Discretization::Simplified => (z.exp(), dt),
+                        Discretization::Generalized { alpha } => {
+                            let den = 1.0 - (1.0 - alpha) * z;
+                            ((1.0 + alpha * z) / den, dt / den)
+                        }
+                    };
+                    h[k] = abar * h[k] + f * bm[(b * l + t) * n + k] * xt;
+                    yt += c[(b * l + t) * n + k] * h[k];
+                }
+                y[(b * l + t) * ne + e] = yt;
+            }
+            h_last[(b * ne + e) * n..(b * ne + e + 1) * n].copy_from_slice(&h);
+        }
+    }
+    (y, h_last)
+}
+
+impl RawCase {
+    /// The seven input vectors in f64, in the order of [`scan_f64`].
+    pub fn f64_params(&self) -> [Vec<f64>; 7] {
+        [
+            &self.x, &self.delta, &self.a, &self.b, &self.c, &self.d, &self.h0,
+        ]
+        .map(|v| v.iter().map(|&v| v as f64).collect())
+    }
 }

@@ -103,7 +103,7 @@ impl Activation {
                 let t = x.exp();
                 t * (1.0 - t * (0.5 - t * (1.0 / 3.0 - t * (0.25 - t * 0.2))))
             }
-            Activation::Softplus => (1.0 + x.exp()).ln(),
+            Activation::Softplus => x.exp().ln_1p(),
         }
     }
 
@@ -205,5 +205,40 @@ pub(super) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
     match cast {
         NdArrayTensor::F32(storage) => Cow::Owned(storage.view().iter().copied().collect()),
         _ => unreachable!("cast to f32 gives an f32 tensor"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `f(x)`, `f'(x)` in f64.
+    fn reference(f: Activation, x: f64) -> (f64, f64) {
+        let s = 1.0 / (1.0 + (-x).exp());
+        match f {
+            Activation::Silu => (x * s, s * (1.0 + x * (1.0 - s))),
+            Activation::Softplus if x > 20.0 => (x, 1.0),
+            Activation::Softplus => (x.exp().ln_1p(), s),
+        }
+    }
+
+    #[test]
+    fn activations_match_f64_to_1e6_relative() {
+        // Bound: |f − f64| ≤ 1e-6 |f64| for values and for softplus' = σ; silu' crosses zero at
+        // x ≈ −1.28 (a difference of two O(1) terms), so its bound is 1e-6 · max(|f'|, 1).
+        for f in [Activation::Silu, Activation::Softplus] {
+            let mut worst = (0.0f64, 0.0f64);
+            for i in 0..=12_000 {
+                let x = -40.0 + i as f32 * (70.0 / 12_000.0);
+                let (v, d) = reference(f, x as f64);
+                let ev = (f.value(x) as f64 - v).abs() / v.abs().max(1e-300);
+                let floor = if matches!(f, Activation::Silu) { 1.0 } else { 1e-300 };
+                let ed = (f.derivative(x) as f64 - d).abs() / d.abs().max(floor);
+                worst = (worst.0.max(ev), worst.1.max(ed));
+                assert!(ev <= 1e-6, "{f:?}({x}) = {} vs {v} ({ev:e})", f.value(x));
+                assert!(ed <= 1e-6, "{f:?}'({x}) = {} vs {d} ({ed:e})", f.derivative(x));
+            }
+            assert!(worst.0 > 0.0 || worst.1 > 0.0, "the comparison ran");
+        }
     }
 }

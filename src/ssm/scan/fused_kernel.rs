@@ -36,6 +36,7 @@
 
 use rayon::prelude::*;
 
+use crate::simd::SimdLevel;
 use crate::ssm::discretization::Discretization;
 
 /// Steps per checkpoint chunk.
@@ -395,35 +396,9 @@ struct FwdTask {
     ckpt: Vec<f32>,
 }
 
-/// The widest vector code path this CPU can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SimdLevel {
-    /// The build target's baseline (SSE2 on x86-64).
-    Baseline,
-    /// AVX2 + FMA (8 lanes).
-    Avx2,
-    /// AVX-512F (16 lanes) + FMA.
-    Avx512,
-}
-
-/// Detects [`SimdLevel`] (std caches the CPUID query).
-#[inline]
-fn simd_level() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let fma = std::arch::is_x86_feature_detected!("fma");
-        if fma && std::arch::is_x86_feature_detected!("avx512f") {
-            return SimdLevel::Avx512;
-        }
-        if fma && std::arch::is_x86_feature_detected!("avx2") {
-            return SimdLevel::Avx2;
-        }
-    }
-    SimdLevel::Baseline
-}
-
-/// Defines `$name` running `$body` for one task, compiled twice: for the baseline target and with
-/// AVX2 + FMA enabled (selected at run time), so the loops over `N` use 8-wide vectors.
+/// Defines `$name` running `$body` for one task, compiled three times: for the baseline target,
+/// with AVX2 + FMA and with AVX-512F + FMA enabled, so the loops over `N` use 4-, 8- or 16-wide
+/// vectors; the caller passes the [`SimdLevel`] to run.
 macro_rules! dispatch_task {
     ($name:ident, $generic:ident, $avx2:ident, $avx512:ident, $body:ident,
      ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
@@ -443,14 +418,17 @@ macro_rules! dispatch_task {
             $body::<K, Fused>($($arg),*)
         }
 
-        fn $name<K: Coeffs>($($arg: $ty),*) -> $ret {
+        /// Runs the variant for `level` (read once on the calling thread, see [`crate::simd`]).
+        fn $name<K: Coeffs>(level: SimdLevel, $($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
-            match simd_level() {
-                // SAFETY: the CPU supports the features each variant was compiled for.
+            match level {
+                // SAFETY: `level` never exceeds `SimdLevel::detected()`, so the CPU supports the
+                // features each variant was compiled for.
                 SimdLevel::Avx512 => return unsafe { $avx512($($arg),*) },
                 SimdLevel::Avx2 => return unsafe { $avx2($($arg),*) },
-                SimdLevel::Baseline => {}
+                SimdLevel::Scalar => {}
             }
+            let _ = level;
             $generic($($arg),*)
         }
     };
@@ -532,8 +510,9 @@ fn forward_impl<K: Coeffs>(
         ..inp
     };
     let (task_list, parallel) = tasks(dims);
+    let level = SimdLevel::active();
     let results = run_tasks(&task_list, parallel, |task| {
-        forward_task(k, dims, inp, save, task)
+        forward_task(level, k, dims, inp, save, task)
     });
 
     // Scatter task results into the output layouts.
@@ -808,8 +787,9 @@ fn backward_impl<K: Coeffs>(
         dh_last,
     };
     let (task_list, parallel) = tasks(dims);
+    let level = SimdLevel::active();
     let results = run_tasks(&task_list, parallel, |task| {
-        backward_task(k, dims, inp, adj, task)
+        backward_task(level, k, dims, inp, adj, task)
     });
 
     // Reduce and scatter.

@@ -1,0 +1,159 @@
+//! Which vector instruction set the crate's CPU kernels use, and how to cap it.
+//!
+//! The fused selective-scan kernel is compiled three times on x86-64 — for the baseline target
+//! (SSE2, plain multiply-add), for AVX2 + FMA and for AVX-512F + FMA — and picks the widest one
+//! the CPU runs. The paths round differently (fused multiply-add, lane counts), so a run can
+//! differ in the last bits between machines; each path is tested against an f64 reference with
+//! the same stated bound (see `tests/suite/simd_levels.rs`).
+//!
+//! The level can be capped, so that one machine tests and benchmarks every path it can run:
+//! - for the whole process, with the environment variable `SEQLAYERS_SIMD` = `scalar`, `avx2`
+//!   or `avx512` (read once; an unknown value is ignored, see [`env_cap`]);
+//! - for the calling thread, with [`with_max_level`] (what the tests use: they run in parallel
+//!   threads, so a process-wide switch would race).
+//!
+//! A kernel reads [`SimdLevel::active`] once on the calling thread and hands it to its worker
+//! threads, so a cap applies to the whole call.
+
+use std::cell::Cell;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use crate::error::{Result, SeqError};
+
+/// A vector instruction set of the CPU kernels, ordered from narrowest to widest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SimdLevel {
+    /// The build target's baseline (SSE2 on x86-64; the only level on other architectures).
+    Scalar,
+    /// AVX2 + FMA, 8 lanes of `f32`.
+    Avx2,
+    /// AVX-512F + FMA, 16 lanes of `f32`.
+    Avx512,
+}
+
+impl SimdLevel {
+    /// Every level, narrowest first.
+    pub const ALL: [SimdLevel; 3] = [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512];
+
+    /// The widest level this CPU supports (std caches the CPUID query).
+    pub fn detected() -> SimdLevel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let fma = std::arch::is_x86_feature_detected!("fma");
+            if fma && std::arch::is_x86_feature_detected!("avx512f") {
+                return SimdLevel::Avx512;
+            }
+            if fma && std::arch::is_x86_feature_detected!("avx2") {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Scalar
+    }
+
+    /// The levels this CPU can run, narrowest first (always starts with [`SimdLevel::Scalar`]).
+    pub fn available() -> Vec<SimdLevel> {
+        let top = SimdLevel::detected();
+        SimdLevel::ALL.into_iter().filter(|&l| l <= top).collect()
+    }
+
+    /// The level a kernel called now on this thread uses: the detected level, capped by
+    /// `SEQLAYERS_SIMD` and by an enclosing [`with_max_level`].
+    pub fn active() -> SimdLevel {
+        let mut level = SimdLevel::detected();
+        if let Some(cap) = env_cap().ok().flatten() {
+            level = level.min(cap);
+        }
+        if let Some(cap) = THREAD_CAP.with(Cell::get) {
+            level = level.min(cap);
+        }
+        level
+    }
+
+    /// The name used by `SEQLAYERS_SIMD` and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Scalar => "scalar",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+}
+
+impl fmt::Display for SimdLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SimdLevel {
+    type Err = SeqError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" | "baseline" | "none" => Ok(SimdLevel::Scalar),
+            "avx2" => Ok(SimdLevel::Avx2),
+            "avx512" | "avx-512" | "avx512f" => Ok(SimdLevel::Avx512),
+            other => Err(SeqError::InvalidConfig(format!(
+                "unknown SIMD level `{other}`; use scalar, avx2 or avx512"
+            ))),
+        }
+    }
+}
+
+/// The process-wide cap from `SEQLAYERS_SIMD`: `Ok(None)` when unset, an error naming the valid
+/// values when set to something else (the kernels then ignore it; call this to report it).
+pub fn env_cap() -> Result<Option<SimdLevel>> {
+    static CAP: OnceLock<std::result::Result<Option<SimdLevel>, String>> = OnceLock::new();
+    CAP.get_or_init(|| match std::env::var("SEQLAYERS_SIMD") {
+        Ok(v) if !v.trim().is_empty() => v
+            .parse::<SimdLevel>()
+            .map(Some)
+            .map_err(|e| format!("SEQLAYERS_SIMD: {e}")),
+        _ => Ok(None),
+    })
+    .clone()
+    .map_err(SeqError::InvalidConfig)
+}
+
+thread_local! {
+    static THREAD_CAP: Cell<Option<SimdLevel>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the kernels on this thread capped at `level` (restored afterwards, also when
+/// `f` panics). Nested calls take the narrower cap.
+pub fn with_max_level<R>(level: SimdLevel, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<SimdLevel>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_CAP.with(|c| c.set(self.0));
+        }
+    }
+    let previous = THREAD_CAP.with(Cell::get);
+    let _restore = Restore(previous);
+    let capped = previous.map_or(level, |p| p.min(level));
+    THREAD_CAP.with(|c| c.set(Some(capped)));
+    f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_cap_is_scoped_and_nested() {
+        let top = SimdLevel::active();
+        with_max_level(SimdLevel::Scalar, || {
+            assert_eq!(SimdLevel::active(), SimdLevel::Scalar);
+            with_max_level(SimdLevel::Avx512, || {
+                assert_eq!(SimdLevel::active(), SimdLevel::Scalar)
+            });
+        });
+        assert_eq!(SimdLevel::active(), top);
+        assert_eq!(SimdLevel::available()[0], SimdLevel::Scalar);
+        for level in SimdLevel::ALL {
+            assert_eq!(level.name().parse::<SimdLevel>().unwrap(), level);
+        }
+        assert!("sse9".parse::<SimdLevel>().is_err());
+    }
+}
