@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Parser;
-use seqlayers::classifier::{ClassifierConfig, ModelKind};
+use seqlayers::model::{ClassifierConfig, ModelKind};
 use seqlayers::data::{AssociativeRecall, RecallConfig};
 use seqlayers::ssm::ScanKind;
 use seqlayers::train::{TrainConfig, train};

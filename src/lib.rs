@@ -7,10 +7,13 @@
 
 pub mod attention;
 pub mod backend;
-pub mod classifier;
 pub mod data;
+pub mod decode;
 pub mod error;
 pub mod experiments;
+mod dispatch;
+mod init;
+pub mod model;
 mod ndarray_io;
 pub mod position;
 pub mod simd;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use seqlayers::classifier::ModelKind;
+use seqlayers::model::ModelKind;
 use seqlayers::experiments::ExperimentOptions;
 
 /// Flags of the recall examples (every one optional).

@@ -83,27 +83,125 @@ pub struct FusedAttentionGrads<B: Backend> {
     pub v: FloatTensor<B>,
 }
 
-/// A backend that can run attention as one operation. Implemented for the CPU backend (Rust
-/// kernel), for `Autodiff` of any implementor (custom backward node) and, with the `cuda`
-/// feature, for CUDA (the default tensor-op bodies).
-pub trait AttentionBackend: Backend {
+/// `O = softmax(s·Q·Kᵀ + bias)·V` `[B, H, Lq, dv]` as one operation on any backend: the Rust
+/// kernel on `NdArray<f32>`, one autodiff node on `Autodiff<NdArray<f32>>` and CUDA, tensor ops
+/// elsewhere (see [`crate::dispatch`]). Returns the weights `P` too when `save_weights` and the
+/// backend keeps them.
+pub fn fused_attention_forward<B: Backend>(
+    input: FusedAttentionInput<B>,
+    save_weights: bool,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::dispatch::{cast, same};
+    let input = match cast::<_, FusedAttentionInput<Cpu>>(input) {
+        Ok(i) => return same(Cpu::fused_attention_forward(i, save_weights)),
+        Err(i) => i,
+    };
+    let input = match cast::<_, FusedAttentionInput<CpuAutodiff>>(input) {
+        Ok(i) => return same(CpuAutodiff::fused_attention_forward(i, save_weights)),
+        Err(i) => i,
+    };
+    #[cfg(feature = "cuda")]
+    let input = match cast::<_, FusedAttentionInput<crate::backend::CudaAutodiff>>(input) {
+        Ok(i) => {
+            return same(crate::backend::CudaAutodiff::fused_attention_forward(
+                i,
+                save_weights,
+            ));
+        }
+        Err(i) => i,
+    };
+    tensor_op_forward(input, save_weights)
+}
+
+/// Gradients of `Σ dO ⊙ O` with respect to `Q`, `K`, `V` on any backend (the kernel on
+/// `NdArray<f32>`, tensor ops elsewhere), given the forward's weights or `None`.
+pub fn fused_attention_backward<B: Backend>(
+    input: FusedAttentionInput<B>,
+    weights: Option<FloatTensor<B>>,
+    d_out: FloatTensor<B>,
+) -> FusedAttentionGrads<B> {
+    use crate::backend::Cpu;
+    use crate::dispatch::{cast, same};
+    type CpuArgs = (FusedAttentionInput<Cpu>, Option<FloatTensor<Cpu>>, FloatTensor<Cpu>);
+    match cast::<_, CpuArgs>((input, weights, d_out)) {
+        Ok((i, w, d)) => same(Cpu::fused_attention_backward(i, w, d)),
+        Err((i, w, d)) => tensor_op_backward(i, w, d),
+    }
+}
+
+/// The forward from tensor primitives.
+fn tensor_op_forward<B: Backend>(
+    input: FusedAttentionInput<B>,
+    save_weights: bool,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let mask = ScoreMask {
+        bias: input.bias.map(wrap),
+        ..ScoreMask::none()
+    };
+    let (q, k) = (wrap(input.q), wrap(input.k));
+    let (q, k) = match &input.rope {
+        Some(rope) => rope.rotate(q, k),
+        None => (q, k),
+    };
+    let out = scaled_dot_product_attention::<B>(q, k, wrap(input.v), input.scale, &mask);
+    (prim(out.context), save_weights.then(|| prim(out.weights)))
+}
+
+/// The backward from tensor primitives.
+fn tensor_op_backward<B: Backend>(
+    input: FusedAttentionInput<B>,
+    weights: Option<FloatTensor<B>>,
+    d_out: FloatTensor<B>,
+) -> FusedAttentionGrads<B> {
+    let (q, k): (Tensor<B, 4>, Tensor<B, 4>) = (wrap(input.q), wrap(input.k));
+    let (q, k) = match &input.rope {
+        Some(rope) => rope.rotate(q, k), // Q̃, K̃
+        None => (q, k),
+    };
+    let v: Tensor<B, 4> = wrap(input.v);
+    let d_out: Tensor<B, 4> = wrap(d_out);
+    let p: Tensor<B, 4> = match weights {
+        Some(w) => wrap(w),
+        None => {
+            let mut scores = q
+                .clone()
+                .mul_scalar(input.scale)
+                .matmul(k.clone().swap_dims(2, 3)); // [B, H, Lq, Lk]
+            if let Some(bias) = input.bias {
+                scores = scores + wrap::<B, 4>(bias);
+            }
+            softmax(scores, 3)
+        }
+    };
+    let d_v = p.clone().swap_dims(2, 3).matmul(d_out.clone()); // [B, H, Lk, dv]
+    let d_p = d_out.matmul(v.swap_dims(2, 3)); // [B, H, Lq, Lk]
+    let row = (d_p.clone() * p.clone()).sum_dim(3); // [B, H, Lq, 1]
+    let d_s = p * (d_p - row); // [B, H, Lq, Lk]
+    let d_q = d_s.clone().matmul(k).mul_scalar(input.scale); // [B, H, Lq, dk]
+    let d_k = d_s.swap_dims(2, 3).matmul(q).mul_scalar(input.scale); // [B, H, Lk, dk]
+    let (d_q, d_k) = match &input.rope {
+        Some(rope) => rope.unrotate(d_q, d_k),
+        None => (d_q, d_k),
+    };
+    FusedAttentionGrads {
+        q: prim(d_q),
+        k: prim(d_k),
+        v: prim(d_v),
+    }
+}
+
+/// The crate's implementation detail behind [`fused_attention_forward`]: a backend with a fused
+/// attention op. Default bodies in tensor ops; `NdArray<f32>` overrides them with the kernel and
+/// `Autodiff<B>` records one graph node.
+pub(crate) trait AttentionBackend: Backend {
     /// `O = softmax(s·Q·Kᵀ + bias)·V` `[B, H, Lq, dv]`, and the weights `P` when `save_weights`
     /// (for the backward; a backend may return `None` and recompute them).
     fn fused_attention_forward(
         input: FusedAttentionInput<Self>,
         save_weights: bool,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        let mask = ScoreMask {
-            bias: input.bias.map(wrap),
-            ..ScoreMask::none()
-        };
-        let (q, k) = (wrap(input.q), wrap(input.k));
-        let (q, k) = match &input.rope {
-            Some(rope) => rope.rotate(q, k),
-            None => (q, k),
-        };
-        let out = scaled_dot_product_attention::<Self>(q, k, wrap(input.v), input.scale, &mask);
-        (prim(out.context), save_weights.then(|| prim(out.weights)))
+        tensor_op_forward(input, save_weights)
     }
 
     /// Gradients of `Σ dO ⊙ O` with respect to `Q`, `K`, `V` (before the rotation, if RoPE),
@@ -113,41 +211,7 @@ pub trait AttentionBackend: Backend {
         weights: Option<FloatTensor<Self>>,
         d_out: FloatTensor<Self>,
     ) -> FusedAttentionGrads<Self> {
-        let (q, k): (Tensor<Self, 4>, Tensor<Self, 4>) = (wrap(input.q), wrap(input.k));
-        let (q, k) = match &input.rope {
-            Some(rope) => rope.rotate(q, k), // Q̃, K̃
-            None => (q, k),
-        };
-        let v: Tensor<Self, 4> = wrap(input.v);
-        let d_out: Tensor<Self, 4> = wrap(d_out);
-        let p: Tensor<Self, 4> = match weights {
-            Some(w) => wrap(w),
-            None => {
-                let mut scores = q
-                    .clone()
-                    .mul_scalar(input.scale)
-                    .matmul(k.clone().swap_dims(2, 3)); // [B, H, Lq, Lk]
-                if let Some(bias) = input.bias {
-                    scores = scores + wrap::<Self, 4>(bias);
-                }
-                softmax(scores, 3)
-            }
-        };
-        let d_v = p.clone().swap_dims(2, 3).matmul(d_out.clone()); // [B, H, Lk, dv]
-        let d_p = d_out.matmul(v.swap_dims(2, 3)); // [B, H, Lq, Lk]
-        let row = (d_p.clone() * p.clone()).sum_dim(3); // [B, H, Lq, 1]
-        let d_s = p * (d_p - row); // [B, H, Lq, Lk]
-        let d_q = d_s.clone().matmul(k).mul_scalar(input.scale); // [B, H, Lq, dk]
-        let d_k = d_s.swap_dims(2, 3).matmul(q).mul_scalar(input.scale); // [B, H, Lk, dk]
-        let (d_q, d_k) = match &input.rope {
-            Some(rope) => rope.unrotate(d_q, d_k),
-            None => (d_q, d_k),
-        };
-        FusedAttentionGrads {
-            q: prim(d_q),
-            k: prim(d_k),
-            v: prim(d_v),
-        }
+        tensor_op_backward(input, weights, d_out)
     }
 }
 

@@ -31,7 +31,7 @@ const PAR_MIN_WORK: usize = 1 << 16;
 
 /// Sizes of one fused attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttentionDims {
+pub(crate) struct AttentionDims {
     /// Batch `B`.
     pub batch: usize,
     /// Heads `H`.
@@ -74,7 +74,7 @@ impl AttentionDims {
 
 /// RoPE tables, row-major, rotate-half layout (`cos[p, f] = cos(p·θ_{f mod dk/2})`).
 #[derive(Debug, Clone, Copy)]
-pub struct RopeRef<'a> {
+pub(crate) struct RopeRef<'a> {
     /// `cos` at the query positions, `[Lq, dk]`.
     pub cos_q: &'a [f32],
     /// `sin` at the query positions, `[Lq, dk]`.
@@ -163,7 +163,7 @@ impl<'a> BlockInputs<'a> {
 
 /// Outputs of [`forward`].
 #[derive(Debug, Clone)]
-pub struct ForwardOutput {
+pub(crate) struct ForwardOutput {
     /// `O` `[B, H, Lq, dv]`.
     pub out: Vec<f32>,
     /// `P` `[B, H, Lq, Lk]`.
@@ -172,7 +172,7 @@ pub struct ForwardOutput {
 
 /// Gradients returned by [`backward`].
 #[derive(Debug, Clone)]
-pub struct Gradients {
+pub(crate) struct Gradients {
     /// `dQ` `[B, H, Lq, dk]`.
     pub q: Vec<f32>,
     /// `dK` `[B, H, Lk, dk]`.
@@ -234,7 +234,7 @@ where
 // kernels work on `Kᵀ` `[dk, Lk]` and `Vᵀ` `[dv, Lk]` and vectorize whatever `dk` is.
 
 /// Forward pass: `O` and the weights `P`.
-pub fn forward(
+pub(crate) fn forward(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -299,7 +299,7 @@ pub fn forward(
 
 /// Backward pass from the forward's weights `P` and the output gradient `dO` `[B, H, Lq, dv]`.
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
+pub(crate) fn backward(
     q: &[f32],
     k: &[f32],
     v: &[f32],

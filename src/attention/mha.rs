@@ -7,8 +7,8 @@ use burn::tensor::module::linear;
 use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::{
-    AttentionBackend, CausalMasking, FusedAttentionInput, KvCache, QkvSharing, RopeTables,
-    ScoreMask, scaled_dot_product_attention,
+    CausalMasking, FusedAttentionInput, KvCache, QkvSharing, RopeTables, ScoreMask,
+    fused_attention_forward, scaled_dot_product_attention,
 };
 use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
@@ -40,7 +40,7 @@ pub struct MultiHeadAttention<B: Backend> {
     pub sharing: QkvSharing,
 }
 
-impl<B: AttentionBackend> MultiHeadAttention<B> {
+impl<B: Backend> MultiHeadAttention<B> {
     /// Self-attention over `x` `[B, L, D]` → `[B, L, D]` (causal if configured).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.forward_masked(x, None)
@@ -287,7 +287,7 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
     }
 
     /// Attention on split heads, head merge and output projection → `[B, Lq, D]`: the fused
-    /// [`AttentionBackend`] operation when the mask is a plain additive bias (causal, ALiBi,
+    /// operation ([`fused_attention_forward`]) when the mask is a plain additive bias (causal, ALiBi,
     /// Hard-ALiBi or none), the primitive path otherwise (padding, naive masking). `rope`
     /// rotates `q` and `k` first (inside the fused op).
     fn attend(
@@ -317,7 +317,7 @@ impl<B: AttentionBackend> MultiHeadAttention<B> {
             rope,
             scale: self.scale(),
         };
-        let (context, _) = B::fused_attention_forward(input, false);
+        let (context, _) = fused_attention_forward::<B>(input, false);
         let merged = self.merge_heads(wrap(context)); // [B, Lq, D]
         self.output.forward(merged)
     }

@@ -9,7 +9,7 @@
 //!
 //! Two paths compute the same thing: [`scaled_dot_product_attention`] from tensor primitives
 //! (used when the weights are asked for, with padding masks, and for the naive-masking
-//! ablation), and the fused [`AttentionBackend`] operation (one op, a Rust kernel on the CPU
+//! ablation), and the fused operation ([`fused_attention_forward`]) (one op, a Rust kernel on the CPU
 //! backend, one autodiff node) used by `forward` otherwise.
 //!
 //! # Glossary
@@ -31,12 +31,15 @@ mod cache;
 mod config;
 mod fused_autodiff;
 mod fused_ndarray;
-pub mod kernel;
+mod kernel;
 mod mask;
 mod mha;
 mod sdpa;
 
-pub use backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput, RopeTables};
+pub use backend::{
+    FusedAttentionGrads, FusedAttentionInput, RopeTables, fused_attention_backward,
+    fused_attention_forward,
+};
 pub use cache::KvCache;
 pub use config::{AttentionConfig, CausalMasking, QkvSharing};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};

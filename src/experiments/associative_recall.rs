@@ -8,9 +8,8 @@ use std::fmt::Write as _;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{ExperimentOptions, run_all, write_outputs};
-use crate::classifier::ModelKind;
+use crate::model::ModelKind;
 use crate::error::Result;
-use crate::ssm::SsmBackend;
 use crate::train::report::{findings, results_table};
 use crate::train::{RecallOutcome, RecallRun};
 
@@ -57,12 +56,11 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
 
 /// Trains and evaluates Problems 2 and 3, writes CSV files and `report.md` to
 /// `options.out_dir`, and returns the outcomes.
-pub fn associative_recall<B: AutodiffBackend + SsmBackend>(
+pub fn associative_recall<B: AutodiffBackend>(
     options: &ExperimentOptions,
     device: &B::Device,
 ) -> Result<Vec<RecallOutcome>>
 where
-    B::InnerBackend: SsmBackend,
 {
     let outcomes = run_all::<B>(&associative_recall_runs(options), device, options.jobs)?;
     write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;

@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{ExperimentOptions, run_all, write_outputs};
-use crate::classifier::ModelKind;
+use crate::model::ModelKind;
 use crate::error::Result;
-use crate::ssm::SsmBackend;
 use crate::train::report::{findings, results_table};
 use crate::train::{RecallOutcome, RecallRun};
 
@@ -45,12 +44,11 @@ pub fn induction_head_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
 
 /// Trains and evaluates Problem 1, writes CSV files and `report.md` to `options.out_dir`, and
 /// returns the outcomes (for plotting).
-pub fn induction_head<B: AutodiffBackend + SsmBackend>(
+pub fn induction_head<B: AutodiffBackend>(
     options: &ExperimentOptions,
     device: &B::Device,
 ) -> Result<Vec<RecallOutcome>>
 where
-    B::InnerBackend: SsmBackend,
 {
     let outcomes = run_all::<B>(&induction_head_runs(options), device, options.jobs)?;
     write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;

@@ -17,10 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::classifier::ModelKind;
+use crate::model::ModelKind;
 use crate::data::RecallConfig;
 use crate::error::Result;
-use crate::ssm::SsmBackend;
 use crate::train::{EarlyStop, RecallOutcome, RecallRun, TrainConfig, run_recall, write_csv};
 
 /// Settings shared by the experiments (each has its defaults; flags override them).
@@ -173,13 +172,12 @@ impl ExperimentOptions {
 
 /// Runs every run, `jobs` at a time (heaviest first), printing one line per finished run, and
 /// returns the outcomes in the order of `runs`.
-pub fn run_all<B: AutodiffBackend + SsmBackend>(
+pub fn run_all<B: AutodiffBackend>(
     runs: &[RecallRun],
     device: &B::Device,
     jobs: usize,
 ) -> Result<Vec<RecallOutcome>>
 where
-    B::InnerBackend: SsmBackend,
 {
     // Heaviest first, so that the long runs do not end up alone at the tail.
     let cost = |r: &RecallRun| r.task.dim * r.task.dim * r.task.train_len * r.train.steps;

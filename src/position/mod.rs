@@ -23,7 +23,7 @@ mod alibi;
 mod rope;
 mod sinusoidal;
 
-pub use absolute::AbsolutePosition;
+pub use absolute::{AbsoluteKind, AbsolutePosition};
 pub use alibi::{alibi_bias, alibi_slopes, hard_alibi_bias};
 pub use rope::{Rope, rope_tables, rotate_transpose_with, rotate_with};
 pub use sinusoidal::sinusoidal_table;

@@ -40,7 +40,7 @@
 
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::error::{Result, SeqError};
+use crate::error::{SeqError};
 
 /// Below this |ΔA| the ZOH factor `(e^{ΔA} − 1)/(ΔA)` uses its Taylor series (no cancellation).
 const ZOH_SERIES_BELOW: f32 = 0.1;
@@ -48,12 +48,11 @@ const ZOH_SERIES_BELOW: f32 = 0.1;
 /// How the continuous SSM `(A, B, Δ)` becomes the discrete recurrence `(Ā, B̄)`.
 ///
 /// See the [module documentation](self) for the derivation of each rule.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(burn::config::Config, Debug, Copy, PartialEq)]
 pub enum Discretization {
     /// Exact zero-order hold: `Ā = exp(ΔA)`, `B̄ = (exp(ΔA) − 1)/A · B`.
     ZeroOrderHold,
     /// Mamba's simplified rule: `Ā = exp(ΔA)`, `B̄ = ΔB`.
-    #[default]
     Simplified,
     /// Generalized bilinear rule: `Ā = (1 + αΔA)/(1 − (1−α)ΔA)`, `B̄ = ΔB/(1 − (1−α)ΔA)`.
     /// `alpha = 1` forward Euler, `0` backward Euler, `½` bilinear (S4).
@@ -63,6 +62,12 @@ pub enum Discretization {
     },
 }
 
+impl Default for Discretization {
+    fn default() -> Self {
+        Discretization::Simplified
+    }
+}
+
 impl Discretization {
     /// The bilinear (Tustin) transform of S4: [`Discretization::Generalized`] with `α = ½`.
     pub fn bilinear() -> Self {
@@ -70,7 +75,7 @@ impl Discretization {
     }
 
     /// Checks the rule's parameters: `alpha` must be a finite number in `[0, 1]`.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> crate::Result<()> {
         match *self {
             Discretization::Generalized { alpha } if !(0.0..=1.0).contains(&alpha) => {
                 Err(SeqError::OutOfRange {

@@ -11,10 +11,9 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{LengthAccuracy, TrainConfig, TrainReport, evaluate_lengths, train};
-use crate::classifier::{ClassifierConfig, ModelKind};
+use crate::model::{ClassifierConfig, ModelKind};
 use crate::data::{AssociativeRecall, RecallConfig};
 use crate::error::Result;
-use crate::ssm::SsmBackend;
 
 /// Everything that defines one training + evaluation run.
 #[derive(Debug, Clone)]
@@ -88,12 +87,11 @@ impl RecallOutcome {
 }
 
 /// Trains `run.model` on `run.task` and evaluates it at `run.eval_lengths`.
-pub fn run_recall<B: AutodiffBackend + SsmBackend>(
+pub fn run_recall<B: AutodiffBackend>(
     run: &RecallRun,
     device: &B::Device,
 ) -> Result<RecallOutcome>
 where
-    B::InnerBackend: SsmBackend,
 {
     let started = Instant::now();
     let task = AssociativeRecall::new(run.task.clone())?;
@@ -107,7 +105,7 @@ where
     let stack = run
         .model
         .stack_config(run.task.dim, max_len)
-        .with_heads(run.n_heads);
+        .with_n_heads(run.n_heads);
     let model = {
         // The backend's seed is global: hold the lock from seeding to the end of the
         // initialization (which draws every parameter, see `ClassifierConfig::try_init`) so

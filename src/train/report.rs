@@ -165,7 +165,7 @@ pub fn findings(outcomes: &[RecallOutcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classifier::ModelKind;
+    use crate::model::ModelKind;
     use crate::data::RecallConfig;
     use crate::train::{LengthAccuracy, RecallRun, TrainConfig, TrainReport};
 

@@ -21,3 +21,39 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Copies every float parameter of `from` (any backend) into `to` (same module structure, any
+/// backend), in visiting order: the same weights on two backends.
+pub fn copy_params<B1, B2, M1, M2>(from: &M1, to: M2) -> M2
+where
+    B1: burn::tensor::backend::Backend,
+    B2: burn::tensor::backend::Backend,
+    M1: burn::module::Module<B1>,
+    M2: burn::module::Module<B2>,
+{
+    use burn::module::{ModuleMapper, ModuleVisitor, Param};
+    use burn::tensor::TensorData;
+    struct Collect(Vec<TensorData>);
+    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.val().into_data().convert::<f64>());
+        }
+    }
+    struct Replace(std::vec::IntoIter<TensorData>);
+    impl<B: burn::tensor::backend::Backend> ModuleMapper<B> for Replace {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let data = self.0.next().expect("same structure");
+            param.map(|t| {
+                let device = t.device();
+                assert_eq!(t.dims().to_vec(), data.shape.to_vec(), "same shapes");
+                Tensor::from_data(data.convert::<B::FloatElem>(), &device)
+            })
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    from.visit(&mut collect);
+    let mut replace = Replace(collect.0.into_iter());
+    let to = to.map(&mut replace);
+    assert!(replace.0.next().is_none(), "same number of parameters");
+    to
+}

@@ -1,7 +1,7 @@
 //! The `--quick` runs of the homework examples, through the same library entry points.
 
 use seqlayers::backend::CpuAutodiff;
-use seqlayers::classifier::ModelKind;
+use seqlayers::model::ModelKind;
 use seqlayers::experiments::{
     ExperimentOptions, associative_recall, induction_head, induction_head_runs, run_all,
 };

@@ -89,9 +89,10 @@ fn input(batch: usize, len: usize) -> Tensor<Cpu, 3> {
     )
 }
 
+/// The padding mask (`true` = padding, the crate's convention) of rows of "real token" flags.
 fn mask_from(rows: &[Vec<bool>]) -> Tensor<Cpu, 2, Bool> {
     let (b, l) = (rows.len(), rows[0].len());
-    let flat: Vec<bool> = rows.iter().flatten().copied().collect();
+    let flat: Vec<bool> = rows.iter().flatten().map(|&real| !real).collect();
     Tensor::from_data(TensorData::new(flat, [b, l]), &Default::default())
 }
 

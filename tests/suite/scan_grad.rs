@@ -6,7 +6,7 @@ use crate::scan_util::{Dims, RawCase, max_rel_err, scan_f64, tensor, uniform, va
 use burn::tensor::{Tensor, TensorPrimitive};
 use rand::{SeedableRng, rngs::StdRng};
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
-use seqlayers::ssm::scan::{FusedScanInput, SsmBackend, reference_backward};
+use seqlayers::ssm::scan::{FusedScanInput, fused_scan_backward, reference_backward};
 use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, selective_scan};
 
 const DISCS: [Discretization; 4] = [
@@ -212,7 +212,7 @@ fn reference_backward_matches_cpu_kernel() {
             };
             let dy = || prim(tensor::<Cpu, 3>(wy.clone(), [2, l, 3], &device));
             let dh = || prim(tensor::<Cpu, 3>(wh.clone(), [2, 3, 4], &device));
-            let kernel = <Cpu as SsmBackend>::fused_scan_backward(disc, mk(), None, dy(), dh());
+            let kernel = fused_scan_backward::<Cpu>(disc, mk(), None, dy(), dh());
             let reference = reference_backward::<Cpu>(disc, mk(), dy(), dh());
             let flat = |g: seqlayers::ssm::scan::FusedScanGrads<Cpu>| {
                 Grads([

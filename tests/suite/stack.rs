@@ -3,7 +3,7 @@
 
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use seqlayers::backend::{Cpu, CpuAutodiff};
-use seqlayers::classifier::{ClassifierConfig, ModelKind, StackClassifier};
+use seqlayers::model::{ClassifierConfig, ModelKind, StackClassifier};
 use seqlayers::data::{AssociativeRecall, RecallConfig};
 use seqlayers::position::PositionEncoding;
 use seqlayers::stack::{LayerKind, StackConfig, parse_layers};
@@ -77,7 +77,7 @@ fn learned_positions_past_their_table_are_an_error_not_a_panic() {
 fn stack_configs_are_validated() {
     let device = Default::default();
     assert!(
-        StackConfig::new(0, vec![LayerKind::Mamba])
+        StackConfig::new(0, vec![LayerKind::Mamba.into()])
             .try_init::<Cpu>(&device)
             .is_err()
     );
@@ -86,13 +86,13 @@ fn stack_configs_are_validated() {
             .try_init::<Cpu>(&device)
             .is_err()
     );
-    let heads = StackConfig::new(8, vec![LayerKind::Attention]).with_heads(3);
+    let heads = StackConfig::new(8, vec![LayerKind::Attention.into()]).with_n_heads(3);
     assert!(matches!(
         heads.try_init::<Cpu>(&device),
         Err(SeqError::HeadsDoNotDivide { .. })
     ));
-    let rope = StackConfig::new(6, vec![LayerKind::Attention])
-        .with_heads(2)
+    let rope = StackConfig::new(6, vec![LayerKind::Attention.into()])
+        .with_n_heads(2)
         .with_position(PositionEncoding::rope());
     assert!(matches!(
         rope.try_init::<Cpu>(&device),

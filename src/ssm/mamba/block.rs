@@ -1,14 +1,13 @@
 //! [`MambaBlock`]: the pre-norm residual block `x + mixer(rmsnorm(x))` (RMSNorm eps 1e-5).
 
 use burn::module::Module;
-use burn::nn::RmsNorm;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::mixer::Mamba;
 use super::state::MambaState;
 use crate::error::Result;
-use crate::ssm::scan::SsmBackend;
+use crate::stack::Norm;
 
 /// A residual Mamba block, built by
 /// [`MambaConfig::try_init_block`](super::MambaConfig::try_init_block).
@@ -16,8 +15,8 @@ use crate::ssm::scan::SsmBackend;
 /// Checkpoint names: `layers.{i}.norm.weight` ↔ `norm.gamma`, `layers.{i}.mixer.*` ↔ `mixer.*`.
 #[derive(Module, Debug)]
 pub struct MambaBlock<B: Backend> {
-    /// Pre-norm over `d_model`.
-    pub norm: RmsNorm<B>,
+    /// Pre-norm over `d_model` (RMSNorm from [`MambaConfig::try_init_block`](super::MambaConfig::try_init_block)).
+    pub norm: Norm<B>,
     /// The selective-SSM mixer.
     pub mixer: Mamba<B>,
 }
@@ -29,7 +28,7 @@ impl<B: Backend> MambaBlock<B> {
     }
 }
 
-impl<B: SsmBackend> MambaBlock<B> {
+impl<B: Backend> MambaBlock<B> {
     /// `x + mixer(rmsnorm(x))` from the zero state: `[B, L, D]` → `[B, L, D]`.
     ///
     /// # Panics
@@ -38,17 +37,17 @@ impl<B: SsmBackend> MambaBlock<B> {
         x.clone() + self.mixer.forward(self.norm.forward(x)) // [B, L, D]
     }
 
-    /// [`Mamba::forward_with_state`] wrapped in the residual block. Padded positions return
-    /// their input unchanged (the mixer outputs zero there).
+    /// [`Mamba::forward_with_state`] wrapped in the residual block. Padded positions
+    /// (`padding` `[B, L]` `true`) return their input unchanged (the mixer outputs zero there).
     pub fn forward_with_state(
         &self,
         x: Tensor<B, 3>,
         state: Option<MambaState<B>>,
-        mask: Option<Tensor<B, 2, Bool>>,
+        padding: Option<Tensor<B, 2, Bool>>,
     ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
         let (y, state) =
             self.mixer
-                .forward_with_state(self.norm.forward(x.clone()), state, mask)?; // [B, L, D]
+                .forward_with_state(self.norm.forward(x.clone()), state, padding)?; // [B, L, D]
         Ok((x + y, state))
     }
 

@@ -1,15 +1,17 @@
 //! [`MambaConfig`]: every option of the Mamba mixer/block, its validation and `try_init`.
 
-use burn::nn::RmsNormConfig;
+use burn::config::Config;
 use burn::tensor::backend::Backend;
 
 use super::block::MambaBlock;
 use super::conv::CausalConv1d;
 use super::init;
 use super::mixer::Mamba;
-use crate::error::{Result, SeqError, ensure_nonzero};
+use crate::error::{SeqError, ensure_nonzero};
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::ScanKind;
+use crate::stack::NormKind;
+use crate::init::materialize;
 
 /// Configuration of a [`Mamba`] mixer and of a [`MambaBlock`].
 ///
@@ -17,137 +19,51 @@ use crate::ssm::scan::ScanKind;
 /// `d_conv = 4`, `expand = 2`, `dt_rank = ceil(d_model / 16)`, `dt_min = 0.001`,
 /// `dt_max = 0.1`, `dt_init_floor = 1e-4`, `dt_scale = 1`, convolution bias on, projection
 /// bias off, the fused scan and Mamba's simplified discretization (`Ā = exp(ΔA)`, `B̄ = ΔB`).
-#[derive(Debug, Clone)]
+#[derive(Config, Debug)]
 pub struct MambaConfig {
     /// Model width `D` (input and output features).
     pub d_model: usize,
     /// State size `N` per channel.
+    #[config(default = 16)]
     pub d_state: usize,
     /// Width `K` of the depthwise causal convolution.
+    #[config(default = 4)]
     pub d_conv: usize,
     /// Expansion factor: the inner width is `E = expand · d_model`.
+    #[config(default = 2)]
     pub expand: usize,
     /// Rank `R` of the Δ projection; `None` means `ceil(d_model / 16)`.
     pub dt_rank: Option<usize>,
     /// Smallest initial step size Δ.
+    #[config(default = 0.001)]
     pub dt_min: f64,
     /// Largest initial step size Δ.
+    #[config(default = 0.1)]
     pub dt_max: f64,
     /// Lower clamp of the sampled initial Δ.
+    #[config(default = 1e-4)]
     pub dt_init_floor: f64,
     /// Scale of the uniform init of `dt_proj.weight` (`U(±dt_scale / sqrt(R))`).
+    #[config(default = 1.0)]
     pub dt_scale: f64,
     /// Whether the depthwise convolution has a bias.
+    #[config(default = true)]
     pub conv_bias: bool,
     /// Whether `in_proj` and `out_proj` have a bias.
+    #[config(default = false)]
     pub bias: bool,
     /// Which selective-scan implementation runs the recurrence.
+    #[config(default = "ScanKind::Fused")]
     pub scan: ScanKind,
     /// How the continuous `(Δ, A, B)` become the discrete `(Ā, B̄)`.
+    #[config(default = "Discretization::Simplified")]
     pub discretization: Discretization,
     /// Epsilon of the block's RMSNorm (only used by [`MambaConfig::try_init_block`]).
+    #[config(default = 1e-5)]
     pub norm_eps: f64,
 }
 
 impl MambaConfig {
-    /// The reference defaults for a model of width `d_model`.
-    pub fn new(d_model: usize) -> Self {
-        Self {
-            d_model,
-            d_state: 16,
-            d_conv: 4,
-            expand: 2,
-            dt_rank: None,
-            dt_min: 0.001,
-            dt_max: 0.1,
-            dt_init_floor: 1e-4,
-            dt_scale: 1.0,
-            conv_bias: true,
-            bias: false,
-            scan: ScanKind::Fused,
-            discretization: Discretization::Simplified,
-            norm_eps: 1e-5,
-        }
-    }
-
-    /// Sets the state size `N`.
-    pub fn with_d_state(mut self, d_state: usize) -> Self {
-        self.d_state = d_state;
-        self
-    }
-
-    /// Sets the convolution width `K`.
-    pub fn with_d_conv(mut self, d_conv: usize) -> Self {
-        self.d_conv = d_conv;
-        self
-    }
-
-    /// Sets the expansion factor (`E = expand · d_model`).
-    pub fn with_expand(mut self, expand: usize) -> Self {
-        self.expand = expand;
-        self
-    }
-
-    /// Sets the Δ-projection rank `R` (`None` = `ceil(d_model / 16)`).
-    pub fn with_dt_rank(mut self, dt_rank: Option<usize>) -> Self {
-        self.dt_rank = dt_rank;
-        self
-    }
-
-    /// Sets the smallest initial Δ.
-    pub fn with_dt_min(mut self, dt_min: f64) -> Self {
-        self.dt_min = dt_min;
-        self
-    }
-
-    /// Sets the largest initial Δ.
-    pub fn with_dt_max(mut self, dt_max: f64) -> Self {
-        self.dt_max = dt_max;
-        self
-    }
-
-    /// Sets the lower clamp of the initial Δ.
-    pub fn with_dt_init_floor(mut self, dt_init_floor: f64) -> Self {
-        self.dt_init_floor = dt_init_floor;
-        self
-    }
-
-    /// Sets the scale of the `dt_proj.weight` init.
-    pub fn with_dt_scale(mut self, dt_scale: f64) -> Self {
-        self.dt_scale = dt_scale;
-        self
-    }
-
-    /// Turns the convolution bias on or off.
-    pub fn with_conv_bias(mut self, conv_bias: bool) -> Self {
-        self.conv_bias = conv_bias;
-        self
-    }
-
-    /// Turns the `in_proj`/`out_proj` bias on or off.
-    pub fn with_bias(mut self, bias: bool) -> Self {
-        self.bias = bias;
-        self
-    }
-
-    /// Chooses the scan implementation.
-    pub fn with_scan(mut self, scan: ScanKind) -> Self {
-        self.scan = scan;
-        self
-    }
-
-    /// Chooses the discretization.
-    pub fn with_discretization(mut self, discretization: Discretization) -> Self {
-        self.discretization = discretization;
-        self
-    }
-
-    /// Sets the RMSNorm epsilon of the block.
-    pub fn with_norm_eps(mut self, norm_eps: f64) -> Self {
-        self.norm_eps = norm_eps;
-        self
-    }
-
     /// Inner width `E = expand · d_model`.
     pub fn d_inner(&self) -> usize {
         self.expand.saturating_mul(self.d_model)
@@ -159,7 +75,7 @@ impl MambaConfig {
     }
 
     /// Checks every field; the error says which one to fix.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> crate::Result<()> {
         ensure_nonzero("d_model", self.d_model)?;
         ensure_nonzero("d_state", self.d_state)?;
         ensure_nonzero("d_conv", self.d_conv)?;
@@ -195,7 +111,7 @@ impl MambaConfig {
     }
 
     /// Builds the [`Mamba`] mixer (no norm, no residual) with the reference initialisation.
-    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<Mamba<B>> {
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<Mamba<B>> {
         self.validate()?;
         let (d, e, n, k, r) = (
             self.d_model,
@@ -205,7 +121,7 @@ impl MambaConfig {
             self.resolved_dt_rank(),
         );
         let dt_std = self.dt_scale / (r as f64).sqrt();
-        Ok(Mamba {
+        Ok(materialize(Mamba {
             in_proj: init::linear_default(d, 2 * e, self.bias, device),
             conv1d: CausalConv1d::new(e, k, self.conv_bias, device),
             x_proj: init::linear_default(e, r + 2 * n, false, device),
@@ -228,7 +144,7 @@ impl MambaConfig {
             dt_rank: r,
             scan: self.scan,
             discretization: self.discretization,
-        })
+        }))
     }
 
     /// Like [`MambaConfig::try_init`] but panics with the validation message.
@@ -241,11 +157,9 @@ impl MambaConfig {
     }
 
     /// Builds the residual [`MambaBlock`]: `x + mixer(rmsnorm(x))`.
-    pub fn try_init_block<B: Backend>(&self, device: &B::Device) -> Result<MambaBlock<B>> {
+    pub fn try_init_block<B: Backend>(&self, device: &B::Device) -> crate::Result<MambaBlock<B>> {
         let mixer = self.try_init(device)?;
-        let norm = RmsNormConfig::new(self.d_model)
-            .with_epsilon(self.norm_eps)
-            .init(device);
+        let norm = NormKind::Rms.init(self.d_model, self.norm_eps, device);
         Ok(MambaBlock { norm, mixer })
     }
 
@@ -260,7 +174,7 @@ impl MambaConfig {
 }
 
 /// `value` must be finite and strictly positive.
-fn positive(name: &'static str, value: f64) -> Result<()> {
+fn positive(name: &'static str, value: f64) -> crate::Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {

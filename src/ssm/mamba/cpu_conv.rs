@@ -220,3 +220,71 @@ fn autodiff_forward(
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use burn::tensor::Distribution;
+    use crate::backend::{Cpu, CpuAutodiff};
+
+    fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+        t.into_data().iter::<f64>().collect()
+    }
+
+    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    }
+
+    /// The one-loop `silu(conv(x))` (values and gradients of input, filters and bias) agrees with
+    /// the tensor-op convolution followed by `silu`, with and without a bias.
+    #[test]
+    fn cpu_conv_silu_matches_tensor_op_convolution() {
+        use crate::ssm::mamba::CausalConv1d;
+        type AD = CpuAutodiff;
+        let device = Default::default();
+        for (bias, k) in [(true, 4), (false, 3), (true, 1)] {
+            AD::seed(&device, 17);
+            let conv = CausalConv1d::<AD>::new(5, k, bias, &device);
+            let x = Tensor::<AD, 3>::random([2, 7 + k - 1, 5], Distribution::Normal(0.0, 1.5), &device)
+                .require_grad();
+            let w = Tensor::<AD, 3>::random([2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
+            let run = |fast: bool| {
+                let y = if fast {
+                    causal_conv_silu(&conv, x.clone())
+                } else {
+                    burn::tensor::activation::silu(conv.forward(x.clone()))
+                };
+                let g = (y.clone() * w.clone()).sum().backward();
+                let mut out = vec![
+                    vec_of(y),
+                    vec_of(x.grad(&g).unwrap()),
+                    vec_of(conv.weight.grad(&g).unwrap()),
+                ];
+                if let Some(b) = &conv.bias {
+                    out.push(vec_of(b.grad(&g).unwrap()));
+                }
+                out
+            };
+            let (fast, slow) = (run(true), run(false));
+            assert_eq!(fast.len(), slow.len());
+            for (i, (f, s)) in fast.iter().zip(&slow).enumerate() {
+                assert!(
+                    max_abs_diff(f, s) < 1e-5,
+                    "bias {bias} K {k} part #{i}: {}",
+                    max_abs_diff(f, s)
+                );
+            }
+            // Plain CPU backend (no autodiff) takes the kernel as well.
+            let conv_plain = CausalConv1d::<Cpu> {
+                weight: burn::module::Param::from_tensor(conv.weight.val().inner()),
+                bias: conv
+                    .bias
+                    .as_ref()
+                    .map(|b| burn::module::Param::from_tensor(b.val().inner())),
+            };
+            let y_plain = vec_of(causal_conv_silu(&conv_plain, x.clone().inner()));
+            assert!(max_abs_diff(&y_plain, &slow[0]) < 1e-5);
+        }
+    }
+}

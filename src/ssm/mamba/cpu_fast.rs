@@ -212,6 +212,80 @@ pub(super) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
 mod tests {
     use super::*;
 
+    use burn::tensor::{Distribution, TensorData};
+    use crate::backend::{Cpu, CpuAutodiff};
+
+    fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+        t.into_data().iter::<f64>().collect()
+    }
+
+    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn cpu_fast_activations_match_tensor_op_formulas() {
+        use burn::tensor::activation;
+        type AD = CpuAutodiff;
+        let device = Default::default();
+        let raw: Vec<f32> = (0..240).map(|i| (i as f32 - 120.0) * 0.25).collect(); // [-30, 29.75]
+        let x =
+            Tensor::<AD, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device).require_grad();
+        let w = Tensor::<AD, 2>::random([12, 20], Distribution::Normal(0.0, 1.0), &device);
+        type Pair = (
+            fn(Tensor<AD, 2>) -> Tensor<AD, 2>,
+            fn(Tensor<AD, 2>) -> Tensor<AD, 2>,
+        );
+        let pairs: [(&str, Pair); 2] = [
+            ("silu", (silu, activation::silu)),
+            (
+                "softplus",
+                (softplus, softplus_tensor_ops),
+            ),
+        ];
+        for (name, (fast, slow)) in pairs {
+            let run = |f: fn(Tensor<AD, 2>) -> Tensor<AD, 2>| {
+                let y = f(x.clone());
+                let g = (y.clone() * w.clone()).sum().backward();
+                (vec_of(y), vec_of(x.grad(&g).unwrap()))
+            };
+            let ((yf, gf), (ys, gs)) = (run(fast), run(slow));
+            for i in 0..raw.len() {
+                let tol_y = 1e-6 * ys[i].abs().max(1.0);
+                assert!(
+                    (yf[i] - ys[i]).abs() <= tol_y,
+                    "{name}({}) = {} vs {}",
+                    raw[i],
+                    yf[i],
+                    ys[i]
+                );
+                assert!(
+                    (gf[i] - gs[i]).abs() <= 2e-6 * gs[i].abs().max(1.0),
+                    "{name}'({}) grad {} vs {}",
+                    raw[i],
+                    gf[i],
+                    gs[i]
+                );
+            }
+            // The non-autodiff CPU backend takes the kernel too.
+            let plain = Tensor::<Cpu, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device);
+            let y_plain = vec_of(match name {
+                "silu" => silu(plain),
+                _ => softplus(plain),
+            });
+            assert!(max_abs_diff(&y_plain, &ys) < 1e-5);
+        }
+        // Closed-form spot values.
+        let v = |t: Tensor<Cpu, 1>| vec_of(t);
+        let p = Tensor::<Cpu, 1>::from_floats([0.0, 25.0, -25.0, 1.0], &device);
+        let sp = v(softplus(p.clone()));
+        assert!(
+            (sp[0] - 2f64.ln()).abs() < 1e-6 && sp[1] == 25.0 && (sp[2] - (-25f64).exp()).abs() < 1e-15
+        );
+        let si = v(silu(p));
+        assert!((si[3] - 1.0 / (1.0 + (-1f64).exp())).abs() < 1e-6 && si[0] == 0.0);
+    }
+
     /// `f(x)`, `f'(x)` in f64.
     fn reference(f: Activation, x: f64) -> (f64, f64) {
         let s = 1.0 / (1.0 + (-x).exp());

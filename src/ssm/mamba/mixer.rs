@@ -26,7 +26,7 @@ use super::padding::PaddingPlan;
 use super::state::MambaState;
 use crate::error::{Result, SeqError};
 use crate::ssm::discretization::Discretization;
-use crate::ssm::scan::{ScanKind, SelectiveScanInput, SsmBackend, selective_scan};
+use crate::ssm::scan::{ScanKind, SelectiveScanInput, selective_scan};
 
 /// The Mamba mixer. Build it with [`MambaConfig::try_init`](super::MambaConfig::try_init).
 #[derive(Module, Debug)]
@@ -125,7 +125,7 @@ impl<B: Backend> Mamba<B> {
     }
 }
 
-impl<B: SsmBackend> Mamba<B> {
+impl<B: Backend> Mamba<B> {
     /// Runs the mixer on a whole sequence from the zero state: `[B, L, D]` → `[B, L, D]`.
     ///
     /// # Panics
@@ -139,14 +139,15 @@ impl<B: SsmBackend> Mamba<B> {
     }
 
     /// Runs the mixer on `x: [B, L, D]` starting from `state` (zero state if `None`), treating
-    /// positions where `mask: [B, L]` is `false` as padding (identity steps, zero output).
+    /// positions where `padding: [B, L]` is `true` as padding (identity steps, zero output) —
+    /// the crate's one padding convention, the same as attention's key padding mask.
     /// Returns the output `[B, L, D]` and the state after the last real token, so that
     /// `forward(x[..a])` then `forward(x[a..])` from the returned state equals `forward(x)`.
     pub fn forward_with_state(
         &self,
         x: Tensor<B, 3>,
         state: Option<MambaState<B>>,
-        mask: Option<Tensor<B, 2, Bool>>,
+        padding: Option<Tensor<B, 2, Bool>>,
     ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
         let [batch, len, d_model] = x.dims();
         self.check_input(batch, len, d_model)?;
@@ -155,7 +156,7 @@ impl<B: SsmBackend> Mamba<B> {
         if let Some(s) = &state {
             s.check(batch, e, k, n)?;
         }
-        let plan = match mask {
+        let plan = match padding {
             Some(m) => {
                 if m.dims() != [batch, len] {
                     return Err(SeqError::ShapeMismatch {
@@ -164,7 +165,7 @@ impl<B: SsmBackend> Mamba<B> {
                         got: format!("{:?}", m.dims()),
                     });
                 }
-                Some(PaddingPlan::new(m))
+                Some(PaddingPlan::new(m.bool_not())) // the plan works on "real token" flags
             }
             None => None,
         };

@@ -36,23 +36,23 @@
 //!
 //! # Files
 //! - [`config`]: [`MambaConfig`] (all options, validation, `try_init`).
-//! - [`init`]: the reference initialisations (Δ bias, S4D-real `A_log`, uniform weights).
+//! - `init` (private): the reference initialisations (Δ bias, S4D-real `A_log`, uniform weights).
 //! - [`conv`]: [`CausalConv1d`], the depthwise causal convolution.
-//! - [`cpu_conv`]: one-loop `silu(conv(x))` with custom backward on the CPU backend.
-//! - [`cpu_fast`]: one-loop `silu`/`softplus` kernels with custom backward on the CPU backend.
+//! - `cpu_conv`, `cpu_fast` (private): one-loop `silu(conv(x))`, `silu` and `softplus` with
+//!   custom backward on the CPU backend (tensor ops on the others).
 //! - [`state`]: [`MambaState`], the recurrent state (conv window + SSM state).
-//! - [`padding`]: how a padding mask turns into identity steps.
+//! - `padding` (private): how a padding mask turns into identity steps.
 //! - [`mixer`]: [`Mamba`], the mixer (`forward`, `forward_with_state`, `step`).
 //! - [`block`]: [`MambaBlock`], the residual block `x + mixer(rmsnorm(x))`.
 
 pub mod block;
 pub mod config;
 pub mod conv;
-pub mod cpu_conv;
-pub mod cpu_fast;
-pub mod init;
+mod cpu_conv;
+mod cpu_fast;
+mod init;
 pub mod mixer;
-pub mod padding;
+mod padding;
 pub mod state;
 
 pub use block::MambaBlock;

@@ -72,13 +72,76 @@ pub struct FusedScanOutput<B: Backend> {
     pub checkpoints: Option<FloatTensor<B>>,
 }
 
-/// A backend that can run the fused selective scan.
+/// The fused selective scan forward on any backend: the Rust kernel on `NdArray<f32>`, one
+/// autodiff node (with the kernel's or the tensor-op backward) on `Autodiff<NdArray<f32>>` and
+/// CUDA, the parallel scan in tensor ops elsewhere (see [`crate::dispatch`]).
 ///
-/// Both methods have default bodies in tensor ops (the parallel scan), so implementing the trait
-/// with an empty `impl` block is enough for correctness; backends with a dedicated kernel
-/// override them. Every `SsmBackend` is also an [`AttentionBackend`](crate::attention::AttentionBackend),
-/// so the models that mix Mamba and attention layers need one bound.
-pub trait SsmBackend: Backend + crate::attention::AttentionBackend {
+/// Returns `y` `[B, L, E]`, `h_L` `[B, E, N]` and, when `save_checkpoints` and the backend has
+/// a kernel, data that makes [`fused_scan_backward`] cheaper.
+pub fn fused_scan_forward<B: Backend>(
+    disc: Discretization,
+    input: FusedScanInput<B>,
+    save_checkpoints: bool,
+) -> FusedScanOutput<B> {
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::dispatch::{cast, same};
+    let input = match cast::<_, FusedScanInput<Cpu>>(input) {
+        Ok(i) => return same(Cpu::fused_scan_forward(disc, i, save_checkpoints)),
+        Err(i) => i,
+    };
+    let input = match cast::<_, FusedScanInput<CpuAutodiff>>(input) {
+        Ok(i) => return same(CpuAutodiff::fused_scan_forward(disc, i, save_checkpoints)),
+        Err(i) => i,
+    };
+    #[cfg(feature = "cuda")]
+    let input = match cast::<_, FusedScanInput<crate::backend::CudaAutodiff>>(input) {
+        Ok(i) => {
+            return same(crate::backend::CudaAutodiff::fused_scan_forward(
+                disc,
+                i,
+                save_checkpoints,
+            ));
+        }
+        Err(i) => i,
+    };
+    tensor_op_forward(disc, input)
+}
+
+/// Gradients of the fused selective scan on any backend, given `dy` `[B, L, E]`, `dh_L`
+/// `[B, E, N]` and the forward's `checkpoints` (if any): the Rust kernel on `NdArray<f32>`,
+/// [`reference_backward`] elsewhere.
+pub fn fused_scan_backward<B: Backend>(
+    disc: Discretization,
+    input: FusedScanInput<B>,
+    checkpoints: Option<FloatTensor<B>>,
+    dy: FloatTensor<B>,
+    dh_last: FloatTensor<B>,
+) -> FusedScanGrads<B> {
+    use crate::backend::Cpu;
+    use crate::dispatch::{cast, same};
+    match cast::<_, (FusedScanInput<Cpu>, Option<FloatTensor<Cpu>>, FloatTensor<Cpu>, FloatTensor<Cpu>)>(
+        (input, checkpoints, dy, dh_last),
+    ) {
+        Ok((i, ck, dy, dh)) => same(Cpu::fused_scan_backward(disc, i, ck, dy, dh)),
+        Err((i, _, dy, dh)) => reference_backward(disc, i, dy, dh),
+    }
+}
+
+/// The forward in tensor ops (the parallel scan): the body for backends without a kernel.
+fn tensor_op_forward<B: Backend>(disc: Discretization, input: FusedScanInput<B>) -> FusedScanOutput<B> {
+    let (y, h_last) =
+        selective_scan_parallel(disc, SelectiveScanInput::<B>::from_primitives(input));
+    FusedScanOutput {
+        y: prim(y),
+        h_last: prim(h_last),
+        checkpoints: None,
+    }
+}
+
+/// The crate's implementation detail behind [`fused_scan_forward`]: a backend with a fused scan.
+/// The default bodies are the tensor-op formulation; `NdArray<f32>` overrides both with the
+/// kernel and `Autodiff<B>` records one graph node.
+pub(crate) trait SsmBackend: Backend {
     /// Fused forward: discretization, scan, `⟨h, C⟩` and `+ D x`. When `save_checkpoints`,
     /// the backend may return data that makes [`SsmBackend::fused_scan_backward`] cheaper.
     fn fused_scan_forward(
@@ -87,13 +150,7 @@ pub trait SsmBackend: Backend + crate::attention::AttentionBackend {
         save_checkpoints: bool,
     ) -> FusedScanOutput<Self> {
         let _ = save_checkpoints;
-        let (y, h_last) =
-            selective_scan_parallel(disc, SelectiveScanInput::<Self>::from_primitives(input));
-        FusedScanOutput {
-            y: prim(y),
-            h_last: prim(h_last),
-            checkpoints: None,
-        }
+        tensor_op_forward(disc, input)
     }
 
     /// Fused backward: gradients of every input given `dy` `[B, L, E]` and `dh_last`

@@ -13,7 +13,7 @@
 //! - [`ScanKind::Sequential`]: the reference, one step at a time ([`scan_sequential`]).
 //! - [`ScanKind::Parallel`]: odd/even parallel scan with tensor ops ([`scan_parallel`]).
 //! - [`ScanKind::LogSpace`]: Heinsen's cumsum / log-cumsum-exp formulation ([`scan_log_space`]).
-//! - [`ScanKind::Fused`]: one backend op ([`SsmBackend`]) — a Rust kernel on the CPU backend
+//! - [`ScanKind::Fused`]: one backend op ([`fused_scan_forward`]) — a Rust kernel on the CPU backend
 //!   that never materializes `[B, L, E, N]`, with a hand-written recomputing backward.
 
 mod backend;
@@ -25,7 +25,8 @@ mod parallel;
 mod sequential;
 
 pub use backend::{
-    FusedScanGrads, FusedScanInput, FusedScanOutput, SsmBackend, reference_backward,
+    FusedScanGrads, FusedScanInput, FusedScanOutput, fused_scan_backward, fused_scan_forward,
+    reference_backward,
 };
 pub use log_space::{LOG_ZERO, scan_log_space};
 pub use parallel::scan_parallel;
@@ -33,11 +34,11 @@ pub use sequential::scan_sequential;
 
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
-use crate::error::{Result, SeqError};
+use crate::error::{SeqError};
 use crate::ssm::discretization::Discretization;
 
-/// Which algorithm runs the selective scan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which algorithm runs the selective scan (default: [`ScanKind::Fused`]).
+#[derive(burn::config::Config, Debug, Copy, PartialEq, Eq)]
 pub enum ScanKind {
     /// One step at a time with tensor ops (reference; autodiff cost `O(L log L)`).
     Sequential,
@@ -45,9 +46,14 @@ pub enum ScanKind {
     Parallel,
     /// Heinsen's log-space scan (cumulative sums of logs); see its precision note.
     LogSpace,
-    /// The fused backend op ([`SsmBackend`]): a kernel on the CPU backend.
-    #[default]
+    /// The fused backend op ([`fused_scan_forward`]): a kernel on the CPU backend.
     Fused,
+}
+
+impl Default for ScanKind {
+    fn default() -> Self {
+        ScanKind::Fused
+    }
 }
 
 /// Inputs of the selective scan.
@@ -71,7 +77,7 @@ pub struct SelectiveScanInput<B: Backend> {
 
 impl<B: Backend> SelectiveScanInput<B> {
     /// Checks that all shapes agree and no size is zero. Returns `(B, L, E, N)`.
-    pub fn validate(&self) -> Result<(usize, usize, usize, usize)> {
+    pub fn validate(&self) -> crate::Result<(usize, usize, usize, usize)> {
         let [bs, l, e] = self.x.dims();
         let [ea, n] = self.a.dims();
         crate::error::ensure_nonzero("batch", bs)?;
@@ -112,11 +118,11 @@ impl<B: Backend> SelectiveScanInput<B> {
 /// Returns `(y [B, L, E], h_L [B, E, N])`, where `h_L` is the state after the last step (feed it
 /// back as `h0` to continue the sequence). Errors on mismatched shapes, zero sizes or an invalid
 /// discretization.
-pub fn selective_scan<B: SsmBackend>(
+pub fn selective_scan<B: Backend>(
     kind: ScanKind,
     disc: Discretization,
     input: SelectiveScanInput<B>,
-) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+) -> crate::Result<(Tensor<B, 3>, Tensor<B, 3>)> {
     disc.validate()?;
     input.validate()?;
     Ok(match kind {
@@ -134,7 +140,7 @@ pub fn selective_scan<B: SsmBackend>(
                 h0,
             } = input;
             let prim = |t: Tensor<B, 3>| t.into_primitive().tensor();
-            let out = B::fused_scan_forward(
+            let out = fused_scan_forward::<B>(
                 disc,
                 FusedScanInput {
                     x: prim(x),

@@ -4,14 +4,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::module::{ModuleVisitor, Param};
-use burn::nn::{Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use crate::error::{Result, SeqError, ensure_nonzero};
 use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
-use crate::ssm::SsmBackend;
-use crate::stack::{LayerKind, SequenceStack, StackConfig};
+use crate::init::materialize;
+use crate::stack::{LayerKind, Norm, SequenceStack, StackConfig};
 use crate::train::Classifier;
 
 /// Builds a [`StackClassifier`].
@@ -34,7 +33,7 @@ impl ClassifierConfig {
     /// Every parameter is drawn here, not lazily at its first use (Burn's default for `nn`
     /// layers), so seeding the backend right before this call fixes the whole initialization
     /// even when other threads draw random numbers later.
-    pub fn try_init<B: SsmBackend>(
+    pub fn try_init<B: Backend>(
         &self,
         embedding: Tensor<B, 2>,
         device: &B::Device,
@@ -55,37 +54,28 @@ impl ClassifierConfig {
                 .position
                 .init_absolute(self.stack.d_model, device)?,
             stack: self.stack.try_init(device)?,
-            norm: RmsNormConfig::new(self.stack.d_model)
-                .with_epsilon(self.stack.norm_eps)
-                .init(device),
+            norm: self
+                .stack
+                .norm
+                .init(self.stack.d_model, self.stack.norm_eps, device),
             head: LinearConfig::new(self.stack.d_model, self.n_classes).init(device),
         };
-        model.visit(&mut Materialize);
-        Ok(model)
-    }
-}
-
-/// Reads every float parameter once, which runs the pending lazy initializers.
-struct Materialize;
-
-impl<B: Backend> ModuleVisitor<B> for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let _ = param.val();
+        Ok(materialize(model))
     }
 }
 
 /// Sequence classifier: `tokens [B, L] → logits [B, n_classes]` read at the last position.
 #[derive(Module, Debug)]
-pub struct StackClassifier<B: SsmBackend> {
+pub struct StackClassifier<B: Backend> {
     /// Fixed token embedding `V` `[K, d]` (a constant: not trained).
     embedding: Tensor<B, 2>,
     position: AbsolutePosition<B>,
     stack: SequenceStack<B>,
-    norm: RmsNorm<B>,
+    norm: Norm<B>,
     head: Linear<B>,
 }
 
-impl<B: SsmBackend> StackClassifier<B> {
+impl<B: Backend> StackClassifier<B> {
     /// Hidden states of the last block, `[B, L, d]`.
     pub fn try_hidden(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
         let x = self.embed(tokens); // [B, L, d]
@@ -94,7 +84,7 @@ impl<B: SsmBackend> StackClassifier<B> {
     }
 }
 
-impl<B: SsmBackend> StackClassifier<B> {
+impl<B: Backend> StackClassifier<B> {
     /// Rows of the fixed embedding `V` for `tokens` `[B, L]` → `[B, L, d]`.
     ///
     /// `V` is a constant, so the lookup is a plain gather on the host (the ids and the `K × d`
@@ -120,7 +110,7 @@ impl<B: SsmBackend> StackClassifier<B> {
     }
 }
 
-impl<B: SsmBackend> Classifier<B> for StackClassifier<B> {
+impl<B: Backend> Classifier<B> for StackClassifier<B> {
     /// # Panics
     /// When a learned positional table with [`OutOfRange::Error`] is shorter than the input;
     /// call [`StackClassifier::try_hidden`] to get the error instead.
@@ -196,7 +186,7 @@ impl ModelKind {
             ModelKind::HybridB => (vec![M, A, M], PositionEncoding::None),
             ModelKind::Lstm => (vec![S, S], PositionEncoding::None),
         };
-        StackConfig::new(d, layers).with_position(position)
+        StackConfig::new(d, layers.into_iter().map(Into::into).collect()).with_position(position)
     }
 }
 

@@ -1,0 +1,14 @@
+//! Models: a [`SequenceStack`](crate::stack::SequenceStack) between an input embedding and an
+//! output head.
+//!
+//! - [`classifier`]: the recall classifier (fixed embedding → stack → norm → class logits at the
+//!   last position) and the homework's named models ([`ModelKind`]).
+
+//! - [`lm`]: the causal language model (embedding → positions → stack → norm → vocabulary
+//!   logits at every position, optional weight tying), decodable with state.
+
+pub mod classifier;
+pub mod lm;
+
+pub use classifier::{ClassifierConfig, ModelKind, StackClassifier};
+pub use lm::{LanguageModel, LanguageModelConfig};

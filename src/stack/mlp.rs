@@ -1,0 +1,65 @@
+//! The position-wise MLP sublayer of a transformer block: `W₂ · GELU(W₁ x + b₁) + b₂`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Gelu, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use crate::error::{SeqError, ensure_nonzero};
+use crate::init::materialize;
+
+/// Configuration of an [`Mlp`].
+#[derive(Config, Debug)]
+pub struct MlpConfig {
+    /// Model width `D` (input and output).
+    pub d_model: usize,
+    /// Hidden width (GPT uses `4 D`).
+    pub d_hidden: usize,
+    /// Dropout on the output (0 disables it).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl MlpConfig {
+    /// Validates the sizes and builds the sublayer, drawing every weight now.
+    pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<Mlp<B>> {
+        ensure_nonzero("d_model", self.d_model)?;
+        ensure_nonzero("MLP hidden width", self.d_hidden)?;
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(SeqError::OutOfRange {
+                name: "dropout",
+                value: self.dropout,
+                expected: "a probability in [0, 1)",
+            });
+        }
+        let mlp = Mlp {
+            up: LinearConfig::new(self.d_model, self.d_hidden).init(device),
+            activation: Gelu::new(),
+            down: LinearConfig::new(self.d_hidden, self.d_model).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        };
+        Ok(materialize(mlp))
+    }
+}
+
+/// Position-wise feed-forward sublayer `[B, L, D] → [B, L, D]` (GELU, exact erf form).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// `W₁`, `[D, D_hidden]`.
+    pub up: Linear<B>,
+    /// The nonlinearity.
+    pub activation: Gelu,
+    /// `W₂`, `[D_hidden, D]`.
+    pub down: Linear<B>,
+    /// Output dropout (identity at inference).
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// `W₂ GELU(W₁ x + b₁) + b₂`, for any rank (the last axis is `D`).
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let h = self.activation.forward(self.up.forward(x)); // [..., D_hidden]
+        self.dropout.forward(self.down.forward(h)) // [..., D]
+    }
+}
