@@ -13,7 +13,7 @@
 use burn::tensor::{Distribution, ElementConversion, Tensor, backend::Backend};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
-use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, SsmBackend, selective_scan};
+use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, selective_scan};
 use std::time::Duration;
 
 const B: usize = 8;
@@ -59,7 +59,7 @@ fn input<Bk: Backend>(l: usize, grad: bool) -> SelectiveScanInput<Bk> {
     }
 }
 
-fn run_forward<Bk: SsmBackend>(kind: ScanKind, inp: &SelectiveScanInput<Bk>) -> f32 {
+fn run_forward<Bk: Backend>(kind: ScanKind, inp: &SelectiveScanInput<Bk>) -> f32 {
     let (y, _) =
         selective_scan(kind, Discretization::Simplified, inp.clone()).expect("valid input");
     y.sum().into_scalar().elem::<f32>()

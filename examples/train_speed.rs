@@ -12,10 +12,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Parser;
-use seqlayers::model::{ClassifierConfig, ModelKind};
 use seqlayers::data::{AssociativeRecall, RecallConfig};
+use seqlayers::model::{ClassifierConfig, ModelKind};
 use seqlayers::ssm::ScanKind;
-use seqlayers::train::{TrainConfig, train};
+use seqlayers::train::{Silent, TrainConfig, train};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -34,50 +34,44 @@ struct Args {
 type B = seqlayers::backend::CpuAutodiff;
 
 /// (label, model, d, scan, PyTorch ms/step from the brief)
-const CASES: [(&str, ModelKind, usize, ScanKind, &str); 7] = [
+const CASES: [(&str, ModelKind, usize, ScanKind); 7] = [
     (
         "attention (RoPE) d=8",
         ModelKind::TransformerRope,
         8,
         ScanKind::Fused,
-        "6–7",
     ),
     (
         "attention (learned PE) d=8",
         ModelKind::TransformerLearned,
         8,
         ScanKind::Fused,
-        "6–7",
     ),
     (
         "hybrid Mamba→attention d=8",
         ModelKind::HybridA,
         8,
         ScanKind::Fused,
-        "23",
     ),
     (
         "Mamba d=8 (fused scan)",
         ModelKind::Mamba,
         8,
         ScanKind::Fused,
-        "46",
     ),
     (
         "Mamba d=8 (sequential scan)",
         ModelKind::Mamba,
         8,
         ScanKind::Sequential,
-        "46",
     ),
     (
         "Mamba d=64 (fused scan)",
         ModelKind::Mamba,
         64,
         ScanKind::Fused,
-        "630",
     ),
-    ("LSTM d=8", ModelKind::Lstm, 8, ScanKind::Fused, "–"),
+    ("LSTM d=8", ModelKind::Lstm, 8, ScanKind::Fused),
 ];
 
 fn measure(model: ModelKind, d: usize, scan: ScanKind, steps: usize) -> f64 {
@@ -92,20 +86,18 @@ fn measure(model: ModelKind, d: usize, scan: ScanKind, steps: usize) -> f64 {
         steps,
         early_stop: None,
         eval_every: 1_000_000,
-        progress: false,
         ..TrainConfig::default()
     };
-    let (warm, _) = train(classifier, &task, &config(5), &device).expect("warm-up");
-    let (_, report) = train(warm, &task, &config(steps), &device).expect("timed run");
+    let (warm, _) = train(classifier, &task, &config(5), &device, &mut Silent).expect("warm-up");
+    let (_, report) = train(warm, &task, &config(steps), &device, &mut Silent).expect("timed run");
     report.ms_per_step
 }
 
 fn main() {
     let args = Args::parse();
-    let mut table = String::from(
-        "| model (K=16, L=64, batch 64, 2 layers) | seqlayers ms/step | PyTorch 2.15 + mambapy ms/step | ratio |\n|---|---|---|---|\n",
-    );
-    for (label, model, d, scan, torch) in CASES {
+    let mut table =
+        String::from("| model (K=16, L=64, batch 64, 2 layers) | seqlayers ms/step |\n|---|---|\n");
+    for (label, model, d, scan) in CASES {
         if args
             .only
             .as_ref()
@@ -114,13 +106,10 @@ fn main() {
             continue;
         }
         let ms = measure(model, d, scan, args.steps);
-        let ratio = torch
-            .split('–')
-            .next_back()
-            .and_then(|t| t.parse::<f64>().ok())
-            .map_or("–".into(), |t| format!("{:.2}×", ms / t));
-        let _ = writeln!(table, "| {label} | {ms:.2} | {torch} | {ratio} |");
-        println!("{label:<32} {ms:>8.2} ms/step   (PyTorch {torch})");
+        // No PyTorch column: a comparison is only valid when both run on the same machine in
+        // the same invocation (the side-by-side runner is the performance issue's work).
+        let _ = writeln!(table, "| {label} | {ms:.2} |");
+        println!("{label:<32} {ms:>8.2} ms/step");
     }
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     let doc = format!(

@@ -78,7 +78,10 @@ pub fn generate_greedy<B: Backend, M: Decoder<B>>(
     let mut out = vec![Vec::new(); prompts.len()];
     for (len, rows) in groups {
         let batch: Vec<&[u32]> = rows.iter().map(|&i| prompts[i].as_slice()).collect();
-        for (row, generated) in rows.iter().zip(greedy_equal_lengths(model, &batch, len, config, device)?) {
+        for (row, generated) in rows
+            .iter()
+            .zip(greedy_equal_lengths(model, &batch, len, config, device)?)
+        {
             out[*row] = generated;
         }
     }
@@ -98,7 +101,10 @@ fn greedy_equal_lengths<B: Backend, M: Decoder<B>>(
     if config.max_new_tokens == 0 {
         return Ok(out);
     }
-    let ids: Vec<i64> = prompts.iter().flat_map(|p| p.iter().map(|&t| t as i64)).collect();
+    let ids: Vec<i64> = prompts
+        .iter()
+        .flat_map(|p| p.iter().map(|&t| t as i64))
+        .collect();
     let mut tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, len]), device); // [G, len]
     let mut state = model.init_state(batch, device);
     let mut done = vec![false; batch];
@@ -107,9 +113,14 @@ fn greedy_equal_lengths<B: Backend, M: Decoder<B>>(
         state = next_state;
         let [_, t, v] = logits.dims();
         let last = logits.narrow(1, t - 1, 1).reshape([batch, v]); // [G, V]
-        let next: Vec<i64> = last.argmax(1).into_data().convert::<i64>().to_vec().map_err(|e| {
-            SeqError::InvalidConfig(format!("reading the arg-max back failed: {e:?}"))
-        })?; // [G]
+        let next: Vec<i64> = last
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .map_err(|e| {
+                SeqError::InvalidConfig(format!("reading the arg-max back failed: {e:?}"))
+            })?; // [G]
         for (b, &id) in next.iter().enumerate() {
             if done[b] {
                 continue;

@@ -28,4 +28,3 @@ pub(crate) fn same<T: Any, U: Any>(t: T) -> U {
         Err(_) => unreachable!("dispatch only casts a type back to itself"),
     }
 }
-

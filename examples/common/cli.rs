@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use seqlayers::model::ModelKind;
 use seqlayers::experiments::ExperimentOptions;
+use seqlayers::model::ModelKind;
 
 /// Flags of the recall examples (every one optional).
 #[derive(Parser, Debug)]

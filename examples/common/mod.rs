@@ -16,11 +16,7 @@ pub fn length_series(
         .iter()
         .map(|o| Series {
             name: label(o),
-            points: o
-                .lengths
-                .iter()
-                .map(|l| (l.len as f64, l.accuracy))
-                .collect(),
+            points: o.lengths.iter().map(|l| (l.len as f64, l.score)).collect(),
         })
         .collect()
 }
@@ -38,7 +34,7 @@ pub fn convergence_series(
                 .report
                 .curve
                 .iter()
-                .map(|p| (p.step as f64, p.test_accuracy))
+                .map(|p| (p.step as f64, p.test_score))
                 .collect(),
         })
         .collect()

@@ -123,7 +123,11 @@ pub fn fused_attention_backward<B: Backend>(
 ) -> FusedAttentionGrads<B> {
     use crate::backend::Cpu;
     use crate::dispatch::{cast, same};
-    type CpuArgs = (FusedAttentionInput<Cpu>, Option<FloatTensor<Cpu>>, FloatTensor<Cpu>);
+    type CpuArgs = (
+        FusedAttentionInput<Cpu>,
+        Option<FloatTensor<Cpu>>,
+        FloatTensor<Cpu>,
+    );
     match cast::<_, CpuArgs>((input, weights, d_out)) {
         Ok((i, w, d)) => same(Cpu::fused_attention_backward(i, w, d)),
         Err((i, w, d)) => tensor_op_backward(i, w, d),

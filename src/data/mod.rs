@@ -1,4 +1,4 @@
-//! Synthetic sequence tasks.
+//! Tasks: the [`Task`] trait every task implements, and the synthetic tasks.
 //!
 //! - [`AssociativeRecall`]: associative recall AR(M) with delay τ (seeds 000/001); the induction
 //!   head task is the special case M = 1.
@@ -8,6 +8,8 @@
 
 mod embedding;
 mod recall;
+mod task;
 
 pub use embedding::{closest_pairs, random_unit_embedding};
 pub use recall::{AssociativeRecall, RecallBatch, RecallConfig};
+pub use task::{Batch, Metric, Targets, Task};

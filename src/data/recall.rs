@@ -365,3 +365,28 @@ mod tests {
         assert_eq!(e.dims(), [16, 8]);
     }
 }
+
+impl super::Task for AssociativeRecall {
+    fn train_len(&self) -> usize {
+        self.config.train_len
+    }
+
+    fn sample(
+        &self,
+        rng: &mut rand::rngs::StdRng,
+        batch: usize,
+        len: usize,
+    ) -> Result<super::Batch> {
+        let b = AssociativeRecall::sample(self, rng, batch, len)?;
+        Ok(super::Batch {
+            tokens: b.tokens,
+            batch: b.batch,
+            len: b.len,
+            targets: super::Targets::Labels(b.labels),
+        })
+    }
+
+    fn metric(&self) -> super::Metric {
+        super::Metric::Accuracy
+    }
+}

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::{ExperimentOptions, run_all, write_outputs};
-use crate::model::ModelKind;
 use crate::error::Result;
+use crate::model::ModelKind;
 use crate::train::report::{findings, results_table};
 use crate::train::{RecallOutcome, RecallRun};
 

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::model::ModelKind;
 use crate::data::RecallConfig;
 use crate::error::Result;
+use crate::model::ModelKind;
 use crate::train::{EarlyStop, RecallOutcome, RecallRun, TrainConfig, run_recall, write_csv};
 
 /// Settings shared by the experiments (each has its defaults; flags override them).
@@ -149,17 +149,17 @@ impl ExperimentOptions {
                 lr: self.lr,
                 eval_every: self.eval_every,
                 early_stop: Some(EarlyStop {
-                    accuracy: 0.99,
+                    target: 0.99,
                     patience: 4,
                 }),
                 seed: self.seed,
-                progress: self.progress,
-                name: format!(
-                    "{model} M={} τ={} d={}",
-                    task.n_queries, task.delay, task.dim
-                ),
                 ..TrainConfig::default()
             },
+            name: format!(
+                "{model} M={} τ={} d={}",
+                task.n_queries, task.delay, task.dim
+            ),
+            progress: self.progress,
             eval_lengths,
             eval_samples: self.eval_samples,
             eval_batch: 256,
@@ -200,7 +200,7 @@ where
                     o.report.steps_run,
                     o.report.ms_per_step,
                     100.0 * o.accuracy_at(l).unwrap_or(f64::NAN),
-                    100.0 * o.lengths.last().map_or(f64::NAN, |x| x.accuracy),
+                    100.0 * o.lengths.last().map_or(f64::NAN, |x| x.score),
                     o.wall_s,
                 );
             }

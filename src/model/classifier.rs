@@ -8,10 +8,10 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use crate::error::{Result, SeqError, ensure_nonzero};
-use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
 use crate::init::materialize;
+use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
 use crate::stack::{LayerKind, Norm, SequenceStack, StackConfig};
-use crate::train::Classifier;
+use crate::train::SequenceModel;
 
 /// Builds a [`StackClassifier`].
 #[derive(Debug, Clone)]
@@ -110,16 +110,20 @@ impl<B: Backend> StackClassifier<B> {
     }
 }
 
-impl<B: Backend> Classifier<B> for StackClassifier<B> {
-    /// # Panics
-    /// When a learned positional table with [`OutOfRange::Error`] is shorter than the input;
-    /// call [`StackClassifier::try_hidden`] to get the error instead.
-    fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+impl<B: Backend> SequenceModel<B> for StackClassifier<B> {
+    /// Class logits at every position, `[B, L, K]`.
+    fn logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+        let hidden = self.try_hidden(tokens)?; // [B, L, d]
+        Ok(self.head.forward(self.norm.forward(hidden))) // [B, L, K]
+    }
+
+    /// Class logits at the last position, `[B, K]` (the head runs on that position only).
+    fn last_logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 2>> {
         let [batch, len] = tokens.dims();
-        let hidden = self.try_hidden(tokens).unwrap_or_else(|e| panic!("{e}")); // [B, L, d]
+        let hidden = self.try_hidden(tokens)?; // [B, L, d]
         let [_, _, dim] = hidden.dims();
         let last = hidden.slice([0..batch, len - 1..len]).reshape([batch, dim]); // [B, d]
-        self.head.forward(self.norm.forward(last)) // [B, K]
+        Ok(self.head.forward(self.norm.forward(last))) // [B, K]
     }
 }
 

@@ -157,3 +157,9 @@ impl<E: burn::tensor::ElementConversion> ElemI64 for E {
         self.elem::<i64>()
     }
 }
+
+impl<B: Backend> crate::train::SequenceModel<B> for LanguageModel<B> {
+    fn logits(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
+        self.forward(tokens)
+    }
+}

@@ -40,7 +40,7 @@
 
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::error::{SeqError};
+use crate::error::SeqError;
 
 /// Below this |ΔA| the ZOH factor `(e^{ΔA} − 1)/(ΔA)` uses its Taylor series (no cancellation).
 const ZOH_SERIES_BELOW: f32 = 0.1;

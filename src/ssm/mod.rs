@@ -15,6 +15,5 @@ pub mod scan;
 pub use discretization::Discretization;
 pub use mamba::{Mamba, MambaBlock, MambaConfig, MambaState};
 pub use scan::{
-    ScanKind, SelectiveScanInput, scan_log_space, scan_parallel, scan_sequential,
-    selective_scan,
+    ScanKind, SelectiveScanInput, scan_log_space, scan_parallel, scan_sequential, selective_scan,
 };

@@ -21,9 +21,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::config::Config;
-use burn::serde::{Deserialize, Serialize};
 use burn::nn::{Lstm, LstmConfig, LstmState};
 use burn::prelude::*;
+use burn::serde::{Deserialize, Serialize};
 
 pub use mlp::{Mlp, MlpConfig};
 pub use norm::{Norm, NormKind};
@@ -182,7 +182,9 @@ impl StackConfig {
                 }
                 LayerKind::Lstm => MixerBlock::Lstm(LstmBlock {
                     norm: norm(device),
-                    lstm: materialize(LstmConfig::new(self.d_model, self.d_model, true).init(device)),
+                    lstm: materialize(
+                        LstmConfig::new(self.d_model, self.d_model, true).init(device),
+                    ),
                 }),
             };
             let mlp = if spec.mlp {
@@ -296,7 +298,9 @@ impl<B: Backend> Block<B> {
     ) -> crate::Result<(Tensor<B, 3>, LayerState<B>)> {
         let (x, state) = match (&self.mixer, state) {
             (MixerBlock::Attention(b), LayerState::Attention(mut cache)) => {
-                let y = b.attention.forward_step(b.norm.forward(x.clone()), &mut cache)?;
+                let y = b
+                    .attention
+                    .forward_step(b.norm.forward(x.clone()), &mut cache)?;
                 (x + y, LayerState::Attention(cache))
             }
             (MixerBlock::Mamba(b), LayerState::Mamba(s)) => {
@@ -387,7 +391,11 @@ impl<B: Backend> SequenceStack<B> {
     }
 
     /// One position: `x_t` `[B, D]` → `([B, D], state)`; [`Self::forward_with_state`] with `T = 1`.
-    pub fn step(&self, x_t: Tensor<B, 2>, state: StackState<B>) -> crate::Result<(Tensor<B, 2>, StackState<B>)> {
+    pub fn step(
+        &self,
+        x_t: Tensor<B, 2>,
+        state: StackState<B>,
+    ) -> crate::Result<(Tensor<B, 2>, StackState<B>)> {
         let [batch, d] = x_t.dims();
         let (y, state) = self.forward_with_state(x_t.reshape([batch, 1, d]), state)?;
         Ok((y.reshape([batch, d]), state))
@@ -407,7 +415,10 @@ impl<B: Backend> SequenceStack<B> {
 impl AttentionConfig {
     /// Builds a pre-norm residual [`AttentionBlock`] (RMSNorm, ε = 1e-5) around this layer, the
     /// counterpart of [`MambaConfig::try_init_block`].
-    pub fn try_init_block<B: Backend>(&self, device: &B::Device) -> crate::Result<AttentionBlock<B>> {
+    pub fn try_init_block<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> crate::Result<AttentionBlock<B>> {
         Ok(AttentionBlock {
             norm: NormKind::Rms.init(self.d_model, 1e-5, device),
             attention: self.try_init(device)?,
@@ -427,7 +438,10 @@ mod tests {
             mixer: LayerKind::Attention,
             mlp: true,
         };
-        assert_eq!(parse_layers("mamba, Attention,mamba").unwrap(), vec![m, a, m]);
+        assert_eq!(
+            parse_layers("mamba, Attention,mamba").unwrap(),
+            vec![m, a, m]
+        );
         assert_eq!(parse_layers("attention+mlp,mamba").unwrap(), vec![gpt, m]);
         assert_eq!(parse_layers("lstm").unwrap()[0].mixer, LayerKind::Lstm);
         for bad in ["mamba,mlp", "", "attention+mlp+mlp", "attention+ffn"] {

@@ -19,10 +19,16 @@ impl NormKind {
     /// Builds the norm over the last axis of width `d_model` (nothing random is drawn).
     pub fn init<B: Backend>(self, d_model: usize, epsilon: f64, device: &B::Device) -> Norm<B> {
         match self {
-            NormKind::Rms => Norm::Rms(RmsNormConfig::new(d_model).with_epsilon(epsilon).init(device)),
-            NormKind::Layer => {
-                Norm::Layer(LayerNormConfig::new(d_model).with_epsilon(epsilon).init(device))
-            }
+            NormKind::Rms => Norm::Rms(
+                RmsNormConfig::new(d_model)
+                    .with_epsilon(epsilon)
+                    .init(device),
+            ),
+            NormKind::Layer => Norm::Layer(
+                LayerNormConfig::new(d_model)
+                    .with_epsilon(epsilon)
+                    .init(device),
+            ),
         }
     }
 }

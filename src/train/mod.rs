@@ -1,25 +1,27 @@
-//! Training and evaluation harness for sequence classifiers on synthetic tasks.
+//! Training and evaluation for any model on any task.
 //!
-//! - [`Classifier`]: what a trainable model must provide (token ids → logits).
-//! - [`TrainConfig`] / [`train`]: minibatch Adam/AdamW with a progress bar, a convergence curve
-//!   measured on a fixed test batch, early stopping, and a typed error on NaN/∞ loss.
-//! - [`evaluate_lengths`]: accuracy at every requested sequence length (length generalization).
+//! - [`SequenceModel`]: what a trainable model provides (token ids → logits).
+//! - [`TrainConfig`] / [`train`]: minibatch Adam/AdamW (optional warm-up + cosine schedule and
+//!   gradient clipping) on any [`Task`](crate::data::Task), with a curve of the task's metric on
+//!   a fixed test batch, early stopping, a typed error on NaN/∞ loss, and progress reported to a
+//!   [`TrainObserver`] of the caller's choice.
+//! - [`batch_loss`] / [`evaluate_batch`]: loss and metrics for labels or scored tokens.
+//! - [`evaluate_lengths`]: the metric at every requested sequence length.
 //! - [`run_recall`]: one named model trained and evaluated on an associative-recall task, the
 //!   entry point of the homework examples; [`write_csv`] saves many runs.
 
 mod eval;
+mod objective;
+mod progress;
 mod recall;
 pub mod report;
 mod trainer;
 
-pub use eval::{LengthAccuracy, accuracy, evaluate_lengths};
+pub use eval::{LengthScore, evaluate_lengths};
+pub use objective::{Scores, SequenceModel, batch_loss, evaluate_batch, token_tensor};
+pub use progress::Progress;
 pub use recall::{RecallOutcome, RecallRun, run_recall, write_csv};
-pub use trainer::{CurvePoint, EarlyStop, OptimizerKind, TrainConfig, TrainReport, train};
-
-use burn::prelude::*;
-
-/// A model that reads a sequence of token ids and predicts one class (the recalled value).
-pub trait Classifier<B: Backend>: Module<B> {
-    /// Logits `[batch, classes]` for token ids `[batch, len]`.
-    fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2>;
-}
+pub use trainer::{
+    CurvePoint, EarlyStop, LrSchedule, OptimizerKind, Silent, TrainConfig, TrainEvent,
+    TrainObserver, TrainReport, train,
+};

@@ -10,10 +10,10 @@ use std::time::Instant;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 
-use super::{LengthAccuracy, TrainConfig, TrainReport, evaluate_lengths, train};
-use crate::model::{ClassifierConfig, ModelKind};
+use super::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
 use crate::data::{AssociativeRecall, RecallConfig};
 use crate::error::Result;
+use crate::model::{ClassifierConfig, ModelKind};
 
 /// Everything that defines one training + evaluation run.
 #[derive(Debug, Clone)]
@@ -34,6 +34,10 @@ pub struct RecallRun {
     pub n_heads: usize,
     /// Seed of the model's initialization.
     pub model_seed: u64,
+    /// Name shown by the progress display.
+    pub name: String,
+    /// Show progress on stderr (see [`Progress`](super::Progress)).
+    pub progress: bool,
 }
 
 impl RecallRun {
@@ -51,7 +55,7 @@ pub struct RecallOutcome {
     /// Training curve and timing.
     pub report: TrainReport,
     /// Accuracy per evaluated length.
-    pub lengths: Vec<LengthAccuracy>,
+    pub lengths: Vec<LengthScore>,
     /// Trainable parameters of the model.
     pub params: usize,
     /// Wall time of training and evaluation, seconds.
@@ -61,10 +65,7 @@ pub struct RecallOutcome {
 impl RecallOutcome {
     /// Accuracy at length `len`, if it was evaluated.
     pub fn accuracy_at(&self, len: usize) -> Option<f64> {
-        self.lengths
-            .iter()
-            .find(|l| l.len == len)
-            .map(|l| l.accuracy)
+        self.lengths.iter().find(|l| l.len == len).map(|l| l.score)
     }
     /// Mean accuracy over the evaluated lengths in `range`.
     pub fn mean_accuracy(&self, range: std::ops::RangeInclusive<usize>) -> Option<f64> {
@@ -72,7 +73,7 @@ impl RecallOutcome {
             .lengths
             .iter()
             .filter(|l| range.contains(&l.len))
-            .map(|l| l.accuracy)
+            .map(|l| l.score)
             .collect();
         (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
     }
@@ -117,7 +118,8 @@ where
             .try_init::<B>(task.embedding(device), device)?
     };
     let params = model.num_params();
-    let (model, report) = train(model, &task, &run.train, device)?;
+    let mut progress = super::Progress::new(&run.name, run.train.steps, run.progress);
+    let (model, report) = train(model, &task, &run.train, device, &mut progress)?;
     let lengths = evaluate_lengths(
         &model.valid(),
         &task,
@@ -167,14 +169,10 @@ pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
             at(3 * t.train_len),
         );
         for p in &o.report.curve {
-            let _ = writeln!(
-                curves,
-                "{key},{},{:.5},{:.4}",
-                p.step, p.loss, p.test_accuracy
-            );
+            let _ = writeln!(curves, "{key},{},{:.5},{:.4}", p.step, p.loss, p.test_score);
         }
         for l in &o.lengths {
-            let _ = writeln!(lengths, "{key},{},{:.4},{}", l.len, l.accuracy, l.samples);
+            let _ = writeln!(lengths, "{key},{},{:.4},{}", l.len, l.score, l.samples);
         }
     }
     std::fs::write(dir.join("summary.csv"), summary)?;

@@ -16,7 +16,7 @@ pub fn solved_up_to(outcome: &RecallOutcome) -> Option<usize> {
     outcome.accuracy_at(train_len)?;
     let mut longest = None;
     for l in outcome.lengths.iter().filter(|l| l.len >= train_len) {
-        if l.accuracy >= SOLVED {
+        if l.score >= SOLVED {
             longest = Some(l.len);
         } else {
             break;
@@ -165,9 +165,9 @@ pub fn findings(outcomes: &[RecallOutcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ModelKind;
     use crate::data::RecallConfig;
-    use crate::train::{LengthAccuracy, RecallRun, TrainConfig, TrainReport};
+    use crate::model::ModelKind;
+    use crate::train::{LengthScore, RecallRun, TrainConfig, TrainReport};
 
     fn outcome(train_len: usize, accuracies: &[(usize, f64)]) -> RecallOutcome {
         let task = RecallConfig::new(1).with_train_len(train_len);
@@ -181,8 +181,11 @@ mod tests {
                 n_heads: 1,
                 model_seed: 0,
                 task,
+                name: String::new(),
+                progress: false,
             },
             report: TrainReport {
+                metric: crate::data::Metric::Accuracy,
                 curve: Vec::new(),
                 steps_run: 1,
                 converged_at: None,
@@ -190,9 +193,9 @@ mod tests {
             },
             lengths: accuracies
                 .iter()
-                .map(|&(len, accuracy)| LengthAccuracy {
+                .map(|&(len, score)| LengthScore {
                     len,
-                    accuracy,
+                    score,
                     samples: 1,
                 })
                 .collect(),

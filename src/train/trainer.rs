@@ -1,20 +1,25 @@
-//! Minibatch training with a convergence curve and early stopping.
+//! Minibatch training of any [`SequenceModel`] on any [`Task`], with a curve, early stopping
+//! and a typed divergence error.
+//!
+//! Why not `burn-train`'s `Learner`: it is built around a fixed dataset read in epochs through
+//! data loaders, with its own metric loggers, dashboard and file checkpoints, while our tasks are
+//! seeded generators sampled at any length and our runs need per-step curves on a fixed test
+//! batch and several trainings side by side in threads. The loop below is about a hundred lines,
+//! reports through a [`TrainObserver`] that the caller chooses, and keeps `burn-train` (and its
+//! dependency tree) out of a crate meant to build quickly on a 2-core machine.
 
-use std::io::IsTerminal;
-use std::sync::OnceLock;
 use std::time::Instant;
 
+use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::{Classifier, accuracy};
-use crate::data::AssociativeRecall;
+use super::objective::{SequenceModel, batch_loss, evaluate_batch};
+use crate::data::{Metric, Task};
 use crate::error::{Result, SeqError, ensure_nonzero};
 
 /// Which optimizer to train with.
@@ -29,11 +34,48 @@ pub enum OptimizerKind {
     },
 }
 
-/// Stop once the test-batch accuracy stays at or above `accuracy` for `patience` evaluations.
+/// How the learning rate moves over the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LrSchedule {
+    /// The configured rate at every step.
+    Constant,
+    /// Linear warm-up from 0 over `warmup_steps`, then cosine decay to `min_ratio · lr` at the
+    /// last step (GPT-2 / minGPT style).
+    WarmupCosine {
+        /// Steps of linear warm-up.
+        warmup_steps: usize,
+        /// Final rate as a fraction of the peak, in `[0, 1]`.
+        min_ratio: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The rate at optimizer step `step` (1-based) of `total`, for peak rate `lr`.
+    pub fn rate(&self, lr: f64, step: usize, total: usize) -> f64 {
+        match *self {
+            LrSchedule::Constant => lr,
+            LrSchedule::WarmupCosine {
+                warmup_steps,
+                min_ratio,
+            } => {
+                if step <= warmup_steps {
+                    return lr * step as f64 / warmup_steps.max(1) as f64;
+                }
+                let span = total.saturating_sub(warmup_steps).max(1) as f64;
+                let progress = ((step - warmup_steps) as f64 / span).min(1.0);
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+                lr * (min_ratio + (1.0 - min_ratio) * cosine)
+            }
+        }
+    }
+}
+
+/// Stop once the test-batch score stays at or beyond `target` for `patience` evaluations (at or
+/// above for accuracy-like metrics, at or below for perplexity).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EarlyStop {
-    /// Accuracy threshold in `[0, 1]`.
-    pub accuracy: f64,
+    /// Threshold on the task's metric.
+    pub target: f64,
     /// Consecutive evaluations that must reach it.
     pub patience: usize,
 }
@@ -45,10 +87,14 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Sequences per minibatch.
     pub batch_size: usize,
-    /// Learning rate.
+    /// Peak learning rate.
     pub lr: f64,
     /// Optimizer.
     pub optimizer: OptimizerKind,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+    /// Clip the global gradient norm to this value (`None`: no clipping).
+    pub grad_clip: Option<f32>,
     /// Evaluate on the fixed test batch every this many steps (the convergence curve).
     pub eval_every: usize,
     /// Size of the fixed test batch.
@@ -57,11 +103,6 @@ pub struct TrainConfig {
     pub early_stop: Option<EarlyStop>,
     /// Seed of the training stream and of the test batch.
     pub seed: u64,
-    /// Report progress on stderr: a bar on a terminal (several runs in parallel threads get one
-    /// bar each), otherwise a plain line every tenth of the budget (logs, CI).
-    pub progress: bool,
-    /// Name shown in front of the progress bar or lines (e.g. the model and task).
-    pub name: String,
 }
 
 impl Default for TrainConfig {
@@ -71,15 +112,15 @@ impl Default for TrainConfig {
             batch_size: 64,
             lr: 1e-3,
             optimizer: OptimizerKind::Adam,
+            schedule: LrSchedule::Constant,
+            grad_clip: None,
             eval_every: 25,
             test_batch: 256,
             early_stop: Some(EarlyStop {
-                accuracy: 0.99,
+                target: 0.99,
                 patience: 4,
             }),
             seed: 0,
-            progress: true,
-            name: String::new(),
         }
     }
 }
@@ -98,12 +139,30 @@ impl TrainConfig {
                 expected: "a finite value > 0",
             });
         }
+        if let Some(clip) = self.grad_clip
+            && !(clip.is_finite() && clip > 0.0)
+        {
+            return Err(SeqError::OutOfRange {
+                name: "grad_clip",
+                value: clip as f64,
+                expected: "a finite norm > 0 (or no clipping)",
+            });
+        }
+        if let LrSchedule::WarmupCosine { min_ratio, .. } = self.schedule
+            && !(0.0..=1.0).contains(&min_ratio)
+        {
+            return Err(SeqError::OutOfRange {
+                name: "schedule.min_ratio",
+                value: min_ratio,
+                expected: "a fraction in [0, 1]",
+            });
+        }
         if let Some(stop) = self.early_stop {
-            if !(0.0..=1.0).contains(&stop.accuracy) {
+            if !stop.target.is_finite() {
                 return Err(SeqError::OutOfRange {
-                    name: "early_stop.accuracy",
-                    value: stop.accuracy,
-                    expected: "a fraction in [0, 1]",
+                    name: "early_stop.target",
+                    value: stop.target,
+                    expected: "a finite value of the task's metric",
                 });
             }
             ensure_nonzero("early_stop.patience", stop.patience)?;
@@ -117,17 +176,19 @@ impl TrainConfig {
 pub struct CurvePoint {
     /// Optimizer steps done.
     pub step: usize,
-    /// Training loss of the last minibatch.
+    /// Training loss of the last minibatch (NaN at step 0).
     pub loss: f64,
-    /// Accuracy on the fixed test batch.
-    pub test_accuracy: f64,
+    /// The task's metric on the fixed test batch.
+    pub test_score: f64,
 }
 
 /// What a training run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainReport {
-    /// Test-batch accuracy against steps (first point at step 0, before training).
+    /// The task's metric on the test batch against steps (first point at step 0).
     pub curve: Vec<CurvePoint>,
+    /// Which metric the curve holds.
+    pub metric: Metric,
     /// Steps actually run.
     pub steps_run: usize,
     /// First step at which the early-stop threshold was reached, if it was.
@@ -136,53 +197,108 @@ pub struct TrainReport {
     pub ms_per_step: f64,
 }
 
+/// What the trainer tells its observer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrainEvent {
+    /// Before the first step.
+    Started {
+        /// The step budget.
+        steps: usize,
+    },
+    /// After each optimizer step.
+    Step {
+        /// Steps done.
+        step: usize,
+        /// Loss of the step's minibatch.
+        loss: f64,
+    },
+    /// After each evaluation on the test batch (also at step 0).
+    Evaluated(CurvePoint),
+    /// The run ended (budget, early stop or divergence).
+    Finished {
+        /// Steps run.
+        steps_run: usize,
+        /// Whether the loss diverged.
+        diverged: bool,
+    },
+}
+
+/// Receives the trainer's progress: a progress bar, log lines, a channel, or nothing.
+pub trait TrainObserver {
+    /// Called on every event, in order.
+    fn on_event(&mut self, event: TrainEvent);
+}
+
+impl<F: FnMut(TrainEvent)> TrainObserver for F {
+    fn on_event(&mut self, event: TrainEvent) {
+        self(event)
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl TrainObserver for Silent {
+    fn on_event(&mut self, _: TrainEvent) {}
+}
+
 /// Trains `model` on `task` at its training length and returns the trained model with a report.
 ///
 /// The training stream and the fixed test batch are drawn from `config.seed`, so two runs with
 /// the same seed and model initialization are identical. A NaN or infinite loss stops the run
 /// with [`SeqError::Diverged`].
-pub fn train<B, M>(
+pub fn train<B, M, T>(
     mut model: M,
-    task: &AssociativeRecall,
+    task: &T,
     config: &TrainConfig,
     device: &B::Device,
+    observer: &mut dyn TrainObserver,
 ) -> Result<(M, TrainReport)>
 where
     B: AutodiffBackend,
-    M: Classifier<B> + AutodiffModule<B>,
-    M::InnerModule: Classifier<B::InnerBackend>,
+    M: SequenceModel<B> + AutodiffModule<B>,
+    M::InnerModule: SequenceModel<B::InnerBackend>,
+    T: Task + ?Sized,
 {
     config.validate()?;
-    let len = task.config().train_len;
+    let len = task.train_len();
+    let metric = task.metric();
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut test_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x7E57));
     let test_batch = task.sample(&mut test_rng, config.test_batch, len)?;
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut optimizer: Box<dyn FnMut(M, GradientsParams) -> M> = match config.optimizer {
+    let clip = config.grad_clip.map(GradientClippingConfig::Norm);
+    let mut optimizer: Box<dyn FnMut(f64, M, GradientsParams) -> M> = match config.optimizer {
         OptimizerKind::Adam => {
-            let mut optim = AdamConfig::new().init::<B, M>();
-            let lr = config.lr;
-            Box::new(move |m, g| optim.step(lr, m, g))
+            let mut optim = AdamConfig::new().with_grad_clipping(clip).init::<B, M>();
+            Box::new(move |lr, m, g| optim.step(lr, m, g))
         }
         OptimizerKind::AdamW { weight_decay } => {
             let mut optim = AdamWConfig::new()
                 .with_weight_decay(weight_decay)
+                .with_grad_clipping(clip)
                 .init::<B, M>();
-            let lr = config.lr;
-            Box::new(move |m, g| optim.step(lr, m, g))
+            Box::new(move |lr, m, g| optim.step(lr, m, g))
         }
     };
 
-    let progress = Progress::new(config);
-
     let inner_device = device.clone();
-    let evaluate =
-        |model: &M| accuracy::<B::InnerBackend, _>(&model.valid(), &test_batch, &inner_device);
-    let mut curve = vec![CurvePoint {
+    let evaluate = |model: &M| -> Result<f64> {
+        Ok(
+            evaluate_batch::<B::InnerBackend, _>(&model.valid(), &test_batch, &inner_device)?
+                .get(metric),
+        )
+    };
+    observer.on_event(TrainEvent::Started {
+        steps: config.steps,
+    });
+    let first = CurvePoint {
         step: 0,
         loss: f64::NAN,
-        test_accuracy: evaluate(&model),
-    }];
+        test_score: evaluate(&model)?,
+    };
+    observer.on_event(TrainEvent::Evaluated(first));
+    let mut curve = vec![first];
     let mut streak = 0;
     let mut converged_at = None;
     let mut train_time = 0.0;
@@ -190,34 +306,48 @@ where
 
     for step in 1..=config.steps {
         let batch = task.sample(&mut rng, config.batch_size, len)?;
+        batch.validate()?;
         let started = Instant::now();
-        let (tokens, labels) = batch.to_tensors::<B>(device);
-        let logits = model.logits(tokens); // [batch, K]
-        let loss = loss_fn.forward(logits, labels); // [1]
+        let loss = batch_loss(&model, &batch, device)?; // [1]
         let loss_value: f64 = loss.clone().into_scalar().elem();
         if !loss_value.is_finite() {
-            progress.abandon(&format!("diverged at step {step}"));
+            observer.on_event(TrainEvent::Finished {
+                steps_run,
+                diverged: true,
+            });
             return Err(SeqError::Diverged {
                 step,
                 loss: loss_value,
             });
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer(model, grads);
+        model = optimizer(
+            config.schedule.rate(config.lr, step, config.steps),
+            model,
+            grads,
+        );
         train_time += started.elapsed().as_secs_f64();
         steps_run = step;
-        progress.bar.inc(1);
+        observer.on_event(TrainEvent::Step {
+            step,
+            loss: loss_value,
+        });
 
         if step % config.eval_every == 0 || step == config.steps {
-            let test_accuracy = evaluate(&model);
-            curve.push(CurvePoint {
+            let point = CurvePoint {
                 step,
                 loss: loss_value,
-                test_accuracy,
-            });
-            progress.update(step, loss_value, test_accuracy);
+                test_score: evaluate(&model)?,
+            };
+            curve.push(point);
+            observer.on_event(TrainEvent::Evaluated(point));
             if let Some(stop) = config.early_stop {
-                if test_accuracy >= stop.accuracy {
+                let reached = if metric.higher_is_better() {
+                    point.test_score >= stop.target
+                } else {
+                    point.test_score <= stop.target
+                };
+                if reached {
                     streak += 1;
                     converged_at.get_or_insert(step);
                     if streak >= stop.patience {
@@ -230,12 +360,16 @@ where
             }
         }
     }
-    progress.finish();
+    observer.on_event(TrainEvent::Finished {
+        steps_run,
+        diverged: false,
+    });
     let ms_per_step = 1e3 * train_time / steps_run.max(1) as f64;
     Ok((
         model,
         TrainReport {
             curve,
+            metric,
             steps_run,
             converged_at,
             ms_per_step,
@@ -243,77 +377,11 @@ where
     ))
 }
 
-/// Progress of one run: a bar in a shared [`MultiProgress`] on a terminal, plain lines otherwise.
-struct Progress {
-    bar: ProgressBar,
-    /// Print a line every this many steps (0: never), when stderr is not a terminal.
-    line_every: usize,
-    /// Step at or after which the next line is printed.
-    next_line: std::cell::Cell<usize>,
-    name: String,
-    steps: usize,
-}
-
-impl Progress {
-    fn new(config: &TrainConfig) -> Self {
-        static BARS: OnceLock<MultiProgress> = OnceLock::new();
-        let terminal = std::io::stderr().is_terminal();
-        let bar = if config.progress && terminal {
-            BARS.get_or_init(MultiProgress::new)
-                .add(ProgressBar::new(config.steps as u64))
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-            )
-            .expect("static template"),
-        );
-        bar.set_prefix(config.name.clone());
-        let line_every = if config.progress && !terminal {
-            config.steps.div_ceil(10).max(1)
-        } else {
-            0
-        };
-        Self {
-            bar,
-            line_every,
-            next_line: std::cell::Cell::new(line_every),
-            name: config.name.clone(),
-            steps: config.steps,
-        }
-    }
-
-    fn update(&self, step: usize, loss: f64, test_accuracy: f64) {
-        self.bar
-            .set_message(format!("loss {loss:.3} test acc {test_accuracy:.3}"));
-        if self.line_every > 0 && step >= self.next_line.get() {
-            self.next_line.set(step + self.line_every);
-            eprintln!(
-                "{} step {step}/{}: loss {loss:.3}, test acc {test_accuracy:.3}",
-                self.name, self.steps
-            );
-        }
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-
-    fn abandon(&self, message: &str) {
-        if self.line_every > 0 {
-            eprintln!("{} {message}", self.name);
-        }
-        self.bar.abandon_with_message(message.to_string());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::CpuAutodiff;
-    use crate::data::RecallConfig;
+    use crate::data::{AssociativeRecall, RecallConfig};
     use burn::module::Param;
     use burn::nn::{Linear, LinearConfig};
 
@@ -324,15 +392,20 @@ mod tests {
         scale: Param<Tensor<B, 1>>,
     }
 
-    impl<B: Backend> Classifier<B> for Probe<B> {
-        fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    impl<B: Backend> SequenceModel<B> for Probe<B> {
+        fn logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+            let [batch, _] = tokens.dims();
+            Ok(self.last_logits(tokens)?.reshape([batch, 1, 16]))
+        }
+
+        fn last_logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 2>> {
             let [batch, len] = tokens.dims();
             let one_hot = tokens.reshape([batch * len]).one_hot::<2>(16).float(); // [B·L, K]
             let bag = one_hot
                 .reshape([batch, len, 16])
                 .mean_dim(1)
                 .reshape([batch, 16]); // [B, K]
-            self.linear.forward(bag) * self.scale.val().unsqueeze()
+            Ok(self.linear.forward(bag) * self.scale.val().unsqueeze())
         }
     }
 
@@ -353,7 +426,6 @@ mod tests {
             steps,
             eval_every: 5,
             test_batch: 64,
-            progress: false,
             early_stop: None,
             ..TrainConfig::default()
         }
@@ -362,8 +434,8 @@ mod tests {
     #[test]
     fn same_seed_gives_the_same_run() {
         let device = Default::default();
-        let (_, a) = train(probe(&device), &task(), &quiet(10), &device).unwrap();
-        let (_, b) = train(probe(&device), &task(), &quiet(10), &device).unwrap();
+        let (_, a) = train(probe(&device), &task(), &quiet(10), &device, &mut Silent).unwrap();
+        let (_, b) = train(probe(&device), &task(), &quiet(10), &device, &mut Silent).unwrap();
         let (_, c) = train(
             probe(&device),
             &task(),
@@ -372,6 +444,7 @@ mod tests {
                 ..quiet(10)
             },
             &device,
+            &mut Silent,
         )
         .unwrap();
         let losses = |r: &TrainReport| r.curve.iter().map(|p| p.loss).collect::<Vec<_>>();
@@ -390,12 +463,12 @@ mod tests {
             lr: 3e-2,
             ..quiet(150)
         };
-        let (_, report) = train(probe(&device), &task(), &config, &device).unwrap();
+        let (_, report) = train(probe(&device), &task(), &config, &device, &mut Silent).unwrap();
         let first = report.curve[1].loss;
         let last = report.curve.last().unwrap().loss;
         assert!(last < first, "loss {first} → {last}");
         assert!(
-            report.curve.last().unwrap().test_accuracy > 0.15,
+            report.curve.last().unwrap().test_score > 0.15,
             "{:?}",
             report.curve.last()
         );
@@ -406,12 +479,12 @@ mod tests {
         let device = Default::default();
         let config = TrainConfig {
             early_stop: Some(EarlyStop {
-                accuracy: 0.0,
+                target: 0.0,
                 patience: 2,
             }),
             ..quiet(100)
         };
-        let (_, report) = train(probe(&device), &task(), &config, &device).unwrap();
+        let (_, report) = train(probe(&device), &task(), &config, &device, &mut Silent).unwrap();
         assert_eq!(report.steps_run, 10);
         assert_eq!(report.converged_at, Some(5));
     }
@@ -423,8 +496,47 @@ mod tests {
             lr: 1e38,
             ..quiet(50)
         };
-        let err = train(probe(&device), &task(), &config, &device).unwrap_err();
+        let err = train(probe(&device), &task(), &config, &device, &mut Silent).unwrap_err();
         assert!(matches!(err, SeqError::Diverged { .. }), "{err}");
+    }
+
+    #[test]
+    fn warmup_cosine_schedule_has_its_hand_computed_values() {
+        let s = LrSchedule::WarmupCosine {
+            warmup_steps: 10,
+            min_ratio: 0.1,
+        };
+        assert!((s.rate(1e-3, 5, 110) - 5e-4).abs() < 1e-12);
+        assert!((s.rate(1e-3, 10, 110) - 1e-3).abs() < 1e-12);
+        // Half-way through the decay: cos(π/2) = 0 → 0.1 + 0.9 · 0.5 = 0.55.
+        assert!((s.rate(1e-3, 60, 110) - 5.5e-4).abs() < 1e-12);
+        assert!((s.rate(1e-3, 110, 110) - 1e-4).abs() < 1e-12);
+        assert_eq!(LrSchedule::Constant.rate(0.3, 7, 9), 0.3);
+    }
+
+    #[test]
+    fn observer_sees_every_step_and_evaluation() {
+        let device = Default::default();
+        let mut events = Vec::new();
+        let mut record = |e: TrainEvent| events.push(e);
+        train(probe(&device), &task(), &quiet(10), &device, &mut record).unwrap();
+        let steps = events
+            .iter()
+            .filter(|e| matches!(e, TrainEvent::Step { .. }))
+            .count();
+        let evals = events
+            .iter()
+            .filter(|e| matches!(e, TrainEvent::Evaluated(_)))
+            .count();
+        assert_eq!((steps, evals), (10, 3));
+        assert!(matches!(events[0], TrainEvent::Started { steps: 10 }));
+        assert!(matches!(
+            events.last(),
+            Some(TrainEvent::Finished {
+                steps_run: 10,
+                diverged: false
+            })
+        ));
     }
 
     #[test]
@@ -448,15 +560,26 @@ mod tests {
                 ..quiet(1)
             },
             TrainConfig {
+                grad_clip: Some(0.0),
+                ..quiet(1)
+            },
+            TrainConfig {
+                schedule: LrSchedule::WarmupCosine {
+                    warmup_steps: 1,
+                    min_ratio: 2.0,
+                },
+                ..quiet(1)
+            },
+            TrainConfig {
                 early_stop: Some(EarlyStop {
-                    accuracy: 1.5,
+                    target: f64::NAN,
                     patience: 1,
                 }),
                 ..quiet(1)
             },
         ] {
             assert!(
-                train(probe(&device), &task(), &config, &device).is_err(),
+                train(probe(&device), &task(), &config, &device, &mut Silent).is_err(),
                 "{config:?}"
             );
         }

@@ -20,13 +20,29 @@ const VOCAB: usize = 11;
 fn cases() -> Vec<(&'static str, PositionEncoding, NormKind)> {
     vec![
         ("attention", PositionEncoding::rope(), NormKind::Rms),
-        ("attention+mlp,attention+mlp", PositionEncoding::learned(32), NormKind::Layer),
-        ("attention+mlp", PositionEncoding::sinusoidal(), NormKind::Layer),
+        (
+            "attention+mlp,attention+mlp",
+            PositionEncoding::learned(32),
+            NormKind::Layer,
+        ),
+        (
+            "attention+mlp",
+            PositionEncoding::sinusoidal(),
+            NormKind::Layer,
+        ),
         ("attention", PositionEncoding::alibi(), NormKind::Rms),
         ("mamba", PositionEncoding::None, NormKind::Rms),
         ("lstm", PositionEncoding::None, NormKind::Rms),
-        ("mamba,attention+mlp", PositionEncoding::rope(), NormKind::Rms),
-        ("mamba+mlp,lstm,attention", PositionEncoding::None, NormKind::Layer),
+        (
+            "mamba,attention+mlp",
+            PositionEncoding::rope(),
+            NormKind::Rms,
+        ),
+        (
+            "mamba+mlp,lstm,attention",
+            PositionEncoding::None,
+            NormKind::Layer,
+        ),
     ]
 }
 
@@ -45,7 +61,10 @@ fn model<B: Backend>(spec: &str, position: PositionEncoding, norm: NormKind) -> 
 fn ids<B: Backend>(rows: &[Vec<u32>]) -> Tensor<B, 2, Int> {
     let len = rows[0].len();
     let flat: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
-    Tensor::from_data(TensorData::new(flat, [rows.len(), len]), &Default::default())
+    Tensor::from_data(
+        TensorData::new(flat, [rows.len(), len]),
+        &Default::default(),
+    )
 }
 
 fn tokens(batch: usize, len: usize, seed: u32) -> Vec<Vec<u32>> {
@@ -85,7 +104,10 @@ fn step_by_step_and_chunked_prefill_equal_one_forward_pass() {
         let one = chunked(&m, &rows, &[12]);
         for (what, got) in [("steps", steps), ("chunks", pieces), ("one chunk", one)] {
             let diff = max_abs_diff(&got, &full);
-            assert!(diff <= 1e-5, "{spec} {position:?} {what}: max |Δ| = {diff:e}");
+            assert!(
+                diff <= 1e-5,
+                "{spec} {position:?} {what}: max |Δ| = {diff:e}"
+            );
         }
     }
 }
@@ -112,13 +134,22 @@ fn greedy_uncached(m: &LanguageModel<Cpu>, prompt: &[u32], max_new: usize, stop:
 
 #[test]
 fn cached_greedy_generation_equals_recomputing_the_prefix() {
-    let prompts = vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10], vec![3, 1, 4]];
+    let prompts = vec![
+        vec![1, 2, 3],
+        vec![4, 5],
+        vec![6, 7, 8, 9, 10],
+        vec![3, 1, 4],
+    ];
     let config = GenerateConfig::new(9).with_stop_token(0);
     for (spec, position, norm) in cases() {
         let m = model::<Cpu>(spec, position.clone(), norm);
         let cached = generate_greedy(&m, &prompts, config, &dev()).unwrap();
         for (p, got) in prompts.iter().zip(&cached) {
-            assert_eq!(got, &greedy_uncached(&m, p, 9, 0), "{spec} {position:?} prompt {p:?}");
+            assert_eq!(
+                got,
+                &greedy_uncached(&m, p, 9, 0),
+                "{spec} {position:?} prompt {p:?}"
+            );
             assert!(got.len() <= 9 && !got.contains(&0));
         }
         // The same prompts padded on the left or on the right (pad id 0) give the same answers.
@@ -175,15 +206,23 @@ fn layers_agree_on_a_second_backend() {
             .to_vec()
             .unwrap();
         let diff = max_abs_diff(&a, &b);
-        assert!(diff <= 2e-5, "{spec} {position:?}: f32 kernels vs f64 tensor ops: {diff:e}");
+        assert!(
+            diff <= 2e-5,
+            "{spec} {position:?}: f32 kernels vs f64 tensor ops: {diff:e}"
+        );
         // Decoding with state on the second backend too.
         let s64 = m64.init_state(2, &Default::default());
         let (step, _) = m64
-            .forward_with_state(ids::<F64>(&[rows[0][..1].to_vec(), rows[1][..1].to_vec()]), s64)
+            .forward_with_state(
+                ids::<F64>(&[rows[0][..1].to_vec(), rows[1][..1].to_vec()]),
+                s64,
+            )
             .unwrap();
         let step: Vec<f32> = step.into_data().convert::<f32>().to_vec().unwrap();
         let v = VOCAB;
-        let first: Vec<f32> = (0..2).flat_map(|b| a[b * 10 * v..b * 10 * v + v].to_vec()).collect();
+        let first: Vec<f32> = (0..2)
+            .flat_map(|b| a[b * 10 * v..b * 10 * v + v].to_vec())
+            .collect();
         assert!(max_abs_diff(&step, &first) <= 2e-5, "{spec}: f64 step");
     }
 }

@@ -1,10 +1,10 @@
 //! The `--quick` runs of the homework examples, through the same library entry points.
 
 use seqlayers::backend::CpuAutodiff;
-use seqlayers::model::ModelKind;
 use seqlayers::experiments::{
     ExperimentOptions, associative_recall, induction_head, induction_head_runs, run_all,
 };
+use seqlayers::model::ModelKind;
 
 fn quick(dir: &std::path::Path) -> ExperimentOptions {
     ExperimentOptions {
@@ -33,7 +33,7 @@ fn induction_head_quick_writes_every_output() {
         assert!(
             o.lengths
                 .iter()
-                .all(|l| (0.0..=1.0).contains(&l.accuracy) && l.samples == 32)
+                .all(|l| (0.0..=1.0).contains(&l.score) && l.samples == 32)
         );
         assert_eq!(o.report.curve.first().map(|p| p.step), Some(0));
         assert!(o.report.steps_run <= 20 && o.report.steps_run > 0);
@@ -102,7 +102,7 @@ fn parallel_runs_give_the_same_results_in_the_same_order() {
         for (p, q) in a.report.curve.iter().zip(&b.report.curve) {
             assert_eq!(p.step, q.step);
             assert!(
-                (p.test_accuracy - q.test_accuracy).abs() <= 1.0 / 256.0,
+                (p.test_score - q.test_score).abs() <= 1.0 / 256.0,
                 "{}",
                 a.label()
             );
@@ -115,16 +115,12 @@ fn parallel_runs_give_the_same_results_in_the_same_order() {
             }
         }
         assert_eq!(
-            a.report.curve[0].test_accuracy.to_bits(),
-            b.report.curve[0].test_accuracy.to_bits()
+            a.report.curve[0].test_score.to_bits(),
+            b.report.curve[0].test_score.to_bits()
         );
         for (p, q) in a.lengths.iter().zip(&b.lengths) {
             assert_eq!(p.len, q.len);
-            assert!(
-                (p.accuracy - q.accuracy).abs() <= 1.0 / 32.0,
-                "{}",
-                a.label()
-            );
+            assert!((p.score - q.score).abs() <= 1.0 / 32.0, "{}", a.label());
         }
         assert_eq!(a.params, b.params);
     }

@@ -9,6 +9,7 @@ mod discretization;
 mod experiments_quick;
 mod mamba;
 mod mamba_state;
+mod objective;
 mod position;
 mod scan_agreement;
 mod scan_grad;

@@ -500,4 +500,3 @@ fn gradients_match_sequential_autodiff_and_finite_differences() {
 }
 
 // ---------------------------------------------------------------- CPU fast path
-

@@ -140,7 +140,13 @@ impl RawCase {
     /// The seven input vectors in f64, in the order of [`scan_f64`].
     pub fn f64_params(&self) -> [Vec<f64>; 7] {
         [
-            &self.x, &self.delta, &self.a, &self.b, &self.c, &self.d, &self.h0,
+            &self.x,
+            &self.delta,
+            &self.a,
+            &self.b,
+            &self.c,
+            &self.d,
+            &self.h0,
         ]
         .map(|v| v.iter().map(|&v| v as f64).collect())
     }

@@ -82,7 +82,8 @@ fn every_simd_level_matches_the_f64_reference() {
         let (y_ref, h_ref) = scan_f64(disc, dims, &base);
         let loss = |p: &[Vec<f64>; 7]| {
             let (y, h) = scan_f64(disc, dims, p);
-            let dot = |a: &[f64], w: &[f32]| a.iter().zip(w).map(|(a, &w)| a * w as f64).sum::<f64>();
+            let dot =
+                |a: &[f64], w: &[f32]| a.iter().zip(w).map(|(a, &w)| a * w as f64).sum::<f64>();
             dot(&y, &wy) + dot(&h, &wh)
         };
         // f64 central differences at up to 16 entries of each input.
@@ -152,14 +153,23 @@ fn cpu_backend_reciprocal_and_its_gradients_are_exact() {
     let xs: Vec<f32> = (0..4096).map(|i| 0.37 + i as f32 * 0.731).collect();
     let x = Tensor::<Cpu, 1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &device);
     let r = values(x.recip());
-    let x_ad = Tensor::<CpuAutodiff, 1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &device)
-        .require_grad();
+    let x_ad =
+        Tensor::<CpuAutodiff, 1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &device)
+            .require_grad();
     let g = x_ad.clone().log1p().sum().backward();
     let dlog1p = values(x_ad.grad(&g).unwrap());
     for (i, &v) in xs.iter().enumerate() {
         let want = 1.0 / v as f64;
-        assert!(((r[i] as f64 - want) / want).abs() <= 1.2e-7, "1/{v}: {}", r[i]);
+        assert!(
+            ((r[i] as f64 - want) / want).abs() <= 1.2e-7,
+            "1/{v}: {}",
+            r[i]
+        );
         let want = 1.0 / (1.0 + v as f64);
-        assert!(((dlog1p[i] as f64 - want) / want).abs() <= 2.5e-7, "ln_1p'({v}): {}", dlog1p[i]);
+        assert!(
+            ((dlog1p[i] as f64 - want) / want).abs() <= 2.5e-7,
+            "ln_1p'({v}): {}",
+            dlog1p[i]
+        );
     }
 }

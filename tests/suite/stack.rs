@@ -3,8 +3,8 @@
 
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use seqlayers::backend::{Cpu, CpuAutodiff};
-use seqlayers::model::{ClassifierConfig, ModelKind, StackClassifier};
 use seqlayers::data::{AssociativeRecall, RecallConfig};
+use seqlayers::model::{ClassifierConfig, ModelKind, StackClassifier};
 use seqlayers::position::PositionEncoding;
 use seqlayers::stack::{LayerKind, StackConfig, parse_layers};
 use seqlayers::train::{EarlyStop, TrainConfig, evaluate_lengths, train};
@@ -126,15 +126,14 @@ fn learn_induction_head(model: ModelKind, scan: ScanKind, steps: usize) -> f64 {
         lr: 3e-3,
         eval_every: 25,
         early_stop: Some(EarlyStop {
-            accuracy: 0.98,
+            target: 0.98,
             patience: 2,
         }),
-        progress: false,
         ..TrainConfig::default()
     };
-    let (net, _) = train(net, &task, &config, &device).unwrap();
+    let (net, _) = train(net, &task, &config, &device, &mut seqlayers::train::Silent).unwrap();
     use burn::module::AutodiffModule;
-    evaluate_lengths(&net.valid(), &task, &[16], 512, 256, 99, &device).unwrap()[0].accuracy
+    evaluate_lengths(&net.valid(), &task, &[16], 512, 256, 99, &device).unwrap()[0].score
 }
 
 #[test]

@@ -8,10 +8,10 @@ use super::conv::CausalConv1d;
 use super::init;
 use super::mixer::Mamba;
 use crate::error::{SeqError, ensure_nonzero};
+use crate::init::materialize;
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::ScanKind;
 use crate::stack::NormKind;
-use crate::init::materialize;
 
 /// Configuration of a [`Mamba`] mixer and of a [`MambaBlock`].
 ///

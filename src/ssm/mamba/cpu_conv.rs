@@ -225,15 +225,18 @@ fn autodiff_forward(
 mod tests {
     use super::*;
 
-    use burn::tensor::Distribution;
     use crate::backend::{Cpu, CpuAutodiff};
+    use burn::tensor::Distribution;
 
     fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
         t.into_data().iter::<f64>().collect()
     }
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     /// The one-loop `silu(conv(x))` (values and gradients of input, filters and bias) agrees with
@@ -246,8 +249,9 @@ mod tests {
         for (bias, k) in [(true, 4), (false, 3), (true, 1)] {
             AD::seed(&device, 17);
             let conv = CausalConv1d::<AD>::new(5, k, bias, &device);
-            let x = Tensor::<AD, 3>::random([2, 7 + k - 1, 5], Distribution::Normal(0.0, 1.5), &device)
-                .require_grad();
+            let x =
+                Tensor::<AD, 3>::random([2, 7 + k - 1, 5], Distribution::Normal(0.0, 1.5), &device)
+                    .require_grad();
             let w = Tensor::<AD, 3>::random([2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
             let run = |fast: bool| {
                 let y = if fast {

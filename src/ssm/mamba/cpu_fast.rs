@@ -212,15 +212,18 @@ pub(super) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
 mod tests {
     use super::*;
 
-    use burn::tensor::{Distribution, TensorData};
     use crate::backend::{Cpu, CpuAutodiff};
+    use burn::tensor::{Distribution, TensorData};
 
     fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
         t.into_data().iter::<f64>().collect()
     }
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     #[test]
@@ -229,8 +232,8 @@ mod tests {
         type AD = CpuAutodiff;
         let device = Default::default();
         let raw: Vec<f32> = (0..240).map(|i| (i as f32 - 120.0) * 0.25).collect(); // [-30, 29.75]
-        let x =
-            Tensor::<AD, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device).require_grad();
+        let x = Tensor::<AD, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device)
+            .require_grad();
         let w = Tensor::<AD, 2>::random([12, 20], Distribution::Normal(0.0, 1.0), &device);
         type Pair = (
             fn(Tensor<AD, 2>) -> Tensor<AD, 2>,
@@ -238,10 +241,7 @@ mod tests {
         );
         let pairs: [(&str, Pair); 2] = [
             ("silu", (silu, activation::silu)),
-            (
-                "softplus",
-                (softplus, softplus_tensor_ops),
-            ),
+            ("softplus", (softplus, softplus_tensor_ops)),
         ];
         for (name, (fast, slow)) in pairs {
             let run = |f: fn(Tensor<AD, 2>) -> Tensor<AD, 2>| {
@@ -268,7 +268,8 @@ mod tests {
                 );
             }
             // The non-autodiff CPU backend takes the kernel too.
-            let plain = Tensor::<Cpu, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device);
+            let plain =
+                Tensor::<Cpu, 2>::from_data(TensorData::new(raw.clone(), [12, 20]), &device);
             let y_plain = vec_of(match name {
                 "silu" => silu(plain),
                 _ => softplus(plain),
@@ -280,7 +281,9 @@ mod tests {
         let p = Tensor::<Cpu, 1>::from_floats([0.0, 25.0, -25.0, 1.0], &device);
         let sp = v(softplus(p.clone()));
         assert!(
-            (sp[0] - 2f64.ln()).abs() < 1e-6 && sp[1] == 25.0 && (sp[2] - (-25f64).exp()).abs() < 1e-15
+            (sp[0] - 2f64.ln()).abs() < 1e-6
+                && sp[1] == 25.0
+                && (sp[2] - (-25f64).exp()).abs() < 1e-15
         );
         let si = v(silu(p));
         assert!((si[3] - 1.0 / (1.0 + (-1f64).exp())).abs() < 1e-6 && si[0] == 0.0);
@@ -306,11 +309,19 @@ mod tests {
                 let x = -40.0 + i as f32 * (70.0 / 12_000.0);
                 let (v, d) = reference(f, x as f64);
                 let ev = (f.value(x) as f64 - v).abs() / v.abs().max(1e-300);
-                let floor = if matches!(f, Activation::Silu) { 1.0 } else { 1e-300 };
+                let floor = if matches!(f, Activation::Silu) {
+                    1.0
+                } else {
+                    1e-300
+                };
                 let ed = (f.derivative(x) as f64 - d).abs() / d.abs().max(floor);
                 worst = (worst.0.max(ev), worst.1.max(ed));
                 assert!(ev <= 1e-6, "{f:?}({x}) = {} vs {v} ({ev:e})", f.value(x));
-                assert!(ed <= 1e-6, "{f:?}'({x}) = {} vs {d} ({ed:e})", f.derivative(x));
+                assert!(
+                    ed <= 1e-6,
+                    "{f:?}'({x}) = {} vs {d} ({ed:e})",
+                    f.derivative(x)
+                );
             }
             assert!(worst.0 > 0.0 || worst.1 > 0.0, "the comparison ran");
         }

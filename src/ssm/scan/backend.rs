@@ -119,16 +119,26 @@ pub fn fused_scan_backward<B: Backend>(
 ) -> FusedScanGrads<B> {
     use crate::backend::Cpu;
     use crate::dispatch::{cast, same};
-    match cast::<_, (FusedScanInput<Cpu>, Option<FloatTensor<Cpu>>, FloatTensor<Cpu>, FloatTensor<Cpu>)>(
-        (input, checkpoints, dy, dh_last),
-    ) {
+    match cast::<
+        _,
+        (
+            FusedScanInput<Cpu>,
+            Option<FloatTensor<Cpu>>,
+            FloatTensor<Cpu>,
+            FloatTensor<Cpu>,
+        ),
+    >((input, checkpoints, dy, dh_last))
+    {
         Ok((i, ck, dy, dh)) => same(Cpu::fused_scan_backward(disc, i, ck, dy, dh)),
         Err((i, _, dy, dh)) => reference_backward(disc, i, dy, dh),
     }
 }
 
 /// The forward in tensor ops (the parallel scan): the body for backends without a kernel.
-fn tensor_op_forward<B: Backend>(disc: Discretization, input: FusedScanInput<B>) -> FusedScanOutput<B> {
+fn tensor_op_forward<B: Backend>(
+    disc: Discretization,
+    input: FusedScanInput<B>,
+) -> FusedScanOutput<B> {
     let (y, h_last) =
         selective_scan_parallel(disc, SelectiveScanInput::<B>::from_primitives(input));
     FusedScanOutput {

@@ -34,7 +34,7 @@ pub use sequential::scan_sequential;
 
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
-use crate::error::{SeqError};
+use crate::error::SeqError;
 use crate::ssm::discretization::Discretization;
 
 /// Which algorithm runs the selective scan (default: [`ScanKind::Fused`]).
