@@ -100,6 +100,25 @@ pub enum SeqError {
     /// An I/O error (writing results, plots).
     #[error("I/O error: {0}")]
     Io(String),
+
+    /// A file or folder could not be written.
+    #[error("cannot write `{path}`: {message}; choose a writable folder with --out")]
+    Write {
+        /// The path that failed.
+        path: String,
+        /// The operating system's reason.
+        message: String,
+    },
+}
+
+impl SeqError {
+    /// A [`SeqError::Write`] for `path`.
+    pub fn write(path: &std::path::Path, e: std::io::Error) -> Self {
+        SeqError::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
 }
 
 impl From<std::io::Error> for SeqError {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::{ExperimentOptions, run_all, write_outputs};
+use super::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
 use crate::error::Result;
 use crate::model::ModelKind;
 use crate::train::report::{findings, results_table};
@@ -59,9 +59,8 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
 pub fn associative_recall<B: AutodiffBackend>(
     options: &ExperimentOptions,
     device: &B::Device,
-) -> Result<Vec<RecallOutcome>>
-where
-{
+) -> Result<Vec<RecallOutcome>> {
+    prepare_out_dir(&options.out_dir)?;
     let outcomes = run_all::<B>(&associative_recall_runs(options), device, options.jobs)?;
     write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
     Ok(outcomes)

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::{ExperimentOptions, run_all, write_outputs};
+use super::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
 use crate::error::Result;
 use crate::model::ModelKind;
 use crate::train::report::{findings, results_table};
@@ -47,9 +47,8 @@ pub fn induction_head_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
 pub fn induction_head<B: AutodiffBackend>(
     options: &ExperimentOptions,
     device: &B::Device,
-) -> Result<Vec<RecallOutcome>>
-where
-{
+) -> Result<Vec<RecallOutcome>> {
+    prepare_out_dir(&options.out_dir)?;
     let outcomes = run_all::<B>(&induction_head_runs(options), device, options.jobs)?;
     write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
     Ok(outcomes)

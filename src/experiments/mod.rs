@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::data::RecallConfig;
-use crate::error::Result;
+use crate::error::{Result, SeqError};
 use crate::model::ModelKind;
 use crate::train::{EarlyStop, RecallOutcome, RecallRun, TrainConfig, run_recall, write_csv};
 
@@ -176,9 +176,17 @@ pub fn run_all<B: AutodiffBackend>(
     runs: &[RecallRun],
     device: &B::Device,
     jobs: usize,
-) -> Result<Vec<RecallOutcome>>
-where
-{
+) -> Result<Vec<RecallOutcome>> {
+    // Check every run before the first one trains, so a bad flag fails at once.
+    crate::error::ensure_nonzero("jobs (trainings at once; use 1 or more)", jobs)?;
+    for run in runs {
+        run.train.validate()?;
+        crate::error::ensure_nonzero(
+            "eval_samples (sequences per evaluated length)",
+            run.eval_samples,
+        )?;
+        crate::error::ensure_nonzero("eval_batch", run.eval_batch)?;
+    }
     // Heaviest first, so that the long runs do not end up alone at the tail.
     let cost = |r: &RecallRun| r.task.dim * r.task.dim * r.task.train_len * r.train.steps;
     let mut order: Vec<usize> = (0..runs.len()).collect();
@@ -228,6 +236,15 @@ where
 /// Writes the CSV files and `report.md` into `dir`.
 pub fn write_outputs(dir: &Path, outcomes: &[RecallOutcome], report: &str) -> Result<()> {
     write_csv(outcomes, dir)?;
-    std::fs::write(dir.join("report.md"), report)?;
+    let path = dir.join("report.md");
+    std::fs::write(&path, report).map_err(|e| SeqError::write(&path, e))?;
     Ok(())
+}
+
+/// Creates the output folder (and checks that it can be written) before any training starts.
+pub fn prepare_out_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| SeqError::write(dir, e))?;
+    let probe = dir.join(".seqlayers-write-test");
+    std::fs::write(&probe, b"").map_err(|e| SeqError::write(dir, e))?;
+    std::fs::remove_file(&probe).map_err(|e| SeqError::write(&probe, e))
 }

@@ -12,7 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
 use crate::data::{AssociativeRecall, RecallConfig};
-use crate::error::Result;
+use crate::error::{Result, SeqError};
 use crate::model::{ClassifierConfig, ModelKind};
 
 /// Everything that defines one training + evaluation run.
@@ -140,7 +140,7 @@ where
 
 /// Writes `summary.csv`, `curves.csv` and `lengths.csv` for `outcomes` into `dir`.
 pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| SeqError::write(dir, e))?;
     let mut summary = String::from(
         "model,M,tau,d,L,params,steps_run,converged_at,ms_per_step,wall_s,acc_at_L,acc_at_2L,acc_at_3L\n",
     );
@@ -175,8 +175,13 @@ pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
             let _ = writeln!(lengths, "{key},{},{:.4},{}", l.len, l.score, l.samples);
         }
     }
-    std::fs::write(dir.join("summary.csv"), summary)?;
-    std::fs::write(dir.join("curves.csv"), curves)?;
-    std::fs::write(dir.join("lengths.csv"), lengths)?;
+    for (name, text) in [
+        ("summary.csv", summary),
+        ("curves.csv", curves),
+        ("lengths.csv", lengths),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| SeqError::write(&path, e))?;
+    }
     Ok(())
 }

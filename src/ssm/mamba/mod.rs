@@ -2,7 +2,7 @@
 //! SiLU gate and input-dependent step sizes, plus its recurrent (token-by-token) form.
 //!
 //! Follows the reference `mamba_simple.py` (state-spaces/mamba) exactly; see
-//! `/work/shared/reference.md` §1:
+//! the project reference sheet (§1, "Mamba block"):
 //!
 //! ```text
 //! [x ; z]   = in_proj(u)                       u: [B, L, D] -> [B, L, 2E]
