@@ -158,7 +158,7 @@ pub fn generate_greedy_padded<B: Backend, M: Decoder<B>>(
     device: &B::Device,
 ) -> crate::Result<Vec<Vec<u32>>> {
     ensure_nonzero("batch size", batch)?;
-    if tokens.len() % batch != 0 {
+    if !tokens.len().is_multiple_of(batch) {
         return Err(SeqError::ShapeMismatch {
             what: "padded prompt batch (a multiple of the batch size)",
             expected: format!("{batch} rows"),

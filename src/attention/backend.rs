@@ -85,7 +85,7 @@ pub struct FusedAttentionGrads<B: Backend> {
 
 /// `O = softmax(s·Q·Kᵀ + bias)·V` `[B, H, Lq, dv]` as one operation on any backend: the Rust
 /// kernel on `NdArray<f32>`, one autodiff node on `Autodiff<NdArray<f32>>` and CUDA, tensor ops
-/// elsewhere (see [`crate::dispatch`]). Returns the weights `P` too when `save_weights` and the
+/// elsewhere (run-time dispatch by backend type). Returns the weights `P` too when `save_weights` and the
 /// backend keeps them.
 pub fn fused_attention_forward<B: Backend>(
     input: FusedAttentionInput<B>,

@@ -222,6 +222,31 @@ impl AssociativeRecall {
     }
 }
 
+impl super::Task for AssociativeRecall {
+    fn train_len(&self) -> usize {
+        self.config.train_len
+    }
+
+    fn sample(
+        &self,
+        rng: &mut rand::rngs::StdRng,
+        batch: usize,
+        len: usize,
+    ) -> Result<super::Batch> {
+        let b = AssociativeRecall::sample(self, rng, batch, len)?;
+        Ok(super::Batch {
+            tokens: b.tokens,
+            batch: b.batch,
+            len: b.len,
+            targets: super::Targets::Labels(b.labels),
+        })
+    }
+
+    fn metric(&self) -> super::Metric {
+        super::Metric::Accuracy
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,30 +388,5 @@ mod tests {
         );
         let e = task.embedding::<B>(&Default::default());
         assert_eq!(e.dims(), [16, 8]);
-    }
-}
-
-impl super::Task for AssociativeRecall {
-    fn train_len(&self) -> usize {
-        self.config.train_len
-    }
-
-    fn sample(
-        &self,
-        rng: &mut rand::rngs::StdRng,
-        batch: usize,
-        len: usize,
-    ) -> Result<super::Batch> {
-        let b = AssociativeRecall::sample(self, rng, batch, len)?;
-        Ok(super::Batch {
-            tokens: b.tokens,
-            batch: b.batch,
-            len: b.len,
-            targets: super::Targets::Labels(b.labels),
-        })
-    }
-
-    fn metric(&self) -> super::Metric {
-        super::Metric::Accuracy
     }
 }

@@ -62,6 +62,7 @@ pub enum Discretization {
     },
 }
 
+#[allow(clippy::derivable_impls)] // `#[derive(Default)]` clashes with `#[derive(Config)]`
 impl Default for Discretization {
     fn default() -> Self {
         Discretization::Simplified

@@ -74,8 +74,13 @@ fn teacher_forced_exact_match_equals_greedy_generation() {
         .try_init::<Cpu>(&dev())
         .unwrap();
     let prompt = vec![1u32, 4, 2];
-    let answer =
-        &generate_greedy(&m, &[prompt.clone()], GenerateConfig::new(4), &dev()).unwrap()[0];
+    let answer = &generate_greedy(
+        &m,
+        std::slice::from_ref(&prompt),
+        GenerateConfig::new(4),
+        &dev(),
+    )
+    .unwrap()[0];
     // Inputs: prompt + answer[..3]; targets: the next token; scored: the answer positions.
     let tokens: Vec<u32> = prompt.iter().chain(&answer[..3]).copied().collect();
     let ids: Vec<u32> = tokens[1..].iter().chain(&answer[3..]).copied().collect();

@@ -193,7 +193,7 @@ impl<B: Backend> Mamba<B> {
         }; // [B, E, K-1]
         let xc = causal_conv_silu(&self.conv1d, x_ext); // silu(conv(x)) [B, L, E]
         let xc = match &plan {
-            Some(p) => p.from_real_first(xc),
+            Some(p) => p.back_to_time_order(xc),
             None => xc,
         }; // [B, L, E]
 

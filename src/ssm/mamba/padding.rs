@@ -11,7 +11,7 @@
 //! 2. **The convolution window.** A real token must see the previous `K − 1` *real* inputs. The
 //!    mixer therefore reorders every sequence so its real tokens come first (in order) and the
 //!    padded ones last ([`PaddingPlan::to_real_first`]), convolves, and puts the outputs back
-//!    ([`PaddingPlan::from_real_first`]). This handles left, right and interior padding alike,
+//!    ([`PaddingPlan::back_to_time_order`]). This handles left, right and interior padding alike,
 //!    and the final conv window is the last `K − 1` real inputs ([`PaddingPlan::last_window`]).
 //!
 //! Outputs at padded positions are set to zero.
@@ -60,7 +60,7 @@ impl<B: Backend> PaddingPlan<B> {
     }
 
     /// Undoes [`PaddingPlan::to_real_first`] on `x: [B, L, E]`.
-    pub fn from_real_first(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn back_to_time_order(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         gather_time(x, self.inverse.clone())
     }
 

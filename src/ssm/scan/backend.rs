@@ -74,7 +74,7 @@ pub struct FusedScanOutput<B: Backend> {
 
 /// The fused selective scan forward on any backend: the Rust kernel on `NdArray<f32>`, one
 /// autodiff node (with the kernel's or the tensor-op backward) on `Autodiff<NdArray<f32>>` and
-/// CUDA, the parallel scan in tensor ops elsewhere (see [`crate::dispatch`]).
+/// CUDA, the parallel scan in tensor ops elsewhere (run-time dispatch by backend type).
 ///
 /// Returns `y` `[B, L, E]`, `h_L` `[B, E, N]` and, when `save_checkpoints` and the backend has
 /// a kernel, data that makes [`fused_scan_backward`] cheaper.
@@ -194,7 +194,7 @@ impl<B: Backend> SelectiveScanInput<B> {
 }
 
 /// The adjoint of the selective scan in tensor ops: the default body of
-/// [`SsmBackend::fused_scan_backward`] (the fallback of backends without a kernel), public so that
+/// the fused backward on backends without a kernel (see [`fused_scan_backward`]), public so that
 /// it can be tested and reused. Recomputes the states with the parallel scan.
 ///
 /// With `u_t = F_t B_t x_t`, `h_t = Ā_t h_{t−1} + u_t`, `y_t = ⟨h_t, C_t⟩ + D x_t`:

@@ -50,6 +50,7 @@ pub enum ScanKind {
     Fused,
 }
 
+#[allow(clippy::derivable_impls)] // `#[derive(Default)]` clashes with `#[derive(Config)]`
 impl Default for ScanKind {
     fn default() -> Self {
         ScanKind::Fused
