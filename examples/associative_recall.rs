@@ -13,10 +13,10 @@ mod common;
 use std::time::Instant;
 
 use clap::Parser;
+use common::associative_recall::associative_recall;
 use common::cli::RecallArgs;
 use common::plot::line_plot;
 use common::{convergence_series, length_series, warn_on_error};
-use seqlayers::experiments::associative_recall;
 
 fn main() {
     let args = RecallArgs::parse();
@@ -53,7 +53,7 @@ fn main() {
             false,
         ));
     }
-    let label = |o: &seqlayers::train::RecallOutcome| o.label();
+    let label = |o: &common::recall::RecallOutcome| o.label();
     warn_on_error(line_plot(
         &dir.join("p3_accuracy_vs_length.png"),
         "AR, Mamba at larger d: accuracy vs length",

@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use common::cli::RecallArgs;
+use common::induction_head::induction_head;
 use common::plot::line_plot;
 use common::{convergence_series, length_series, warn_on_error};
-use seqlayers::experiments::induction_head;
 
 fn main() {
     let args = RecallArgs::parse();

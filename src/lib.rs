@@ -11,7 +11,6 @@ pub mod data;
 pub mod decode;
 mod dispatch;
 pub mod error;
-pub mod experiments;
 mod init;
 pub mod model;
 mod ndarray_io;

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::experiments::ExperimentOptions;
 use clap::Parser;
-use seqlayers::experiments::ExperimentOptions;
 use seqlayers::model::ModelKind;
 
 /// Flags of the recall examples (every one optional).

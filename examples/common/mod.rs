@@ -1,11 +1,19 @@
-//! Helpers shared by the examples: flags, plotting and backend selection.
+//! The experiment drivers of the homework examples (the library stays a library): flags,
+//! the associative-recall runs and their reports, a progress display, plotting and backend
+//! selection. `tests/suite` mounts this folder to run the `--quick` versions as tests.
 #![allow(dead_code)]
 
+pub mod associative_recall;
 pub mod cli;
+pub mod experiments;
+pub mod induction_head;
 pub mod plot;
+pub mod progress;
+pub mod recall;
+pub mod report;
 
 use plot::Series;
-use seqlayers::train::RecallOutcome;
+use recall::RecallOutcome;
 
 /// Accuracy-vs-length curves, one per outcome, labelled by `label`.
 pub fn length_series(

@@ -7,20 +7,16 @@
 //!   [`TrainObserver`] of the caller's choice.
 //! - [`batch_loss`] / [`evaluate_batch`]: loss and metrics for labels or scored tokens.
 //! - [`evaluate_lengths`]: the metric at every requested sequence length.
-//! - [`run_recall`]: one named model trained and evaluated on an associative-recall task, the
-//!   entry point of the homework examples; [`write_csv`] saves many runs.
+//!
+//! The homework drivers (named runs, CSV files, reports, a progress bar) live with the examples
+//! in `examples/common/`.
 
 mod eval;
 mod objective;
-mod progress;
-mod recall;
-pub mod report;
 mod trainer;
 
 pub use eval::{LengthScore, evaluate_lengths};
 pub use objective::{Scores, SequenceModel, batch_loss, evaluate_batch, token_tensor};
-pub use progress::Progress;
-pub use recall::{RecallOutcome, RecallRun, run_recall, write_csv};
 pub use trainer::{
     CurvePoint, EarlyStop, LrSchedule, OptimizerKind, Silent, TrainConfig, TrainEvent,
     TrainObserver, TrainReport, train,

@@ -1,9 +1,10 @@
-//! The `--quick` runs of the homework examples, through the same library entry points.
+//! The `--quick` runs of the homework examples, through the examples' own drivers
+//! (`examples/common`, mounted as `harness`) and the library entry points they call.
 
+use crate::harness::associative_recall::associative_recall;
+use crate::harness::experiments::{ExperimentOptions, run_all};
+use crate::harness::induction_head::{induction_head, induction_head_runs};
 use seqlayers::backend::CpuAutodiff;
-use seqlayers::experiments::{
-    ExperimentOptions, associative_recall, induction_head, induction_head_runs, run_all,
-};
 use seqlayers::model::ModelKind;
 
 fn quick(dir: &std::path::Path) -> ExperimentOptions {

@@ -7,6 +7,9 @@ mod common;
 mod decode;
 mod discretization;
 mod experiments_quick;
+/// The examples' experiment drivers (`examples/common`), mounted to run their quick versions.
+#[path = "../../examples/common/mod.rs"]
+mod harness;
 mod mamba;
 mod mamba_state;
 mod objective;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::RecallOutcome;
+use super::recall::RecallOutcome;
 
 /// Accuracy at or above which a length counts as "solved" in the findings.
 pub const SOLVED: f64 = 0.9;
@@ -164,10 +164,11 @@ pub fn findings(outcomes: &[RecallOutcome]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::recall::RecallRun;
     use super::*;
-    use crate::data::RecallConfig;
-    use crate::model::ModelKind;
-    use crate::train::{LengthScore, RecallRun, TrainConfig, TrainReport};
+    use seqlayers::data::RecallConfig;
+    use seqlayers::model::ModelKind;
+    use seqlayers::train::{LengthScore, TrainConfig, TrainReport};
 
     fn outcome(train_len: usize, accuracies: &[(usize, f64)]) -> RecallOutcome {
         let task = RecallConfig::new(1).with_train_len(train_len);
@@ -185,7 +186,7 @@ mod tests {
                 progress: false,
             },
             report: TrainReport {
-                metric: crate::data::Metric::Accuracy,
+                metric: seqlayers::data::Metric::Accuracy,
                 curve: Vec::new(),
                 steps_run: 1,
                 converged_at: None,

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::trainer::{TrainEvent, TrainObserver};
+use seqlayers::train::{TrainEvent, TrainObserver};
 
 /// Progress of one run on stderr.
 pub struct Progress {

@@ -7,13 +7,14 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::AutodiffBackend;
+use seqlayers::burn::module::{AutodiffModule, Module};
+use seqlayers::burn::tensor::backend::AutodiffBackend;
+use seqlayers::data::{AssociativeRecall, RecallConfig};
+use seqlayers::model::{ClassifierConfig, ModelKind};
+use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
+use seqlayers::{Result, SeqError};
 
-use super::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
-use crate::data::{AssociativeRecall, RecallConfig};
-use crate::error::{Result, SeqError};
-use crate::model::{ClassifierConfig, ModelKind};
+use super::progress::Progress;
 
 /// Everything that defines one training + evaluation run.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ pub struct RecallRun {
     pub model_seed: u64,
     /// Name shown by the progress display.
     pub name: String,
-    /// Show progress on stderr (see [`Progress`](super::Progress)).
+    /// Show progress on stderr (see [`Progress`]).
     pub progress: bool,
 }
 
@@ -118,7 +119,7 @@ where
             .try_init::<B>(task.embedding(device), device)?
     };
     let params = model.num_params();
-    let mut progress = super::Progress::new(&run.name, run.train.steps, run.progress);
+    let mut progress = Progress::new(&run.name, run.train.steps, run.progress);
     let (model, report) = train(model, &task, &run.train, device, &mut progress)?;
     let lengths = evaluate_lengths(
         &model.valid(),

@@ -1,26 +1,23 @@
-//! The homework experiments of seeds 000/001, as library entry points.
+//! The options shared by the homework experiments of seeds 000/001, and running many trainings.
 //!
 //! The examples `induction_head` and `associative_recall` parse flags into an
-//! [`ExperimentOptions`], call [`induction_head`] or [`associative_recall`], and draw plots from
-//! the returned [`RecallOutcome`]s; the integration tests call the same functions with
-//! [`ExperimentOptions::quick`].
-
-mod associative_recall;
-mod induction_head;
-
-pub use associative_recall::{associative_recall, associative_recall_runs};
-pub use induction_head::{induction_head, induction_head_runs};
+//! [`ExperimentOptions`], call `induction_head` or `associative_recall` (sibling modules), and
+//! draw plots from the returned [`RecallOutcome`]s; the integration tests call the same
+//! functions with [`ExperimentOptions::quick`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::tensor::backend::AutodiffBackend;
+use seqlayers::burn::tensor::backend::AutodiffBackend;
 
-use crate::data::RecallConfig;
-use crate::error::{Result, SeqError};
-use crate::model::ModelKind;
-use crate::train::{EarlyStop, RecallOutcome, RecallRun, TrainConfig, run_recall, write_csv};
+use seqlayers::data::RecallConfig;
+use seqlayers::error::ensure_nonzero;
+use seqlayers::model::ModelKind;
+use seqlayers::train::{EarlyStop, TrainConfig};
+use seqlayers::{Result, SeqError};
+
+use super::recall::{RecallOutcome, RecallRun, run_recall, write_csv};
 
 /// Settings shared by the experiments (each has its defaults; flags override them).
 #[derive(Debug, Clone)]
@@ -122,7 +119,7 @@ impl ExperimentOptions {
 
     /// The recall task with `M = n_queries`, width `dim` and delay `delay`, and the options'
     /// vocabulary, training length and seed (which also seeds the embedding).
-    fn task(&self, n_queries: usize, dim: usize, delay: usize) -> RecallConfig {
+    pub(super) fn task(&self, n_queries: usize, dim: usize, delay: usize) -> RecallConfig {
         RecallConfig::new(n_queries)
             .with_vocab(self.vocab)
             .with_dim(dim)
@@ -131,7 +128,7 @@ impl ExperimentOptions {
             .with_embedding_seed(self.seed)
     }
 
-    fn runs_for(&self, model: ModelKind, task: RecallConfig) -> RecallRun {
+    pub(super) fn runs_for(&self, model: ModelKind, task: RecallConfig) -> RecallRun {
         let max_len = self.eval_max_len.unwrap_or(3 * task.train_len);
         let eval_lengths = if self.sparse_eval {
             let mut v = vec![task.min_len(), task.train_len, 2 * task.train_len, max_len];
@@ -178,14 +175,14 @@ pub fn run_all<B: AutodiffBackend>(
     jobs: usize,
 ) -> Result<Vec<RecallOutcome>> {
     // Check every run before the first one trains, so a bad flag fails at once.
-    crate::error::ensure_nonzero("jobs (trainings at once; use 1 or more)", jobs)?;
+    ensure_nonzero("jobs (trainings at once; use 1 or more)", jobs)?;
     for run in runs {
         run.train.validate()?;
-        crate::error::ensure_nonzero(
+        ensure_nonzero(
             "eval_samples (sequences per evaluated length)",
             run.eval_samples,
         )?;
-        crate::error::ensure_nonzero("eval_batch", run.eval_batch)?;
+        ensure_nonzero("eval_batch", run.eval_batch)?;
     }
     // Heaviest first, so that the long runs do not end up alone at the tail.
     let cost = |r: &RecallRun| r.task.dim * r.task.dim * r.task.train_len * r.train.steps;

@@ -5,13 +5,14 @@
 
 use std::fmt::Write as _;
 
-use burn::tensor::backend::AutodiffBackend;
+use seqlayers::burn::tensor::backend::AutodiffBackend;
 
-use super::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
-use crate::error::Result;
-use crate::model::ModelKind;
-use crate::train::report::{findings, results_table};
-use crate::train::{RecallOutcome, RecallRun};
+use seqlayers::Result;
+use seqlayers::model::ModelKind;
+
+use super::experiments::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
+use super::recall::{RecallOutcome, RecallRun};
+use super::report::{findings, results_table};
 
 /// The models of Problem 2.
 pub const PROBLEM2_MODELS: [ModelKind; 4] = [
