@@ -4,6 +4,8 @@
 //! See `docs/ARCHITECTURE.md` for the layout and data flow.
 
 #![warn(missing_docs)]
+// A public type must be nameable by users wherever it appears in the public API.
+#![warn(unnameable_types)]
 
 pub mod attention;
 pub mod backend;

@@ -127,15 +127,9 @@ impl AttentionConfig {
             masking: self.masking,
             sharing: self.sharing,
         };
-        // Burn initialises parameters lazily and a clone of a never-read parameter draws its
-        // own random values; reading every parameter once makes clones share their weights.
-        for linear in [&attention.qkv, &attention.output] {
-            let _ = linear.weight.val();
-            if let Some(bias) = &linear.bias {
-                let _ = bias.val();
-            }
-        }
-        Ok(attention)
+        // Burn initialises parameters lazily (and a clone of a never-read parameter draws its
+        // own values): draw them now, the crate's one init rule.
+        Ok(crate::init::materialize(attention))
     }
 
     /// Like [`try_init`](Self::try_init) but panics with the validation message; for

@@ -7,14 +7,14 @@ use std::str::FromStr;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
-use crate::error::{Result, SeqError, ensure_nonzero};
+use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
 use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
 use crate::stack::{LayerKind, Norm, SequenceStack, StackConfig};
 use crate::train::SequenceModel;
 
 /// Builds a [`StackClassifier`].
-#[derive(Debug, Clone)]
+#[derive(burn::config::Config, Debug)]
 pub struct ClassifierConfig {
     /// The stack (its `d_model` is the embedding width `d`).
     pub stack: StackConfig,
@@ -23,11 +23,6 @@ pub struct ClassifierConfig {
 }
 
 impl ClassifierConfig {
-    /// A classifier over `n_classes` with the given stack.
-    pub fn new(stack: StackConfig, n_classes: usize) -> Self {
-        Self { stack, n_classes }
-    }
-
     /// Validates and builds the model around the fixed (untrained) embedding `[K, d]`.
     ///
     /// Every parameter is drawn here, not lazily at its first use (Burn's default for `nn`
@@ -37,7 +32,7 @@ impl ClassifierConfig {
         &self,
         embedding: Tensor<B, 2>,
         device: &B::Device,
-    ) -> Result<StackClassifier<B>> {
+    ) -> crate::Result<StackClassifier<B>> {
         ensure_nonzero("n_classes", self.n_classes)?;
         let [_, dim] = embedding.dims();
         if dim != self.stack.d_model {
@@ -77,7 +72,7 @@ pub struct StackClassifier<B: Backend> {
 
 impl<B: Backend> StackClassifier<B> {
     /// Hidden states of the last block, `[B, L, d]`.
-    pub fn try_hidden(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+    pub fn try_hidden(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
         let x = self.embed(tokens); // [B, L, d]
         let x = self.position.try_forward(x, 0)?; // [B, L, d]
         Ok(self.stack.forward(x))
@@ -112,13 +107,13 @@ impl<B: Backend> StackClassifier<B> {
 
 impl<B: Backend> SequenceModel<B> for StackClassifier<B> {
     /// Class logits at every position, `[B, L, K]`.
-    fn logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+    fn logits(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
         let hidden = self.try_hidden(tokens)?; // [B, L, d]
         Ok(self.head.forward(self.norm.forward(hidden))) // [B, L, K]
     }
 
     /// Class logits at the last position, `[B, K]` (the head runs on that position only).
-    fn last_logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 2>> {
+    fn last_logits(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 2>> {
         let [batch, len] = tokens.dims();
         let hidden = self.try_hidden(tokens)?; // [B, L, d]
         let [_, _, dim] = hidden.dims();
@@ -202,7 +197,7 @@ impl fmt::Display for ModelKind {
 
 impl FromStr for ModelKind {
     type Err = SeqError;
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> crate::Result<Self> {
         let s = s.trim().to_ascii_lowercase();
         ModelKind::ALL
             .into_iter()

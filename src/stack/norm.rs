@@ -16,9 +16,9 @@ pub enum NormKind {
 }
 
 impl NormKind {
-    /// Builds the norm over the last axis of width `d_model` (nothing random is drawn).
+    /// Builds the norm over the last axis of width `d_model` (`γ = 1`, `β = 0`, made now).
     pub fn init<B: Backend>(self, d_model: usize, epsilon: f64, device: &B::Device) -> Norm<B> {
-        match self {
+        crate::init::materialize(match self {
             NormKind::Rms => Norm::Rms(
                 RmsNormConfig::new(d_model)
                     .with_epsilon(epsilon)
@@ -29,7 +29,7 @@ impl NormKind {
                     .with_epsilon(epsilon)
                     .init(device),
             ),
-        }
+        })
     }
 }
 

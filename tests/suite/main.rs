@@ -4,6 +4,7 @@ mod attention;
 mod attention_cache;
 mod attention_fused;
 mod common;
+mod conventions;
 mod decode;
 mod discretization;
 mod experiments_quick;

@@ -1,0 +1,127 @@
+//! One convention per concept: every `try_init` draws all parameters; the stack's norm epsilon
+//! reaches every norm; a padding mask means "`true` = padding" in attention and Mamba alike; an
+//! attention residual block can be built from outside the crate.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Distribution, Tensor, TensorData};
+use seqlayers::attention::AttentionConfig;
+use seqlayers::backend::Cpu;
+use seqlayers::data::{AssociativeRecall, RecallConfig};
+use seqlayers::model::{ClassifierConfig, LanguageModelConfig};
+use seqlayers::position::PositionEncoding;
+use seqlayers::ssm::MambaConfig;
+use seqlayers::stack::{AttentionBlock, MixerBlock, Norm, NormKind, StackConfig, parse_layers};
+
+use crate::common::{dev, max_abs_diff, values};
+
+/// Counts parameters that are still lazy (not drawn yet).
+struct Lazy(usize, usize);
+
+impl ModuleVisitor<Cpu> for Lazy {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Cpu, D>>) {
+        self.0 += 1;
+        if !param.is_initialized() {
+            self.1 += 1;
+        }
+    }
+}
+
+fn lazy_params<M: Module<Cpu>>(m: &M) -> (usize, usize) {
+    let mut v = Lazy(0, 0);
+    m.visit(&mut v);
+    (v.0, v.1)
+}
+
+#[test]
+fn every_try_init_draws_all_parameters() {
+    let stack = StackConfig::new(8, parse_layers("mamba+mlp,attention+mlp,lstm").unwrap())
+        .with_n_heads(2)
+        .with_position(PositionEncoding::learned(16));
+    let lm = LanguageModelConfig::new(stack.clone(), 9)
+        .try_init::<Cpu>(&dev())
+        .unwrap();
+    let task = AssociativeRecall::new(RecallConfig::new(1).with_dim(8)).unwrap();
+    let classifier = ClassifierConfig::new(stack, 16)
+        .try_init::<Cpu>(task.embedding(&dev()), &dev())
+        .unwrap();
+    let attention = AttentionConfig::new(8, 2).try_init::<Cpu>(&dev()).unwrap();
+    let mamba = MambaConfig::new(8).try_init::<Cpu>(&dev()).unwrap();
+    let block = MambaConfig::new(8).try_init_block::<Cpu>(&dev()).unwrap();
+    for (name, (total, lazy)) in [
+        ("language model", lazy_params(&lm)),
+        ("classifier", lazy_params(&classifier)),
+        ("attention", lazy_params(&attention)),
+        ("mamba", lazy_params(&mamba)),
+        ("mamba block", lazy_params(&block)),
+    ] {
+        assert!(total > 0, "{name}: no parameters visited");
+        assert_eq!(lazy, 0, "{name}: {lazy} of {total} parameters still lazy");
+    }
+}
+
+#[test]
+fn the_stack_norm_epsilon_reaches_every_norm() {
+    let stack = StackConfig::new(8, parse_layers("mamba+mlp,attention+mlp,lstm").unwrap())
+        .with_norm_eps(3e-3);
+    let lm = LanguageModelConfig::new(stack, 9)
+        .try_init::<Cpu>(&dev())
+        .unwrap();
+    let eps = |n: &Norm<Cpu>| match n {
+        Norm::Rms(n) => n.epsilon,
+        Norm::Layer(_) => unreachable!("RMSNorm by default"),
+    };
+    let mut seen = vec![eps(&lm.norm)];
+    for block in &lm.stack.blocks {
+        seen.push(match &block.mixer {
+            MixerBlock::Attention(b) => eps(&b.norm),
+            MixerBlock::Mamba(b) => eps(&b.norm),
+            MixerBlock::Lstm(b) => eps(&b.norm),
+        });
+        if let Some(mlp) = &block.mlp {
+            seen.push(eps(&mlp.norm));
+        }
+    }
+    assert_eq!(seen, vec![3e-3; 6]);
+}
+
+#[test]
+fn attention_and_mamba_read_the_same_padding_mask() {
+    // Left padding (2 pads) of one sequence; `true` = padding for both layers. Without
+    // positions, attention that never attends to pads, and Mamba that steps over them, give the
+    // unpadded outputs at the real positions.
+    let (d, real, pads) = (8, 5, 2);
+    Cpu::seed(&dev(), 4);
+    let x = Tensor::<Cpu, 3>::random([1, real, d], Distribution::Normal(0.0, 1.0), &dev());
+    let padded = Tensor::cat(vec![Tensor::zeros([1, pads, d], &dev()), x.clone()], 1);
+    let flags: Vec<bool> = (0..real + pads).map(|t| t < pads).collect();
+    let mask = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(flags, [1, real + pads]), &dev());
+    let attention = AttentionConfig::new(d, 2)
+        .with_causal(false)
+        .try_init::<Cpu>(&dev())
+        .unwrap();
+    let mamba = MambaConfig::new(d).try_init::<Cpu>(&dev()).unwrap();
+    let tail = |y: Tensor<Cpu, 3>| values(y.narrow(1, pads, real));
+    let a = tail(attention.forward_masked(padded.clone(), Some(mask.clone())));
+    assert!(max_abs_diff(&a, &values(attention.forward(x.clone()))) < 1e-5);
+    let (m, _) = mamba.forward_with_state(padded, None, Some(mask)).unwrap();
+    let (m_ref, _) = mamba.forward_with_state(x, None, None).unwrap();
+    assert!(max_abs_diff(&tail(m), &values(m_ref)) < 1e-5);
+}
+
+#[test]
+fn an_attention_block_can_be_built_from_outside_the_crate() {
+    let config = AttentionConfig::new(8, 2).with_position(PositionEncoding::rope());
+    let from_config = config.try_init_block::<Cpu>(&dev()).unwrap();
+    let by_hand = AttentionBlock {
+        norm: NormKind::Layer.init(8, 1e-5, &dev()),
+        attention: config.try_init::<Cpu>(&dev()).unwrap(),
+    };
+    let x = Tensor::<Cpu, 3>::random([2, 6, 8], Distribution::Normal(0.0, 1.0), &dev());
+    for block in [from_config, by_hand] {
+        // x + attention(norm(x)): the residual is there.
+        let y = block.forward(x.clone());
+        let branch = block.attention.forward(block.norm.forward(x.clone()));
+        assert!(max_abs_diff(&values(y), &values(x.clone() + branch)) < 1e-6);
+    }
+}
