@@ -2,14 +2,17 @@
 //!
 //! - [`AssociativeRecall`]: associative recall AR(M) with delay τ (seeds 000/001); the induction
 //!   head task is the special case M = 1.
+//! - [`CopyTask`]: copying and prefix/suffix n-gram lookup (seed 003).
 //!
 //! Batches are generated on the fly from a seeded RNG, so a run is reproducible from its seed
 //! and any sequence length can be drawn (training length L, evaluation up to 3L and beyond).
 
+mod copying;
 mod embedding;
 mod recall;
 mod task;
 
+pub use copying::{CopyConfig, CopyKind, CopyTask, Example};
 pub use embedding::{closest_pairs, random_unit_embedding};
 pub use recall::{AssociativeRecall, RecallBatch, RecallConfig};
 pub use task::{Batch, Metric, Targets, Task};

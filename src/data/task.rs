@@ -103,13 +103,28 @@ impl Metric {
 ///
 /// Implementations draw every batch from the given seeded generator, so a run is reproducible
 /// from its seed, and accept any length at which the task is defined (training length and
-/// longer, for length generalization).
+/// longer, for length generalization). What "length" means is the task's: the sequence length
+/// for recall, the string length for copying.
 pub trait Task: Sync {
-    /// The sequence length used in training.
+    /// The (longest) length used in training.
     fn train_len(&self) -> usize;
 
-    /// Draws `batch` sequences of length `len`.
+    /// Draws `batch` sequences at length `len` (what [`evaluate_lengths`] scores).
+    ///
+    /// [`evaluate_lengths`]: crate::train::evaluate_lengths
     fn sample(&self, rng: &mut StdRng, batch: usize, len: usize) -> crate::Result<Batch>;
+
+    /// A training minibatch (default: [`Task::sample`] at [`Task::train_len`]); e.g. packed
+    /// rows of several examples.
+    fn train_batch(&self, rng: &mut StdRng, batch: usize) -> crate::Result<Batch> {
+        self.sample(rng, batch, self.train_len())
+    }
+
+    /// The fixed batch that the training curve scores (default: [`Task::train_batch`]); e.g.
+    /// one example per row at the training lengths.
+    fn test_batch(&self, rng: &mut StdRng, batch: usize) -> crate::Result<Batch> {
+        self.train_batch(rng, batch)
+    }
 
     /// The headline metric.
     fn metric(&self) -> Metric;

@@ -6,9 +6,12 @@
 
 //! - [`lm`]: the causal language model (embedding → positions → stack → norm → vocabulary
 //!   logits at every position, optional weight tying), decodable with state.
+//! - [`paper`]: the models of the copying paper (`T_rope`, …, `mamba`, `lstm`) at matched sizes.
 
 pub mod classifier;
 pub mod lm;
+pub mod paper;
 
 pub use classifier::{ClassifierConfig, ModelKind, StackClassifier};
 pub use lm::{LanguageModel, LanguageModelConfig};
+pub use paper::{CopyModel, CopyModelSize};

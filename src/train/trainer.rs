@@ -262,11 +262,10 @@ where
     T: Task + ?Sized,
 {
     config.validate()?;
-    let len = task.train_len();
     let metric = task.metric();
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut test_rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x7E57));
-    let test_batch = task.sample(&mut test_rng, config.test_batch, len)?;
+    let test_batch = task.test_batch(&mut test_rng, config.test_batch)?;
     let clip = config.grad_clip.map(GradientClippingConfig::Norm);
     let mut optimizer: Box<dyn FnMut(f64, M, GradientsParams) -> M> = match config.optimizer {
         OptimizerKind::Adam => {
@@ -305,7 +304,7 @@ where
     let mut steps_run = 0;
 
     for step in 1..=config.steps {
-        let batch = task.sample(&mut rng, config.batch_size, len)?;
+        let batch = task.train_batch(&mut rng, config.batch_size)?;
         batch.validate()?;
         let started = Instant::now();
         let loss = batch_loss(&model, &batch, device)?; // [1]
