@@ -6,8 +6,6 @@
 //! functions with [`ExperimentOptions::quick`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 
@@ -17,6 +15,7 @@ use seqlayers::model::ModelKind;
 use seqlayers::train::{EarlyStop, TrainConfig};
 use seqlayers::{Result, SeqError};
 
+use super::parallel::run_parallel;
 use super::recall::{RecallOutcome, RecallRun, run_recall, write_csv};
 
 /// Settings shared by the experiments (each has its defaults; flags override them).
@@ -184,50 +183,25 @@ pub fn run_all<B: AutodiffBackend>(
         )?;
         ensure_nonzero("eval_batch", run.eval_batch)?;
     }
-    // Heaviest first, so that the long runs do not end up alone at the tail.
     let cost = |r: &RecallRun| r.task.dim * r.task.dim * r.task.train_len * r.train.steps;
-    let mut order: Vec<usize> = (0..runs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(cost(&runs[i])));
-    let next = AtomicUsize::new(0);
-    let finished = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<RecallOutcome>>>> =
-        Mutex::new((0..runs.len()).map(|_| None).collect());
-    let worker = || {
-        while let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
-            let outcome = run_recall::<B>(&runs[i], device);
-            if let Ok(o) = &outcome {
-                let l = o.run.task.train_len;
-                eprintln!(
-                    "[{}/{}] {:<38} steps {:>5}  {:>6.1} ms/step  acc@L {:>5.1}%  acc@max {:>5.1}%  ({:.0} s)",
-                    finished.fetch_add(1, Ordering::SeqCst) + 1,
-                    runs.len(),
-                    o.label(),
-                    o.report.steps_run,
-                    o.report.ms_per_step,
-                    100.0 * o.accuracy_at(l).unwrap_or(f64::NAN),
-                    100.0 * o.lengths.last().map_or(f64::NAN, |x| x.score),
-                    o.wall_s,
-                );
-            }
-            let failed = outcome.is_err();
-            results.lock().expect("no worker panicked")[i] = Some(outcome);
-            if failed {
-                // Stop taking new runs; the error is returned below.
-                next.store(order.len(), Ordering::SeqCst);
-            }
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, runs.len().max(1)) {
-            scope.spawn(worker);
-        }
-    });
-    results
-        .into_inner()
-        .expect("no worker panicked")
-        .into_iter()
-        .flatten()
-        .collect()
+    run_parallel(
+        runs,
+        jobs,
+        cost,
+        |run| run_recall::<B>(run, device),
+        |k, total, o: &RecallOutcome| {
+            let l = o.run.task.train_len;
+            eprintln!(
+                "[{k}/{total}] {:<38} steps {:>5}  {:>6.1} ms/step  acc@L {:>5.1}%  acc@max {:>5.1}%  ({:.0} s)",
+                o.label(),
+                o.report.steps_run,
+                o.report.ms_per_step,
+                100.0 * o.accuracy_at(l).unwrap_or(f64::NAN),
+                100.0 * o.lengths.last().map_or(f64::NAN, |x| x.score),
+                o.wall_s,
+            );
+        },
+    )
 }
 
 /// Writes the CSV files and `report.md` into `dir`.
@@ -244,4 +218,13 @@ pub fn prepare_out_dir(dir: &Path) -> Result<()> {
     let probe = dir.join(".seqlayers-write-test");
     std::fs::write(&probe, b"").map_err(|e| SeqError::write(dir, e))?;
     std::fs::remove_file(&probe).map_err(|e| SeqError::write(&probe, e))
+}
+
+/// Writes each `(file name, text)` into `dir`, naming the path that fails.
+pub fn write_files<const N: usize>(dir: &Path, files: [(&str, String); N]) -> Result<()> {
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| SeqError::write(&path, e))?;
+    }
+    Ok(())
 }

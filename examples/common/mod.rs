@@ -5,8 +5,10 @@
 
 pub mod associative_recall;
 pub mod cli;
+pub mod copying;
 pub mod experiments;
 pub mod induction_head;
+pub mod parallel;
 pub mod plot;
 pub mod progress;
 pub mod recall;

@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use seqlayers::burn::module::{AutodiffModule, Module};
@@ -14,6 +13,8 @@ use seqlayers::model::{ClassifierConfig, ModelKind};
 use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
 use seqlayers::{Result, SeqError};
 
+use super::experiments::write_files;
+use super::parallel::INIT_LOCK;
 use super::progress::Progress;
 
 /// Everything that defines one training + evaluation run.
@@ -112,8 +113,9 @@ where
         // The backend's seed is global: hold the lock from seeding to the end of the
         // initialization (which draws every parameter, see `ClassifierConfig::try_init`) so
         // that runs in parallel threads stay reproducible.
-        static INIT: Mutex<()> = Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         B::seed(device, run.model_seed);
         ClassifierConfig::new(stack, run.task.vocab)
             .try_init::<B>(task.embedding(device), device)?
@@ -176,13 +178,12 @@ pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
             let _ = writeln!(lengths, "{key},{},{:.4},{}", l.len, l.score, l.samples);
         }
     }
-    for (name, text) in [
-        ("summary.csv", summary),
-        ("curves.csv", curves),
-        ("lengths.csv", lengths),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| SeqError::write(&path, e))?;
-    }
-    Ok(())
+    write_files(
+        dir,
+        [
+            ("summary.csv", summary),
+            ("curves.csv", curves),
+            ("lengths.csv", lengths),
+        ],
+    )
 }

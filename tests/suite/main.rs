@@ -5,6 +5,7 @@ mod attention_cache;
 mod attention_fused;
 mod common;
 mod conventions;
+mod copying_quick;
 mod decode;
 mod discretization;
 mod experiments_quick;

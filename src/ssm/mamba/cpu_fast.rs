@@ -213,18 +213,8 @@ mod tests {
     use super::*;
 
     use crate::backend::{Cpu, CpuAutodiff};
+    use crate::ssm::mamba::test_util::{max_abs_diff, vec_of};
     use burn::tensor::{Distribution, TensorData};
-
-    fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-        t.into_data().iter::<f64>().collect()
-    }
-
-    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max)
-    }
 
     #[test]
     fn cpu_fast_activations_match_tensor_op_formulas() {

@@ -60,3 +60,22 @@ pub use config::MambaConfig;
 pub use conv::CausalConv1d;
 pub use mixer::Mamba;
 pub use state::MambaState;
+
+/// Helpers of the fast paths' unit tests.
+#[cfg(test)]
+mod test_util {
+    use burn::tensor::{Tensor, backend::Backend};
+
+    /// The values of `t` as f64.
+    pub(super) fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+        t.into_data().iter::<f64>().collect()
+    }
+
+    /// Largest element-wise `|a − b|`.
+    pub(super) fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+}

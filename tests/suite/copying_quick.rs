@@ -1,0 +1,65 @@
+//! The `--quick` run of the `copying` example through its driver (`examples/common/copying.rs`).
+
+use crate::harness::copying::{CopyingOptions, copying};
+use seqlayers::backend::CpuAutodiff;
+use seqlayers::data::CopyKind;
+use seqlayers::model::CopyModel;
+
+#[test]
+fn copying_quick_writes_every_output() {
+    let dir = std::env::temp_dir().join(format!("seqlayers-copy-{}", std::process::id()));
+    let options = CopyingOptions {
+        out_dir: dir.clone(),
+        progress: false,
+        ..CopyingOptions::default()
+    }
+    .quick();
+    let outcomes = copying::<CpuAutodiff>(&options, &Default::default()).unwrap();
+    // 2 tasks × 2 models + the state sweep (2 sizes) on copy.
+    assert_eq!(outcomes.len(), 6);
+    for o in &outcomes {
+        assert!(o.params > 0 && o.examples_per_step >= options.batch as f64);
+        assert_eq!(o.report.curve.first().map(|p| p.step), Some(0));
+        assert!(
+            o.lengths
+                .iter()
+                .all(|l| (0.0..=1.0).contains(&l.exact) && (0.0..=1.0).contains(&l.chars))
+        );
+        // The n-gram task is evaluated only at lengths it is defined for (> n).
+        let min = if o.run.task.kind == CopyKind::Copy {
+            1
+        } else {
+            4
+        };
+        assert!(o.lengths.iter().all(|l| l.len >= min));
+        assert_eq!(o.samples.len(), 3);
+    }
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read("summary.csv").lines().count(), 7);
+    let report = read("report.md");
+    for needle in [
+        "## Task `copy`",
+        "## Task `suffix`",
+        "Mamba state size",
+        "## Findings",
+        "T_rope",
+    ] {
+        assert!(report.contains(needle), "report misses {needle}");
+    }
+    assert!(!report.contains(CopyModel::Lstm.name()));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn copying_options_reject_impossible_settings() {
+    let mut o = CopyingOptions::default().quick();
+    o.eval_len = (9, 3);
+    assert!(o.runs().unwrap_err().to_string().contains("MIN ≤ MAX"));
+    let mut o = CopyingOptions::default().quick();
+    o.train_len = (2, 8); // a 2-letter string has no answer after a trigram key
+    assert!(o.runs().unwrap_err().to_string().contains("longer than n"));
+    let mut o = CopyingOptions::default().quick();
+    o.jobs = 0;
+    o.out_dir = std::env::temp_dir().join(format!("seqlayers-copy-jobs0-{}", std::process::id()));
+    assert!(copying::<CpuAutodiff>(&o, &Default::default()).is_err());
+}
