@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use common::copying::{CopyOutcome, CopyingOptions, copying};
+use common::copying::{CopyOutcome, CopyingOptions, copying, in_sweep};
 use common::plot::{Series, line_plot};
 use common::warn_on_error;
 use seqlayers::data::CopyKind;
@@ -204,13 +204,13 @@ fn plots(options: &CopyingOptions, outcomes: &[CopyOutcome]) {
     }
     let sweep: Vec<Series> = outcomes
         .iter()
-        .filter(|o| o.run.sweep && o.run.train.seed == seed)
+        .filter(|o| in_sweep(o) && o.run.train.seed == seed)
         .map(|o| Series {
             name: format!("N = {}", o.run.size.d_state),
             points: o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect(),
         })
         .collect();
-    if !sweep.is_empty() {
+    if sweep.len() > 1 {
         warn_on_error(line_plot(
             &dir.join("state_size.png"),
             "copy: Mamba exact match vs string length for several state sizes N",

@@ -81,14 +81,14 @@ impl Default for CopyingOptions {
             letters: 10,
             ngram: 3,
             context: 110,
-            steps: 1500,
+            steps: 2000,
             batch: 16,
-            lr: 1e-3,
+            lr: 3e-3,
             eval_every: 100,
             seeds: vec![0],
             size: CopyModelSize::default(),
             state_sizes: vec![4, 16, 64],
-            eval_samples: 64,
+            eval_samples: 48,
             jobs: 1,
             out_dir: PathBuf::from("results/copying"),
             progress: true,
@@ -211,7 +211,8 @@ impl CopyingOptions {
             }
         }
         if self.tasks.contains(&CopyKind::Copy) && self.models.contains(&CopyModel::Mamba) {
-            for &n in &self.state_sizes {
+            // The comparison's own Mamba run is the sweep's point at the default N.
+            for &n in self.state_sizes.iter().filter(|&&n| n != self.size.d_state) {
                 for &seed in &self.seeds {
                     let size = CopyModelSize {
                         d_state: n,
@@ -497,6 +498,12 @@ fn pct(values: &[f64]) -> String {
     format!("{:.0}% ({:.0}–{:.0})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
 }
 
+/// Whether `o` is a point of the Mamba state-size sweep on `copy` (the sweep's own runs and the
+/// comparison's Mamba run at the default state size).
+pub fn in_sweep(o: &CopyOutcome) -> bool {
+    o.run.sweep || (o.run.model == CopyModel::Mamba && o.run.task.kind == CopyKind::Copy)
+}
+
 /// The outcomes of the model comparison on `kind`, grouped per model (seeds together).
 fn by_model(outcomes: &[CopyOutcome], kind: CopyKind) -> Vec<(CopyModel, Vec<&CopyOutcome>)> {
     let mut groups: Vec<(CopyModel, Vec<&CopyOutcome>)> = Vec::new();
@@ -664,8 +671,8 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
         }
     }
     // State sizes.
-    let sweep: Vec<&CopyOutcome> = outcomes.iter().filter(|o| o.run.sweep).collect();
-    if !sweep.is_empty() {
+    let sweep: Vec<&CopyOutcome> = outcomes.iter().filter(|o| in_sweep(o)).collect();
+    if outcomes.iter().any(|o| o.run.sweep) {
         let _ = writeln!(
             r,
             "## Mamba state size on `copy`\n\nA state of `E·N` numbers ({} channels × N) must hold \

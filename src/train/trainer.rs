@@ -1,12 +1,7 @@
 //! Minibatch training of any [`SequenceModel`] on any [`Task`], with a curve, early stopping
 //! and a typed divergence error.
-//!
-//! Why not `burn-train`'s `Learner`: it is built around a fixed dataset read in epochs through
-//! data loaders, with its own metric loggers, dashboard and file checkpoints, while our tasks are
-//! seeded generators sampled at any length and our runs need per-step curves on a fixed test
-//! batch and several trainings side by side in threads. The loop below is about a hundred lines,
-//! reports through a [`TrainObserver`] that the caller chooses, and keeps `burn-train` (and its
-//! dependency tree) out of a crate meant to build quickly on a 2-core machine.
+
+//! (Why a hand-written loop and not `burn-train`: see the [module documentation](super).)
 
 use std::time::Instant;
 
