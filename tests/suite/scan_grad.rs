@@ -2,7 +2,7 @@
 //! finite differences of an independent f64 implementation, and the tensor-op fallback backward
 //! against the CPU kernel.
 
-use crate::scan_util::{Dims, RawCase, max_rel_err, scan_f64, tensor, uniform, values};
+use crate::scan_util::{Dims, RawCase, max_rel_err, scan_f64, tensor, tracked, uniform, values};
 use burn::tensor::{Tensor, TensorPrimitive};
 use rand::{SeedableRng, rngs::StdRng};
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
@@ -42,15 +42,7 @@ fn autodiff_grads(
 ) -> Grads {
     let device = CpuDevice::default();
     let inp: SelectiveScanInput<CpuAutodiff> = case.input(&device, with_opt, with_opt);
-    let inp = SelectiveScanInput {
-        x: inp.x.require_grad(),
-        delta: inp.delta.require_grad(),
-        a: inp.a.require_grad(),
-        b: inp.b.require_grad(),
-        c: inp.c.require_grad(),
-        d: inp.d.map(|t| t.require_grad()),
-        h0: inp.h0.map(|t| t.require_grad()),
-    };
+    let inp = tracked(inp);
     let keep = inp.clone();
     let (y, h) = selective_scan(kind, disc, inp).unwrap();
     let Dims { b, l, e, n } = case.dims;

@@ -151,3 +151,18 @@ impl RawCase {
         .map(|v| v.iter().map(|&v| v as f64).collect())
     }
 }
+
+/// Every input of `inp` tracked for gradients.
+pub fn tracked<B: burn::tensor::backend::AutodiffBackend>(
+    inp: SelectiveScanInput<B>,
+) -> SelectiveScanInput<B> {
+    SelectiveScanInput {
+        x: inp.x.require_grad(),
+        delta: inp.delta.require_grad(),
+        a: inp.a.require_grad(),
+        b: inp.b.require_grad(),
+        c: inp.c.require_grad(),
+        d: inp.d.map(|t| t.require_grad()),
+        h0: inp.h0.map(|t| t.require_grad()),
+    }
+}

@@ -11,7 +11,7 @@ use seqlayers::backend::{CpuAutodiff, CpuDevice};
 use seqlayers::simd::{SimdLevel, with_max_level};
 use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, selective_scan};
 
-use crate::scan_util::{Dims, RawCase, scan_f64, tensor, uniform, values};
+use crate::scan_util::{Dims, RawCase, scan_f64, tensor, tracked, uniform, values};
 
 const DISCS: [Discretization; 3] = [
     Discretization::ZeroOrderHold,
@@ -33,15 +33,7 @@ fn fused(case: &RawCase, disc: Discretization, wy: &[f32], wh: &[f32]) -> [Vec<f
     let device = CpuDevice::default();
     let Dims { b, l, e, n } = case.dims;
     let inp: SelectiveScanInput<CpuAutodiff> = case.input(&device, true, true);
-    let inp = SelectiveScanInput {
-        x: inp.x.require_grad(),
-        delta: inp.delta.require_grad(),
-        a: inp.a.require_grad(),
-        b: inp.b.require_grad(),
-        c: inp.c.require_grad(),
-        d: inp.d.map(|t| t.require_grad()),
-        h0: inp.h0.map(|t| t.require_grad()),
-    };
+    let inp = tracked(inp);
     let keep = inp.clone();
     let (y, h) = selective_scan(ScanKind::Fused, disc, inp).unwrap();
     let loss = (y.clone() * tensor::<CpuAutodiff, 3>(wy.to_vec(), [b, l, e], &device)).sum()
