@@ -84,13 +84,5 @@ fn main() {
         &convergence_series(&p3, label),
         false,
     ));
-    println!(
-        "{}",
-        std::fs::read_to_string(dir.join("report.md")).unwrap_or_default()
-    );
-    println!(
-        "total wall time: {:.1} s; outputs in {}",
-        started.elapsed().as_secs_f64(),
-        dir.display()
-    );
+    common::print_report(dir, started);
 }

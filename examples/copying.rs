@@ -234,13 +234,5 @@ fn main() {
         std::process::exit(1);
     });
     plots(&options, &outcomes);
-    println!(
-        "{}",
-        std::fs::read_to_string(options.out_dir.join("report.md")).unwrap_or_default()
-    );
-    println!(
-        "total wall time: {:.1} s; outputs in {}",
-        started.elapsed().as_secs_f64(),
-        options.out_dir.display()
-    );
+    common::print_report(&options.out_dir, started);
 }

@@ -50,6 +50,20 @@ pub fn convergence_series(
         .collect()
 }
 
+/// Prints the `report.md` written to `dir` and the wall time since `started` (the end of every
+/// experiment example).
+pub fn print_report(dir: &std::path::Path, started: std::time::Instant) {
+    println!(
+        "{}",
+        std::fs::read_to_string(dir.join("report.md")).unwrap_or_default()
+    );
+    println!(
+        "total wall time: {:.1} s; outputs in {}",
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+}
+
 /// Prints a plot error as a warning (plots are a convenience; the CSVs hold every number).
 pub fn warn_on_error(result: Result<(), String>) {
     if let Err(e) = result {

@@ -13,7 +13,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{ElementConversion, Int, Tensor};
 
 use crate::decode::Decoder;
 use crate::error::{SeqError, ensure_nonzero};
@@ -103,8 +103,8 @@ impl<B: Backend> LanguageModel<B> {
         let [batch, len] = tokens.dims();
         ensure_nonzero("batch size", batch)?;
         ensure_nonzero("sequence length", len)?;
-        let largest: i64 = tokens.clone().max().into_scalar().elem_i64();
-        let smallest: i64 = tokens.clone().min().into_scalar().elem_i64();
+        let largest: i64 = tokens.clone().max().into_scalar().elem();
+        let smallest: i64 = tokens.clone().min().into_scalar().elem();
         if smallest < 0 || largest >= self.vocab_size as i64 {
             return Err(SeqError::InvalidConfig(format!(
                 "token id {} is outside the vocabulary 0..{}; check the tokenizer or vocab_size",
@@ -144,17 +144,6 @@ impl<B: Backend> Decoder<B> for LanguageModel<B> {
         let x = self.embed(tokens, state.position)?; // [B, T, D]
         let (h, state) = self.stack.forward_with_state(x, state)?; // [B, T, D]
         Ok((self.logits(h), state))
-    }
-}
-
-/// `Into<i64>` for the scalar element of an Int tensor, whatever its backend type.
-trait ElemI64 {
-    fn elem_i64(self) -> i64;
-}
-
-impl<E: burn::tensor::ElementConversion> ElemI64 for E {
-    fn elem_i64(self) -> i64 {
-        self.elem::<i64>()
     }
 }
 

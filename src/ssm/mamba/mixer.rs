@@ -165,7 +165,7 @@ impl<B: Backend> Mamba<B> {
                         got: format!("{:?}", m.dims()),
                     });
                 }
-                Some(PaddingPlan::new(m.bool_not())) // the plan works on "real token" flags
+                Some(PaddingPlan::new(m))
             }
             None => None,
         };

@@ -28,29 +28,29 @@ pub struct PaddingPlan<B: Backend> {
     inverse: Tensor<B, 2, Int>,
     /// Number of real tokens per sequence `[B]`.
     n_real: Tensor<B, 1, Int>,
-    /// The mask as 0/1 floats `[B, L]`.
+    /// `1` at real tokens, `0` at padding, `[B, L]`.
     pub mask: Tensor<B, 2>,
 }
 
 impl<B: Backend> PaddingPlan<B> {
-    /// Builds the plan from a `[B, L]` mask (`true` = real token).
-    pub fn new(mask: Tensor<B, 2, Bool>) -> Self {
-        let [batch, len] = mask.dims();
-        let device = mask.device();
+    /// Builds the plan from a `[B, L]` padding mask (`true` = padding, the crate's convention).
+    pub fn new(padding: Tensor<B, 2, Bool>) -> Self {
+        let [batch, len] = padding.dims();
+        let device = padding.device();
         let positions = Tensor::<B, 1, Int>::arange(0..len as i64, &device)
             .unsqueeze::<2>()
             .expand([batch, len]); // [B, L]
-        let real = mask.clone().int(); // [B, L]
+        let pad = padding.clone().int(); // [B, L]
         // Real tokens keep key t, padded ones get t + L: sorting puts real first, in order.
-        let key = positions + (real.clone().neg() + 1) * (len as i64); // [B, L]
+        let key = positions + pad.clone() * (len as i64); // [B, L]
         let perm = key.argsort(1); // [B, L]
         let inverse = perm.clone().argsort(1); // [B, L]
-        let n_real = real.sum_dim(1).reshape([batch]); // [B]
+        let n_real = pad.sum_dim(1).reshape([batch]).neg() + len as i64; // [B]
         Self {
             perm,
             inverse,
             n_real,
-            mask: mask.float(),
+            mask: padding.bool_not().float(),
         }
     }
 
