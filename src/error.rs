@@ -101,6 +101,26 @@ pub enum SeqError {
     #[error("I/O error: {0}")]
     Io(String),
 
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {message}; check the path")]
+    Read {
+        /// The path that failed.
+        path: String,
+        /// The operating system's reason.
+        message: String,
+    },
+
+    /// A data file has a line the reader cannot use.
+    #[error("{origin}, line {line}: {message}")]
+    BadData {
+        /// The file (or a description of the text) being read.
+        origin: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
     /// A file or folder could not be written.
     #[error("cannot write `{path}`: {message}; choose a writable folder with --out")]
     Write {
@@ -112,6 +132,14 @@ pub enum SeqError {
 }
 
 impl SeqError {
+    /// A [`SeqError::Read`] for `path`.
+    pub fn read(path: &std::path::Path, e: std::io::Error) -> Self {
+        SeqError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
     /// A [`SeqError::Write`] for `path`.
     pub fn write(path: &std::path::Path, e: std::io::Error) -> Self {
         SeqError::Write {

@@ -9,6 +9,7 @@ pub mod copying;
 pub mod experiments;
 pub mod induction_head;
 pub mod parallel;
+pub mod pig_latin;
 pub mod plot;
 pub mod progress;
 pub mod recall;

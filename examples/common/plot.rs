@@ -115,3 +115,70 @@ pub fn line_plot(
     };
     draw().map_err(|e| format!("plot {}: {e}", path.display()))
 }
+
+/// Draws `values` (`rows × columns`, in `[0, max]`) as a grey-scale heatmap into a PNG at
+/// `path`, with one label per row (left) and per column (bottom).
+pub fn heatmap(
+    path: &Path,
+    title: &str,
+    row_labels: &[String],
+    column_labels: &[String],
+    values: &[Vec<f64>],
+) -> Result<(), String> {
+    if !font_ready() {
+        return Err(format!(
+            "no TrueType font found in {FONT_PATHS:?}; skipped {}",
+            path.display()
+        ));
+    }
+    let rows = values.len();
+    let cols = values.first().map_or(0, Vec::len);
+    if rows == 0 || cols == 0 {
+        return Err(format!("nothing to plot for {}", path.display()));
+    }
+    let max = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let cell = 40u32;
+    let size = (160 + cell * cols as u32, 120 + cell * rows as u32);
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0..cols, 0..rows)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(cols)
+            .y_labels(rows)
+            .x_label_formatter(&|x| column_labels.get(*x).cloned().unwrap_or_default())
+            .y_label_formatter(&|y| {
+                row_labels
+                    .get(rows.saturating_sub(1 + *y))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .label_style(("sans-serif", 15))
+            .draw()?;
+        chart.draw_series(values.iter().enumerate().flat_map(|(r, row)| {
+            row.iter().enumerate().map(move |(c, &v)| {
+                let shade = (255.0 * (1.0 - (v / max).clamp(0.0, 1.0))) as u8;
+                let y = rows - 1 - r;
+                Rectangle::new(
+                    [(c, y), (c + 1, y + 1)],
+                    RGBColor(shade, shade, shade).filled(),
+                )
+            })
+        }))?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| format!("plot {}: {e}", path.display()))
+}

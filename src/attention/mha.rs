@@ -40,6 +40,27 @@ pub struct MultiHeadAttention<B: Backend> {
     pub sharing: QkvSharing,
 }
 
+/// Keys and values of a cross-attention layer over a fixed context (the encoder output),
+/// computed once per source by [`MultiHeadAttention::cross_keys_values`] and reused at every
+/// decoding step.
+#[derive(Debug, Clone)]
+pub struct CrossKv<B: Backend> {
+    /// Keys `[B, H, Lk, d_head]`.
+    keys: Tensor<B, 4>,
+    /// Values `[B, H, Lk, d_head]`.
+    values: Tensor<B, 4>,
+    /// Context padding `[B, Lk]` (`true` = padding).
+    padding: Option<Tensor<B, 2, Bool>>,
+}
+
+impl<B: Backend> CrossKv<B> {
+    /// Batch size and context length `(B, Lk)`.
+    pub fn dims(&self) -> (usize, usize) {
+        let [b, _, lk, _] = self.keys.dims();
+        (b, lk)
+    }
+}
+
 impl<B: Backend> MultiHeadAttention<B> {
     /// Self-attention over `x` `[B, L, D]` → `[B, L, D]` (causal if configured).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -225,24 +246,79 @@ impl<B: Backend> MultiHeadAttention<B> {
         queries: Tensor<B, 3>,
         context: Tensor<B, 3>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let (k, v) = self.project_keys_values(context);
+        (self.project_queries(queries), k, v)
+    }
+
+    /// Columns `[start·D, (start + blocks)·D)` of the fused weight `[D, P·D]` and its bias.
+    fn weight_columns(&self, start: usize, blocks: usize) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
         let d = self.d_model;
-        let (qb, kb, vb) = self.sharing.blocks();
+        let weight = self.qkv.weight.val().narrow(1, start * d, blocks * d); // [D, blocks·D]
+        let bias = self
+            .qkv
+            .bias
+            .as_ref()
+            .map(|b| b.val().narrow(0, start * d, blocks * d)); // [blocks·D]
+        (weight, bias)
+    }
+
+    /// Q of cross-attention: `queries` `[B, Lq, D]` → `[B, H, Lq, d_head]`.
+    fn project_queries(&self, queries: Tensor<B, 3>) -> Tensor<B, 4> {
+        let (qb, _, _) = self.sharing.blocks();
+        let (wq, bq) = self.weight_columns(qb, 1);
+        self.split_heads(linear(queries, wq, bq)) // [B, H, Lq, d_head]
+    }
+
+    /// K and V of cross-attention: `context` `[B, Lk, D]` → 2 × `[B, H, Lk, d_head]`.
+    fn project_keys_values(&self, context: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (_, kb, vb) = self.sharing.blocks();
         let (lo, hi) = (kb.min(vb), kb.max(vb));
-        let weight = self.qkv.weight.val(); // [D, P·D]
-        let bias = self.qkv.bias.as_ref().map(|b| b.val()); // [P·D]
-        let columns = |start: usize, blocks: usize| {
-            (
-                weight.clone().narrow(1, start * d, blocks * d),
-                bias.clone().map(|b| b.narrow(0, start * d, blocks * d)),
-            )
-        };
-        let (wq, bq) = columns(qb, 1);
-        let q = self.split_heads(linear(queries, wq, bq)); // [B, H, Lq, d_head]
-        let (wkv, bkv) = columns(lo, hi - lo + 1);
+        let (wkv, bkv) = self.weight_columns(lo, hi - lo + 1);
         let projected = linear(context, wkv, bkv); // [B, Lk, (hi−lo+1)·D]
         let mut kv = self.pick(projected, lo, &[kb, vb]).into_iter();
         let (k, v) = (kv.next(), kv.next());
-        (q, k.expect("2 blocks"), v.expect("2 blocks"))
+        (k.expect("2 blocks"), v.expect("2 blocks"))
+    }
+
+    /// Projects a fixed `context` `[B, Lk, D]` (e.g. the encoder output) into the keys and
+    /// values of cross-attention once, for [`forward_cross_cached`](Self::forward_cross_cached)
+    /// at every decoding step. `context_padding` `[B, Lk]` marks padded context tokens (`true`).
+    pub fn cross_keys_values(
+        &self,
+        context: Tensor<B, 3>,
+        context_padding: Option<Tensor<B, 2, Bool>>,
+    ) -> CrossKv<B> {
+        let (keys, values) = self.project_keys_values(context); // 2 × [B, H, Lk, d_head]
+        CrossKv {
+            keys,
+            values,
+            padding: context_padding,
+        }
+    }
+
+    /// Cross-attention of `queries` `[B, Lq, D]` over precomputed keys and values: the same
+    /// numbers as [`forward_cross`](Self::forward_cross) on their context.
+    pub fn forward_cross_cached(
+        &self,
+        queries: Tensor<B, 3>,
+        context: &CrossKv<B>,
+    ) -> Tensor<B, 3> {
+        let q = self.project_queries(queries); // [B, H, Lq, d_head]
+        let mask = ScoreMask::none().with_key_padding(context.padding.clone());
+        self.attend(q, context.keys.clone(), context.values.clone(), &mask, None)
+    }
+
+    /// Cross-attention returning the output `[B, Lq, D]` and the weights `[B, H, Lq, Lk]`
+    /// (which context token each query reads; for heatmaps).
+    pub fn cross_attention(
+        &self,
+        queries: Tensor<B, 3>,
+        context: Tensor<B, 3>,
+        context_padding: Option<Tensor<B, 2, Bool>>,
+    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
+        let (q, k, v) = self.project_cross(queries, context);
+        let mask = ScoreMask::none().with_key_padding(context_padding);
+        self.attend_with_weights(q, k, v, &mask)
     }
 
     /// Applies RoPE (if configured) to queries at `q_offset` and keys at `k_offset`.

@@ -43,5 +43,5 @@ pub use backend::{
 pub use cache::KvCache;
 pub use config::{AttentionConfig, CausalMasking, QkvSharing};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};
-pub use mha::MultiHeadAttention;
+pub use mha::{CrossKv, MultiHeadAttention};
 pub use sdpa::{AttentionOutput, MASKED, scaled_dot_product_attention};

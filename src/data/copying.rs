@@ -427,6 +427,7 @@ impl CopyTask {
             batch,
             len: width,
             targets: Targets::Tokens { ids, loss_mask },
+            source: None,
         }
     }
 }

@@ -3,16 +3,23 @@
 //! - [`AssociativeRecall`]: associative recall AR(M) with delay τ (seeds 000/001); the induction
 //!   head task is the special case M = 1.
 //! - [`CopyTask`]: copying and prefix/suffix n-gram lookup (seed 003).
+//! - [`PigLatinTask`]: English → Pig-Latin translation of words (seed 002), with the rule
+//!   [`pig_latin`] and the homework's word-pair files.
 //!
 //! Batches are generated on the fly from a seeded RNG, so a run is reproducible from its seed
 //! and any sequence length can be drawn (training length L, evaluation up to 3L and beyond).
 
 mod copying;
 mod embedding;
+mod piglatin;
 mod recall;
 mod task;
 
 pub use copying::{CopyConfig, CopyKind, CopyTask, Example};
 pub use embedding::{closest_pairs, random_unit_embedding};
+pub use piglatin::{
+    PairSet, PigLatinTask, PigLatinVocab, QuRule, Seq2SeqLayout, WordPair, load_pairs,
+    pairs_from_words, parse_pairs, pig_latin, pig_latin_with, split_pairs,
+};
 pub use recall::{AssociativeRecall, RecallBatch, RecallConfig};
-pub use task::{Batch, Metric, Targets, Task};
+pub use task::{Batch, Metric, Source, Targets, Task};

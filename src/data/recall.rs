@@ -239,6 +239,7 @@ impl super::Task for AssociativeRecall {
             batch: b.batch,
             len: b.len,
             targets: super::Targets::Labels(b.labels),
+            source: None,
         })
     }
 

@@ -32,6 +32,19 @@ pub struct Batch {
     pub len: usize,
     /// What to predict.
     pub targets: Targets,
+    /// The sequence an encoder reads (translation), `None` for one-stream tasks.
+    pub source: Option<Source>,
+}
+
+/// The source side of a sequence-to-sequence batch, right-padded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// Source ids, row-major `[batch, len]`.
+    pub tokens: Vec<u32>,
+    /// Source length (of the longest row).
+    pub len: usize,
+    /// `true` at padding positions (the crate's mask convention), `[batch, len]`.
+    pub padding: Vec<bool>,
 }
 
 impl Batch {
@@ -53,6 +66,20 @@ impl Batch {
             }
         };
         check("batch tokens [batch · len]", self.tokens.len(), cells)?;
+        if let Some(source) = &self.source {
+            ensure_nonzero("source length", source.len)?;
+            let source_cells = self.batch * source.len;
+            check(
+                "source tokens [batch · source len]",
+                source.tokens.len(),
+                source_cells,
+            )?;
+            check(
+                "source padding [batch · source len]",
+                source.padding.len(),
+                source_cells,
+            )?;
+        }
         match &self.targets {
             Targets::Labels(labels) => check("labels [batch]", labels.len(), self.batch),
             Targets::Tokens { ids, loss_mask } => {

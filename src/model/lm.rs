@@ -98,6 +98,16 @@ impl<B: Backend> LanguageModel<B> {
         Ok(self.logits(self.stack.forward(x)))
     }
 
+    /// `Δ` `[B, L, E]` and `A` `[E, N]` of each Mamba block of the stack for `tokens`
+    /// (interpretability: what each block writes into its state at each position).
+    pub fn mamba_selectivity(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+    ) -> crate::Result<Vec<(Tensor<B, 3>, Tensor<B, 2>)>> {
+        let x = self.embed(tokens, 0)?; // [B, L, D]
+        self.stack.mamba_selectivity(x)
+    }
+
     /// `E[tokens] + PE[offset ..]`, `[B, L, D]`, after checking the ids.
     fn embed(&self, tokens: Tensor<B, 2, Int>, offset: usize) -> crate::Result<Tensor<B, 3>> {
         let [batch, len] = tokens.dims();

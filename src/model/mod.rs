@@ -3,15 +3,20 @@
 //!
 //! - [`classifier`]: the recall classifier (fixed embedding → stack → norm → class logits at the
 //!   last position) and the homework's named models ([`ModelKind`]).
-
 //! - [`lm`]: the causal language model (embedding → positions → stack → norm → vocabulary
 //!   logits at every position, optional weight tying), decodable with state.
 //! - [`paper`]: the models of the copying paper (`T_rope`, …, `mamba`, `lstm`) at matched sizes.
+//! - [`seq2seq`]: the encoder–decoder transformer (cross-attention) for translation, decodable
+//!   with caches.
 
 pub mod classifier;
 pub mod lm;
 pub mod paper;
+pub mod seq2seq;
 
 pub use classifier::{ClassifierConfig, ModelKind, StackClassifier};
 pub use lm::{LanguageModel, LanguageModelConfig};
 pub use paper::{CopyModel, CopyModelSize};
+pub use seq2seq::{
+    DecoderBlock, EncoderBlock, EncoderDecoder, EncoderDecoderConfig, EncoderDecoderState,
+};

@@ -342,7 +342,25 @@ pub struct SequenceStack<B: Backend> {
 }
 
 impl<B: Backend> SequenceStack<B> {
-    /// Applies every block in order to a whole sequence `x` `[B, L, D]`.
+    /// `Δ` `[B, L, E]` and `A` `[E, N]` of every Mamba block for the input `x` `[B, L, D]`
+    /// (see [`Mamba::selectivity`](crate::ssm::Mamba::selectivity)); other blocks give
+    /// nothing.
+    pub fn mamba_selectivity(
+        &self,
+        x: Tensor<B, 3>,
+    ) -> crate::Result<Vec<(Tensor<B, 3>, Tensor<B, 2>)>> {
+        let mut out = Vec::new();
+        let mut x = x;
+        for block in &self.blocks {
+            if let MixerBlock::Mamba(m) = &block.mixer {
+                out.push(m.mixer.selectivity(m.norm.forward(x.clone()))?);
+            }
+            x = block.forward(x); // [B, L, D]
+        }
+        Ok(out)
+    }
+
+    /// Runs every block on `x` `[B, L, D]` from the empty state.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.blocks.iter().fold(x, |x, block| block.forward(x))
     }

@@ -18,6 +18,47 @@ pub trait SequenceModel<B: Backend>: Module<B> {
         let [batch, len, classes] = logits.dims();
         Ok(logits.narrow(1, len - 1, 1).reshape([batch, classes]))
     }
+
+    /// Logits `[batch, len, classes]` of the target-side `tokens` `[batch, len]` given a
+    /// source sequence `[batch, source_len]` with its padding mask (`true` = padding), for
+    /// models with an encoder. The default is an error: a one-stream model reads no source.
+    fn logits_with_source(
+        &self,
+        source: Tensor<B, 2, Int>,
+        source_padding: Option<Tensor<B, 2, Bool>>,
+        tokens: Tensor<B, 2, Int>,
+    ) -> crate::Result<Tensor<B, 3>> {
+        let _ = (source, source_padding, tokens);
+        Err(crate::SeqError::InvalidConfig(
+            "this model reads one token stream, but the batch has a source sequence; use an \
+             encoder–decoder model or the task's one-stream layout"
+                .into(),
+        ))
+    }
+}
+
+/// The model's logits `[batch, len, classes]` on `batch`, passing the source to models with an
+/// encoder.
+fn batch_logits<B: Backend, M: SequenceModel<B>>(
+    model: &M,
+    batch: &Batch,
+    device: &B::Device,
+) -> crate::Result<Tensor<B, 3>> {
+    let tokens = token_tensor::<B>(batch, device);
+    match &batch.source {
+        None => model.logits(tokens),
+        Some(source) => {
+            let shape = [batch.batch, source.len];
+            let ids = ids_tensor::<B, 2>(&source.tokens, shape, device);
+            let padding = source.padding.iter().any(|&p| p).then(|| {
+                Tensor::<B, 2, Bool>::from_data(
+                    TensorData::new(source.padding.clone(), shape),
+                    device,
+                )
+            });
+            model.logits_with_source(ids, padding, tokens)
+        }
+    }
 }
 
 /// The batch's input ids as an `Int` tensor `[batch, len]`.
@@ -60,17 +101,16 @@ pub fn batch_loss<B: Backend, M: SequenceModel<B>>(
     batch: &Batch,
     device: &B::Device,
 ) -> crate::Result<Tensor<B, 1>> {
-    let tokens = token_tensor::<B>(batch, device);
     match &batch.targets {
         Targets::Labels(labels) => {
-            let logits = model.last_logits(tokens)?; // [B, C]
+            let logits = model.last_logits(token_tensor::<B>(batch, device))?; // [B, C]
             let labels = ids_tensor::<B, 1>(labels, [batch.batch], device);
             Ok(CrossEntropyLossConfig::new()
                 .init(device)
                 .forward(logits, labels))
         }
         Targets::Tokens { ids, loss_mask } => {
-            let (nll, _) = token_nll(model.logits(tokens)?, ids, device); // [B, L]
+            let (nll, _) = token_nll(batch_logits(model, batch, device)?, ids, device); // [B, L]
             let mask = mask_tensor::<B>(loss_mask, [batch.batch, batch.len], device);
             let count = loss_mask.iter().filter(|&&m| m).count().max(1);
             Ok((nll * mask).sum().div_scalar(count as f32))
@@ -111,11 +151,10 @@ pub fn evaluate_batch<B: Backend, M: SequenceModel<B>>(
     device: &B::Device,
 ) -> crate::Result<Scores> {
     batch.validate()?;
-    let tokens = token_tensor::<B>(batch, device);
     let n = batch.batch;
     match &batch.targets {
         Targets::Labels(labels) => {
-            let logits = model.last_logits(tokens)?; // [B, C]
+            let logits = model.last_logits(token_tensor::<B>(batch, device))?; // [B, C]
             let predicted = logits.clone().argmax(1).reshape([n]); // [B]
             let labels_t = ids_tensor::<B, 1>(labels, [n], device);
             let correct: i64 = predicted
@@ -139,7 +178,7 @@ pub fn evaluate_batch<B: Backend, M: SequenceModel<B>>(
             })
         }
         Targets::Tokens { ids, loss_mask } => {
-            let (nll, predicted) = token_nll(model.logits(tokens)?, ids, device); // [B, L]
+            let (nll, predicted) = token_nll(batch_logits(model, batch, device)?, ids, device); // [B, L]
             let nll: Vec<f64> = nll.into_data().iter::<f64>().collect();
             let predicted: Vec<i64> = predicted.into_data().iter::<i64>().collect();
             let (mut sum, mut scored, mut right, mut exact, mut rows) = (0.0, 0usize, 0usize, 0, 0);

@@ -173,8 +173,12 @@ pub struct CurvePoint {
     pub step: usize,
     /// Training loss of the last minibatch (NaN at step 0).
     pub loss: f64,
+    /// Mean training loss of the minibatches since the previous point (NaN at step 0).
+    pub mean_loss: f64,
     /// The task's metric on the fixed test batch.
     pub test_score: f64,
+    /// Mean loss on the fixed test batch (the validation loss curve).
+    pub test_loss: f64,
 }
 
 /// What a training run did.
@@ -277,20 +281,23 @@ where
     };
 
     let inner_device = device.clone();
-    let evaluate = |model: &M| -> Result<f64> {
-        Ok(
-            evaluate_batch::<B::InnerBackend, _>(&model.valid(), &test_batch, &inner_device)?
-                .get(metric),
-        )
+    let evaluate = |model: &M| -> Result<(f64, f64)> {
+        let scores =
+            evaluate_batch::<B::InnerBackend, _>(&model.valid(), &test_batch, &inner_device)?;
+        Ok((scores.get(metric), scores.loss))
     };
     observer.on_event(TrainEvent::Started {
         steps: config.steps,
     });
+    let (test_score, test_loss) = evaluate(&model)?;
     let first = CurvePoint {
         step: 0,
         loss: f64::NAN,
-        test_score: evaluate(&model)?,
+        mean_loss: f64::NAN,
+        test_score,
+        test_loss,
     };
+    let (mut loss_sum, mut loss_count) = (0.0, 0usize);
     observer.on_event(TrainEvent::Evaluated(first));
     let mut curve = vec![first];
     let mut streak = 0;
@@ -322,17 +329,23 @@ where
         );
         train_time += started.elapsed().as_secs_f64();
         steps_run = step;
+        loss_sum += loss_value;
+        loss_count += 1;
         observer.on_event(TrainEvent::Step {
             step,
             loss: loss_value,
         });
 
         if step % config.eval_every == 0 || step == config.steps {
+            let (test_score, test_loss) = evaluate(&model)?;
             let point = CurvePoint {
                 step,
                 loss: loss_value,
-                test_score: evaluate(&model)?,
+                mean_loss: loss_sum / loss_count.max(1) as f64,
+                test_score,
+                test_loss,
             };
+            (loss_sum, loss_count) = (0.0, 0);
             curve.push(point);
             observer.on_event(TrainEvent::Evaluated(point));
             if let Some(stop) = config.early_stop {

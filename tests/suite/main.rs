@@ -15,6 +15,7 @@ mod harness;
 mod mamba;
 mod mamba_state;
 mod objective;
+mod pig_latin;
 mod position;
 mod scan_agreement;
 mod scan_grad;

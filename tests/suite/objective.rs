@@ -35,6 +35,7 @@ fn token_batch() -> Batch {
             ids: vec![2, 3, 4, 0, 0, 0, 1, 3],
             loss_mask: vec![false, true, true, false, true, true, false, false],
         },
+        source: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn teacher_forced_exact_match_equals_greedy_generation() {
             ids,
             loss_mask: loss_mask.clone(),
         },
+        source: None,
     };
     assert_eq!(
         evaluate_batch(&m, &batch(ids.clone()), &dev())
@@ -134,6 +136,7 @@ impl Task for RepeatFirst {
             batch,
             len,
             targets: Targets::Tokens { ids, loss_mask },
+            source: None,
         })
     }
 

@@ -234,6 +234,25 @@ impl<B: Backend> Mamba<B> {
         ))
     }
 
+    /// The step sizes `Δ` `[B, L, E]` the mixer computes for `x` `[B, L, D]` from the zero
+    /// state (what it writes into its state at each position; for plots), with `A` `[E, N]`.
+    /// `Ā = exp(ΔA)` (or the configured discretization's `Ā`) is how much of the state
+    /// survives a step.
+    pub fn selectivity(&self, x: Tensor<B, 3>) -> Result<(Tensor<B, 3>, Tensor<B, 2>)> {
+        let [batch, len, d_model] = x.dims();
+        self.check_input(batch, len, d_model)?;
+        let (e, k, r) = (self.d_inner, self.d_conv, self.dt_rank);
+        let (xs, _) = self.in_proj_split(x); // [B, L, E]
+        let x_ext = if k > 1 {
+            Tensor::cat(vec![Tensor::zeros([batch, k - 1, e], &xs.device()), xs], 1) // [B, K-1+L, E]
+        } else {
+            xs
+        };
+        let xc = causal_conv_silu(&self.conv1d, x_ext); // [B, L, E]
+        let dt_low = self.x_proj.forward(xc).narrow(2, 0, r); // [B, L, R]
+        Ok((softplus(self.dt_proj.forward(dt_low)), self.a())) // [B, L, E], [E, N]
+    }
+
     /// One token of recurrent inference: `x_t: [B, D]` → `([B, D], next state)`.
     ///
     /// # Panics

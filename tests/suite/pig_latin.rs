@@ -1,0 +1,392 @@
+//! Pig-Latin (seed 002): the rule against the homework's files, batches (padded = unpadded
+//! losses for both layouts), the encoder–decoder's caches (step logits = full forward, cached
+//! greedy = uncached greedy, cached cross-attention = plain), the Mamba translator's state
+//! decoding, typed errors, and the `--quick` run of the example's driver.
+
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use seqlayers::SeqError;
+use seqlayers::attention::AttentionConfig;
+use seqlayers::backend::Cpu;
+use seqlayers::data::{
+    PigLatinTask, PigLatinVocab, QuRule, Seq2SeqLayout, Task, WordPair, load_pairs, parse_pairs,
+    pig_latin, pig_latin_with,
+};
+use seqlayers::decode::{GenerateConfig, generate_greedy};
+use seqlayers::model::{EncoderDecoder, EncoderDecoderConfig, LanguageModel};
+use seqlayers::train::{SequenceModel, batch_loss, evaluate_batch};
+
+use crate::common::{dev, max_abs_diff, values};
+use crate::harness::pig_latin::{
+    DataSize, PigLatinOptions, Translator, mamba_config, pig_latin as run_grid,
+};
+
+fn data_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("data/piglatin")
+        .join(name)
+}
+
+/// Pairs the rule translates differently, under each `qu` convention.
+fn disagreements(pairs: &[WordPair], qu: QuRule) -> Vec<&WordPair> {
+    pairs
+        .iter()
+        .filter(|p| pig_latin_with(&p.english, qu).unwrap() != p.pig_latin)
+        .collect()
+}
+
+#[test]
+fn rule_matches_the_homework_files() {
+    let small = load_pairs(&data_file("pig_latin_small.txt")).unwrap();
+    assert_eq!(small.pairs.len(), 3198, "the homework's 3,198 unique pairs");
+    assert!(disagreements(&small.pairs, QuRule::Cluster).is_empty());
+    assert_eq!(disagreements(&small.pairs, QuRule::Vowel).len(), 15);
+
+    let large = load_pairs(&data_file("pig_latin_large.txt")).unwrap();
+    assert_eq!(
+        large.pairs.len(),
+        22402,
+        "the homework's 22,402 unique pairs"
+    );
+    assert_eq!(disagreements(&large.pairs, QuRule::Cluster).len(), 87);
+    assert_eq!(disagreements(&large.pairs, QuRule::Vowel).len(), 31);
+    // Every pair follows one of the two conventions but two letter-by-letter spellings of
+    // abbreviations, which the file also lists in the plain form.
+    let neither: Vec<(&str, &str)> = large
+        .pairs
+        .iter()
+        .filter(|p| {
+            pig_latin_with(&p.english, QuRule::Cluster).unwrap() != p.pig_latin
+                && pig_latin_with(&p.english, QuRule::Vowel).unwrap() != p.pig_latin
+        })
+        .map(|p| (p.english.as_str(), p.pig_latin.as_str()))
+        .collect();
+    assert_eq!(neither, vec![("md", "mayday"), ("mp", "maypay")]);
+    assert_eq!(pig_latin("mp").unwrap(), "mpay");
+}
+
+#[test]
+fn bad_files_and_words_are_typed_errors() {
+    let missing = load_pairs(&data_file("no_such_file.txt")).unwrap_err();
+    assert!(matches!(missing, SeqError::Read { .. }), "{missing}");
+    let bad = parse_pairs("the ethay\nthree words here\n", "list.txt").unwrap_err();
+    assert!(
+        matches!(bad, SeqError::BadData { line: 2, .. }),
+        "names the line: {bad}"
+    );
+    assert!(pig_latin("Hello").is_err());
+    assert!(PigLatinVocab::encode("it's").is_err());
+}
+
+fn pairs(words: &[&str]) -> Vec<WordPair> {
+    words
+        .iter()
+        .map(|w| WordPair {
+            english: w.to_string(),
+            pig_latin: pig_latin(w).unwrap(),
+        })
+        .collect()
+}
+
+const WORDS: [&str; 6] = ["street", "apple", "quiet", "a", "well-known", "rhythm"];
+
+fn transformer() -> EncoderDecoder<Cpu> {
+    Cpu::seed(&dev(), 3);
+    EncoderDecoderConfig::new(PigLatinVocab::SIZE, 16)
+        .with_n_heads(2)
+        .try_init(&dev())
+        .unwrap()
+}
+
+fn mamba() -> LanguageModel<Cpu> {
+    Cpu::seed(&dev(), 4);
+    let options = PigLatinOptions {
+        mamba_layers: 2,
+        d_state: 4,
+        ..PigLatinOptions::default()
+    };
+    mamba_config(&options, 16, crate::harness::pig_latin::Disc::Bilinear)
+        .unwrap()
+        .try_init(&dev())
+        .unwrap()
+}
+
+/// The loss of one padded batch of every word equals the token-weighted mean of the losses of
+/// each word alone (no padding at all).
+fn padded_equals_unpadded<M: SequenceModel<Cpu>>(model: &M, layout: Seq2SeqLayout) {
+    let all = pairs(&WORDS);
+    let task = PigLatinTask::new(&all, &all, layout).unwrap();
+    let padded = batch_loss(model, &task.batch_of(&all).unwrap(), &dev()).unwrap();
+    let padded: f32 = padded.into_scalar();
+    let (mut sum, mut tokens) = (0.0f64, 0.0f64);
+    for p in &all {
+        let single = task.batch_of(std::slice::from_ref(p)).unwrap();
+        if let Some(source) = &single.source {
+            assert!(
+                !source.padding.iter().any(|&x| x),
+                "one word needs no padding"
+            );
+        }
+        let n = (p.pig_latin.len() + 1) as f64; // y EOS
+        let loss: f32 = batch_loss(model, &single, &dev()).unwrap().into_scalar();
+        sum += loss as f64 * n;
+        tokens += n;
+    }
+    let unpadded = sum / tokens;
+    assert!(
+        (padded as f64 - unpadded).abs() <= 1e-5 * unpadded.abs(),
+        "{layout:?}: padded {padded} vs unpadded {unpadded}"
+    );
+}
+
+#[test]
+fn padded_batches_give_the_losses_of_unpadded_words() {
+    padded_equals_unpadded(&transformer(), Seq2SeqLayout::EncoderDecoder);
+    padded_equals_unpadded(&mamba(), Seq2SeqLayout::Concatenated);
+}
+
+#[test]
+fn models_refuse_the_other_layout() {
+    let all = pairs(&WORDS[..2]);
+    let ed = PigLatinTask::new(&all, &all, Seq2SeqLayout::EncoderDecoder).unwrap();
+    let cat = PigLatinTask::new(&all, &all, Seq2SeqLayout::Concatenated).unwrap();
+    assert!(evaluate_batch(&mamba(), &ed.batch_of(&all).unwrap(), &dev()).is_err());
+    assert!(evaluate_batch(&transformer(), &cat.batch_of(&all).unwrap(), &dev()).is_err());
+}
+
+fn ids(rows: &[Vec<u32>]) -> Tensor<Cpu, 2, Int> {
+    let flat: Vec<i64> = rows.iter().flatten().map(|&t| t as i64).collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), rows[0].len()]), &dev())
+}
+
+#[test]
+fn decoder_steps_equal_the_full_forward() {
+    let model = transformer();
+    let sources = vec![
+        PigLatinVocab::encode("street").unwrap(),
+        PigLatinVocab::encode("stones").unwrap(),
+    ];
+    let targets: Vec<Vec<u32>> = ["eetstray", "onesstay"]
+        .iter()
+        .map(|t| {
+            [PigLatinVocab::SOS]
+                .into_iter()
+                .chain(PigLatinVocab::encode(t).unwrap())
+                .collect()
+        })
+        .collect();
+    let full = values(model.forward(ids(&sources), None, ids(&targets)).unwrap()); // [2, 9, V]
+    let mut state = model.start(ids(&sources), None).unwrap();
+    let mut stepped = Vec::new();
+    // One token, then a chunk of three, then the rest one by one.
+    let len = targets[0].len();
+    let mut t = 0;
+    while t < len {
+        let take = if t == 1 { 3 } else { 1 };
+        let chunk: Vec<Vec<u32>> = targets.iter().map(|r| r[t..t + take].to_vec()).collect();
+        let (logits, next) = model.step(ids(&chunk), state).unwrap();
+        state = next;
+        stepped.push(values(logits));
+        t += take;
+    }
+    // Reassemble [2, len, V] from the chunks.
+    let v = PigLatinVocab::SIZE;
+    let mut joined = vec![0.0; 2 * len * v];
+    let mut t0 = 0;
+    for chunk in &stepped {
+        let take = chunk.len() / (2 * v);
+        for b in 0..2 {
+            for t in 0..take {
+                let src = &chunk[(b * take + t) * v..(b * take + t + 1) * v];
+                joined[(b * len + t0 + t) * v..(b * len + t0 + t + 1) * v].copy_from_slice(src);
+            }
+        }
+        t0 += take;
+    }
+    let err = max_abs_diff(&full, &joined);
+    assert!(err <= 1e-4, "cached decoder logits differ by {err}");
+}
+
+#[test]
+fn cached_translation_equals_uncached_and_cross_attention_cache_is_exact() {
+    let model = transformer();
+    let sources: Vec<Vec<u32>> = WORDS
+        .iter()
+        .map(|w| PigLatinVocab::encode(w).unwrap())
+        .collect();
+    let config = GenerateConfig::new(12).with_stop_token(PigLatinVocab::EOS);
+    let cached = model
+        .translate_greedy(&sources, PigLatinVocab::SOS, config, &dev())
+        .unwrap();
+    let uncached = model
+        .translate_greedy_uncached(&sources, PigLatinVocab::SOS, config, &dev())
+        .unwrap();
+    assert_eq!(cached, uncached);
+    assert!(cached.iter().any(|c| !c.is_empty()));
+
+    Cpu::seed(&dev(), 9);
+    let attention = AttentionConfig::new(8, 2)
+        .with_causal(false)
+        .try_init::<Cpu>(&dev())
+        .unwrap();
+    let queries = Tensor::<Cpu, 3>::random([2, 3, 8], burn::tensor::Distribution::Default, &dev());
+    let context = Tensor::<Cpu, 3>::random([2, 5, 8], burn::tensor::Distribution::Default, &dev());
+    let padding = Tensor::<Cpu, 2, burn::tensor::Bool>::from_data(
+        TensorData::new(
+            vec![
+                false, false, false, true, true, false, false, false, false, false,
+            ],
+            [2, 5],
+        ),
+        &dev(),
+    );
+    for mask in [None, Some(padding)] {
+        let plain = attention.forward_cross(queries.clone(), context.clone(), mask.clone());
+        let kv = attention.cross_keys_values(context.clone(), mask.clone());
+        let cached = attention.forward_cross_cached(queries.clone(), &kv);
+        let (with_weights, weights) =
+            attention.cross_attention(queries.clone(), context.clone(), mask.clone());
+        assert!(max_abs_diff(&values(plain.clone()), &values(cached)) <= 1e-6);
+        assert!(max_abs_diff(&values(plain), &values(with_weights)) <= 1e-5);
+        let w = values(weights); // [2, 2, 3, 5], rows sum to 1
+        for row in w.chunks(5) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() <= 1e-5);
+        }
+        if mask.is_some() {
+            // Batch 0 never reads its padded context positions 3 and 4.
+            assert!(w[..2 * 3 * 5].chunks(5).all(|r| r[3] == 0.0 && r[4] == 0.0));
+        }
+    }
+}
+
+#[test]
+fn mamba_translator_decodes_with_state_like_recomputing() {
+    let model = mamba();
+    let prompts: Vec<Vec<u32>> = WORDS
+        .iter()
+        .map(|w| {
+            PigLatinVocab::encode(w)
+                .unwrap()
+                .into_iter()
+                .chain([PigLatinVocab::SOS])
+                .collect()
+        })
+        .collect();
+    let config = GenerateConfig::new(10).with_stop_token(PigLatinVocab::EOS);
+    let cached = generate_greedy(&model, &prompts, config, &dev()).unwrap();
+    for (prompt, got) in prompts.iter().zip(&cached) {
+        // Recompute the whole prefix at every step.
+        let mut seq = prompt.clone();
+        let mut expected = Vec::new();
+        for _ in 0..10 {
+            let logits = model.forward(ids(std::slice::from_ref(&seq))).unwrap(); // [1, L, V]
+            let [_, l, v] = logits.dims();
+            let next = logits
+                .narrow(1, l - 1, 1)
+                .reshape([1, v])
+                .argmax(1)
+                .into_scalar() as u32;
+            if next == PigLatinVocab::EOS {
+                break;
+            }
+            expected.push(next);
+            seq.push(next);
+        }
+        assert_eq!(got, &expected);
+    }
+}
+
+#[test]
+fn pig_latin_quick_writes_every_output() {
+    let dir = std::env::temp_dir().join(format!("seqlayers-piglatin-{}", std::process::id()));
+    let options = PigLatinOptions {
+        out_dir: dir.clone(),
+        progress: false,
+        ..PigLatinOptions::default()
+    }
+    .quick();
+    let outcomes =
+        run_grid::<seqlayers::backend::CpuAutodiff>(&options, &Default::default()).unwrap();
+    // transformer + mamba at one width on the small list, and one extra discretization.
+    assert_eq!(outcomes.len(), 3);
+    for o in &outcomes {
+        assert_eq!(o.run.data, DataSize::Small);
+        assert!(o.params > 0);
+        let first = o.report.curve.first().unwrap();
+        let last = o.report.curve.last().unwrap();
+        assert!(
+            last.test_loss < first.test_loss,
+            "{}: validation loss falls",
+            o.run.label()
+        );
+        assert!((0.0..=1.0).contains(&o.greedy_accuracy));
+        // Teacher-forced arg-max and greedy decoding score the same words.
+        assert!((o.greedy_accuracy - o.validation.exact_match).abs() < 1e-9);
+        assert!(o.latency_ms.0 > 0.0 && o.latency_ms.1 > 0.0);
+        assert_eq!(o.probes.len(), 3);
+        if o.run.model == Translator::Mamba {
+            // Retention is a weight in (0, 1] that grows towards the SOS position.
+            let keep = &o.probes[0].rows[1];
+            let n = o.probes[0].english.len();
+            assert!((keep[n] - 1.0).abs() < 1e-9);
+            assert!(keep[..=n].windows(2).all(|w| w[0] <= w[1] + 1e-12));
+        }
+    }
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read("summary.csv").lines().count(), 4);
+    let report = read("report.md");
+    for needle in [
+        "| transformer | 16 | small",
+        "## Findings",
+        "Mamba discretizations",
+    ] {
+        assert!(report.contains(needle), "report misses {needle}");
+    }
+    // The seeded split and task are reproducible.
+    let (a, _) = options.pairs(DataSize::Small).unwrap();
+    let (b, _) = options.pairs(DataSize::Small).unwrap();
+    assert_eq!(a, b);
+    let task = PigLatinTask::new(&a[..50], &a[50..80], Seq2SeqLayout::EncoderDecoder).unwrap();
+    let draw = |seed| {
+        task.train_batch(&mut StdRng::seed_from_u64(seed), 8)
+            .unwrap()
+    };
+    assert_eq!(draw(1), draw(1));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn mamba_translator_takes_each_discretization() {
+    use crate::harness::pig_latin::Disc;
+    let options = PigLatinOptions {
+        mamba_layers: 1,
+        d_state: 4,
+        ..PigLatinOptions::default()
+    };
+    let tokens = ids(&[PigLatinVocab::encode("street").unwrap()]);
+    let logits: Vec<Vec<f32>> = [Disc::ApproxZoh, Disc::ExactZoh, Disc::Bilinear]
+        .into_iter()
+        .map(|disc| {
+            Cpu::seed(&dev(), 5);
+            let model: LanguageModel<Cpu> = mamba_config(&options, 16, disc)
+                .unwrap()
+                .try_init(&dev())
+                .unwrap();
+            assert_eq!(
+                model.stack.blocks.len(),
+                1,
+                "one Mamba block as configured"
+            );
+            values(model.forward(tokens.clone()).unwrap())
+        })
+        .collect();
+    // Same weights, different Ā, B̄: different outputs (by a little: Δ starts small).
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let d = max_abs_diff(&logits[i], &logits[j]);
+        assert!(d > 1e-7, "discretizations {i} and {j} give the same logits ({d})");
+    }
+}
