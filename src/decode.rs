@@ -1,4 +1,4 @@
-//! Greedy generation over any model that decodes with state.
+//! Greedy and sampled generation over any model that decodes with state.
 //!
 //! A [`Decoder`] runs a chunk of new tokens from a state and returns their logits and the next
 //! state ([`LanguageModel`](crate::model::LanguageModel) over any stack). [`generate_greedy`]
@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::error::{SeqError, ensure_nonzero};
 
@@ -66,6 +69,127 @@ pub fn generate_greedy<B: Backend, M: Decoder<B>>(
     config: GenerateConfig,
     device: &B::Device,
 ) -> crate::Result<Vec<Vec<u32>>> {
+    decode_grouped(model, prompts, config, device, &mut |logits: &[f32]| {
+        argmax(logits)
+    })
+}
+
+/// Settings of [`generate_sample`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleConfig {
+    /// Length limit and stop token.
+    pub limits: GenerateConfig,
+    /// Softmax temperature `T > 0`: logits are divided by `T` (below 1 sharper, above 1 flatter).
+    pub temperature: f64,
+    /// Keep only the `k` most likely tokens before sampling (`None`: all).
+    pub top_k: Option<usize>,
+    /// Seed of the sampling generator.
+    pub seed: u64,
+}
+
+impl SampleConfig {
+    /// Temperature 1, no top-k, seed 0.
+    pub fn new(limits: GenerateConfig) -> Self {
+        Self {
+            limits,
+            temperature: 1.0,
+            top_k: None,
+            seed: 0,
+        }
+    }
+
+    /// Sets the temperature.
+    pub fn with_temperature(mut self, temperature: f64) -> Self {
+        self.temperature = temperature;
+        self
+    }
+
+    /// Sets top-k.
+    pub fn with_top_k(mut self, k: usize) -> Self {
+        self.top_k = Some(k);
+        self
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// Sampled continuations of `prompts`, decoded from the cached state like
+/// [`generate_greedy`]: at each step the next token is drawn from
+/// `softmax(logits / T)` restricted to the `top_k` most likely tokens. The same seed, prompts
+/// and model give the same text; `top_k = 1` is greedy decoding.
+///
+/// Errors on a temperature that is not finite and positive, or `top_k = 0`.
+pub fn generate_sample<B: Backend, M: Decoder<B>>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    config: SampleConfig,
+    device: &B::Device,
+) -> crate::Result<Vec<Vec<u32>>> {
+    if !(config.temperature.is_finite() && config.temperature > 0.0) {
+        return Err(SeqError::OutOfRange {
+            name: "temperature",
+            value: config.temperature,
+            expected: "a finite value > 0 (use generate_greedy for the arg-max)",
+        });
+    }
+    if config.top_k == Some(0) {
+        return Err(SeqError::ZeroSize { name: "top_k" });
+    }
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    decode_grouped(
+        model,
+        prompts,
+        config.limits,
+        device,
+        &mut |logits: &[f32]| sample_token(logits, config.temperature, config.top_k, &mut rng),
+    )
+}
+
+/// Index of the largest logit (the first on ties).
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Draws a token from `softmax(logits / temperature)` over the `top_k` largest logits.
+fn sample_token(logits: &[f32], temperature: f64, top_k: Option<usize>, rng: &mut StdRng) -> u32 {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order.truncate(top_k.unwrap_or(logits.len()).min(logits.len()));
+    let top = logits[order[0]] as f64;
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] as f64 - top) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (&i, &w) in order.iter().zip(&weights) {
+        if u < w {
+            return i as u32;
+        }
+        u -= w;
+    }
+    order[order.len() - 1] as u32
+}
+
+/// Decodes prompts grouped by length (each group one batch, no padding), choosing each next
+/// token from its logits row with `choose`; answers come back in input order.
+fn decode_grouped<B: Backend, M: Decoder<B>>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    config: GenerateConfig,
+    device: &B::Device,
+    choose: &mut dyn FnMut(&[f32]) -> u32,
+) -> crate::Result<Vec<Vec<u32>>> {
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         return Err(SeqError::InvalidConfig(format!(
             "prompt {i} is empty; give every prompt at least one token (e.g. a start token)"
@@ -78,23 +202,23 @@ pub fn generate_greedy<B: Backend, M: Decoder<B>>(
     let mut out = vec![Vec::new(); prompts.len()];
     for (len, rows) in groups {
         let batch: Vec<&[u32]> = rows.iter().map(|&i| prompts[i].as_slice()).collect();
-        for (row, generated) in rows
-            .iter()
-            .zip(greedy_equal_lengths(model, &batch, len, config, device)?)
-        {
+        for (row, generated) in rows.iter().zip(decode_equal_lengths(
+            model, &batch, len, config, device, choose,
+        )?) {
             out[*row] = generated;
         }
     }
     Ok(out)
 }
 
-/// [`generate_greedy`] for prompts of one length `len`, as one batch.
-fn greedy_equal_lengths<B: Backend, M: Decoder<B>>(
+/// Decodes prompts of one length `len` as one batch.
+fn decode_equal_lengths<B: Backend, M: Decoder<B>>(
     model: &M,
     prompts: &[&[u32]],
     len: usize,
     config: GenerateConfig,
     device: &B::Device,
+    choose: &mut dyn FnMut(&[f32]) -> u32,
 ) -> crate::Result<Vec<Vec<u32>>> {
     let batch = prompts.len();
     let mut out = vec![Vec::new(); batch];
@@ -112,15 +236,16 @@ fn greedy_equal_lengths<B: Backend, M: Decoder<B>>(
         let (logits, next_state) = model.forward_with_state(tokens, state)?; // [G, T, V]
         state = next_state;
         let [_, t, v] = logits.dims();
-        let last = logits.narrow(1, t - 1, 1).reshape([batch, v]); // [G, V]
-        let next: Vec<i64> = last
-            .argmax(1)
+        let last: Vec<f32> = logits
+            .narrow(1, t - 1, 1)
+            .reshape([batch, v])
             .into_data()
-            .convert::<i64>()
+            .convert::<f32>()
             .to_vec()
             .map_err(|e| {
-                SeqError::InvalidConfig(format!("reading the arg-max back failed: {e:?}"))
-            })?; // [G]
+                SeqError::InvalidConfig(format!("reading the logits back failed: {e:?}"))
+            })?; // [G·V]
+        let next: Vec<i64> = last.chunks(v).map(|row| choose(row) as i64).collect(); // [G]
         for (b, &id) in next.iter().enumerate() {
             if done[b] {
                 continue;

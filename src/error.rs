@@ -121,6 +121,16 @@ pub enum SeqError {
         message: String,
     },
 
+    /// A saved model cannot be loaded (missing or corrupt file, or weights that do not fit the
+    /// saved configuration).
+    #[error("checkpoint `{path}`: {problem}")]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+
     /// A file or folder could not be written.
     #[error("cannot write `{path}`: {message}; choose a writable folder with --out")]
     Write {

@@ -14,6 +14,7 @@ pub mod plot;
 pub mod progress;
 pub mod recall;
 pub mod report;
+pub mod tiny_gpt;
 
 use plot::Series;
 use recall::RecallOutcome;

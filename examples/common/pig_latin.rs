@@ -509,7 +509,8 @@ fn mamba_probes<B: Backend>(
                 .chain([PigLatinVocab::SOS])
                 .chain(PigLatinVocab::encode(&target)?)
                 .collect();
-            let sel = model.mamba_selectivity(ids_tensor::<B>(&[tokens.clone()], device))?;
+            let sel =
+                model.mamba_selectivity(ids_tensor::<B>(std::slice::from_ref(&tokens), device))?;
             let (delta, a) = sel
                 .into_iter()
                 .next()
@@ -711,7 +712,8 @@ pub fn pig_latin<B: AutodiffBackend>(
     Ok(outcomes)
 }
 
-/// `summary.csv`, `curves.csv`, `mistakes.csv`.
+/// `summary.csv`, `curves.csv`, `mistakes.csv`, `probes.csv` (the numbers behind the
+/// interpretability plots: per word, the cross-attention rows or Mamba's Δ and retention rows).
 pub fn write_csv(outcomes: &[PigLatinOutcome], dir: &Path) -> Result<()> {
     let mut summary = String::from(
         "model,hidden,data,discretization,params,train_words,steps,ms_per_step,train_loss,train_word_acc,val_loss,val_word_acc_teacher_forced,val_word_acc_greedy,latency_ms_batch1,latency_ms_batch64,wall_s\n",
@@ -720,6 +722,7 @@ pub fn write_csv(outcomes: &[PigLatinOutcome], dir: &Path) -> Result<()> {
         "model,hidden,data,discretization,step,epoch,train_loss,val_loss,val_word_acc\n",
     );
     let mut mistakes = String::from("model,hidden,data,discretization,english,expected,got\n");
+    let mut probes = String::from("model,hidden,data,discretization,english,row,values\n");
     for o in outcomes {
         let r = &o.run;
         let key = format!(
@@ -753,6 +756,12 @@ pub fn write_csv(outcomes: &[PigLatinOutcome], dir: &Path) -> Result<()> {
                 p.step, epoch, p.mean_loss, p.test_loss, p.test_score
             );
         }
+        for p in &o.probes {
+            for (i, row) in p.rows.iter().enumerate() {
+                let cells: Vec<String> = row.iter().map(|v| format!("{v:.5}")).collect();
+                let _ = writeln!(probes, "{key},{},{i},{}", p.english, cells.join(" "));
+            }
+        }
         for m in &o.mistakes {
             let _ = writeln!(mistakes, "{key},{},{},{}", m.english, m.expected, m.got);
         }
@@ -763,6 +772,7 @@ pub fn write_csv(outcomes: &[PigLatinOutcome], dir: &Path) -> Result<()> {
             ("summary.csv", summary),
             ("curves.csv", curves),
             ("mistakes.csv", mistakes),
+            ("probes.csv", probes),
         ],
     )
 }

@@ -142,41 +142,50 @@ pub fn heatmap(
         .copied()
         .filter(|v| v.is_finite())
         .fold(f64::MIN_POSITIVE, f64::max);
+    // Cells fill [0, cols) × [0, rows); the labels sit in the extra column/row at −1.
     let cell = 40u32;
-    let size = (160 + cell * cols as u32, 120 + cell * rows as u32);
+    let size = (
+        (80 + cell * (cols as u32 + 1)).max(480),
+        80 + cell * (rows as u32 + 1),
+    );
     let root = BitMapBackend::new(path, size).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0..cols, 0..rows)?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_labels(cols)
-            .y_labels(rows)
-            .x_label_formatter(&|x| column_labels.get(*x).cloned().unwrap_or_default())
-            .y_label_formatter(&|y| {
-                row_labels
-                    .get(rows.saturating_sub(1 + *y))
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .label_style(("sans-serif", 15))
-            .draw()?;
+            .build_cartesian_2d(-1.0..cols as f64, -1.0..rows as f64)?;
         chart.draw_series(values.iter().enumerate().flat_map(|(r, row)| {
             row.iter().enumerate().map(move |(c, &v)| {
                 let shade = (255.0 * (1.0 - (v / max).clamp(0.0, 1.0))) as u8;
-                let y = rows - 1 - r;
+                let y = (rows - 1 - r) as f64;
                 Rectangle::new(
-                    [(c, y), (c + 1, y + 1)],
+                    [(c as f64, y), (c as f64 + 1.0, y + 1.0)],
                     RGBColor(shade, shade, shade).filled(),
                 )
             })
         }))?;
+        let style = TextStyle::from(("sans-serif", 16).into_font()).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ),
+        );
+        for (r, label) in row_labels.iter().enumerate().take(rows) {
+            let y = (rows - 1 - r) as f64 + 0.5;
+            chart.draw_series(std::iter::once(Text::new(
+                label.clone(),
+                (-0.5, y),
+                style.clone(),
+            )))?;
+        }
+        for (c, label) in column_labels.iter().enumerate().take(cols) {
+            chart.draw_series(std::iter::once(Text::new(
+                label.clone(),
+                (c as f64 + 0.5, -0.5),
+                style.clone(),
+            )))?;
+        }
         root.present()?;
         Ok(())
     };

@@ -55,6 +55,38 @@ impl QkvSharing {
     }
 }
 
+/// How a query and a key are compared (the scores before the softmax); ablation switch of
+/// seed 004 §2.2. `d` is the head width.
+#[derive(Config, Debug, Copy, PartialEq)]
+pub enum Similarity {
+    /// `q·k / √d` (standard).
+    Dot,
+    /// Negative squared distance `−‖q − k‖² / √d`, computed as `(2 q·k − ‖k‖²) / √d` (the
+    /// `−‖q‖²` term is the same for every key of a row and cancels in the softmax).
+    NegSquaredDistance,
+    /// Cosine similarity divided by a temperature: `cos(q, k) / τ` (scores in `[−1/τ, 1/τ]`).
+    Cosine {
+        /// Temperature `τ > 0` (e.g. 0.1).
+        temperature: f64,
+    },
+}
+
+impl Similarity {
+    /// Checks the temperature of [`Similarity::Cosine`].
+    pub fn validate(&self) -> crate::Result<()> {
+        if let Similarity::Cosine { temperature } = *self
+            && !(temperature.is_finite() && temperature > 0.0)
+        {
+            return Err(SeqError::OutOfRange {
+                name: "cosine similarity temperature",
+                value: temperature,
+                expected: "a finite value > 0 (e.g. 0.1)",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Configuration of a multi-head attention layer.
 ///
 /// ```
@@ -90,6 +122,9 @@ pub struct AttentionConfig {
     /// Weight sharing between the Q/K/V projections (ablation switch).
     #[config(default = "QkvSharing::Separate")]
     pub sharing: QkvSharing,
+    /// How queries and keys are compared (ablation switch; only `Dot` takes the fused op).
+    #[config(default = "Similarity::Dot")]
+    pub similarity: Similarity,
 }
 
 impl AttentionConfig {
@@ -104,6 +139,7 @@ impl AttentionConfig {
                 n_heads: self.n_heads,
             });
         }
+        self.similarity.validate()?;
         self.position
             .validate_for_heads(self.n_heads, self.d_model / self.n_heads)
     }
@@ -126,6 +162,7 @@ impl AttentionConfig {
             causal: self.causal,
             masking: self.masking,
             sharing: self.sharing,
+            similarity: self.similarity,
         };
         // Burn initialises parameters lazily (and a clone of a never-read parameter draws its
         // own values): draw them now, the crate's one init rule.

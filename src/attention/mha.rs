@@ -7,8 +7,8 @@ use burn::tensor::module::linear;
 use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::{
-    CausalMasking, FusedAttentionInput, KvCache, QkvSharing, RopeTables, ScoreMask,
-    fused_attention_forward, scaled_dot_product_attention,
+    CausalMasking, FusedAttentionInput, KvCache, QkvSharing, RopeTables, ScoreMask, Similarity,
+    attention_with_similarity, fused_attention_forward,
 };
 use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
@@ -38,6 +38,8 @@ pub struct MultiHeadAttention<B: Backend> {
     pub masking: CausalMasking,
     /// Q/K/V weight sharing.
     pub sharing: QkvSharing,
+    /// How queries and keys are compared.
+    pub similarity: Similarity,
 }
 
 /// Keys and values of a cross-attention layer over a fixed context (the encoder output),
@@ -378,7 +380,11 @@ impl<B: Backend> MultiHeadAttention<B> {
             let [one, heads, _, _] = b.dims();
             one == 1 && (heads == 1 || heads == self.n_heads)
         });
-        if !bias_fits || mask.key_padding.is_some() || mask.keep_after_softmax.is_some() {
+        if !bias_fits
+            || mask.key_padding.is_some()
+            || mask.keep_after_softmax.is_some()
+            || self.similarity != Similarity::Dot
+        {
             let (q, k) = match &rope {
                 Some(r) => r.rotate(q, k),
                 None => (q, k),
@@ -407,7 +413,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         v: Tensor<B, 4>,
         mask: &ScoreMask<B>,
     ) -> (Tensor<B, 3>, Tensor<B, 4>) {
-        let out = scaled_dot_product_attention(q, k, v, self.scale(), mask);
+        let out = attention_with_similarity(q, k, v, self.similarity, self.scale(), mask);
         let merged = self.merge_heads(out.context); // [B, L, D]
         (self.output.forward(merged), out.weights) // [B, L, D], [B, H, Lq, Lk]
     }

@@ -41,7 +41,7 @@ pub use backend::{
     fused_attention_forward,
 };
 pub use cache::KvCache;
-pub use config::{AttentionConfig, CausalMasking, QkvSharing};
+pub use config::{AttentionConfig, CausalMasking, QkvSharing, Similarity};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};
 pub use mha::{CrossKv, MultiHeadAttention};
-pub use sdpa::{AttentionOutput, MASKED, scaled_dot_product_attention};
+pub use sdpa::{AttentionOutput, MASKED, attention_with_similarity, scaled_dot_product_attention};

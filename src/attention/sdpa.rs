@@ -4,7 +4,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use super::ScoreMask;
+use super::{ScoreMask, Similarity};
 
 /// Score of a masked query/key pair: effectively `−∞`.
 ///
@@ -41,8 +41,36 @@ pub fn scaled_dot_product_attention<B: Backend>(
     scale: f32,
     mask: &ScoreMask<B>,
 ) -> AttentionOutput<B> {
-    let q = q.mul_scalar(scale); // [B, H, Lq, d_k]
-    let mut scores = q.matmul(k.swap_dims(2, 3)); // [B, H, Lq, Lk]
+    attention_with_similarity(q, k, v, Similarity::Dot, scale, mask)
+}
+
+/// [`scaled_dot_product_attention`] with another [`Similarity`] in step 1 (`scale` = `1/√d`
+/// is applied to the dot product and the distance; the cosine uses its temperature).
+pub fn attention_with_similarity<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    similarity: Similarity,
+    scale: f32,
+    mask: &ScoreMask<B>,
+) -> AttentionOutput<B> {
+    let mut scores = match similarity {
+        Similarity::Dot => q.mul_scalar(scale).matmul(k.swap_dims(2, 3)), // [B, H, Lq, Lk]
+        Similarity::NegSquaredDistance => {
+            let [b, h, lk, _] = k.dims();
+            let k_sq = k.clone().powi_scalar(2).sum_dim(3).reshape([b, h, 1, lk]); // [B, H, 1, Lk]
+            (q.matmul(k.swap_dims(2, 3)).mul_scalar(2.0) - k_sq).mul_scalar(scale) // [B, H, Lq, Lk]
+        }
+        Similarity::Cosine { temperature } => {
+            let unit = |x: Tensor<B, 4>| {
+                let norm = x.clone().powi_scalar(2).sum_dim(3).add_scalar(1e-12).sqrt(); // [.., 1]
+                x / norm
+            };
+            unit(q)
+                .matmul(unit(k).swap_dims(2, 3))
+                .div_scalar(temperature as f32) // [B, H, Lq, Lk]
+        }
+    };
     if let Some(bias) = &mask.bias {
         scores = scores + bias.clone(); // [B, H, Lq, Lk] (bias broadcast over B and maybe H)
     }

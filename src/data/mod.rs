@@ -5,6 +5,8 @@
 //! - [`CopyTask`]: copying and prefix/suffix n-gram lookup (seed 003).
 //! - [`PigLatinTask`]: English → Pig-Latin translation of words (seed 002), with the rule
 //!   [`pig_latin`] and the homework's word-pair files.
+//! - [`LanguageModelTask`]: next-token prediction on a real text ([`TextCorpus`], character or
+//!   word [`Vocabulary`]), with the n-gram baselines ([`ngram_perplexity`]) (seed 004 §2).
 //!
 //! Batches are generated on the fly from a seeded RNG, so a run is reproducible from its seed
 //! and any sequence length can be drawn (training length L, evaluation up to 3L and beyond).
@@ -14,6 +16,7 @@ mod embedding;
 mod piglatin;
 mod recall;
 mod task;
+mod text;
 
 pub use copying::{CopyConfig, CopyKind, CopyTask, Example};
 pub use embedding::{closest_pairs, random_unit_embedding};
@@ -23,3 +26,4 @@ pub use piglatin::{
 };
 pub use recall::{AssociativeRecall, RecallBatch, RecallConfig};
 pub use task::{Batch, Metric, Source, Targets, Task};
+pub use text::{LanguageModelTask, TextCorpus, TokenKind, UNKNOWN, Vocabulary, ngram_perplexity};

@@ -29,7 +29,9 @@ pub use mlp::{Mlp, MlpConfig};
 pub use norm::{Norm, NormKind};
 pub use state::{LayerState, StackState};
 
-use crate::attention::{AttentionConfig, MultiHeadAttention};
+use crate::attention::{
+    AttentionConfig, CausalMasking, MultiHeadAttention, QkvSharing, Similarity,
+};
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
 use crate::position::PositionEncoding;
@@ -154,6 +156,15 @@ pub struct StackConfig {
     /// Dropout on the output of the MLP sublayers (0 disables it).
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// Where attention blocks apply the causal mask (ablation switch).
+    #[config(default = "CausalMasking::PreSoftmax")]
+    pub masking: CausalMasking,
+    /// Q/K/V weight sharing of the attention blocks (ablation switch).
+    #[config(default = "QkvSharing::Separate")]
+    pub sharing: QkvSharing,
+    /// Query–key similarity of the attention blocks (ablation switch).
+    #[config(default = "Similarity::Dot")]
+    pub similarity: Similarity,
 }
 
 impl StackConfig {
@@ -170,6 +181,9 @@ impl StackConfig {
                     norm: norm(device),
                     attention: AttentionConfig::new(self.d_model, self.n_heads)
                         .with_position(self.position.clone())
+                        .with_masking(self.masking)
+                        .with_sharing(self.sharing)
+                        .with_similarity(self.similarity)
                         .try_init(device)?,
                 }),
                 LayerKind::Mamba => {

@@ -22,3 +22,4 @@ mod scan_grad;
 mod scan_util;
 mod simd_levels;
 mod stack;
+mod tiny_gpt;

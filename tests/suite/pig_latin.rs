@@ -376,17 +376,16 @@ fn mamba_translator_takes_each_discretization() {
                 .unwrap()
                 .try_init(&dev())
                 .unwrap();
-            assert_eq!(
-                model.stack.blocks.len(),
-                1,
-                "one Mamba block as configured"
-            );
+            assert_eq!(model.stack.blocks.len(), 1, "one Mamba block as configured");
             values(model.forward(tokens.clone()).unwrap())
         })
         .collect();
     // Same weights, different Ā, B̄: different outputs (by a little: Δ starts small).
     for (i, j) in [(0, 1), (0, 2), (1, 2)] {
         let d = max_abs_diff(&logits[i], &logits[j]);
-        assert!(d > 1e-7, "discretizations {i} and {j} give the same logits ({d})");
+        assert!(
+            d > 1e-7,
+            "discretizations {i} and {j} give the same logits ({d})"
+        );
     }
 }
