@@ -21,11 +21,13 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use common::plot::{Series, line_plot};
-use common::tiny_gpt::{Ablation, TinyGptOptions, TinyGptOutcome, VocabularyFile, tiny_gpt};
+use common::tiny_gpt::{
+    Ablation, TinyGptOptions, TinyGptOutcome, VocabularyFile, sample_windowed, tiny_gpt,
+};
 use common::warn_on_error;
 use seqlayers::burn::config::Config;
 use seqlayers::data::TokenKind;
-use seqlayers::decode::{GenerateConfig, SampleConfig, generate_sample};
+use seqlayers::decode::{GenerateConfig, SampleConfig};
 use seqlayers::model::load_language_model;
 
 /// A character-level GPT on Shakespeare and its attention ablations (seed 004 §2).
@@ -219,13 +221,21 @@ fn generate(a: &GenerateArgs) -> seqlayers::Result<String> {
             problem: format!("cannot read the vocabulary ({e})"),
         })?
         .vocabulary()?;
-    let prompt = vocabulary.encode(&a.prompt)?;
     let config = SampleConfig::new(GenerateConfig::new(a.tokens))
         .with_temperature(a.temperature)
         .with_top_k(a.top_k)
         .with_seed(a.seed);
-    let out = generate_sample(&model, &[prompt], config, &device)?.remove(0);
-    Ok(format!("{}{}", a.prompt, vocabulary.decode(&out)))
+    // Learned positions were trained up to their table: decode in windows of that length.
+    let block = model.position.max_len().unwrap_or(usize::MAX);
+    sample_windowed(
+        &model,
+        &vocabulary,
+        &a.prompt,
+        a.tokens,
+        block,
+        config,
+        &device,
+    )
 }
 
 fn main() {

@@ -469,30 +469,61 @@ fn sample_text<B: Backend>(
     options: &TinyGptOptions,
     device: &B::Device,
 ) -> seqlayers::Result<(String, f64)> {
-    let mut context = vocabulary.encode(&options.prompt)?;
-    let mut generated: Vec<u32> = Vec::new();
+    let config = SampleConfig::new(GenerateConfig::new(0))
+        .with_temperature(options.temperature)
+        .with_top_k(options.top_k)
+        .with_seed(options.seed);
     let started = Instant::now();
-    let mut chunk_seed = options.seed;
-    while generated.len() < options.sample_len {
-        let room = options.block_size.saturating_sub(context.len()).max(1);
-        let n = room.min(options.sample_len - generated.len());
-        let config = SampleConfig::new(GenerateConfig::new(n))
-            .with_temperature(options.temperature)
-            .with_top_k(options.top_k)
-            .with_seed(chunk_seed);
-        let new = generate_sample(model, std::slice::from_ref(&context), config, device)?.remove(0);
-        chunk_seed = chunk_seed.wrapping_add(1);
+    let text = sample_windowed(
+        model,
+        vocabulary,
+        &options.prompt,
+        options.sample_len,
+        options.block_size,
+        config,
+        device,
+    )?;
+    let rate = options.sample_len as f64 / started.elapsed().as_secs_f64();
+    Ok((text, rate))
+}
+
+/// Samples `count` tokens after `prompt` from the cached state in windows: when the context
+/// reaches `block` tokens (the longest trained), decoding restarts from its last `block / 2`
+/// tokens. `config`'s length limit is ignored; its seed starts the first window.
+pub fn sample_windowed<B: Backend>(
+    model: &LanguageModel<B>,
+    vocabulary: &Vocabulary,
+    prompt: &str,
+    count: usize,
+    block: usize,
+    config: SampleConfig,
+    device: &B::Device,
+) -> seqlayers::Result<String> {
+    let mut context = vocabulary.encode(prompt)?;
+    if context.is_empty() {
+        return Err(SeqError::InvalidConfig(
+            "the prompt is empty; give at least one character".into(),
+        ));
+    }
+    let mut generated: Vec<u32> = Vec::new();
+    let mut seed = config.seed;
+    while generated.len() < count {
+        let room = block.saturating_sub(context.len()).max(1);
+        let n = room.min(count - generated.len());
+        let window = SampleConfig {
+            limits: GenerateConfig::new(n),
+            seed,
+            ..config
+        };
+        let new = generate_sample(model, std::slice::from_ref(&context), window, device)?.remove(0);
+        seed = seed.wrapping_add(1);
         generated.extend_from_slice(&new);
         context.extend_from_slice(&new);
-        if context.len() >= options.block_size {
-            context = context[context.len() - options.block_size / 2..].to_vec();
+        if context.len() >= block {
+            context = context[context.len() - (block / 2).max(1)..].to_vec();
         }
     }
-    let rate = generated.len() as f64 / started.elapsed().as_secs_f64();
-    Ok((
-        format!("{}{}", options.prompt, vocabulary.decode(&generated)),
-        rate,
-    ))
+    Ok(format!("{prompt}{}", vocabulary.decode(&generated)))
 }
 
 /// Trains and evaluates one variant (and saves it when `options.save`).
