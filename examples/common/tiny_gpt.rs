@@ -292,7 +292,14 @@ impl TinyGptOptions {
             Ablation::Similarity(s) => stack = stack.with_similarity(s),
             _ => {}
         }
-        Ok(LanguageModelConfig::new(stack, vocab).with_tie_embeddings(true))
+        let config = LanguageModelConfig::new(stack, vocab).with_tie_embeddings(true);
+        Ok(match ablation {
+            // Unit-scale sinusoids need unit-scale tokens: N(0, 1/D) embeddings times √D.
+            Ablation::Sinusoidal => config
+                .with_init_std(1.0 / (self.d_model as f64).sqrt())
+                .with_scale_embeddings(true),
+            _ => config,
+        })
     }
 
     /// The evaluated context lengths: ½, 1, 2 and 4 blocks.

@@ -101,7 +101,7 @@ where
         problem(
             &config_path,
             format!(
-                "not a valid configuration of this model ({e}); was it saved by another model kind?"
+                "not a valid configuration of this model ({e}); was it saved by another model kind or another version of seqlayers?"
             ),
         )
     })?;

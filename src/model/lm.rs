@@ -35,6 +35,10 @@ pub struct LanguageModelConfig {
     /// Standard deviation of the embedding (and head) initialization (GPT-2: 0.02).
     #[config(default = 0.02)]
     pub init_std: f64,
+    /// Multiply the token embeddings by `√D` before the positions are added (Vaswani et al.,
+    /// for unit-amplitude sinusoidal positions, with `init_std = 1/√D`).
+    #[config(default = false)]
+    pub scale_embeddings: bool,
 }
 
 impl LanguageModelConfig {
@@ -67,6 +71,11 @@ impl LanguageModelConfig {
                     .init(device)
             }),
             vocab_size: self.vocab_size,
+            embedding_scale: if self.scale_embeddings {
+                (d as f64).sqrt()
+            } else {
+                1.0
+            },
         };
         Ok(materialize(model))
     }
@@ -87,6 +96,8 @@ pub struct LanguageModel<B: Backend> {
     pub head: Option<Linear<B>>,
     /// Vocabulary size `V`.
     pub vocab_size: usize,
+    /// Factor on the token embeddings before the positions are added (1, or `√D`).
+    pub embedding_scale: f64,
 }
 
 impl<B: Backend> LanguageModel<B> {
@@ -122,7 +133,10 @@ impl<B: Backend> LanguageModel<B> {
                 self.vocab_size
             )));
         }
-        let x = self.embedding.forward(tokens); // [B, L, D]
+        let mut x = self.embedding.forward(tokens); // [B, L, D]
+        if self.embedding_scale != 1.0 {
+            x = x.mul_scalar(self.embedding_scale);
+        }
         self.position.try_forward(x, offset)
     }
 
