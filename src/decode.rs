@@ -221,20 +221,21 @@ fn decode_equal_lengths<B: Backend, M: Decoder<B>>(
     choose: &mut dyn FnMut(&[f32]) -> u32,
 ) -> crate::Result<Vec<Vec<u32>>> {
     let batch = prompts.len();
-    let mut out = vec![Vec::new(); batch];
     if config.max_new_tokens == 0 {
-        return Ok(out);
+        return Ok(vec![Vec::new(); batch]);
     }
     let ids: Vec<i64> = prompts
         .iter()
         .flat_map(|p| p.iter().map(|&t| t as i64))
         .collect();
     let mut tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, len]), device); // [G, len]
-    let mut state = model.init_state(batch, device);
-    let mut done = vec![false; batch];
-    for _ in 0..config.max_new_tokens {
-        let (logits, next_state) = model.forward_with_state(tokens, state)?; // [G, T, V]
-        state = next_state;
+    let mut state = Some(model.init_state(batch, device));
+    collect_until_stop(batch, config, || {
+        let current = state
+            .take()
+            .expect("the state is put back after every step");
+        let (logits, next_state) = model.forward_with_state(tokens.clone(), current)?; // [G, T, V]
+        state = Some(next_state);
         let [_, t, v] = logits.dims();
         let last: Vec<f32> = logits
             .narrow(1, t - 1, 1)
@@ -246,21 +247,35 @@ fn decode_equal_lengths<B: Backend, M: Decoder<B>>(
                 SeqError::InvalidConfig(format!("reading the logits back failed: {e:?}"))
             })?; // [G·V]
         let next: Vec<i64> = last.chunks(v).map(|row| choose(row) as i64).collect(); // [G]
-        for (b, &id) in next.iter().enumerate() {
+        tokens = Tensor::from_data(TensorData::new(next.clone(), [batch, 1]), device); // [G, 1]
+        Ok(next)
+    })
+}
+
+/// Calls `next_ids` (one id per row) until every row has produced `config.stop_token` or
+/// `config.max_new_tokens` steps ran, and collects each row's ids before its stop token: the
+/// loop shared by every decoder of the crate.
+pub(crate) fn collect_until_stop(
+    batch: usize,
+    config: GenerateConfig,
+    mut next_ids: impl FnMut() -> crate::Result<Vec<i64>>,
+) -> crate::Result<Vec<Vec<u32>>> {
+    let mut out = vec![Vec::new(); batch];
+    let mut done = vec![false; batch];
+    for _ in 0..config.max_new_tokens {
+        for (b, &id) in next_ids()?.iter().enumerate() {
             if done[b] {
                 continue;
             }
-            let id = id as u32;
-            if Some(id) == config.stop_token {
+            if Some(id as u32) == config.stop_token {
                 done[b] = true;
             } else {
-                out[b].push(id);
+                out[b].push(id as u32);
             }
         }
         if done.iter().all(|&d| d) {
             break;
         }
-        tokens = Tensor::from_data(TensorData::new(next, [batch, 1]), device); // [G, 1]
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 
 use crate::decode::Decoder;
 use crate::error::{SeqError, ensure_nonzero};
@@ -121,18 +121,7 @@ impl<B: Backend> LanguageModel<B> {
 
     /// `E[tokens] + PE[offset ..]`, `[B, L, D]`, after checking the ids.
     fn embed(&self, tokens: Tensor<B, 2, Int>, offset: usize) -> crate::Result<Tensor<B, 3>> {
-        let [batch, len] = tokens.dims();
-        ensure_nonzero("batch size", batch)?;
-        ensure_nonzero("sequence length", len)?;
-        let largest: i64 = tokens.clone().max().into_scalar().elem();
-        let smallest: i64 = tokens.clone().min().into_scalar().elem();
-        if smallest < 0 || largest >= self.vocab_size as i64 {
-            return Err(SeqError::InvalidConfig(format!(
-                "token id {} is outside the vocabulary 0..{}; check the tokenizer or vocab_size",
-                if smallest < 0 { smallest } else { largest },
-                self.vocab_size
-            )));
-        }
+        super::check_token_ids(&tokens, self.vocab_size, "token")?;
         let mut x = self.embedding.forward(tokens); // [B, L, D]
         if self.embedding_scale != 1.0 {
             x = x.mul_scalar(self.embedding_scale);

@@ -22,12 +22,13 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use crate::attention::{AttentionConfig, CrossKv, KvCache, MultiHeadAttention};
-use crate::decode::GenerateConfig;
+use crate::decode::{GenerateConfig, collect_until_stop};
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
+use crate::model::check_token_ids;
 use crate::position::{AbsolutePosition, PositionEncoding};
 use crate::stack::{Mlp, MlpConfig, Norm, NormKind};
 
@@ -207,30 +208,13 @@ pub struct EncoderDecoderState<B: Backend> {
 }
 
 impl<B: Backend> EncoderDecoder<B> {
-    /// Errors on empty input or ids outside the vocabulary.
-    fn check_ids(&self, ids: &Tensor<B, 2, Int>, what: &str) -> crate::Result<()> {
-        let [batch, len] = ids.dims();
-        ensure_nonzero("batch size", batch)?;
-        ensure_nonzero("sequence length", len)?;
-        let largest: i64 = ids.clone().max().into_scalar().elem();
-        let smallest: i64 = ids.clone().min().into_scalar().elem();
-        if smallest < 0 || largest >= self.vocab_size as i64 {
-            return Err(SeqError::InvalidConfig(format!(
-                "{what} id {} is outside the vocabulary 0..{}; check the tokenizer or vocab_size",
-                if smallest < 0 { smallest } else { largest },
-                self.vocab_size
-            )));
-        }
-        Ok(())
-    }
-
     /// The memory `[B, Ls, D]` of `source` `[B, Ls]` (padding `[B, Ls]`, `true` = padding).
     pub fn encode(
         &self,
         source: Tensor<B, 2, Int>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> crate::Result<Tensor<B, 3>> {
-        self.check_ids(&source, "source")?;
+        check_token_ids(&source, self.vocab_size, "source")?;
         let mut x = self
             .position
             .try_forward(self.source_embedding.forward(source), 0)?; // [B, Ls, D]
@@ -249,7 +233,7 @@ impl<B: Backend> EncoderDecoder<B> {
         memory: Tensor<B, 3>,
         memory_padding: Option<Tensor<B, 2, Bool>>,
     ) -> crate::Result<Tensor<B, 3>> {
-        self.check_ids(&tokens, "target")?;
+        check_token_ids(&tokens, self.vocab_size, "target")?;
         let mut y = self
             .position
             .try_forward(self.target_embedding.forward(tokens), 0)?; // [B, Lt, D]
@@ -304,7 +288,7 @@ impl<B: Backend> EncoderDecoder<B> {
         tokens: Tensor<B, 2, Int>,
         mut state: EncoderDecoderState<B>,
     ) -> crate::Result<(Tensor<B, 3>, EncoderDecoderState<B>)> {
-        self.check_ids(&tokens, "target")?;
+        check_token_ids(&tokens, self.vocab_size, "target")?;
         let [batch, len] = tokens.dims();
         if state.cross.len() != self.decoder.len() || state.caches.len() != self.decoder.len() {
             return Err(SeqError::ShapeMismatch {
@@ -349,7 +333,7 @@ impl<B: Backend> EncoderDecoder<B> {
         tokens: Tensor<B, 2, Int>,
     ) -> crate::Result<Vec<Tensor<B, 4>>> {
         let memory = self.encode(source, None)?; // [B, Ls, D]
-        self.check_ids(&tokens, "target")?;
+        check_token_ids(&tokens, self.vocab_size, "target")?;
         let mut y = self
             .position
             .try_forward(self.target_embedding.forward(tokens), 0)?; // [B, Lt, D]
@@ -381,7 +365,7 @@ impl<B: Backend> EncoderDecoder<B> {
             let batch = source.dims()[0];
             let mut state = self.start(source, None)?;
             let mut next = start_column::<B>(batch, start_token, device);
-            greedy_loop(batch, config, |_| {
+            collect_until_stop(batch, config, || {
                 let (logits, s) = self.step(next.clone(), state.clone())?; // [G, 1, V]
                 state = s;
                 let chosen = last_argmax(logits)?;
@@ -404,7 +388,7 @@ impl<B: Backend> EncoderDecoder<B> {
         self.translate_grouped(sources, config, device, |source| {
             let batch = source.dims()[0];
             let mut prefix: Vec<Vec<u32>> = vec![vec![start_token]; batch];
-            greedy_loop(batch, config, |_| {
+            collect_until_stop(batch, config, || {
                 let len = prefix[0].len();
                 let flat: Vec<i64> = prefix.iter().flatten().map(|&t| t as i64).collect();
                 let tokens =
@@ -476,34 +460,6 @@ fn last_argmax<B: Backend>(logits: Tensor<B, 3>) -> crate::Result<Vec<i64>> {
         .convert::<i64>()
         .to_vec()
         .map_err(|e| SeqError::InvalidConfig(format!("reading the arg-max back failed: {e:?}")))
-}
-
-/// Calls `next_ids` (which returns one id per row) until every row has produced the stop token
-/// or the length limit; collects each row's tokens before its stop token.
-fn greedy_loop(
-    batch: usize,
-    config: GenerateConfig,
-    mut next_ids: impl FnMut(usize) -> crate::Result<Vec<i64>>,
-) -> crate::Result<Vec<Vec<u32>>> {
-    let mut out = vec![Vec::new(); batch];
-    let mut done = vec![false; batch];
-    for step in 0..config.max_new_tokens {
-        let ids = next_ids(step)?;
-        for (b, &id) in ids.iter().enumerate() {
-            if done[b] {
-                continue;
-            }
-            if Some(id as u32) == config.stop_token {
-                done[b] = true;
-            } else {
-                out[b].push(id as u32);
-            }
-        }
-        if done.iter().all(|&d| d) {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 impl<B: Backend> crate::train::SequenceModel<B> for EncoderDecoder<B> {
