@@ -72,12 +72,27 @@ struct Args {
     /// Mamba state sizes of the sweep on `copy` (comma-separated).
     #[arg(long, value_delimiter = ',')]
     state_sizes: Option<Vec<usize>>,
+    /// Training lengths of the state-size sweep, `MIN..MAX`.
+    #[arg(long, value_parser = range)]
+    sweep_train_len: Option<(usize, usize)>,
+    /// Evaluated lengths of the state-size sweep, `MIN..MAX`.
+    #[arg(long, value_parser = range)]
+    sweep_eval_len: Option<(usize, usize)>,
     /// Skip the Mamba state-size sweep.
     #[arg(long)]
     no_sweep: bool,
     /// Model width D of every model.
     #[arg(long)]
     d_model: Option<usize>,
+    /// Attention heads of the transformers.
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Windowed heads of `T_hard_alibi` (head h sees the last h+1 tokens; the rest are NoPE).
+    #[arg(long)]
+    windowed_heads: Option<usize>,
+    /// Mamba blocks.
+    #[arg(long)]
+    mamba_layers: Option<usize>,
     /// Packed training row length (raised to fit the longest example).
     #[arg(long)]
     context: Option<usize>,
@@ -127,11 +142,22 @@ impl Args {
         if let Some(sizes) = &self.state_sizes {
             o.state_sizes = sizes.clone();
         }
+        o.sweep_train_len = self.sweep_train_len.unwrap_or(o.sweep_train_len);
+        o.sweep_eval_len = self.sweep_eval_len.unwrap_or(o.sweep_eval_len);
         if self.no_sweep {
             o.state_sizes.clear();
         }
         if let Some(d) = self.d_model {
             o.size.d_model = d;
+        }
+        if let Some(h) = self.heads {
+            o.size.n_heads = h;
+        }
+        if let Some(w) = self.windowed_heads {
+            o.size.windowed_heads = w;
+        }
+        if let Some(l) = self.mamba_layers {
+            o.size.mamba_layers = l;
         }
         o.context = self.context.unwrap_or(o.context);
         if let Some(seed) = self.seed {

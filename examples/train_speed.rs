@@ -1,10 +1,14 @@
 //! Training speed of the recall models (K = 16, L = 64, batch 64, 2 layers): milliseconds per
-//! optimizer step (forward + backward + Adam), printed beside the PyTorch/mambapy figures from
-//! the project brief. Writes `train_speed.md` to `--out` (default `results/`).
+//! optimizer step (forward + backward + Adam) for attention (NoPE, RoPE, learned positions),
+//! the hybrid Mamba → attention, Mamba and the LSTM at d = 8 and d = 64. Writes
+//! `train_speed.md` to `--out` (default `results/`).
 //!
 //! ```text
 //! cargo run --release --example train_speed
 //! ```
+//!
+//! The side-by-side comparison with PyTorch + mambapy (same machine, same invocation) is
+//! `python3 bench/pytorch/compare.py`, which runs this example with `--tsv`.
 
 mod common;
 
@@ -14,6 +18,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use seqlayers::data::{AssociativeRecall, RecallConfig};
 use seqlayers::model::{ClassifierConfig, ModelKind};
+use seqlayers::simd::SimdLevel;
 use seqlayers::ssm::ScanKind;
 use seqlayers::train::{Silent, TrainConfig, train};
 
@@ -29,49 +34,94 @@ struct Args {
     /// is then printed but not written.
     #[arg(long)]
     only: Option<String>,
+    /// Print `key<TAB>d<TAB>ms` lines only (for `bench/pytorch/compare.py`); writes no file.
+    #[arg(long)]
+    tsv: bool,
 }
 
 type B = seqlayers::backend::CpuAutodiff;
 
-/// (label, model, d, scan, PyTorch ms/step from the brief)
-const CASES: [(&str, ModelKind, usize, ScanKind); 7] = [
+/// (key shared with `bench/pytorch/train_speed.py`, label, model, d, scan)
+const CASES: [(&str, &str, ModelKind, usize, ScanKind); 13] = [
     (
-        "attention (RoPE) d=8",
+        "attention-nope",
+        "attention (NoPE)",
+        ModelKind::TransformerNope,
+        8,
+        ScanKind::Fused,
+    ),
+    (
+        "attention-rope",
+        "attention (RoPE)",
         ModelKind::TransformerRope,
         8,
         ScanKind::Fused,
     ),
     (
-        "attention (learned PE) d=8",
+        "attention-learned",
+        "attention (learned PE)",
         ModelKind::TransformerLearned,
         8,
         ScanKind::Fused,
     ),
     (
-        "hybrid Mamba→attention d=8",
+        "hybrid",
+        "hybrid Mamba→attention",
         ModelKind::HybridA,
         8,
         ScanKind::Fused,
     ),
     (
-        "Mamba d=8 (fused scan)",
+        "mamba",
+        "Mamba (fused scan)",
         ModelKind::Mamba,
         8,
         ScanKind::Fused,
     ),
     (
-        "Mamba d=8 (sequential scan)",
+        "mamba-sequential",
+        "Mamba (sequential scan)",
         ModelKind::Mamba,
         8,
         ScanKind::Sequential,
     ),
+    ("lstm", "LSTM (fused)", ModelKind::Lstm, 8, ScanKind::Fused),
     (
-        "Mamba d=64 (fused scan)",
+        "attention-nope",
+        "attention (NoPE)",
+        ModelKind::TransformerNope,
+        64,
+        ScanKind::Fused,
+    ),
+    (
+        "attention-rope",
+        "attention (RoPE)",
+        ModelKind::TransformerRope,
+        64,
+        ScanKind::Fused,
+    ),
+    (
+        "attention-learned",
+        "attention (learned PE)",
+        ModelKind::TransformerLearned,
+        64,
+        ScanKind::Fused,
+    ),
+    (
+        "hybrid",
+        "hybrid Mamba→attention",
+        ModelKind::HybridA,
+        64,
+        ScanKind::Fused,
+    ),
+    (
+        "mamba",
+        "Mamba (fused scan)",
         ModelKind::Mamba,
         64,
         ScanKind::Fused,
     ),
-    ("LSTM d=8", ModelKind::Lstm, 8, ScanKind::Fused),
+    ("lstm", "LSTM (fused)", ModelKind::Lstm, 64, ScanKind::Fused),
 ];
 
 fn measure(model: ModelKind, d: usize, scan: ScanKind, steps: usize) -> f64 {
@@ -95,26 +145,37 @@ fn measure(model: ModelKind, d: usize, scan: ScanKind, steps: usize) -> f64 {
 
 fn main() {
     let args = Args::parse();
-    let mut table =
-        String::from("| model (K=16, L=64, batch 64, 2 layers) | seqlayers ms/step |\n|---|---|\n");
-    for (label, model, d, scan) in CASES {
+    let threads = rayon::current_num_threads();
+    let simd = SimdLevel::active().name();
+    if args.tsv {
+        println!("# seqlayers, {threads} threads, SIMD {simd}");
+    }
+    let mut table = String::from(
+        "| model (K=16, L=64, batch 64, 2 layers) | d | seqlayers ms/step |\n|---|---|---|\n",
+    );
+    for (key, label, model, d, scan) in CASES {
         if args
             .only
             .as_ref()
-            .is_some_and(|only| !label.contains(only.as_str()))
+            .is_some_and(|only| !format!("{label} d={d}").contains(only.as_str()))
         {
             continue;
         }
         let ms = measure(model, d, scan, args.steps);
-        // No PyTorch column: a comparison is only valid when both run on the same machine in
-        // the same invocation (the side-by-side runner is the performance issue's work).
-        let _ = writeln!(table, "| {label} | {ms:.2} |");
-        println!("{label:<32} {ms:>8.2} ms/step");
+        let _ = writeln!(table, "| {label} | {d} | {ms:.2} |");
+        if args.tsv {
+            println!("{key}\t{d}\t{ms:.3}");
+        } else {
+            println!("{label:<28} d={d:<3} {ms:>9.2} ms/step");
+        }
     }
-    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if args.tsv {
+        return;
+    }
     let doc = format!(
-        "# Training speed\n\nCommand: `cargo run --release --example train_speed -- --steps {}` on {threads} CPU \
-         threads (burn-ndarray, f32). Mean of {} optimizer steps after 5 warm-up steps; evaluation excluded.\n\n{table}",
+        "# Training speed\n\nCommand: `cargo run --release --example train_speed -- --steps {}` on \
+         {threads} threads (burn-ndarray, f32, kernels at SIMD level {simd}). Mean of {} optimizer \
+         steps after 5 warm-up steps; evaluation excluded.\n\n{table}",
         args.steps, args.steps
     );
     if args.only.is_none() {
@@ -122,4 +183,8 @@ fn main() {
         std::fs::write(args.out.join("train_speed.md"), &doc).expect("write train_speed.md");
     }
     println!("\n{doc}");
+    println!(
+        "Side by side with PyTorch + mambapy on this machine: `python3 bench/pytorch/compare.py` \
+         (needs `python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy`)."
+    );
 }

@@ -14,6 +14,7 @@ pub mod decode;
 mod dispatch;
 pub mod error;
 mod init;
+pub mod lstm;
 pub mod model;
 mod ndarray_io;
 pub mod position;

@@ -55,6 +55,12 @@ pub struct CopyingOptions {
     pub size: CopyModelSize,
     /// Mamba state sizes of the state-size sweep (on the copy task; empty: no sweep).
     pub state_sizes: Vec<usize>,
+    /// Training string lengths of the state-size sweep (shorter than the comparison's: at this
+    /// budget Mamba learns copying of a few letters, not of 5–20).
+    pub sweep_train_len: (usize, usize),
+    /// Evaluated string lengths of the state-size sweep (every length at and below the
+    /// training maximum is informative; a spread of points up to the maximum given here).
+    pub sweep_eval_len: (usize, usize),
     /// Examples per evaluated length.
     pub eval_samples: usize,
     /// Trainings run at the same time.
@@ -69,12 +75,7 @@ impl Default for CopyingOptions {
     fn default() -> Self {
         Self {
             tasks: CopyKind::ALL.to_vec(),
-            // Burn's LSTM runs ~4 s per step here (one autodiff-tracked step per token): out of
-            // the default comparison until it has a fused kernel; `--models lstm` runs it.
-            models: CopyModel::ALL
-                .into_iter()
-                .filter(|&m| m != CopyModel::Lstm)
-                .collect(),
+            models: CopyModel::ALL.to_vec(),
             train_len: (5, 20),
             eval_len: (5, 200),
             eval_points: 10,
@@ -87,7 +88,9 @@ impl Default for CopyingOptions {
             eval_every: 100,
             seeds: vec![0],
             size: CopyModelSize::default(),
-            state_sizes: vec![4, 16, 64],
+            state_sizes: vec![1, 4, 16],
+            sweep_train_len: (2, 10),
+            sweep_eval_len: (2, 40),
             eval_samples: 48,
             jobs: 1,
             out_dir: PathBuf::from("results/copying"),
@@ -112,11 +115,14 @@ impl CopyingOptions {
             d_model: 16,
             attention_layers: 1,
             n_heads: 2,
+            windowed_heads: 1,
             mamba_layers: 1,
             d_state: 4,
             lstm_layers: 1,
         };
         self.state_sizes = vec![2, 4];
+        self.sweep_train_len = (2, 4);
+        self.sweep_eval_len = (2, 8);
         self.eval_samples = 8;
         self
     }
@@ -124,38 +130,39 @@ impl CopyingOptions {
     /// The evaluated lengths: `eval_points` spread geometrically over the range, plus the
     /// training maximum.
     pub fn eval_lengths(&self) -> Vec<usize> {
-        let (lo, hi) = self.eval_len;
-        let points = self.eval_points.max(2);
-        let mut v: Vec<usize> = (0..points)
-            .map(|i| {
-                let f = i as f64 / (points - 1) as f64;
-                (lo as f64 * (hi as f64 / lo as f64).powf(f)).round() as usize
-            })
-            .collect();
-        if (lo..=hi).contains(&self.train_len.1) {
-            v.push(self.train_len.1);
-        }
-        v.sort_unstable();
-        v.dedup();
-        v
+        lengths_between(self.eval_len, self.train_len.1, self.eval_points)
+    }
+
+    /// The evaluated lengths of the state-size sweep.
+    pub fn sweep_eval_lengths(&self) -> Vec<usize> {
+        lengths_between(
+            self.sweep_eval_len,
+            self.sweep_train_len.1,
+            self.eval_points,
+        )
     }
 
     /// The task configuration of `kind` under these options.
     pub fn task(&self, kind: CopyKind) -> CopyConfig {
+        self.task_with_lengths(kind, self.train_len)
+    }
+
+    fn task_with_lengths(&self, kind: CopyKind, (lo, hi): (usize, usize)) -> CopyConfig {
         CopyConfig::new(kind)
             .with_letters(self.letters)
             .with_ngram(self.ngram)
-            .with_train_lengths(self.train_len.0, self.train_len.1)
+            .with_train_lengths(lo, hi)
             .with_context(self.context)
     }
 
     /// Every training of the comparison, then the state-size sweep.
     pub fn runs(&self) -> Result<Vec<CopyRun>> {
-        if self.eval_len.0 == 0 || self.eval_len.0 > self.eval_len.1 {
-            return Err(SeqError::InvalidConfig(format!(
-                "evaluation lengths {}..{} are empty; give MIN..MAX with 1 ≤ MIN ≤ MAX",
-                self.eval_len.0, self.eval_len.1
-            )));
+        for (lo, hi) in [self.eval_len, self.sweep_eval_len] {
+            if lo == 0 || lo > hi {
+                return Err(SeqError::InvalidConfig(format!(
+                    "evaluation lengths {lo}..{hi} are empty; give MIN..MAX with 1 ≤ MIN ≤ MAX"
+                )));
+            }
         }
         if self.seeds.is_empty() || self.tasks.is_empty() || self.models.is_empty() {
             return Err(SeqError::InvalidConfig(
@@ -165,14 +172,17 @@ impl CopyingOptions {
         let mut runs = Vec::new();
         let run =
             |kind: CopyKind, model: CopyModel, size: CopyModelSize, seed: u64, sweep: bool| {
-                let task = self.task(kind);
+                let (task, lengths) = if sweep {
+                    (
+                        self.task_with_lengths(kind, self.sweep_train_len),
+                        self.sweep_eval_lengths(),
+                    )
+                } else {
+                    (self.task(kind), self.eval_lengths())
+                };
                 // Every evaluated length must fit the task (the n-gram tasks need n + 1 letters).
                 let min = task.min_string_len();
-                let lengths: Vec<usize> = self
-                    .eval_lengths()
-                    .into_iter()
-                    .filter(|&l| l >= min)
-                    .collect();
+                let lengths: Vec<usize> = lengths.into_iter().filter(|&l| l >= min).collect();
                 CopyRun {
                     label: if sweep {
                         format!("{kind}/{model} N={}/seed {seed}", size.d_state)
@@ -211,8 +221,7 @@ impl CopyingOptions {
             }
         }
         if self.tasks.contains(&CopyKind::Copy) && self.models.contains(&CopyModel::Mamba) {
-            // The comparison's own Mamba run is the sweep's point at the default N.
-            for &n in self.state_sizes.iter().filter(|&&n| n != self.size.d_state) {
+            for &n in &self.state_sizes {
                 for &seed in &self.seeds {
                     let size = CopyModelSize {
                         d_state: n,
@@ -229,6 +238,23 @@ impl CopyingOptions {
         }
         Ok(runs)
     }
+}
+
+/// `points` lengths spread geometrically over `lo..=hi`, plus `train_max` when inside.
+fn lengths_between((lo, hi): (usize, usize), train_max: usize, points: usize) -> Vec<usize> {
+    let points = points.max(2);
+    let mut v: Vec<usize> = (0..points)
+        .map(|i| {
+            let f = i as f64 / (points - 1) as f64;
+            (lo as f64 * (hi as f64 / lo as f64).powf(f)).round() as usize
+        })
+        .collect();
+    if (lo..=hi).contains(&train_max) {
+        v.push(train_max);
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// One training and its evaluation.
@@ -498,10 +524,9 @@ fn pct(values: &[f64]) -> String {
     format!("{:.0}% ({:.0}–{:.0})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
 }
 
-/// Whether `o` is a point of the Mamba state-size sweep on `copy` (the sweep's own runs and the
-/// comparison's Mamba run at the default state size).
+/// Whether `o` is a point of the Mamba state-size sweep on `copy`.
 pub fn in_sweep(o: &CopyOutcome) -> bool {
-    o.run.sweep || (o.run.model == CopyModel::Mamba && o.run.task.kind == CopyKind::Copy)
+    o.run.sweep
 }
 
 /// The outcomes of the model comparison on `kind`, grouped per model (seeds together).
@@ -672,13 +697,22 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
     }
     // State sizes.
     let sweep: Vec<&CopyOutcome> = outcomes.iter().filter(|o| in_sweep(o)).collect();
-    if outcomes.iter().any(|o| o.run.sweep) {
+    if !sweep.is_empty() {
+        let sweep_lengths = options.sweep_eval_lengths();
+        let (lo, hi) = options.sweep_train_len;
         let _ = writeln!(
             r,
-            "## Mamba state size on `copy`\n\nA state of `E·N` numbers ({} channels × N) must hold \
-             the whole string to copy it; the table shows where each size breaks.\n\n| N | params | \
-             exact at {max_train} | exact at {far} | ≥ 50% up to |\n|---|---|---|---|---|",
+            "## Mamba state size on `copy`\n\nTrained on strings of {lo}–{hi} letters (same budget); \
+             a state holds `E·N` numbers per block ({} channels × N). Exact match per evaluated \
+             length, mean over seeds:\n",
             options.size.d_model * 2
+        );
+        let header: Vec<String> = sweep_lengths.iter().map(|l| format!("L = {l}")).collect();
+        let _ = writeln!(
+            r,
+            "| N | params | {} | ≥ 50% up to (per seed) |\n|---|---|{}---|",
+            header.join(" | "),
+            "---|".repeat(sweep_lengths.len())
         );
         let mut sizes: Vec<usize> = sweep.iter().map(|o| o.run.size.d_state).collect();
         sizes.sort_unstable();
@@ -690,26 +724,30 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
                 .copied()
                 .filter(|o| o.run.size.d_state == n)
                 .collect();
-            let vals = |f: &dyn Fn(&CopyOutcome) -> Option<f64>| -> Vec<f64> {
-                g.iter().filter_map(|o| f(o)).collect()
-            };
             let up_to = g
                 .iter()
                 .map(|o| o.holds_up_to(0.5).map_or("–".into(), |l| l.to_string()))
                 .collect::<Vec<_>>()
                 .join(", ");
             reach.push(format!("N = {n}: {up_to}"));
+            let cells: Vec<String> = sweep_lengths
+                .iter()
+                .map(|&l| {
+                    let v: Vec<f64> = g.iter().filter_map(|o| o.exact_at(l)).collect();
+                    pct(&v)
+                })
+                .collect();
             let _ = writeln!(
                 r,
-                "| {n} | {} | {} | {} | {up_to} |",
+                "| {n} | {} | {} | {up_to} |",
                 g[0].params,
-                pct(&vals(&|o| o.exact_at(max_train))),
-                pct(&vals(&|o| o.exact_at(far))),
+                cells.join(" | ")
             );
         }
         r.push('\n');
         findings.push(format!(
-            "Mamba state size (longest length with ≥ 50% exact match on copy, per seed): {}.",
+            "Mamba state size (trained on {lo}–{hi} letters; longest length with ≥ 50% exact match \
+             on copy, per seed): {}.",
             reach.join("; ")
         ));
     }

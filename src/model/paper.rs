@@ -19,8 +19,8 @@ pub enum CopyModel {
     TNope,
     /// GPT blocks with ALiBi (slopes `2^(−8h/H)`).
     TAlibi,
-    /// GPT blocks where half of the heads (at least one) see a window (head `h` the last `h+1`
-    /// tokens) and the others are NoPE.
+    /// GPT blocks where [`CopyModelSize::windowed_heads`] heads see a window (head `h` the
+    /// last `h+1` tokens) and the others are NoPE.
     THardAlibi,
     /// Mamba blocks.
     Mamba,
@@ -37,6 +37,9 @@ pub struct CopyModelSize {
     pub attention_layers: usize,
     /// Attention heads.
     pub n_heads: usize,
+    /// Heads of `T_hard_alibi` that see a window (head `h` the last `h+1` tokens); the other
+    /// `n_heads − windowed_heads` heads are NoPE. The paper's default is 8 of 12.
+    pub windowed_heads: usize,
     /// Mamba blocks (≈ the transformers' parameter count at 1.5× their layers).
     pub mamba_layers: usize,
     /// Mamba state size `N`.
@@ -46,7 +49,7 @@ pub struct CopyModelSize {
 }
 
 impl Default for CopyModelSize {
-    /// `D = 32`: 2 GPT blocks with 4 heads (≈ 26 K parameters with a small vocabulary),
+    /// `D = 32`: 2 GPT blocks with 4 heads, 3 of them windowed in `T_hard_alibi` (≈ 26 K parameters with a small vocabulary),
     /// 3 Mamba blocks with `N = 16` (≈ 31 K), 3 LSTM blocks (≈ 27 K) — sized for a 2-core CPU
     /// (≈ 60 ms per step of 16 rows × 110 tokens for a transformer, 50 ms for Mamba).
     fn default() -> Self {
@@ -54,6 +57,7 @@ impl Default for CopyModelSize {
             d_model: 32,
             attention_layers: 2,
             n_heads: 4,
+            windowed_heads: 3,
             mamba_layers: 3,
             d_state: 16,
             lstm_layers: 3,
@@ -102,7 +106,7 @@ impl CopyModel {
             CopyModel::TAlibi => (vec![gpt; size.attention_layers], PositionEncoding::alibi()),
             CopyModel::THardAlibi => (
                 vec![gpt; size.attention_layers],
-                PositionEncoding::hard_alibi((size.n_heads / 2).max(1)),
+                PositionEncoding::hard_alibi(size.windowed_heads),
             ),
             CopyModel::Mamba => (
                 vec![LayerKind::Mamba.into(); size.mamba_layers],

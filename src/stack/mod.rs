@@ -280,7 +280,7 @@ impl<B: Backend> Block<B> {
             MixerBlock::Attention(b) => b.forward(x),
             MixerBlock::Mamba(b) => b.forward(x),
             MixerBlock::Lstm(b) => {
-                let (h, _) = b.lstm.forward(b.norm.forward(x.clone()), None); // [B, L, D]
+                let (h, _) = crate::lstm::lstm_forward(&b.lstm, b.norm.forward(x.clone()), None); // [B, L, D]
                 x + h
             }
         };
@@ -323,7 +323,7 @@ impl<B: Backend> Block<B> {
             }
             (MixerBlock::Lstm(b), LayerState::Lstm(s)) => {
                 let s = s.map(|(cell, hidden)| LstmState::new(cell, hidden));
-                let (h, s) = b.lstm.forward(b.norm.forward(x.clone()), s); // [B, T, D]
+                let (h, s) = crate::lstm::lstm_forward(&b.lstm, b.norm.forward(x.clone()), s); // [B, T, D]
                 (x + h, LayerState::Lstm(Some((s.cell, s.hidden))))
             }
             (_, other) => {

@@ -15,8 +15,15 @@ fn copying_quick_writes_every_output() {
     }
     .quick();
     let outcomes = copying::<CpuAutodiff>(&options, &Default::default()).unwrap();
-    // 2 tasks × 2 models + the state sweep on copy (N = 2; N = 4 is the comparison's run).
-    assert_eq!(outcomes.len(), 5);
+    // 2 tasks × 2 models + the state sweep on copy (N = 2 and 4, trained on 2–4 letters).
+    assert_eq!(outcomes.len(), 6);
+    let sweep: Vec<_> = outcomes.iter().filter(|o| o.run.sweep).collect();
+    assert_eq!(sweep.len(), 2);
+    for o in sweep {
+        assert_eq!(o.run.task.train_max, options.sweep_train_len.1);
+        let lengths: Vec<usize> = o.lengths.iter().map(|l| l.len).collect();
+        assert_eq!(lengths, options.sweep_eval_lengths());
+    }
     for o in &outcomes {
         assert!(o.params > 0 && o.examples_per_step >= options.batch as f64);
         assert_eq!(o.report.curve.first().map(|p| p.step), Some(0));
@@ -35,7 +42,7 @@ fn copying_quick_writes_every_output() {
         assert_eq!(o.samples.len(), 3);
     }
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
-    assert_eq!(read("summary.csv").lines().count(), 6);
+    assert_eq!(read("summary.csv").lines().count(), 7);
     let report = read("report.md");
     for needle in [
         "## Task `copy`",

@@ -7,11 +7,13 @@ mod common;
 mod conventions;
 mod copying_quick;
 mod decode;
+mod determinism;
 mod discretization;
 mod experiments_quick;
 /// The examples' experiment drivers (`examples/common`), mounted to run their quick versions.
 #[path = "../../examples/common/mod.rs"]
 mod harness;
+mod lstm;
 mod mamba;
 mod mamba_state;
 mod objective;

@@ -1,0 +1,147 @@
+"""Side-by-side training speed: seqlayers vs PyTorch + mambapy, on this machine, in one run.
+
+Install PyTorch first (CPU is enough):
+
+    python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy
+
+Then, from the repository root:
+
+    python3 bench/pytorch/compare.py --out docs/results/train_speed.md
+
+It builds and runs `cargo run --release --example train_speed -- --tsv` and
+`bench/pytorch/train_speed.py` with the same thread count, one after the other, and writes a
+markdown table with both timings, the ratio seqlayers / PyTorch, the issue's target ratio and
+the CPU (model name and SIMD level).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+LABELS = {
+    "attention-nope": "attention (NoPE)",
+    "attention-rope": "attention (RoPE)",
+    "attention-learned": "attention (learned PE)",
+    "hybrid": "hybrid Mamba→attention",
+    "mamba": "Mamba",
+    "mamba-sequential": "Mamba, sequential scan",
+    "lstm": "LSTM",
+}
+# Targets of the performance issue: seqlayers time ≤ ratio × PyTorch time.
+TARGETS = {
+    "attention-nope": 0.5, "attention-rope": 0.5, "attention-learned": 0.5,
+    "hybrid": 0.3, "mamba": 0.2, "lstm": 1.0,
+}
+
+
+def cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_simd():
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    if "avx512f" in flags:
+        return "AVX-512"
+    if "avx2" in flags and "fma" in flags:
+        return "AVX2+FMA"
+    return "SSE2"
+
+
+def parse(text):
+    header, rows = [], {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            header.append(line.lstrip("# ").strip())
+        elif line.strip():
+            key, d, ms = line.split("\t")
+            rows[(key, int(d))] = float(ms)
+    return header, rows
+
+
+def run(cmd, env=None):
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per case")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for both (default: all cores)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the Python that has torch and mambapy")
+    parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
+    args = parser.parse_args()
+
+    try:
+        run([args.python, "-c", "import torch, mambapy"])
+    except subprocess.CalledProcessError:
+        sys.exit("PyTorch or mambapy is missing for " + args.python +
+                 ": python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy")
+
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+    run(["cargo", "build", "--release", "--example", "train_speed"])
+    started = datetime.datetime.now(datetime.timezone.utc)
+    ours_header, ours = parse(run(["cargo", "run", "--release", "--quiet", "--example",
+                                   "train_speed", "--", "--tsv", "--steps", str(args.steps)],
+                                  env=env))
+    torch_header, theirs = parse(run([args.python, str(HERE / "train_speed.py"), "--steps",
+                                      str(args.steps), "--threads", str(args.threads)]))
+    minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
+
+    lines = [
+        "# Training speed, side by side with PyTorch + mambapy",
+        "",
+        f"CPU: {cpu_name()}, {os.cpu_count()} cores, {cpu_simd()}; {args.threads} threads for "
+        f"both. Run {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min for both halves.",
+        "",
+        f"- seqlayers: {'; '.join(ours_header)}",
+        f"- PyTorch: {'; '.join(torch_header)}",
+        "",
+        "Command: `python3 bench/pytorch/compare.py --steps "
+        f"{args.steps} --out docs/results/train_speed.md` (both programs one after the other in "
+        "one invocation). One optimizer step (forward + backward + Adam) of the recall "
+        f"classifier, K = 16, L = 64, batch 64, 2 blocks; mean of {args.steps} steps after 5 "
+        "warm-up steps. Ratio = seqlayers / PyTorch (below 1: we are faster).",
+        "",
+        "| model | d | PyTorch ms | seqlayers ms | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (key, d), ms in ours.items():
+        torch_ms = theirs.get((key, d))
+        target = TARGETS.get(key)
+        ratio = ms / torch_ms if torch_ms else None
+        lines.append("| {} | {} | {} | {:.2f} | {} | {} | {} |".format(
+            LABELS.get(key, key), d,
+            f"{torch_ms:.2f}" if torch_ms else "–",
+            ms,
+            f"{ratio:.2f}×" if ratio else "–",
+            f"≤ {target}×" if target else "–",
+            ("yes" if ratio <= target else "no") if ratio and target else "–",
+        ))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
