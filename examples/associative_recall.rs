@@ -49,7 +49,7 @@ fn main() {
             ),
             "sequence length",
             "accuracy",
-            &length_series(&group, |o| o.run.model.to_string()),
+            &length_series(&group, |o| o.series_name(options.seeds.len() > 1)),
             false,
         ));
     }

@@ -78,6 +78,10 @@ struct Args {
     /// Evaluated lengths of the state-size sweep, `MIN..MAX`.
     #[arg(long, value_parser = range)]
     sweep_eval_len: Option<(usize, usize)>,
+    /// Run only the Mamba state-size sweep (needs `copy` among the tasks and `mamba` among the
+    /// models, as by default).
+    #[arg(long, conflicts_with = "no_sweep")]
+    sweep_only: bool,
     /// Skip the Mamba state-size sweep.
     #[arg(long)]
     no_sweep: bool,
@@ -144,6 +148,7 @@ impl Args {
         }
         o.sweep_train_len = self.sweep_train_len.unwrap_or(o.sweep_train_len);
         o.sweep_eval_len = self.sweep_eval_len.unwrap_or(o.sweep_eval_len);
+        o.sweep_only = self.sweep_only;
         if self.no_sweep {
             o.state_sizes.clear();
         }

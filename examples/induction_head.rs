@@ -45,7 +45,7 @@ fn main() {
             ),
             "sequence length",
             "accuracy",
-            &length_series(&group, |o| o.run.model.to_string()),
+            &length_series(&group, |o| o.series_name(options.seeds.len() > 1)),
             false,
         ));
         warn_on_error(line_plot(
@@ -56,7 +56,7 @@ fn main() {
             ),
             "optimizer step",
             "test-batch accuracy",
-            &convergence_series(&group, |o| o.run.model.to_string()),
+            &convergence_series(&group, |o| o.series_name(options.seeds.len() > 1)),
             false,
         ));
     }

@@ -65,13 +65,14 @@ def cpu_simd():
 
 
 def parse(text):
+    """`# header` lines, and `key<TAB>int…<TAB>value` rows keyed by (key, ints…)."""
     header, rows = [], {}
     for line in text.splitlines():
         if line.startswith("#"):
             header.append(line.lstrip("# ").strip())
         elif line.strip():
-            key, d, ms = line.split("\t")
-            rows[(key, int(d))] = float(ms)
+            *key, value = line.split("\t")
+            rows[(key[0], *map(int, key[1:]))] = float(value)
     return header, rows
 
 
@@ -98,13 +99,17 @@ def main():
                  ": python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy")
 
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
-    run(["cargo", "build", "--release", "--example", "train_speed"])
+    run(["cargo", "build", "--release", "--example", "train_speed", "--example", "decode_speed"])
     started = datetime.datetime.now(datetime.timezone.utc)
     ours_header, ours = parse(run(["cargo", "run", "--release", "--quiet", "--example",
                                    "train_speed", "--", "--tsv", "--steps", str(args.steps)],
                                   env=env))
     torch_header, theirs = parse(run([args.python, str(HERE / "train_speed.py"), "--steps",
                                       str(args.steps), "--threads", str(args.threads)]))
+    _, ours_decode = parse(run(["cargo", "run", "--release", "--quiet", "--example",
+                                "decode_speed", "--", "--tsv"], env=env))
+    _, theirs_decode = parse(run([args.python, str(HERE / "decode_speed.py"), "--threads",
+                                  str(args.threads)]))
     minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
 
     lines = [
@@ -137,6 +142,24 @@ def main():
             f"≤ {target}×" if target else "–",
             ("yes" if ratio <= target else "no") if ratio and target else "–",
         ))
+    lines += [
+        "",
+        "## Decoding",
+        "",
+        "Generated tokens per second, one-token steps from the cached state (KV caches; Mamba's "
+        "conv window + SSM state via mambapy's `MambaBlock.step`), 2 blocks, d = 64, vocabulary "
+        "64, greedy arg-max after every step, 128 tokens after a one-token prompt "
+        "(`cargo run --release --example decode_speed`, `bench/pytorch/decode_speed.py`). "
+        "Speed-up = seqlayers / PyTorch tokens/s (above 1: we are faster).",
+        "",
+        "| model | d | batch | PyTorch tokens/s | seqlayers tokens/s | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (key, d, batch), tps in ours_decode.items():
+        other = theirs_decode.get((key, d, batch))
+        lines.append("| {} | {} | {} | {} | {:.0f} | {} |".format(
+            LABELS.get(key, key), d, batch, f"{other:.0f}" if other else "–", tps,
+            f"{tps / other:.2f}×" if other else "–"))
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

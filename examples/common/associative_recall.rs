@@ -12,7 +12,7 @@ use seqlayers::model::ModelKind;
 
 use super::experiments::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
 use super::recall::{RecallOutcome, RecallRun};
-use super::report::{findings, results_table};
+use super::report::{findings, results_table, seed_summary};
 
 /// The models of Problem 2.
 pub const PROBLEM2_MODELS: [ModelKind; 4] = [
@@ -44,14 +44,14 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     let mut runs = Vec::new();
     for &model in &models {
         for &m in &ms {
-            runs.push(options.runs_for(model, task(m, d2, tau)));
+            runs.extend(options.runs_for(model, task(m, d2, tau)));
         }
     }
     for &m in &ms {
-        runs.push(options.runs_for(ModelKind::Mamba, task(m, d3, tau)));
+        runs.extend(options.runs_for(ModelKind::Mamba, task(m, d3, tau)));
     }
     let m_max = ms.iter().copied().max().unwrap_or(16);
-    runs.push(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
+    runs.extend(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
     runs
 }
 
@@ -80,13 +80,27 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
     s.push_str("Plots: `p2_accuracy_vs_length_M{M}.png`, `p3_accuracy_vs_length.png`, `convergence_p2.png`, \
                 `convergence_p3.png`. Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
     let _ = writeln!(s, "## Problem 2 (d = {d2}, τ = 1)\n");
-    s.push_str(&results_table(&p2));
-    s.push_str(&findings(&p2));
-    s.push_str(&by_queries(&p2));
+    let multi = options.seeds.len() > 1;
+    let summary = |part: &[RecallOutcome]| {
+        if multi {
+            format!(
+                "{}\nEvery run:\n\n{}",
+                seed_summary(part),
+                results_table(part)
+            )
+        } else {
+            results_table(part) + &findings(part)
+        }
+    };
+    s.push_str(&summary(&p2));
+    if !multi {
+        s.push_str(&by_queries(&p2));
+    }
     s.push_str("\n## Problem 3 (Mamba, larger d)\n\n");
-    s.push_str(&results_table(&p3));
-    s.push_str(&findings(&p3));
-    s.push_str(&width_effect(&p2, &p3));
+    s.push_str(&summary(&p3));
+    if !multi {
+        s.push_str(&width_effect(&p2, &p3));
+    }
     s.push_str(MECHANISMS);
     s
 }

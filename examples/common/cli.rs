@@ -18,6 +18,13 @@ pub struct RecallArgs {
     /// Seed of data, embedding and initialization.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Several seeds (comma-separated): every run once per seed, reported as mean and range.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Stop a run once its test-batch accuracy has not improved by 0.5 points for this many
+    /// steps (besides the early stop at 99% and the step budget).
+    #[arg(long)]
+    pub plateau_steps: Option<usize>,
     /// Comma-separated models (transformer-learned, transformer-rope, transformer-nope, mamba,
     /// hybrid-a, hybrid-b, lstm).
     #[arg(long, value_delimiter = ',')]
@@ -75,7 +82,12 @@ impl RecallArgs {
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from(default_out));
-        o.seed = self.seed;
+        o.seeds = if self.seeds.is_empty() {
+            vec![self.seed]
+        } else {
+            self.seeds.clone()
+        };
+        o.plateau_steps = self.plateau_steps;
         o.models = self.models.clone();
         o.n_queries = self.n_queries.clone();
         o.delays = self.delays.clone();

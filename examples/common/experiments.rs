@@ -12,7 +12,7 @@ use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::data::RecallConfig;
 use seqlayers::error::ensure_nonzero;
 use seqlayers::model::ModelKind;
-use seqlayers::train::{EarlyStop, TrainConfig};
+use seqlayers::train::{EarlyStop, PlateauStop, TrainConfig};
 use seqlayers::{Result, SeqError};
 
 use super::parallel::run_parallel;
@@ -49,8 +49,11 @@ pub struct ExperimentOptions {
     pub eval_samples: usize,
     /// Attention heads.
     pub n_heads: usize,
-    /// Seed of data and initialization.
-    pub seed: u64,
+    /// Seeds of data, embedding and initialization: every run is repeated once per seed.
+    pub seeds: Vec<u64>,
+    /// Stop a run whose test-batch accuracy has not improved by 0.5 points for this many steps
+    /// (`None`: only the early stop and the step budget end a run).
+    pub plateau_steps: Option<usize>,
     /// Show progress bars.
     pub progress: bool,
     /// Evaluate only a few lengths (τ+2, L, 2L, 3L) instead of every one.
@@ -78,7 +81,8 @@ impl Default for ExperimentOptions {
             eval_max_len: None,
             eval_samples: 256,
             n_heads: 1,
-            seed: 0,
+            seeds: vec![0],
+            plateau_steps: None,
             progress: true,
             sparse_eval: false,
             jobs: 1,
@@ -102,14 +106,22 @@ impl ExperimentOptions {
         format!(
             "training length L = {}, batch size {}, Adam lr {}, at most {} steps (early stop once the \
              accuracy on a fixed test batch of 256 sequences stays ≥ 99% for 4 evaluations, evaluated \
-             every {} steps), seed {}. Accuracy is measured after training on {} fresh sequences at \
+             every {} steps{}), seed{} {}. Accuracy is measured after training on {} fresh sequences at \
              each length from τ + 2 to {}.",
             self.train_len,
             self.batch_size,
             self.lr,
             self.steps,
             self.eval_every,
-            self.seed,
+            self.plateau_steps.map_or(String::new(), |p| format!(
+                "; plateau stop once it has not improved by 0.5 points for {p} steps"
+            )),
+            if self.seeds.len() > 1 { "s" } else { "" },
+            self.seeds
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             self.eval_samples,
             self.eval_max_len
                 .map_or("3L".to_string(), |m| m.to_string()),
@@ -117,17 +129,24 @@ impl ExperimentOptions {
     }
 
     /// The recall task with `M = n_queries`, width `dim` and delay `delay`, and the options'
-    /// vocabulary, training length and seed (which also seeds the embedding).
+    /// vocabulary and training length (each run sets its seed, which also seeds the embedding).
     pub(super) fn task(&self, n_queries: usize, dim: usize, delay: usize) -> RecallConfig {
         RecallConfig::new(n_queries)
             .with_vocab(self.vocab)
             .with_dim(dim)
             .with_train_len(self.train_len)
             .with_delay(delay)
-            .with_embedding_seed(self.seed)
     }
 
-    pub(super) fn runs_for(&self, model: ModelKind, task: RecallConfig) -> RecallRun {
+    /// One run of `model` on `task` per seed.
+    pub(super) fn runs_for(&self, model: ModelKind, task: RecallConfig) -> Vec<RecallRun> {
+        self.seeds
+            .iter()
+            .map(|&seed| self.run_for(model, task.clone().with_embedding_seed(seed), seed))
+            .collect()
+    }
+
+    fn run_for(&self, model: ModelKind, task: RecallConfig, seed: u64) -> RecallRun {
         let max_len = self.eval_max_len.unwrap_or(3 * task.train_len);
         let eval_lengths = if self.sparse_eval {
             let mut v = vec![task.min_len(), task.train_len, 2 * task.train_len, max_len];
@@ -148,19 +167,30 @@ impl ExperimentOptions {
                     target: 0.99,
                     patience: 4,
                 }),
-                seed: self.seed,
+                plateau_stop: self.plateau_steps.map(|steps| PlateauStop {
+                    patience: steps.div_ceil(self.eval_every).max(1),
+                    min_delta: 0.005,
+                }),
+                seed,
                 ..TrainConfig::default()
             },
-            name: format!(
-                "{model} M={} τ={} d={}",
-                task.n_queries, task.delay, task.dim
-            ),
+            name: if self.seeds.len() > 1 {
+                format!(
+                    "{model} M={} τ={} d={} seed {seed}",
+                    task.n_queries, task.delay, task.dim
+                )
+            } else {
+                format!(
+                    "{model} M={} τ={} d={}",
+                    task.n_queries, task.delay, task.dim
+                )
+            },
             progress: self.progress,
             eval_lengths,
             eval_samples: self.eval_samples,
             eval_batch: 256,
             n_heads: self.n_heads,
-            model_seed: self.seed,
+            model_seed: seed,
             task,
         }
     }
@@ -182,6 +212,11 @@ pub fn run_all<B: AutodiffBackend>(
             run.eval_samples,
         )?;
         ensure_nonzero("eval_batch", run.eval_batch)?;
+    }
+    if runs.is_empty() {
+        return Err(SeqError::InvalidConfig(
+            "nothing to run: give at least one seed and one model".into(),
+        ));
     }
     let cost = |r: &RecallRun| r.task.dim * r.task.dim * r.task.train_len * r.train.steps;
     run_parallel(

@@ -9,7 +9,7 @@ use seqlayers::model::ModelKind;
 
 use super::experiments::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
 use super::recall::{RecallOutcome, RecallRun};
-use super::report::{findings, results_table};
+use super::report::{findings, results_table, seed_summary};
 
 /// The six models of Problem 1.
 pub const PROBLEM1_MODELS: [ModelKind; 6] = [
@@ -37,7 +37,7 @@ pub fn induction_head_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     let mut runs = Vec::new();
     for &delay in &delays {
         for &model in &models {
-            runs.push(options.runs_for(model, options.task(1, dim, delay)));
+            runs.extend(options.runs_for(model, options.task(1, dim, delay)));
         }
     }
     runs
@@ -66,11 +66,18 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
     );
     s.push_str("Plots: `accuracy_vs_length_tau{τ}.png` (one curve per model), `convergence_tau{τ}.png` \
                 (test-batch accuracy against optimizer steps). Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
-    s.push_str("## Results\n\n");
-    s.push_str(&results_table(outcomes));
-    s.push_str("\n## Findings (computed from the numbers above)\n");
-    s.push_str(&findings(outcomes));
-    s.push_str(&delay_effect(outcomes));
+    if options.seeds.len() > 1 {
+        s.push_str("## Across seeds\n\n");
+        s.push_str(&seed_summary(outcomes));
+        s.push_str("\n## Every run\n\n");
+        s.push_str(&results_table(outcomes));
+    } else {
+        s.push_str("## Results\n\n");
+        s.push_str(&results_table(outcomes));
+        s.push_str("\n## Findings (computed from the numbers above)\n");
+        s.push_str(&findings(outcomes));
+        s.push_str(&delay_effect(outcomes));
+    }
     s.push_str(MECHANISMS);
     s
 }

@@ -611,6 +611,7 @@ pub fn run_pig_latin<B: AutodiffBackend>(
         eval_every: (steps / options.curve_points.max(1)).max(1),
         test_batch: options.curve_batch,
         early_stop: None,
+        plateau_stop: None,
         seed: options.seed,
     };
     let label = run.label();

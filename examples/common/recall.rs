@@ -65,6 +65,15 @@ pub struct RecallOutcome {
 }
 
 impl RecallOutcome {
+    /// The name of this run's plot series: the model, plus the seed when there are several.
+    pub fn series_name(&self, several_seeds: bool) -> String {
+        if several_seeds {
+            format!("{} (seed {})", self.run.model, self.run.train.seed)
+        } else {
+            self.run.model.to_string()
+        }
+    }
+
     /// Accuracy at length `len`, if it was evaluated.
     pub fn accuracy_at(&self, len: usize) -> Option<f64> {
         self.lengths.iter().find(|l| l.len == len).map(|l| l.score)
@@ -145,23 +154,27 @@ where
 pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| SeqError::write(dir, e))?;
     let mut summary = String::from(
-        "model,M,tau,d,L,params,steps_run,converged_at,ms_per_step,wall_s,acc_at_L,acc_at_2L,acc_at_3L\n",
+        "model,M,tau,d,seed,L,params,steps_run,stop,converged_at,ms_per_step,wall_s,acc_at_L,acc_at_2L,acc_at_3L\n",
     );
-    let mut curves = String::from("model,M,tau,d,step,loss,test_accuracy\n");
-    let mut lengths = String::from("model,M,tau,d,len,accuracy,samples\n");
+    let mut curves = String::from("model,M,tau,d,seed,step,loss,test_accuracy\n");
+    let mut lengths = String::from("model,M,tau,d,seed,len,accuracy,samples\n");
     for o in outcomes {
         let t = &o.run.task;
-        let key = format!("{},{},{},{}", o.run.model, t.n_queries, t.delay, t.dim);
+        let key = format!(
+            "{},{},{},{},{}",
+            o.run.model, t.n_queries, t.delay, t.dim, o.run.train.seed
+        );
         let at = |n: usize| {
             o.accuracy_at(n)
                 .map_or(String::new(), |a| format!("{a:.4}"))
         };
         let _ = writeln!(
             summary,
-            "{key},{},{},{},{},{:.2},{:.1},{},{},{}",
+            "{key},{},{},{},{},{},{:.2},{:.1},{},{},{}",
             t.train_len,
             o.params,
             o.report.steps_run,
+            o.report.stop,
             o.report
                 .converged_at
                 .map_or(String::new(), |s| s.to_string()),

@@ -32,21 +32,23 @@ fn pct(x: Option<f64>) -> String {
 /// A markdown table with one row per run.
 pub fn results_table(outcomes: &[RecallOutcome]) -> String {
     let mut s = String::from(
-        "| model | M | τ | d | params | steps | converged at | ms/step | acc @ L | mean acc (L, 2L] | mean acc (2L, 3L] | ≥ 90% from L up to |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| model | M | τ | d | seed | params | steps | ended by | converged at | ms/step | acc @ L | mean acc (L, 2L] | mean acc (2L, 3L] | ≥ 90% from L up to |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let t = &o.run.task;
         let l = t.train_len;
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |",
             o.run.model,
             t.n_queries,
             t.delay,
             t.dim,
+            o.run.train.seed,
             o.params,
             o.report.steps_run,
+            o.report.stop,
             o.report
                 .converged_at
                 .map_or("not reached".into(), |s| s.to_string()),
@@ -55,6 +57,157 @@ pub fn results_table(outcomes: &[RecallOutcome]) -> String {
             pct(o.mean_accuracy(l + 1..=2 * l)),
             pct(o.mean_accuracy(2 * l + 1..=3 * l)),
             solved_up_to(o).map_or("–".into(), |n| n.to_string()),
+        );
+    }
+    s
+}
+
+/// Mean, minimum and maximum of `v` as `"m% (lo–hi)"` (one value: `"m%"`; none: `"–"`).
+fn pct_range(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "–".into();
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.len() == 1 {
+        format!("{:.1}%", 100.0 * mean)
+    } else {
+        format!("{:.1}% ({:.0}–{:.0})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
+    }
+}
+
+/// The runs grouped by (model, M, τ, d) — the seeds of one configuration together — in order
+/// of first appearance.
+fn seed_groups(outcomes: &[RecallOutcome]) -> Vec<Vec<&RecallOutcome>> {
+    let key = |o: &RecallOutcome| {
+        let t = &o.run.task;
+        (o.run.model, t.n_queries, t.delay, t.dim, t.train_len)
+    };
+    let mut groups: Vec<Vec<&RecallOutcome>> = Vec::new();
+    for o in outcomes {
+        match groups.iter_mut().find(|g| key(g[0]) == key(o)) {
+            Some(g) => g.push(o),
+            None => groups.push(vec![o]),
+        }
+    }
+    groups
+}
+
+/// A markdown table with one row per configuration across its seeds (mean and min–max), how
+/// each seed's run ended, and findings that hold on every seed.
+pub fn seed_summary(outcomes: &[RecallOutcome]) -> String {
+    let groups = seed_groups(outcomes);
+    let mut s = String::from(
+        "| model | M | τ | d | seeds | steps run (per seed) | ended by | acc @ L | mean acc (L, 2L] | mean acc (2L, 3L] | ≥ 90% from L up to (per seed) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let per_seed = |g: &[&RecallOutcome], f: &dyn Fn(&RecallOutcome) -> String| {
+        g.iter().map(|o| f(o)).collect::<Vec<_>>().join(", ")
+    };
+    for g in &groups {
+        let t = &g[0].run.task;
+        let l = t.train_len;
+        let vals = |f: &dyn Fn(&RecallOutcome) -> Option<f64>| -> Vec<f64> {
+            g.iter().filter_map(|o| f(o)).collect()
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            g[0].run.model,
+            t.n_queries,
+            t.delay,
+            t.dim,
+            g.len(),
+            per_seed(g, &|o| o.report.steps_run.to_string()),
+            per_seed(g, &|o| o.report.stop.to_string()),
+            pct_range(&vals(&|o| o.accuracy_at(l))),
+            pct_range(&vals(&|o| o.mean_accuracy(l + 1..=2 * l))),
+            pct_range(&vals(&|o| o.mean_accuracy(2 * l + 1..=3 * l))),
+            per_seed(g, &|o| solved_up_to(o)
+                .map_or("–".into(), |n| n.to_string())),
+        );
+    }
+    // Findings per task setting (M, τ, d), counting seeds.
+    let mut settings: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for g in &groups {
+        let t = &g[0].run.task;
+        let k = (t.n_queries, t.delay, t.dim, t.train_len);
+        if !settings.contains(&k) {
+            settings.push(k);
+        }
+    }
+    for (m, tau, d, l) in settings {
+        let here: Vec<&Vec<&RecallOutcome>> = groups
+            .iter()
+            .filter(|g| {
+                let t = &g[0].run.task;
+                (t.n_queries, t.delay, t.dim, t.train_len) == (m, tau, d, l)
+            })
+            .collect();
+        let solved = |o: &RecallOutcome| o.accuracy_at(l).is_some_and(|a| a >= SOLVED);
+        let general = |o: &RecallOutcome| {
+            solved(o)
+                && o.mean_accuracy(2 * l + 1..=3 * l)
+                    .is_some_and(|a| a >= SOLVED)
+        };
+        let classify = |pred: &dyn Fn(&RecallOutcome) -> bool| {
+            let (mut all, mut some, mut none) = (Vec::new(), Vec::new(), Vec::new());
+            for g in &here {
+                let n = g.iter().filter(|o| pred(o)).count();
+                let name = g[0].run.model.name();
+                if n == g.len() {
+                    all.push(name.to_string());
+                } else if n > 0 {
+                    some.push(format!("{name} ({n}/{})", g.len()));
+                } else {
+                    none.push(name.to_string());
+                }
+            }
+            let list = |v: Vec<String>| {
+                if v.is_empty() {
+                    "none".into()
+                } else {
+                    v.join(", ")
+                }
+            };
+            (list(all), list(some), list(none))
+        };
+        let _ = writeln!(
+            s,
+            "\n**M={m}, τ={tau}, d={d}, L={l}** (findings across seeds)\n"
+        );
+        let (all, some, none) = classify(&solved);
+        let _ = writeln!(
+            s,
+            "- Solved at L (≥ {:.0}%) on every seed: {all}; on some seeds: {some}; on none: {none}.",
+            100.0 * SOLVED
+        );
+        let (all, some, _) = classify(&general);
+        let _ = writeln!(
+            s,
+            "- Length generalization (≥ {:.0}% on (2L, 3L]) on every seed: {all}; on some seeds: {some}.",
+            100.0 * SOLVED
+        );
+        let converged: Vec<String> = here
+            .iter()
+            .filter(|g| g.iter().all(|o| o.report.converged_at.is_some()))
+            .map(|g| {
+                let steps: Vec<String> = g
+                    .iter()
+                    .map(|o| o.report.converged_at.unwrap_or(0).to_string())
+                    .collect();
+                format!("{} ({})", g[0].run.model, steps.join(", "))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "- Converged (early stop) on every seed, at steps: {}.",
+            if converged.is_empty() {
+                "none".into()
+            } else {
+                converged.join("; ")
+            }
         );
     }
     s
@@ -190,6 +343,7 @@ mod tests {
                 curve: Vec::new(),
                 steps_run: 1,
                 converged_at: None,
+                stop: seqlayers::train::StopReason::Budget,
                 ms_per_step: 1.0,
             },
             lengths: accuracies

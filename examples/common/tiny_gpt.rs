@@ -577,6 +577,7 @@ pub fn run_tiny_gpt<B: AutodiffBackend>(
         eval_every: (options.steps / options.curve_points.max(1)).max(1),
         test_batch: options.eval_windows,
         early_stop: None,
+        plateau_stop: None,
         seed: options.seed,
     };
     let mut progress = Progress::new(&ablation.name(), options.steps, options.progress);

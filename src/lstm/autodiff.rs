@@ -69,7 +69,8 @@ struct LstmRecurrenceState {
     w_h: FloatTensor<Cpu>,
     h0: Option<FloatTensor<Cpu>>,
     c0: Option<FloatTensor<Cpu>>,
-    h: Vec<f32>,
+    /// The packed output (its first `B·L·H` values are `h`; shared with the graph, not copied).
+    packed: FloatTensor<Cpu>,
     c: Vec<f32>,
     gates: Vec<f32>,
 }
@@ -90,6 +91,7 @@ impl Backward<Cpu, 4> for LstmRecurrenceBackward {
         let nh = dims.b * dims.l * dims.h;
         let (xw, w_h) = (values(&s.xw), values(&s.w_h));
         let (h0, c0) = (s.h0.as_ref().map(values), s.c0.as_ref().map(values));
+        let h = values(&s.packed);
         let g = kernel::backward(
             dims,
             LstmBackwardInput {
@@ -99,7 +101,7 @@ impl Backward<Cpu, 4> for LstmRecurrenceBackward {
                     h0: h0.as_deref(),
                     c0: c0.as_deref(),
                 },
-                h: &s.h,
+                h: &h[..nh],
                 c: &s.c,
                 gates: &s.gates,
                 dh: &packed[..nh],
@@ -161,8 +163,9 @@ pub(super) fn autodiff_forward(
         )
     };
     let (b, l, hd) = (dims.b, dims.l, dims.h);
-    let mut packed = out.h.clone();
-    packed.extend(last_cell(dims, &out.c));
+    let c_last = last_cell(dims, &out.c);
+    let mut packed = out.h;
+    packed.extend(c_last);
     let packed = tensor(packed, [b * l * hd + b * hd]); // [B·L·H + B·H]
     let prep = LstmRecurrenceBackward
         .prepare::<NoCheckpointing>(nodes)
@@ -176,7 +179,7 @@ pub(super) fn autodiff_forward(
                 w_h,
                 h0,
                 c0,
-                h: out.h,
+                packed: packed.clone(),
                 c: out.c,
                 gates: out.gates,
             },

@@ -9,8 +9,14 @@
 //!
 //! Every batch row is independent: rows run in parallel with rayon, and the weight gradient is
 //! summed over rows in a fixed order afterwards, so results do not depend on the thread count.
+//! Each row function is compiled for the baseline target, AVX2 + FMA and AVX-512F + FMA (the
+//! loops over `4H` and `H` vectorize; `σ` and `tanh` use the scan kernel's branch-free `exp`),
+//! and the [`SimdLevel`] read on the calling thread picks one.
 
 use rayon::prelude::*;
+
+use crate::simd::SimdLevel;
+use crate::ssm::scan::{Fused, MulAdd, Plain, fast_exp};
 
 /// Sizes of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,24 +81,122 @@ fn parallel(dims: LstmDims) -> bool {
         && rayon::current_num_threads() > 1
 }
 
-fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
+/// `σ(z) = 1 / (1 + e^{−z})`, branch-free.
+#[inline(always)]
+fn sigmoid<M: MulAdd>(z: f32) -> f32 {
+    1.0 / (1.0 + fast_exp::<M>(-z))
 }
 
-/// `out += v · W` for `v` `[H]`, `W` `[H, G]` (row by row: contiguous, vectorizable).
-#[inline]
-fn add_vec_mat(out: &mut [f32], v: &[f32], w: &[f32]) {
+/// `tanh(z) = 2σ(2z) − 1` (absolute error ~1e-7 near 0), branch-free.
+#[inline(always)]
+fn tanh<M: MulAdd>(z: f32) -> f32 {
+    2.0 / (1.0 + fast_exp::<M>(-2.0 * z)) - 1.0
+}
+
+/// Output columns accumulated in registers at once by [`add_vec_mat`].
+const BLOCK: usize = 64;
+
+/// `out += v · W` for `v` `[H]`, `W` `[H, G]`: blocks of [`BLOCK`] output columns stay in
+/// registers while `k` runs over `v` (rows of `W` are contiguous, so the loads vectorize).
+#[inline(always)]
+fn add_vec_mat<M: MulAdd>(out: &mut [f32], v: &[f32], w: &[f32]) {
     let g = out.len();
-    for (k, &vk) in v.iter().enumerate() {
-        let row = &w[k * g..(k + 1) * g];
-        for (o, &wk) in out.iter_mut().zip(row) {
-            *o += vk * wk;
+    let mut j0 = 0;
+    while j0 + BLOCK <= g {
+        let mut acc = [0.0f32; BLOCK];
+        acc.copy_from_slice(&out[j0..j0 + BLOCK]);
+        for (k, &vk) in v.iter().enumerate() {
+            let row = &w[k * g + j0..k * g + j0 + BLOCK];
+            for (a, &wk) in acc.iter_mut().zip(row) {
+                *a = M::madd(vk, wk, *a);
+            }
+        }
+        out[j0..j0 + BLOCK].copy_from_slice(&acc);
+        j0 += BLOCK;
+    }
+    if j0 < g {
+        for (k, &vk) in v.iter().enumerate() {
+            let row = &w[k * g + j0..(k + 1) * g];
+            for (o, &wk) in out[j0..].iter_mut().zip(row) {
+                *o = M::madd(vk, wk, *o);
+            }
         }
     }
 }
 
+/// Independent accumulators of a dot product (one AVX-512 vector).
+const LANES: usize = 16;
+
+/// `⟨a, b⟩` with [`LANES`] independent partial sums (vectorizes; a fixed summation order).
+#[inline(always)]
+fn dot<M: MulAdd>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] = M::madd(x[i], y[i], acc[i]);
+        }
+    }
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+        width /= 2;
+    }
+    let mut sum = acc[0];
+    for (x, y) in ra.iter().zip(rb) {
+        sum = M::madd(*x, *y, sum);
+    }
+    sum
+}
+
+/// Defines `$name(level, …)` running `$body::<M>(…)` compiled for the baseline target (plain
+/// multiply-add), AVX2 + FMA and AVX-512F + FMA.
+macro_rules! simd_variants {
+    ($name:ident, $generic:ident, $avx2:ident, $avx512:ident, $body:ident,
+     ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        fn $generic($($arg: $ty),*) -> $ret {
+            $body::<Plain>($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx2($($arg: $ty),*) -> $ret {
+            $body::<Fused>($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn $avx512($($arg: $ty),*) -> $ret {
+            $body::<Fused>($($arg),*)
+        }
+
+        fn $name(level: SimdLevel, $($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            match level {
+                // SAFETY: `level` never exceeds `SimdLevel::detected()`, so the CPU supports the
+                // features each variant was compiled for.
+                SimdLevel::Avx512 => return unsafe { $avx512($($arg),*) },
+                SimdLevel::Avx2 => return unsafe { $avx2($($arg),*) },
+                SimdLevel::Scalar => {}
+            }
+            let _ = level;
+            $generic($($arg),*)
+        }
+    };
+}
+
+simd_variants!(forward_row, forward_row_generic, forward_row_avx2, forward_row_avx512, forward_row_body,
+    (dims: LstmDims, input: LstmKernelInput<'_>, b: usize, h_out: &mut [f32], c_out: &mut [f32], gates_out: &mut [f32]) -> ());
+
+simd_variants!(backward_row, backward_row_generic, backward_row_avx2, backward_row_avx512, backward_row_body,
+    (dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads);
+
 /// One batch row of the forward: writes `h`, `c`, `gates` of row `b`.
-fn forward_row(
+#[inline(always)]
+fn forward_row_body<M: MulAdd>(
     dims: LstmDims,
     input: LstmKernelInput<'_>,
     b: usize,
@@ -110,21 +214,27 @@ fn forward_row(
     for t in 0..l {
         let z = &mut gates_out[t * g..(t + 1) * g]; // [4H]
         z.copy_from_slice(&input.xw[(b * l + t) * g..(b * l + t + 1) * g]);
-        add_vec_mat(z, &h_prev, input.w_h);
-        let (zi, rest) = z.split_at_mut(hd);
-        let (zf, rest) = rest.split_at_mut(hd);
-        let (zg, zo) = rest.split_at_mut(hd);
+        add_vec_mat::<M>(z, &h_prev, input.w_h);
+        // Activations in place, each a plain map over a contiguous run (vectorizes).
+        let (z_if, z_go) = z.split_at_mut(2 * hd);
+        let (z_g, z_o) = z_go.split_at_mut(hd);
+        for v in z_if.iter_mut() {
+            *v = sigmoid::<M>(*v);
+        }
+        for v in z_o.iter_mut() {
+            *v = sigmoid::<M>(*v);
+        }
+        for v in z_g.iter_mut() {
+            *v = tanh::<M>(*v);
+        }
+        let (i, f) = z_if.split_at(hd);
         let c_t = &mut c_out[t * hd..(t + 1) * hd];
+        for k in 0..hd {
+            c_t[k] = M::madd(f[k], c_prev[k], i[k] * z_g[k]);
+        }
         let h_t = &mut h_out[t * hd..(t + 1) * hd];
         for k in 0..hd {
-            let i = sigmoid(zi[k]);
-            let f = sigmoid(zf[k]);
-            let gg = zg[k].tanh();
-            let o = sigmoid(zo[k]);
-            let c = f * c_prev[k] + i * gg;
-            (zi[k], zf[k], zg[k], zo[k]) = (i, f, gg, o);
-            c_t[k] = c;
-            h_t[k] = o * c.tanh();
+            h_t[k] = z_o[k] * tanh::<M>(c_t[k]);
         }
         c_prev.copy_from_slice(c_t);
         h_prev.copy_from_slice(h_t);
@@ -137,6 +247,7 @@ pub(crate) fn forward(dims: LstmDims, input: LstmKernelInput<'_>) -> LstmKernelO
     let mut h = vec![0.0; dims.b * l * hd];
     let mut c = vec![0.0; dims.b * l * hd];
     let mut gates = vec![0.0; dims.b * l * g];
+    let level = SimdLevel::active();
     let rows = h
         .chunks_mut(l * hd)
         .zip(c.chunks_mut(l * hd))
@@ -144,9 +255,9 @@ pub(crate) fn forward(dims: LstmDims, input: LstmKernelInput<'_>) -> LstmKernelO
         .enumerate();
     if parallel(dims) {
         rows.par_bridge()
-            .for_each(|(b, ((h, c), z))| forward_row(dims, input, b, h, c, z));
+            .for_each(|(b, ((h, c), z))| forward_row(level, dims, input, b, h, c, z));
     } else {
-        rows.for_each(|(b, ((h, c), z))| forward_row(dims, input, b, h, c, z));
+        rows.for_each(|(b, ((h, c), z))| forward_row(level, dims, input, b, h, c, z));
     }
     LstmKernelOutput { h, c, gates }
 }
@@ -177,7 +288,8 @@ struct RowGrads {
 }
 
 /// Backpropagation through time for batch row `b`.
-fn backward_row(dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads {
+#[inline(always)]
+fn backward_row_body<M: MulAdd>(dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads {
     let (l, hd, g) = (dims.l, dims.h, dims.g());
     let zeros = vec![0.0; hd];
     let h0 = bw
@@ -203,7 +315,7 @@ fn backward_row(dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads
         for k in 0..hd {
             let (i, f, gg, o) = (act[k], act[hd + k], act[2 * hd + k], act[3 * hd + k]);
             let dh = bw.dh[hs + k] + dh_next[k];
-            let tc = c_t[k].tanh();
+            let tc = tanh::<M>(c_t[k]);
             let dc = dc_next[k] + dh * o * (1.0 - tc * tc);
             dz[k] = dc * gg * i * (1.0 - i);
             dz[hd + k] = dc * c_prev[k] * f * (1.0 - f);
@@ -216,12 +328,10 @@ fn backward_row(dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads
             let wk = &bw.input.w_h[k * g..(k + 1) * g];
             let dwk = &mut d_wh[k * g..(k + 1) * g];
             let hk = h_prev[k];
-            let mut acc = 0.0;
-            for j in 0..g {
-                dwk[j] += hk * dz[j];
-                acc += wk[j] * dz[j];
+            for (dw, &d) in dwk.iter_mut().zip(dz.iter()) {
+                *dw = M::madd(hk, d, *dw);
             }
-            dh_next[k] = acc;
+            dh_next[k] = dot::<M>(wk, dz);
         }
     }
     RowGrads {
@@ -234,13 +344,16 @@ fn backward_row(dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads
 
 /// The backward over all rows; the weight gradient is summed over rows in order.
 pub(crate) fn backward(dims: LstmDims, bw: LstmBackwardInput<'_>) -> LstmKernelGrads {
+    let level = SimdLevel::active();
     let rows: Vec<RowGrads> = if parallel(dims) {
         (0..dims.b)
             .into_par_iter()
-            .map(|b| backward_row(dims, bw, b))
+            .map(|b| backward_row(level, dims, bw, b))
             .collect()
     } else {
-        (0..dims.b).map(|b| backward_row(dims, bw, b)).collect()
+        (0..dims.b)
+            .map(|b| backward_row(level, dims, bw, b))
+            .collect()
     };
     let mut grads = LstmKernelGrads {
         xw: Vec::with_capacity(dims.b * dims.l * dims.g()),

@@ -25,6 +25,6 @@ mod trainer;
 pub use eval::{LengthScore, evaluate_lengths};
 pub use objective::{Scores, SequenceModel, batch_loss, evaluate_batch, token_tensor};
 pub use trainer::{
-    CurvePoint, EarlyStop, LrSchedule, OptimizerKind, Silent, TrainConfig, TrainEvent,
-    TrainObserver, TrainReport, train,
+    CurvePoint, EarlyStop, LrSchedule, OptimizerKind, PlateauStop, Silent, StopReason, TrainConfig,
+    TrainEvent, TrainObserver, TrainReport, train,
 };

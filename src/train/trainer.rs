@@ -75,6 +75,38 @@ pub struct EarlyStop {
     pub patience: usize,
 }
 
+/// Stop once the test-batch score has not beaten its best so far by more than `min_delta` for
+/// `patience` consecutive evaluations (a plateau; "better" in the metric's direction).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlateauStop {
+    /// Consecutive evaluations without improvement that end the run.
+    pub patience: usize,
+    /// Smallest change of the score that counts as an improvement (e.g. 0.005 = 0.5 points of
+    /// accuracy).
+    pub min_delta: f64,
+}
+
+/// Why a training run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// It ran every step of the budget.
+    Budget,
+    /// The early-stop target was held for its patience ([`EarlyStop`]).
+    Converged,
+    /// The score stopped improving ([`PlateauStop`]).
+    Plateau,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Budget => "budget",
+            StopReason::Converged => "converged",
+            StopReason::Plateau => "plateau",
+        })
+    }
+}
+
 /// Hyper-parameters of a training run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
@@ -96,6 +128,8 @@ pub struct TrainConfig {
     pub test_batch: usize,
     /// Optional early stop.
     pub early_stop: Option<EarlyStop>,
+    /// Optional stop on a plateau of the test-batch score.
+    pub plateau_stop: Option<PlateauStop>,
     /// Seed of the training stream and of the test batch.
     pub seed: u64,
 }
@@ -115,6 +149,7 @@ impl Default for TrainConfig {
                 target: 0.99,
                 patience: 4,
             }),
+            plateau_stop: None,
             seed: 0,
         }
     }
@@ -162,6 +197,16 @@ impl TrainConfig {
             }
             ensure_nonzero("early_stop.patience", stop.patience)?;
         }
+        if let Some(stop) = self.plateau_stop {
+            ensure_nonzero("plateau_stop.patience", stop.patience)?;
+            if !(stop.min_delta.is_finite() && stop.min_delta >= 0.0) {
+                return Err(SeqError::OutOfRange {
+                    name: "plateau_stop.min_delta",
+                    value: stop.min_delta,
+                    expected: "a finite value ≥ 0",
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -192,6 +237,8 @@ pub struct TrainReport {
     pub steps_run: usize,
     /// First step at which the early-stop threshold was reached, if it was.
     pub converged_at: Option<usize>,
+    /// Why the run ended.
+    pub stop: StopReason,
     /// Mean wall time of one optimizer step (forward, backward, update), evaluation excluded.
     pub ms_per_step: f64,
 }
@@ -302,6 +349,16 @@ where
     let mut curve = vec![first];
     let mut streak = 0;
     let mut converged_at = None;
+    let mut stop_reason = StopReason::Budget;
+    let better = |a: f64, b: f64| {
+        if metric.higher_is_better() {
+            a > b
+        } else {
+            a < b
+        }
+    };
+    let mut best = first.test_score;
+    let mut stale = 0;
     let mut train_time = 0.0;
     let mut steps_run = 0;
 
@@ -358,11 +415,29 @@ where
                     streak += 1;
                     converged_at.get_or_insert(step);
                     if streak >= stop.patience {
+                        stop_reason = StopReason::Converged;
                         break;
                     }
                 } else {
                     streak = 0;
                     converged_at = None;
+                }
+            }
+            if let Some(plateau) = config.plateau_stop {
+                let margin = if metric.higher_is_better() {
+                    plateau.min_delta
+                } else {
+                    -plateau.min_delta
+                };
+                if better(point.test_score, best + margin) || best.is_nan() {
+                    best = point.test_score;
+                    stale = 0;
+                } else {
+                    stale += 1;
+                    if stale >= plateau.patience {
+                        stop_reason = StopReason::Plateau;
+                        break;
+                    }
                 }
             }
         }
@@ -379,6 +454,7 @@ where
             metric,
             steps_run,
             converged_at,
+            stop: stop_reason,
             ms_per_step,
         },
     ))
@@ -494,6 +570,41 @@ mod tests {
         let (_, report) = train(probe(&device), &task(), &config, &device, &mut Silent).unwrap();
         assert_eq!(report.steps_run, 10);
         assert_eq!(report.converged_at, Some(5));
+        assert_eq!(report.stop, StopReason::Converged);
+    }
+
+    #[test]
+    fn plateau_stop_ends_a_run_that_stops_improving() {
+        let device = Default::default();
+        // Accuracy cannot rise by 2 (200 points): every evaluation after step 0 is stale, so
+        // with evaluations every 5 steps and patience 3 the run ends at step 15.
+        let config = TrainConfig {
+            plateau_stop: Some(PlateauStop {
+                patience: 3,
+                min_delta: 2.0,
+            }),
+            ..quiet(100)
+        };
+        let (_, report) = train(probe(&device), &task(), &config, &device, &mut Silent).unwrap();
+        assert_eq!(report.steps_run, 15);
+        assert_eq!(report.stop, StopReason::Plateau);
+        assert_eq!(report.curve.len(), 4);
+        // Without it, the same run uses its whole budget.
+        let (_, report) = train(probe(&device), &task(), &quiet(20), &device, &mut Silent).unwrap();
+        assert_eq!((report.steps_run, report.stop), (20, StopReason::Budget));
+        let bad = TrainConfig {
+            plateau_stop: Some(PlateauStop {
+                patience: 0,
+                min_delta: 0.0,
+            }),
+            ..quiet(10)
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("plateau_stop.patience")
+        );
     }
 
     #[test]

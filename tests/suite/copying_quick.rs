@@ -66,6 +66,11 @@ fn copying_options_reject_impossible_settings() {
     o.train_len = (2, 8); // a 2-letter string has no answer after a trigram key
     assert!(o.runs().unwrap_err().to_string().contains("longer than n"));
     let mut o = CopyingOptions::default().quick();
+    o.sweep_only = true;
+    assert!(o.runs().unwrap().iter().all(|r| r.sweep));
+    o.state_sizes.clear();
+    assert!(o.runs().unwrap_err().to_string().contains("nothing to run"));
+    let mut o = CopyingOptions::default().quick();
     o.jobs = 0;
     o.out_dir = std::env::temp_dir().join(format!("seqlayers-copy-jobs0-{}", std::process::id()));
     assert!(copying::<CpuAutodiff>(&o, &Default::default()).is_err());

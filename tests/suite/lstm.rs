@@ -163,3 +163,21 @@ fn fused_lstm_gradients_do_not_depend_on_the_thread_count() {
         assert!(a == b, "{name} differs between 1 and 2 threads");
     }
 }
+
+#[test]
+fn fused_lstm_equals_burn_lstm_at_every_simd_level() {
+    use seqlayers::simd::{SimdLevel, with_max_level};
+    Ad::seed(&dev(), 6);
+    // Widths that exercise the 64-column register blocks and their remainder (4H = 4·20 = 80).
+    let lstm = LstmConfig::new(7, 20, true).init::<Ad>(&dev());
+    let x = random::<Ad, 3>([3, 11, 7], 51);
+    let state = Some((
+        random::<Ad, 2>([3, 20], 52) * 0.5,
+        random::<Ad, 2>([3, 20], 53) * 0.5,
+    ));
+    let reference = run(&lstm, x.clone(), state.clone(), false);
+    for level in SimdLevel::available() {
+        let fused = with_max_level(level, || run(&lstm, x.clone(), state.clone(), true));
+        assert_same(&fused, &reference, 2e-5);
+    }
+}
