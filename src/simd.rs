@@ -136,6 +136,25 @@ pub fn with_max_level<R>(level: SimdLevel, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The body of a kernel entry point that picks its variant by level: returns the AVX-512 or
+/// AVX2 call (functions compiled with `#[target_feature]`) when `$level` asks for it, and
+/// evaluates to the baseline call otherwise. Shared by the CPU kernels (scan, LSTM).
+macro_rules! call_at_level {
+    ($level:ident, avx512: $avx512:expr, avx2: $avx2:expr, baseline: $baseline:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        match $level {
+            // SAFETY: `level` never exceeds `SimdLevel::detected()`, so the CPU supports the
+            // features each variant was compiled for.
+            $crate::simd::SimdLevel::Avx512 => return unsafe { $avx512 },
+            $crate::simd::SimdLevel::Avx2 => return unsafe { $avx2 },
+            $crate::simd::SimdLevel::Scalar => {}
+        }
+        let _ = $level;
+        $baseline
+    }};
+}
+pub(crate) use call_at_level;
+
 #[cfg(test)]
 mod tests {
     use super::*;

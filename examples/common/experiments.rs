@@ -174,16 +174,16 @@ impl ExperimentOptions {
                 seed,
                 ..TrainConfig::default()
             },
-            name: if self.seeds.len() > 1 {
-                format!(
-                    "{model} M={} τ={} d={} seed {seed}",
-                    task.n_queries, task.delay, task.dim
-                )
-            } else {
-                format!(
+            name: {
+                let name = format!(
                     "{model} M={} τ={} d={}",
                     task.n_queries, task.delay, task.dim
-                )
+                );
+                if self.seeds.len() > 1 {
+                    format!("{name} seed {seed}")
+                } else {
+                    name
+                }
             },
             progress: self.progress,
             eval_lengths,

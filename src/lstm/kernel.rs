@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use crate::simd::SimdLevel;
-use crate::ssm::scan::{Fused, MulAdd, Plain, fast_exp};
+use crate::ssm::scan::{Fused, LANES, MulAdd, Plain, fast_exp, hsum};
 
 /// Sizes of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +124,6 @@ fn add_vec_mat<M: MulAdd>(out: &mut [f32], v: &[f32], w: &[f32]) {
     }
 }
 
-/// Independent accumulators of a dot product (one AVX-512 vector).
-const LANES: usize = 16;
-
 /// `⟨a, b⟩` with [`LANES`] independent partial sums (vectorizes; a fixed summation order).
 #[inline(always)]
 fn dot<M: MulAdd>(a: &[f32], b: &[f32]) -> f32 {
@@ -138,14 +135,7 @@ fn dot<M: MulAdd>(a: &[f32], b: &[f32]) -> f32 {
             acc[i] = M::madd(x[i], y[i], acc[i]);
         }
     }
-    let mut width = LANES / 2;
-    while width > 0 {
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-        width /= 2;
-    }
-    let mut sum = acc[0];
+    let mut sum = hsum(acc);
     for (x, y) in ra.iter().zip(rb) {
         sum = M::madd(*x, *y, sum);
     }
@@ -174,16 +164,10 @@ macro_rules! simd_variants {
         }
 
         fn $name(level: SimdLevel, $($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            match level {
-                // SAFETY: `level` never exceeds `SimdLevel::detected()`, so the CPU supports the
-                // features each variant was compiled for.
-                SimdLevel::Avx512 => return unsafe { $avx512($($arg),*) },
-                SimdLevel::Avx2 => return unsafe { $avx2($($arg),*) },
-                SimdLevel::Scalar => {}
-            }
-            let _ = level;
-            $generic($($arg),*)
+            crate::simd::call_at_level!(level,
+                avx512: $avx512($($arg),*),
+                avx2: $avx2($($arg),*),
+                baseline: $generic($($arg),*))
         }
     };
 }

@@ -311,11 +311,11 @@ fn run_tasks<R: Send>(tasks: &[Task], parallel: bool, f: impl Fn(Task) -> R + Sy
 }
 
 /// Width of the per-lane accumulators used for sums over `N` (one AVX-512 vector).
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// Tree sum of lane accumulators (a depth-4 chain instead of a 16-long one).
 #[inline(always)]
-fn hsum(mut acc: [f32; LANES]) -> f32 {
+pub(crate) fn hsum(mut acc: [f32; LANES]) -> f32 {
     let mut width = LANES / 2;
     while width > 0 {
         for i in 0..width {
@@ -420,16 +420,10 @@ macro_rules! dispatch_task {
 
         /// Runs the variant for `level` (read once on the calling thread, see [`crate::simd`]).
         fn $name<K: Coeffs>(level: SimdLevel, $($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            match level {
-                // SAFETY: `level` never exceeds `SimdLevel::detected()`, so the CPU supports the
-                // features each variant was compiled for.
-                SimdLevel::Avx512 => return unsafe { $avx512($($arg),*) },
-                SimdLevel::Avx2 => return unsafe { $avx2($($arg),*) },
-                SimdLevel::Scalar => {}
-            }
-            let _ = level;
-            $generic($($arg),*)
+            crate::simd::call_at_level!(level,
+                avx512: $avx512($($arg),*),
+                avx2: $avx2($($arg),*),
+                baseline: $generic($($arg),*))
         }
     };
 }
