@@ -29,7 +29,7 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     });
-    let d2 = outcomes.first().map_or(8, |o| o.run.task.dim);
+    let d2 = options.dims.first().copied().unwrap_or(8);
     let (p2, p3): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.run.task.dim == d2);
     let dir = &options.out_dir;
     let mut ms: Vec<usize> = p2.iter().map(|o| o.run.task.n_queries).collect();
@@ -53,36 +53,49 @@ fn main() {
             false,
         ));
     }
-    let label = |o: &common::recall::RecallOutcome| o.label();
-    warn_on_error(line_plot(
-        &dir.join("p3_accuracy_vs_length.png"),
-        "AR, Mamba at larger d: accuracy vs length",
-        "sequence length",
-        "accuracy",
-        &length_series(&p3, label),
-        false,
-    ));
-    warn_on_error(line_plot(
-        &dir.join("convergence_p2.png"),
-        &format!(
-            "Problem 2: test-batch accuracy (batch size {})",
-            options.batch_size
-        ),
-        "optimizer step",
-        "test-batch accuracy",
-        &convergence_series(&p2, label),
-        false,
-    ));
-    warn_on_error(line_plot(
-        &dir.join("convergence_p3.png"),
-        &format!(
-            "Problem 3: test-batch accuracy (batch size {})",
-            options.batch_size
-        ),
-        "optimizer step",
-        "test-batch accuracy",
-        &convergence_series(&p3, label),
-        false,
-    ));
+    let several = options.seeds.len() > 1;
+    let label = |o: &common::recall::RecallOutcome| {
+        if several {
+            format!("{} (seed {})", o.label(), o.run.train.seed)
+        } else {
+            o.label()
+        }
+    };
+    if !p3.is_empty() {
+        warn_on_error(line_plot(
+            &dir.join("p3_accuracy_vs_length.png"),
+            "AR, Mamba at larger d: accuracy vs length",
+            "sequence length",
+            "accuracy",
+            &length_series(&p3, label),
+            false,
+        ));
+    }
+    if !p2.is_empty() {
+        warn_on_error(line_plot(
+            &dir.join("convergence_p2.png"),
+            &format!(
+                "Problem 2: test-batch accuracy (batch size {})",
+                options.batch_size
+            ),
+            "optimizer step",
+            "test-batch accuracy",
+            &convergence_series(&p2, label),
+            false,
+        ));
+    }
+    if !p3.is_empty() {
+        warn_on_error(line_plot(
+            &dir.join("convergence_p3.png"),
+            &format!(
+                "Problem 3: test-batch accuracy (batch size {})",
+                options.batch_size
+            ),
+            "optimizer step",
+            "test-batch accuracy",
+            &convergence_series(&p3, label),
+            false,
+        ));
+    }
     common::print_report(dir, started);
 }

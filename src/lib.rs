@@ -14,6 +14,7 @@ pub mod decode;
 mod dispatch;
 pub mod error;
 mod init;
+mod linear;
 pub mod lstm;
 pub mod model;
 mod ndarray_io;

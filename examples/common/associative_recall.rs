@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 
-use seqlayers::Result;
 use seqlayers::model::ModelKind;
+use seqlayers::{Result, SeqError};
 
 use super::experiments::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
 use super::recall::{RecallOutcome, RecallRun};
@@ -41,17 +41,22 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     let tau = options.delays.first().copied().unwrap_or(1);
     let long_tau = options.delays.get(1).copied().unwrap_or(10);
     let task = |m: usize, d: usize, delay: usize| options.task(m, d, delay);
+    let wanted = |p: usize| options.problems.is_empty() || options.problems.contains(&p);
     let mut runs = Vec::new();
-    for &model in &models {
-        for &m in &ms {
-            runs.extend(options.runs_for(model, task(m, d2, tau)));
+    if wanted(2) {
+        for &model in &models {
+            for &m in &ms {
+                runs.extend(options.runs_for(model, task(m, d2, tau)));
+            }
         }
     }
-    for &m in &ms {
-        runs.extend(options.runs_for(ModelKind::Mamba, task(m, d3, tau)));
+    if wanted(3) {
+        for &m in &ms {
+            runs.extend(options.runs_for(ModelKind::Mamba, task(m, d3, tau)));
+        }
+        let m_max = ms.iter().copied().max().unwrap_or(16);
+        runs.extend(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
     }
-    let m_max = ms.iter().copied().max().unwrap_or(16);
-    runs.extend(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
     runs
 }
 
@@ -61,6 +66,11 @@ pub fn associative_recall<B: AutodiffBackend>(
     options: &ExperimentOptions,
     device: &B::Device,
 ) -> Result<Vec<RecallOutcome>> {
+    if let Some(&p) = options.problems.iter().find(|&&p| p != 2 && p != 3) {
+        return Err(SeqError::InvalidConfig(format!(
+            "--problem {p}: the associative-recall example has Problems 2 and 3"
+        )));
+    }
     prepare_out_dir(&options.out_dir)?;
     let outcomes = run_all::<B>(&associative_recall_runs(options), device, options.jobs)?;
     write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
@@ -79,7 +89,6 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
     );
     s.push_str("Plots: `p2_accuracy_vs_length_M{M}.png`, `p3_accuracy_vs_length.png`, `convergence_p2.png`, \
                 `convergence_p3.png`. Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
-    let _ = writeln!(s, "## Problem 2 (d = {d2}, τ = 1)\n");
     let multi = options.seeds.len() > 1;
     let summary = |part: &[RecallOutcome]| {
         if multi {
@@ -92,14 +101,19 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
             results_table(part) + &findings(part)
         }
     };
-    s.push_str(&summary(&p2));
-    if !multi {
-        s.push_str(&by_queries(&p2));
+    if !p2.is_empty() {
+        let _ = writeln!(s, "## Problem 2 (d = {d2}, τ = 1)\n");
+        s.push_str(&summary(&p2));
+        if !multi {
+            s.push_str(&by_queries(&p2));
+        }
     }
-    s.push_str("\n## Problem 3 (Mamba, larger d)\n\n");
-    s.push_str(&summary(&p3));
-    if !multi {
-        s.push_str(&width_effect(&p2, &p3));
+    if !p3.is_empty() {
+        s.push_str("\n## Problem 3 (Mamba, larger d)\n\n");
+        s.push_str(&summary(&p3));
+        if !multi && !p2.is_empty() {
+            s.push_str(&width_effect(&p2, &p3));
+        }
     }
     s.push_str(MECHANISMS);
     s

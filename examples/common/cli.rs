@@ -25,6 +25,10 @@ pub struct RecallArgs {
     /// steps (besides the early stop at 99% and the step budget).
     #[arg(long)]
     pub plateau_steps: Option<usize>,
+    /// No plateau stop before this step (recall runs can sit at chance for thousands of steps
+    /// before they rise).
+    #[arg(long, default_value_t = 0)]
+    pub plateau_after: usize,
     /// Comma-separated models (transformer-learned, transformer-rope, transformer-nope, mamba,
     /// hybrid-a, hybrid-b, lstm).
     #[arg(long, value_delimiter = ',')]
@@ -62,10 +66,13 @@ pub struct RecallArgs {
     /// Evaluate the convergence curve every this many steps.
     #[arg(long)]
     pub eval_every: Option<usize>,
-    /// Trainings run at the same time, one thread each (results change only by float rounding;
-    /// ms/step then includes the contention between them).
+    /// Trainings run at the same time, one thread each (results are bit-identical for any
+    /// value; ms/step then includes the contention between them).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// associative_recall only: run just these problems (comma-separated, 2 and/or 3).
+    #[arg(long, value_delimiter = ',')]
+    pub problem: Vec<usize>,
     /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -88,6 +95,8 @@ impl RecallArgs {
             self.seeds.clone()
         };
         o.plateau_steps = self.plateau_steps;
+        o.plateau_after = self.plateau_after;
+        o.problems = self.problem.clone();
         o.models = self.models.clone();
         o.n_queries = self.n_queries.clone();
         o.delays = self.delays.clone();

@@ -54,14 +54,19 @@ pub struct ExperimentOptions {
     /// Stop a run whose test-batch accuracy has not improved by 0.5 points for this many steps
     /// (`None`: only the early stop and the step budget end a run).
     pub plateau_steps: Option<usize>,
+    /// No plateau stop before this step (runs often sit at chance before a sudden rise).
+    pub plateau_after: usize,
     /// Show progress bars.
     pub progress: bool,
     /// Evaluate only a few lengths (τ+2, L, 2L, 3L) instead of every one.
     pub sparse_eval: bool,
     /// Runs trained at the same time, each in its own thread (1: one after another). Results
-    /// do not depend on it beyond float rounding (threads may sum in another order); the
-    /// reported ms/step of concurrent runs includes their contention.
+    /// are bit-identical whatever it is (the kernels reduce in a fixed order); the reported
+    /// ms/step of concurrent runs includes their contention.
     pub jobs: usize,
+    /// Which problems of an experiment with several (associative recall: 2 and 3) to run;
+    /// empty: all of them.
+    pub problems: Vec<usize>,
 }
 
 impl Default for ExperimentOptions {
@@ -83,9 +88,11 @@ impl Default for ExperimentOptions {
             n_heads: 1,
             seeds: vec![0],
             plateau_steps: None,
+            plateau_after: 0,
             progress: true,
             sparse_eval: false,
             jobs: 1,
+            problems: Vec::new(),
         }
     }
 }
@@ -114,7 +121,12 @@ impl ExperimentOptions {
             self.steps,
             self.eval_every,
             self.plateau_steps.map_or(String::new(), |p| format!(
-                "; plateau stop once it has not improved by 0.5 points for {p} steps"
+                "; plateau stop once it has not improved by 0.5 points for {p} steps{}",
+                if self.plateau_after > 0 {
+                    format!(", not before step {}", self.plateau_after)
+                } else {
+                    String::new()
+                }
             )),
             if self.seeds.len() > 1 { "s" } else { "" },
             self.seeds
@@ -170,6 +182,7 @@ impl ExperimentOptions {
                 plateau_stop: self.plateau_steps.map(|steps| PlateauStop {
                     patience: steps.div_ceil(self.eval_every).max(1),
                     min_delta: 0.005,
+                    min_steps: self.plateau_after,
                 }),
                 seed,
                 ..TrainConfig::default()

@@ -73,7 +73,7 @@ fn pct_range(v: &[f64]) -> String {
     if v.len() == 1 {
         format!("{:.1}%", 100.0 * mean)
     } else {
-        format!("{:.1}% ({:.0}–{:.0})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
+        format!("{:.1}% ({:.1}–{:.1})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
     }
 }
 

@@ -3,7 +3,6 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::linear;
 use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::{
@@ -12,6 +11,7 @@ use super::{
 };
 use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
+use crate::linear;
 use crate::position::{PositionEncoding, Rope, rope_tables};
 
 /// Multi-head scaled dot-product attention with a fused Q/K/V projection.
@@ -231,7 +231,7 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// One fused projection of `x` `[B, L, D]` into Q, K, V, each `[B, H, L, d_head]`.
     fn project_self(&self, x: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let (qb, kb, vb) = self.sharing.blocks();
-        let projected = self.qkv.forward(x); // [B, L, P·D]
+        let projected = linear::apply(&self.qkv, x); // [B, L, P·D]
         let mut qkv = self.pick(projected, 0, &[qb, kb, vb]).into_iter();
         let (q, k, v) = (qkv.next(), qkv.next(), qkv.next());
         (
@@ -268,7 +268,7 @@ impl<B: Backend> MultiHeadAttention<B> {
     fn project_queries(&self, queries: Tensor<B, 3>) -> Tensor<B, 4> {
         let (qb, _, _) = self.sharing.blocks();
         let (wq, bq) = self.weight_columns(qb, 1);
-        self.split_heads(linear(queries, wq, bq)) // [B, H, Lq, d_head]
+        self.split_heads(linear::affine(queries, wq, bq)) // [B, H, Lq, d_head]
     }
 
     /// K and V of cross-attention: `context` `[B, Lk, D]` → 2 × `[B, H, Lk, d_head]`.
@@ -276,7 +276,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         let (_, kb, vb) = self.sharing.blocks();
         let (lo, hi) = (kb.min(vb), kb.max(vb));
         let (wkv, bkv) = self.weight_columns(lo, hi - lo + 1);
-        let projected = linear(context, wkv, bkv); // [B, Lk, (hi−lo+1)·D]
+        let projected = linear::affine(context, wkv, bkv); // [B, Lk, (hi−lo+1)·D]
         let mut kv = self.pick(projected, lo, &[kb, vb]).into_iter();
         let (k, v) = (kv.next(), kv.next());
         (k.expect("2 blocks"), v.expect("2 blocks"))
@@ -401,7 +401,7 @@ impl<B: Backend> MultiHeadAttention<B> {
         };
         let (context, _) = fused_attention_forward::<B>(input, false);
         let merged = self.merge_heads(wrap(context)); // [B, Lq, D]
-        self.output.forward(merged)
+        linear::apply(&self.output, merged)
     }
 
     /// [`attend`](Self::attend) from tensor primitives, also returning the weights
@@ -415,7 +415,7 @@ impl<B: Backend> MultiHeadAttention<B> {
     ) -> (Tensor<B, 3>, Tensor<B, 4>) {
         let out = attention_with_similarity(q, k, v, self.similarity, self.scale(), mask);
         let merged = self.merge_heads(out.context); // [B, L, D]
-        (self.output.forward(merged), out.weights) // [B, L, D], [B, H, Lq, Lk]
+        (linear::apply(&self.output, merged), out.weights) // [B, L, D], [B, H, Lq, Lk]
     }
 
     /// Score scale `1/√d_head`.

@@ -7,8 +7,10 @@
 //! - `z_t = xw_t + h_{t−1} W_h` `[G]`: gate pre-activations (`xw` already holds `x W_x + b`).
 //! - `i, f, o = σ(z)`, `g = tanh(z)`; `c_t = f ⊙ c_{t−1} + i ⊙ g`; `h_t = o ⊙ tanh(c_t)`.
 //!
-//! Every batch row is independent: rows run in parallel with rayon, and the weight gradient is
-//! summed over rows in a fixed order afterwards, so results do not depend on the thread count.
+//! Every batch row is independent: rows run in parallel with rayon. The weight gradient
+//! `∂W_h = Σ_{b,t} h_{t−1}ᵀ ∂z_t` is one matrix product `H_prevᵀ · ∂Z` over all `B·L` rows after
+//! the backward loop (`H_prev` is `h` shifted one step, `h0` first), whose summation order does
+//! not depend on the thread count, so neither do the results.
 //! Each row function is compiled for the baseline target, AVX2 + FMA and AVX-512F + FMA (the
 //! loops over `4H` and `H` vectorize; `σ` and `tanh` use the scan kernel's branch-free `exp`),
 //! and the [`SimdLevel`] read on the calling thread picks one.
@@ -263,10 +265,9 @@ pub(crate) struct LstmBackwardInput<'a> {
     pub dc_last: &'a [f32],
 }
 
-/// Per-row gradients: `∂xw` of the row, the row's part of `∂W_h`, `∂h0`, `∂c0`.
+/// Per-row gradients: `∂xw` (= `∂z`) of the row, `∂h0`, `∂c0`.
 struct RowGrads {
     xw: Vec<f32>,
-    w_h: Vec<f32>,
     h0: Vec<f32>,
     c0: Vec<f32>,
 }
@@ -276,16 +277,11 @@ struct RowGrads {
 fn backward_row_body<M: MulAdd>(dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads {
     let (l, hd, g) = (dims.l, dims.h, dims.g());
     let zeros = vec![0.0; hd];
-    let h0 = bw
-        .input
-        .h0
-        .map_or(&zeros[..], |h0| &h0[b * hd..(b + 1) * hd]);
     let c0 = bw
         .input
         .c0
         .map_or(&zeros[..], |c0| &c0[b * hd..(b + 1) * hd]);
     let mut d_xw = vec![0.0; l * g];
-    let mut d_wh = vec![0.0; hd * g];
     let mut dh_next = vec![0.0; hd]; // ∂ℓ/∂h_t through h_{t+1}
     let mut dc_next = bw.dc_last[b * hd..(b + 1) * hd].to_vec(); // ∂ℓ/∂c_t through c_{t+1}
     for t in (0..l).rev() {
@@ -293,7 +289,6 @@ fn backward_row_body<M: MulAdd>(dims: LstmDims, bw: LstmBackwardInput<'_>, b: us
         let gs = (b * l + t) * g; // start of (b, t) in [B, L, 4H]
         let c_t = &bw.c[hs..hs + hd];
         let c_prev = if t > 0 { &bw.c[hs - hd..hs] } else { c0 };
-        let h_prev = if t > 0 { &bw.h[hs - hd..hs] } else { h0 };
         let act = &bw.gates[gs..gs + g];
         let dz = &mut d_xw[t * g..(t + 1) * g]; // [4H]
         for k in 0..hd {
@@ -307,20 +302,13 @@ fn backward_row_body<M: MulAdd>(dims: LstmDims, bw: LstmBackwardInput<'_>, b: us
             dz[3 * hd + k] = dh * tc * o * (1.0 - o);
             dc_next[k] = dc * f;
         }
-        // ∂W_h += h_{t−1}ᵀ dz; ∂h_{t−1} = dz W_hᵀ.
+        // ∂h_{t−1} = dz W_hᵀ (∂W_h is one product after all rows, see `backward`).
         for k in 0..hd {
-            let wk = &bw.input.w_h[k * g..(k + 1) * g];
-            let dwk = &mut d_wh[k * g..(k + 1) * g];
-            let hk = h_prev[k];
-            for (dw, &d) in dwk.iter_mut().zip(dz.iter()) {
-                *dw = M::madd(hk, d, *dw);
-            }
-            dh_next[k] = dot::<M>(wk, dz);
+            dh_next[k] = dot::<M>(&bw.input.w_h[k * g..(k + 1) * g], dz);
         }
     }
     RowGrads {
         xw: d_xw,
-        w_h: d_wh,
         h0: dh_next,
         c0: dc_next,
     }
@@ -347,11 +335,27 @@ pub(crate) fn backward(dims: LstmDims, bw: LstmBackwardInput<'_>) -> LstmKernelG
     };
     for r in rows {
         grads.xw.extend_from_slice(&r.xw);
-        for (a, v) in grads.w_h.iter_mut().zip(&r.w_h) {
-            *a += v;
-        }
         grads.h0.extend_from_slice(&r.h0);
         grads.c0.extend_from_slice(&r.c0);
     }
+    // ∂W_h [H, 4H] = H_prevᵀ [H, B·L] · ∂Z [B·L, 4H], H_prev = h shifted one step per row.
+    let (l, hd, g) = (dims.l, dims.h, dims.g());
+    let mut h_prev = vec![0.0f32; dims.b * l * hd];
+    for b in 0..dims.b {
+        let rows = &mut h_prev[b * l * hd..(b + 1) * l * hd];
+        if let Some(h0) = bw.input.h0 {
+            rows[..hd].copy_from_slice(&h0[b * hd..(b + 1) * hd]);
+        }
+        rows[hd..].copy_from_slice(&bw.h[b * l * hd..((b + 1) * l - 1) * hd]);
+    }
+    crate::linear::gemm(
+        (hd, dims.b * l, g),
+        &h_prev,
+        (1, hd),
+        &grads.xw,
+        (g, 1),
+        false,
+        &mut grads.w_h,
+    );
     grads
 }

@@ -53,7 +53,7 @@ pub fn lstm_forward<B: Backend>(
     }
     let [bs, l, _] = x.dims();
     let (w_x, bias, w_h) = packed_weights(lstm); // [D, 4H], [4H], [H, 4H]
-    let mut xw = x.matmul(w_x.unsqueeze::<3>()); // [B, L, 4H]
+    let mut xw = crate::linear::matmul_tokens(x, w_x); // [B, L, 4H]
     if let Some(bias) = bias {
         xw = xw + bias.unsqueeze::<3>();
     }

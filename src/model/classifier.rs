@@ -9,6 +9,7 @@ use burn::prelude::*;
 
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
+use crate::linear;
 use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
 use crate::stack::{LayerKind, Norm, SequenceStack, StackConfig};
 use crate::train::SequenceModel;
@@ -109,7 +110,7 @@ impl<B: Backend> SequenceModel<B> for StackClassifier<B> {
     /// Class logits at every position, `[B, L, K]`.
     fn logits(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
         let hidden = self.try_hidden(tokens)?; // [B, L, d]
-        Ok(self.head.forward(self.norm.forward(hidden))) // [B, L, K]
+        Ok(linear::apply(&self.head, self.norm.forward(hidden))) // [B, L, K]
     }
 
     /// Class logits at the last position, `[B, K]` (the head runs on that position only).

@@ -18,6 +18,7 @@ use burn::tensor::{Int, Tensor};
 use crate::decode::Decoder;
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
+use crate::linear;
 use crate::position::AbsolutePosition;
 use crate::stack::{Norm, SequenceStack, StackConfig, StackState};
 
@@ -133,7 +134,7 @@ impl<B: Backend> LanguageModel<B> {
     fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self.norm.forward(hidden); // [B, L, D]
         match &self.head {
-            Some(head) => head.forward(h), // [B, L, V]
+            Some(head) => linear::apply(head, h), // [B, L, V]
             None => {
                 let e = self.embedding.weight.val(); // [V, D]
                 h.matmul(e.transpose().unsqueeze::<3>()) // [B, L, V]

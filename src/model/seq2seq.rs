@@ -28,6 +28,7 @@ use crate::attention::{AttentionConfig, CrossKv, KvCache, MultiHeadAttention};
 use crate::decode::{GenerateConfig, collect_until_stop};
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
+use crate::linear;
 use crate::model::check_token_ids;
 use crate::position::{AbsolutePosition, PositionEncoding};
 use crate::stack::{Mlp, MlpConfig, Norm, NormKind};
@@ -245,7 +246,7 @@ impl<B: Backend> EncoderDecoder<B> {
                 .forward_cross(q, memory.clone(), memory_padding.clone()); // [B, Lt, D]
             y = y.clone() + block.mlp.forward(block.mlp_norm.forward(y)); // [B, Lt, D]
         }
-        Ok(self.head.forward(self.decoder_norm.forward(y))) // [B, Lt, V]
+        Ok(linear::apply(&self.head, self.decoder_norm.forward(y))) // [B, Lt, V]
     }
 
     /// Teacher-forced logits `[B, Lt, V]`: `decode(tokens, encode(source))`.
@@ -322,7 +323,10 @@ impl<B: Backend> EncoderDecoder<B> {
             y = y.clone() + block.mlp.forward(block.mlp_norm.forward(y)); // [B, T, D]
         }
         state.position += len;
-        Ok((self.head.forward(self.decoder_norm.forward(y)), state))
+        Ok((
+            linear::apply(&self.head, self.decoder_norm.forward(y)),
+            state,
+        ))
     }
 
     /// Cross-attention weights `[B, H, Lt, Ls]` of every decoder block for teacher-forced

@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
+use crate::linear;
 
 /// Configuration of an [`Mlp`].
 #[derive(Config, Debug)]
@@ -59,7 +60,7 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// `W₂ GELU(W₁ x + b₁) + b₂`, for any rank (the last axis is `D`).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let h = self.activation.forward(self.up.forward(x)); // [..., D_hidden]
-        self.dropout.forward(self.down.forward(h)) // [..., D]
+        let h = self.activation.forward(linear::apply(&self.up, x)); // [..., D_hidden]
+        self.dropout.forward(linear::apply(&self.down, h)) // [..., D]
     }
 }

@@ -84,6 +84,10 @@ pub struct PlateauStop {
     /// Smallest change of the score that counts as an improvement (e.g. 0.005 = 0.5 points of
     /// accuracy).
     pub min_delta: f64,
+    /// No plateau stop before this optimizer step. Recall and induction-head runs often sit at
+    /// chance for thousands of steps and then rise within a few hundred (a phase transition),
+    /// so a plateau at the start is not the end of learning.
+    pub min_steps: usize,
 }
 
 /// Why a training run ended.
@@ -434,7 +438,7 @@ where
                     stale = 0;
                 } else {
                     stale += 1;
-                    if stale >= plateau.patience {
+                    if stale >= plateau.patience && point.step >= plateau.min_steps {
                         stop_reason = StopReason::Plateau;
                         break;
                     }
@@ -582,6 +586,7 @@ mod tests {
             plateau_stop: Some(PlateauStop {
                 patience: 3,
                 min_delta: 2.0,
+                min_steps: 0,
             }),
             ..quiet(100)
         };
@@ -589,6 +594,16 @@ mod tests {
         assert_eq!(report.steps_run, 15);
         assert_eq!(report.stop, StopReason::Plateau);
         assert_eq!(report.curve.len(), 4);
+        // With `min_steps: 32` the first evaluation at or after step 32 (step 35) ends it.
+        let late = TrainConfig {
+            plateau_stop: Some(PlateauStop {
+                min_steps: 32,
+                ..config.plateau_stop.unwrap()
+            }),
+            ..config.clone()
+        };
+        let (_, report) = train(probe(&device), &task(), &late, &device, &mut Silent).unwrap();
+        assert_eq!((report.steps_run, report.stop), (35, StopReason::Plateau));
         // Without it, the same run uses its whole budget.
         let (_, report) = train(probe(&device), &task(), &quiet(20), &device, &mut Silent).unwrap();
         assert_eq!((report.steps_run, report.stop), (20, StopReason::Budget));
@@ -596,6 +611,7 @@ mod tests {
             plateau_stop: Some(PlateauStop {
                 patience: 0,
                 min_delta: 0.0,
+                min_steps: 0,
             }),
             ..quiet(10)
         };

@@ -3,7 +3,7 @@
 
 use burn::backend::Autodiff;
 use burn::nn::{Lstm, LstmConfig, LstmState};
-use burn::tensor::{Distribution, Tensor, backend::Backend};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::lstm::{lstm_forward, lstm_recurrence, recurrence_tensor_ops};
 
@@ -15,9 +15,16 @@ fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
 }
 
+/// Standard-normal values from a local RNG seeded with `seed`: the same tensor on every call,
+/// whatever other tests running on other threads do to the backend's global RNG.
 fn random<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
-    B::seed(&Default::default(), seed);
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = shape.iter().product::<usize>();
+    let v: Vec<f32> = (0..n)
+        .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
+        .collect();
+    Tensor::from_data(TensorData::new(v, shape), &Default::default())
 }
 
 /// Every float parameter of an LSTM as `(name, tensor)`.

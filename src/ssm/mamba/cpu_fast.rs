@@ -16,7 +16,6 @@
 //! - `softplus(v) = ln(1 + eᵛ)` (= `v` for `v > 20`, like the reference), `softplus'(v) = σ(v)`.
 
 use std::any::Any;
-use std::borrow::Cow;
 
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
@@ -25,10 +24,11 @@ use burn::backend::autodiff::{
 };
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
 use crate::backend::{Cpu, CpuAutodiff};
+pub(super) use crate::ndarray_io::values;
 
 /// `silu(x) = x · σ(x)`, element-wise, with the CPU fast path.
 pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -189,23 +189,6 @@ fn autodiff_forward<const D: usize>(
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
-}
-
-/// Row-major `f32` values: borrowed when contiguous f32, copied otherwise.
-pub(super) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
-    if let NdArrayTensor::F32(storage) = t {
-        let view = storage.view();
-        if let Some(slice) = view.to_slice() {
-            return Cow::Borrowed(slice);
-        }
-        return Cow::Owned(view.iter().copied().collect());
-    }
-    let cast =
-        <Cpu as burn::tensor::ops::FloatTensorOps<Cpu>>::float_cast(t.clone(), FloatDType::F32);
-    match cast {
-        NdArrayTensor::F32(storage) => Cow::Owned(storage.view().iter().copied().collect()),
-        _ => unreachable!("cast to f32 gives an f32 tensor"),
-    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use super::cpu_fast::{silu, softplus};
 use super::padding::PaddingPlan;
 use super::state::MambaState;
 use crate::error::{Result, SeqError};
+use crate::linear::{self, matmul_tokens};
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::{ScanKind, SelectiveScanInput, selective_scan};
 
@@ -108,9 +109,7 @@ impl<B: Backend> Mamba<B> {
         let e = self.d_inner;
         let w = self.in_proj.weight.val(); // [D, 2E]
         let half = |start: usize| {
-            let out = u
-                .clone()
-                .matmul(w.clone().narrow(1, start, e).unsqueeze::<3>()); // [B, L, E]
+            let out = matmul_tokens(u.clone(), w.clone().narrow(1, start, e)); // [B, L, E]
             match &self.in_proj.bias {
                 Some(b) => out + b.val().narrow(0, start, e).unsqueeze::<3>(), // [B, L, E]
                 None => out,
@@ -198,11 +197,11 @@ impl<B: Backend> Mamba<B> {
         }; // [B, L, E]
 
         // Input-dependent Δ, B, C.
-        let proj = self.x_proj.forward(xc.clone()); // [B, L, R+2N]
+        let proj = linear::apply(&self.x_proj, xc.clone()); // [B, L, R+2N]
         let dt_low = proj.clone().narrow(2, 0, r); // [B, L, R]
         let b = proj.clone().narrow(2, r, n); // [B, L, N]
         let c = proj.narrow(2, r + n, n); // [B, L, N]
-        let mut delta = softplus(self.dt_proj.forward(dt_low)); // [B, L, E]
+        let mut delta = softplus(linear::apply(&self.dt_proj, dt_low)); // [B, L, E]
         if let Some(p) = &plan {
             delta = delta * p.mask_bl1(); // padded: Δ = 0 → Ā = 1, B̄ = 0
         }
@@ -221,7 +220,7 @@ impl<B: Backend> Mamba<B> {
             },
         )?; // [B, L, E], [B, E, N]
 
-        let mut out = self.out_proj.forward(y * silu(z)); // [B, L, D]
+        let mut out = linear::apply(&self.out_proj, y * silu(z)); // [B, L, D]
         if let Some(p) = &plan {
             out = out * p.mask_bl1(); // [B, L, D]
         }
@@ -249,8 +248,8 @@ impl<B: Backend> Mamba<B> {
             xs
         };
         let xc = causal_conv_silu(&self.conv1d, x_ext); // [B, L, E]
-        let dt_low = self.x_proj.forward(xc).narrow(2, 0, r); // [B, L, R]
-        Ok((softplus(self.dt_proj.forward(dt_low)), self.a())) // [B, L, E], [E, N]
+        let dt_low = linear::apply(&self.x_proj, xc).narrow(2, 0, r); // [B, L, R]
+        Ok((softplus(linear::apply(&self.dt_proj, dt_low)), self.a())) // [B, L, E], [E, N]
     }
 
     /// One token of recurrent inference: `x_t: [B, D]` → `([B, D], next state)`.

@@ -1,0 +1,408 @@
+//! Token-wise affine maps `x · W + b` as one matrix product over all tokens.
+//!
+//! Every projection of the crate (Q/K/V, Mamba's `in_proj`/`x_proj`/`dt_proj`/`out_proj`,
+//! MLPs, heads, the LSTM's input projection) is token-wise: `x [.., D_in]` → `[.., D_out]`.
+//!
+//! - **CPU backend** (`NdArray<f32>` and its autodiff): one `sgemm` on the flattened
+//!   `[rows, D_in]` slice forward, and in backward `∂x = ∂y · Wᵀ`, `∂W = xᵀ · ∂y` as two more
+//!   `sgemm` calls on the same buffers (transposes are strides, not copies) and `∂b` as a
+//!   fixed-order column sum. burn-ndarray 0.21's `matmul` copies its operands and its result on
+//!   every call (its `reshape` goes through an owned array), and its weight gradient for a
+//!   `[B, L, D_in]` input is a batch of `B` products summed afterwards; on a d = 64 Mamba step
+//!   those copies were ~20% of the time.
+//! - **Other backends**: the leading axes are flattened and Burn's `linear` runs once on
+//!   `[rows, D_in]` — the same function.
+//!
+//! # Glossary
+//! - `rows` = product of the leading axes; `x [rows, D_in]`, `W [D_in, D_out]`, `b [D_out]`,
+//!   `y`, `∂y` `[rows, D_out]`.
+
+use burn::backend::autodiff::{
+    checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::{Tensor, TensorPrimitive};
+use burn_ndarray::NdArrayTensor;
+
+use crate::backend::{Cpu, CpuAutodiff};
+use crate::dispatch::{cast, same};
+use crate::ndarray_io::{tensor, values};
+
+/// `layer(x)` for `x [.., D_in]` → `[.., D_out]`, as one product over all leading axes.
+pub(crate) fn apply<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    affine(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
+/// `x · w` for `x [.., D_in]` and `w [D_in, D_out]` → `[.., D_out]`.
+pub(crate) fn matmul_tokens<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: Tensor<B, 2>,
+) -> Tensor<B, D> {
+    affine(x, w, None)
+}
+
+/// `x · w + b` for `x [.., D_in]`, `w [D_in, D_out]`, `b [D_out]` → `[.., D_out]`.
+pub(crate) fn affine<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, D> {
+    let x = match cast::<Tensor<B, D>, Tensor<CpuAutodiff, D>>(x) {
+        Ok(x) => return same(autodiff_affine(x, same(weight), bias.map(same))),
+        Err(x) => x,
+    };
+    let x = match cast::<Tensor<B, D>, Tensor<Cpu, D>>(x) {
+        Ok(x) => {
+            let b = bias.map(|b: Tensor<B, 1>| prim::<Cpu, 1>(same(b)));
+            let y = forward(&prim(x), &prim::<Cpu, 2>(same(weight)), b.as_ref());
+            return same(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(y)));
+        }
+        Err(x) => x,
+    };
+    if D <= 2 {
+        return linear(x, weight, bias);
+    }
+    let dims = x.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = linear(x.reshape([rows, dims[D - 1]]), weight, bias); // [rows, D_out]
+    let mut out = dims;
+    out[D - 1] = y.dims()[1];
+    y.reshape(out) // [.., D_out]
+}
+
+fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+/// Sizes of one affine map.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    rows: usize,
+    d_in: usize,
+    d_out: usize,
+}
+
+impl Dims {
+    fn of(x: &NdArrayTensor, w: &NdArrayTensor) -> Self {
+        use burn::tensor::TensorMetadata;
+        let (xs, ws) = (x.shape(), w.shape());
+        let d_in = xs[xs.num_dims() - 1];
+        assert_eq!(ws[0], d_in, "affine: x [.., {d_in}] against W {:?}", ws);
+        Dims {
+            rows: xs.num_elements() / d_in.max(1),
+            d_in,
+            d_out: ws[1],
+        }
+    }
+}
+
+/// `c [m, n] (+)= a [m, k] · b [k, n]`, `a` and `b` given with (row stride, column stride)
+/// — `(k, 1)`/`(n, 1)` row-major, `(1, m)`/`(1, k)` a transpose — and `c` row-major.
+pub(crate) fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    accumulate: bool,
+    c: &mut [f32],
+) {
+    let dense = |(rs, cs): (usize, usize), rows: usize, cols: usize| {
+        (rs, cs) == (cols, 1) || (rs, cs) == (1, rows)
+    };
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm: buffers smaller than their shapes"
+    );
+    assert!(
+        dense((rsa, csa), m, k) && dense((rsb, csb), k, n),
+        "gemm: strides must describe a dense matrix or its transpose"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above bound every index the strides reach: `a` is a dense [m, k]
+    // matrix (or the transpose of a dense [k, m] one) inside `a`, likewise `b` [k, n], and `c`
+    // is [m, n] row-major.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// `y = x · W + b` on ndarray tensors.
+fn forward(x: &NdArrayTensor, w: &NdArrayTensor, b: Option<&NdArrayTensor>) -> NdArrayTensor {
+    use burn::tensor::TensorMetadata;
+    let dims = Dims::of(x, w);
+    let Dims { rows, d_in, d_out } = dims;
+    let (xv, wv) = (values(x), values(w));
+    let mut y = match b {
+        Some(b) => values(b).repeat(rows), // every row starts at b
+        None => vec![0.0; rows * d_out],
+    };
+    gemm(
+        (rows, d_in, d_out),
+        &xv,
+        (d_in, 1),
+        &wv,
+        (d_out, 1),
+        b.is_some(),
+        &mut y,
+    );
+    let mut shape = x.shape();
+    let last = shape.num_dims() - 1;
+    shape[last] = d_out;
+    tensor(y, shape)
+}
+
+/// What the backward needs: `x` for `∂W`, `W` for `∂x`.
+#[derive(Debug, Clone)]
+struct State {
+    x: NdArrayTensor,
+    w: NdArrayTensor,
+}
+
+/// `(∂x, ∂W, ∂b)` for the requested ones, from `∂y`.
+fn backward(state: &State, dy: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArrayTensor>; 3] {
+    use burn::tensor::TensorMetadata;
+    let Dims { rows, d_in, d_out } = Dims::of(&state.x, &state.w);
+    let dyv = values(dy);
+    let dx = want[0].then(|| {
+        let wv = values(&state.w);
+        let mut dx = vec![0.0; rows * d_in];
+        // ∂x [rows, D_in] = ∂y [rows, D_out] · Wᵀ (Wᵀ[j, i] = W[i, j]: strides (1, D_out)).
+        gemm(
+            (rows, d_out, d_in),
+            &dyv,
+            (d_out, 1),
+            &wv,
+            (1, d_out),
+            false,
+            &mut dx,
+        );
+        tensor(dx, state.x.shape())
+    });
+    let dw = want[1].then(|| {
+        let xv = values(&state.x);
+        let mut dw = vec![0.0; d_in * d_out];
+        // ∂W [D_in, D_out] = xᵀ [D_in, rows] · ∂y (xᵀ[i, r] = x[r, i]: strides (1, D_in)).
+        gemm(
+            (d_in, rows, d_out),
+            &xv,
+            (1, d_in),
+            &dyv,
+            (d_out, 1),
+            false,
+            &mut dw,
+        );
+        tensor(dw, [d_in, d_out])
+    });
+    let db = want[2].then(|| {
+        let mut db = vec![0.0f32; d_out];
+        for row in dyv.chunks_exact(d_out) {
+            for (acc, &g) in db.iter_mut().zip(row) {
+                *acc += g;
+            }
+        }
+        tensor(db, [d_out])
+    });
+    [dx, dw, db]
+}
+
+/// The backward node with bias (`N = 3`: x, W, b) or without (`N = 2`).
+#[derive(Debug)]
+struct AffineBackward;
+
+impl Backward<Cpu, 3> for AffineBackward {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Cpu>(&ops.node);
+        let want = ops.parents.each_ref().map(Option::is_some);
+        let out = backward(&ops.state, &dy, want);
+        for (parent, grad) in ops.parents.into_iter().zip(out) {
+            if let (Some(node), Some(grad)) = (parent, grad) {
+                grads.register::<Cpu>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl Backward<Cpu, 2> for AffineBackward {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Cpu>(&ops.node);
+        let [px, pw] = ops.parents;
+        let out = backward(&ops.state, &dy, [px.is_some(), pw.is_some(), false]);
+        let [dx, dw, _] = out;
+        for (parent, grad) in [(px, dx), (pw, dw)] {
+            if let (Some(node), Some(grad)) = (parent, grad) {
+                grads.register::<Cpu>(node.id, grad);
+            }
+        }
+    }
+}
+
+fn autodiff_affine<const D: usize>(
+    x: Tensor<CpuAutodiff, D>,
+    w: Tensor<CpuAutodiff, 2>,
+    b: Option<Tensor<CpuAutodiff, 1>>,
+) -> Tensor<CpuAutodiff, D> {
+    let (x, w) = (prim(x), prim(w));
+    let state = |x: &NdArrayTensor, w: &NdArrayTensor| State {
+        x: x.clone(),
+        w: w.clone(),
+    };
+    let out = match b {
+        Some(b) => {
+            let b = prim(b);
+            let y = forward(&x.primitive, &w.primitive, Some(&b.primitive));
+            match AffineBackward
+                .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state(&x.primitive, &w.primitive), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
+        }
+        None => {
+            let y = forward(&x.primitive, &w.primitive, None);
+            match AffineBackward
+                .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state(&x.primitive, &w.primitive), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
+        }
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    type AD = CpuAutodiff;
+
+    fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec().unwrap()
+    }
+
+    fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// The kernel against Burn's own `linear` (a batched matmul) in value and in the gradients
+    /// of x, W and b, for ranks 2–4, with and without bias, on a transposed (non-contiguous)
+    /// input too.
+    #[test]
+    fn cpu_affine_matches_burn_linear_in_value_and_gradients() {
+        let device = Default::default();
+        let normal = Distribution::Normal(0.0, 1.0);
+        for (with_bias, transposed) in [(true, false), (false, false), (true, true)] {
+            let x = Tensor::<AD, 3>::random([3, 5, 7], normal, &device);
+            let x = if transposed {
+                Tensor::<AD, 3>::random([3, 7, 5], normal, &device).swap_dims(1, 2)
+            } else {
+                x
+            }
+            .require_grad();
+            let w = Tensor::<AD, 2>::random([7, 4], normal, &device).require_grad();
+            let b = Tensor::<AD, 1>::random([4], normal, &device).require_grad();
+            let probe = Tensor::<AD, 3>::random([3, 5, 4], normal, &device);
+            let bias = with_bias.then(|| b.clone());
+            let run = |y: Tensor<AD, 3>| {
+                let g = (y.clone() * probe.clone()).sum().backward();
+                let gb = if with_bias {
+                    vec_of(b.grad(&g).unwrap())
+                } else {
+                    vec![]
+                };
+                (
+                    vec_of(y),
+                    vec_of(x.grad(&g).unwrap()),
+                    vec_of(w.grad(&g).unwrap()),
+                    gb,
+                )
+            };
+            let ours = run(affine(x.clone(), w.clone(), bias.clone()));
+            let burn = run(linear(x.clone(), w.clone(), bias.clone()));
+            let case = format!("bias {with_bias}, transposed {transposed}");
+            assert_close(&format!("y ({case})"), &ours.0, &burn.0);
+            assert_close(&format!("∂x ({case})"), &ours.1, &burn.1);
+            assert_close(&format!("∂W ({case})"), &ours.2, &burn.2);
+            assert_close(&format!("∂b ({case})"), &ours.3, &burn.3);
+        }
+        // Ranks 2 and 4, and the plain (inference) backend.
+        let x2 = Tensor::<Cpu, 2>::random([6, 3], normal, &device);
+        let x4 = Tensor::<Cpu, 4>::random([2, 2, 3, 3], normal, &device);
+        let w = Tensor::<Cpu, 2>::random([3, 5], normal, &device);
+        let b = Tensor::<Cpu, 1>::random([5], normal, &device);
+        assert_close(
+            "rank 2",
+            &vec_of(affine(x2.clone(), w.clone(), Some(b.clone()))),
+            &vec_of(linear(x2, w.clone(), Some(b.clone()))),
+        );
+        let y4 = affine(x4.clone(), w.clone(), Some(b.clone()));
+        assert_eq!(y4.dims(), [2, 2, 3, 5]);
+        assert_close("rank 4", &vec_of(y4), &vec_of(linear(x4, w, Some(b))));
+    }
+
+    /// A hand-computed case: x = [[1, 2]], W = [[1, 0, 2], [0, 1, −1]], b = [0.5, 0, 0]
+    /// → y = [1.5, 2, 0]; with loss Σ y, ∂x = row sums of W = [3, 0], ∂W = xᵀ·1 = [[1,1,1],[2,2,2]],
+    /// ∂b = [1, 1, 1].
+    #[test]
+    fn cpu_affine_hand_computed() {
+        let device = Default::default();
+        let x = Tensor::<AD, 2>::from_data(TensorData::new(vec![1.0f32, 2.0], [1, 2]), &device)
+            .require_grad();
+        let w = Tensor::<AD, 2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 2.0, 0.0, 1.0, -1.0], [2, 3]),
+            &device,
+        )
+        .require_grad();
+        let b = Tensor::<AD, 1>::from_data(TensorData::new(vec![0.5f32, 0.0, 0.0], [3]), &device)
+            .require_grad();
+        let y = affine(x.clone(), w.clone(), Some(b.clone()));
+        assert_eq!(vec_of(y.clone()), vec![1.5, 2.0, 0.0]);
+        let g = y.sum().backward();
+        assert_eq!(vec_of(x.grad(&g).unwrap()), vec![3.0, 0.0]);
+        assert_eq!(
+            vec_of(w.grad(&g).unwrap()),
+            vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+        );
+        assert_eq!(vec_of(b.grad(&g).unwrap()), vec![1.0, 1.0, 1.0]);
+    }
+}
