@@ -24,7 +24,7 @@ pub const PROBLEM2_MODELS: [ModelKind; 4] = [
 
 /// The runs of Problems 2 and 3. `options.dims` is `[d of P2, d of P3]` (default `[8, 64]`),
 /// `options.n_queries` the list of M (default 4, 8, 16), `options.delays` `[τ of P2/P3, τ of the
-/// extra M = 16 run]` (default `[1, 10]`).
+/// extra M = 16 run]` (default `[1, 10]`; a single τ leaves the extra run out).
 pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     let models = if options.models.is_empty() {
         PROBLEM2_MODELS.to_vec()
@@ -39,7 +39,11 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     let d2 = options.dims.first().copied().unwrap_or(8);
     let d3 = options.dims.get(1).copied().unwrap_or(64);
     let tau = options.delays.first().copied().unwrap_or(1);
-    let long_tau = options.delays.get(1).copied().unwrap_or(10);
+    let long_tau = match options.delays.len() {
+        0 => Some(10),
+        1 => None,
+        _ => Some(options.delays[1]),
+    };
     let task = |m: usize, d: usize, delay: usize| options.task(m, d, delay);
     let wanted = |p: usize| options.problems.is_empty() || options.problems.contains(&p);
     let mut runs = Vec::new();
@@ -54,8 +58,10 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
         for &m in &ms {
             runs.extend(options.runs_for(ModelKind::Mamba, task(m, d3, tau)));
         }
-        let m_max = ms.iter().copied().max().unwrap_or(16);
-        runs.extend(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
+        if let Some(long_tau) = long_tau {
+            let m_max = ms.iter().copied().max().unwrap_or(16);
+            runs.extend(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
+        }
     }
     runs
 }

@@ -57,3 +57,29 @@ where
     assert!(replace.0.next().is_none(), "same number of parameters");
     to
 }
+
+/// `module` with every parameter a new autodiff leaf (same values and ids). Tests that run
+/// several `backward()` passes through one module use a fresh copy for each: in Burn 0.21 a
+/// leaf that already went through a `backward()` can lose its gradient when another thread's
+/// `backward()` sweeps the graphs at the same moment (tracel-ai/burn#5573), and the test
+/// harness runs tests on several threads. Training is not affected: the optimizer makes every
+/// parameter a new leaf at each step. Lazily initialized parameters must be drawn first.
+pub fn fresh_leaves<M>(module: &M) -> M
+where
+    M: burn::module::Module<seqlayers::backend::CpuAutodiff>,
+{
+    use burn::module::{ModuleMapper, Param};
+    use seqlayers::backend::CpuAutodiff as Ad;
+    struct Fresh;
+    impl ModuleMapper<Ad> for Fresh {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: Param<Tensor<Ad, D>>,
+        ) -> Param<Tensor<Ad, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let fresh = Tensor::<Ad, D>::from_inner(tensor.inner()).require_grad();
+            Param::from_mapped_value(id, fresh, mapper)
+        }
+    }
+    module.clone().map(&mut Fresh)
+}

@@ -78,6 +78,43 @@ fn associative_recall_quick_writes_every_output() {
 }
 
 #[test]
+fn associative_recall_runs_select_problems_and_the_long_delay() {
+    use crate::harness::associative_recall::associative_recall_runs;
+    let mut options = ExperimentOptions {
+        seeds: vec![0, 1],
+        ..ExperimentOptions::default()
+    };
+    let describe = |o: &ExperimentOptions| -> Vec<(ModelKind, usize, usize, usize, u64)> {
+        associative_recall_runs(o)
+            .iter()
+            .map(|r| {
+                let t = &r.task;
+                (r.model, t.n_queries, t.delay, t.dim, r.train.seed)
+            })
+            .collect()
+    };
+    // Both problems: (4 models × 3 M + 3 M + the τ = 10 run) per seed.
+    assert_eq!(describe(&options).len(), 2 * 16);
+    // Problem 3 alone, and with a single τ the long-delay run is left out.
+    options.problems = vec![3];
+    let p3 = describe(&options);
+    assert_eq!(p3.len(), 2 * 4);
+    assert!(p3.iter().all(|r| r.0 == ModelKind::Mamba && r.3 == 64));
+    assert_eq!(p3.iter().filter(|r| r.2 == 10).count(), 2);
+    options.delays = vec![1];
+    let p3 = describe(&options);
+    assert_eq!(p3.len(), 2 * 3);
+    assert!(p3.iter().all(|r| r.2 == 1));
+    // Problem 2 alone: only d = 8.
+    options.problems = vec![2];
+    assert!(describe(&options).iter().all(|r| r.3 == 8));
+    // An unknown problem is an error that names the flag.
+    options.problems = vec![4];
+    let err = associative_recall::<CpuAutodiff>(&options, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("--problem 4"), "{err}");
+}
+
+#[test]
 fn parallel_runs_give_the_same_results_in_the_same_order() {
     let options = ExperimentOptions {
         models: vec![

@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::lstm::{lstm_forward, lstm_recurrence, recurrence_tensor_ops};
 
-use crate::common::{dev, max_abs_diff};
+use crate::common::{dev, fresh_leaves, max_abs_diff};
 
 type Ad = CpuAutodiff;
 
@@ -64,6 +64,8 @@ fn run(
     state: Option<(Tensor<Ad, 2>, Tensor<Ad, 2>)>,
     fused: bool,
 ) -> Vec<(String, Vec<f32>)> {
+    let _ = params(lstm); // draws the lazily initialized weights in place
+    let lstm = &fresh_leaves(lstm);
     let x = x.require_grad();
     let state = state.map(|(c, h)| (c.require_grad(), h.require_grad()));
     let s = state

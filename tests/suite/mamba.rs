@@ -1,6 +1,7 @@
 //! Mamba mixer/block: initialisation, validation, forward numbers against an independent f64
 //! implementation, causality, the residual block, and gradients.
 
+use crate::common::fresh_leaves;
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
@@ -458,8 +459,8 @@ fn gradients_match_sequential_autodiff_and_finite_differences() {
                 vec_of(m.out_proj.weight.grad(&g).unwrap()),
             ]
         };
-        let fused = grads_of(&m);
-        let m_seq = m.clone().with_scan(ScanKind::Sequential);
+        let fused = grads_of(&fresh_leaves(&m));
+        let m_seq = fresh_leaves(&m).with_scan(ScanKind::Sequential);
         let seq = grads_of(&m_seq);
         for (i, (f, s)) in fused.iter().zip(&seq).enumerate() {
             let scale = s.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(1e-3);
