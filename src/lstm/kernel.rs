@@ -303,8 +303,8 @@ fn backward_row_body<M: MulAdd>(dims: LstmDims, bw: LstmBackwardInput<'_>, b: us
             dc_next[k] = dc * f;
         }
         // ∂h_{t−1} = dz W_hᵀ (∂W_h is one product after all rows, see `backward`).
-        for k in 0..hd {
-            dh_next[k] = dot::<M>(&bw.input.w_h[k * g..(k + 1) * g], dz);
+        for (dh, w_row) in dh_next.iter_mut().zip(bw.input.w_h.chunks_exact(g)) {
+            *dh = dot::<M>(w_row, dz);
         }
     }
     RowGrads {
