@@ -93,8 +93,18 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
         options.vocab,
         options.training_setting()
     );
-    s.push_str("Plots: `p2_accuracy_vs_length_M{M}.png`, `p3_accuracy_vs_length.png`, `convergence_p2.png`, \
-                `convergence_p3.png`. Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
+    let mut plots = Vec::new();
+    if !p2.is_empty() {
+        plots.extend(["`p2_accuracy_vs_length_M{M}.png`", "`convergence_p2.png`"]);
+    }
+    if !p3.is_empty() {
+        plots.extend(["`p3_accuracy_vs_length.png`", "`convergence_p3.png`"]);
+    }
+    let _ = writeln!(
+        s,
+        "Plots: {}. Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n",
+        plots.join(", ")
+    );
     let multi = options.seeds.len() > 1;
     let summary = |part: &[RecallOutcome]| {
         if multi {
