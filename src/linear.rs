@@ -25,6 +25,7 @@ use burn::backend::autodiff::{
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
@@ -234,18 +235,26 @@ fn backward(state: &State, dy: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArr
 #[derive(Debug)]
 struct AffineBackward;
 
+/// Registers the gradients of the first `N` of `(x, W, b)` that are tracked.
+fn propagate<const N: usize>(ops: Ops<State, N>, grads: &mut Gradients) {
+    let dy = grads.consume::<Cpu>(&ops.node);
+    let mut want = [false; 3];
+    for (w, parent) in want.iter_mut().zip(&ops.parents) {
+        *w = parent.is_some();
+    }
+    let out = backward(&ops.state, &dy, want);
+    for (parent, grad) in ops.parents.into_iter().zip(out) {
+        if let (Some(node), Some(grad)) = (parent, grad) {
+            grads.register::<Cpu>(node.id, grad);
+        }
+    }
+}
+
 impl Backward<Cpu, 3> for AffineBackward {
     type State = State;
 
     fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = grads.consume::<Cpu>(&ops.node);
-        let want = ops.parents.each_ref().map(Option::is_some);
-        let out = backward(&ops.state, &dy, want);
-        for (parent, grad) in ops.parents.into_iter().zip(out) {
-            if let (Some(node), Some(grad)) = (parent, grad) {
-                grads.register::<Cpu>(node.id, grad);
-            }
-        }
+        propagate(ops, grads);
     }
 }
 
@@ -253,15 +262,31 @@ impl Backward<Cpu, 2> for AffineBackward {
     type State = State;
 
     fn backward(self, ops: Ops<State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = grads.consume::<Cpu>(&ops.node);
-        let [px, pw] = ops.parents;
-        let out = backward(&ops.state, &dy, [px.is_some(), pw.is_some(), false]);
-        let [dx, dw, _] = out;
-        for (parent, grad) in [(px, dx), (pw, dw)] {
-            if let (Some(node), Some(grad)) = (parent, grad) {
-                grads.register::<Cpu>(node.id, grad);
-            }
+        propagate(ops, grads);
+    }
+}
+
+/// Records `y` as the output of an [`AffineBackward`] step over `parents` (x, W and maybe b).
+fn track<const N: usize>(
+    parents: [&FloatTensor<CpuAutodiff>; N],
+    y: NdArrayTensor,
+) -> FloatTensor<CpuAutodiff>
+where
+    AffineBackward: Backward<Cpu, N, State = State>,
+{
+    let prep = AffineBackward
+        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
+        .compute_bound()
+        .stateful();
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let state = State {
+                x: parents[0].primitive.clone(),
+                w: parents[1].primitive.clone(),
+            };
+            prep.finish(state, y)
         }
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
@@ -270,35 +295,11 @@ fn autodiff_affine<const D: usize>(
     w: Tensor<CpuAutodiff, 2>,
     b: Option<Tensor<CpuAutodiff, 1>>,
 ) -> Tensor<CpuAutodiff, D> {
-    let (x, w) = (prim(x), prim(w));
-    let state = |x: &NdArrayTensor, w: &NdArrayTensor| State {
-        x: x.clone(),
-        w: w.clone(),
-    };
-    let out = match b {
-        Some(b) => {
-            let b = prim(b);
-            let y = forward(&x.primitive, &w.primitive, Some(&b.primitive));
-            match AffineBackward
-                .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state(&x.primitive, &w.primitive), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
-        }
-        None => {
-            let y = forward(&x.primitive, &w.primitive, None);
-            match AffineBackward
-                .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state(&x.primitive, &w.primitive), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
-        }
+    let (x, w, b) = (prim(x), prim(w), b.map(prim));
+    let y = forward(&x.primitive, &w.primitive, b.as_ref().map(|b| &b.primitive));
+    let out = match &b {
+        Some(b) => track([&x, &w, b], y),
+        None => track([&x, &w], y),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
