@@ -109,7 +109,8 @@ struct Args {
     /// Comma-separated seeds: mean and range over them.
     #[arg(long, value_delimiter = ',')]
     seeds: Vec<u64>,
-    /// Trainings at the same time.
+    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
+    /// thread).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// A smoke run that finishes in seconds.
@@ -255,6 +256,7 @@ fn plots(options: &CopyingOptions, outcomes: &[CopyOutcome]) {
 
 fn main() {
     let args = Args::parse();
+    common::parallel::one_core_per_job(args.jobs);
     let options = args.options();
     let started = Instant::now();
     let outcomes = with_backend!(args.device.as_str(), |B, device| {

@@ -20,6 +20,7 @@ use common::{convergence_series, length_series, warn_on_error};
 
 fn main() {
     let args = RecallArgs::parse();
+    common::parallel::one_core_per_job(args.jobs);
     let options = args.options("results/induction_head");
     let started = Instant::now();
     let outcomes = with_backend!(args.device.as_str(), |B, device| {

@@ -68,7 +68,8 @@ struct Args {
     /// Seed of split, data order and initialization.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Trainings at the same time.
+    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
+    /// thread).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// A smoke run that finishes in seconds.
@@ -247,6 +248,7 @@ fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
 
 fn main() {
     let args = Args::parse();
+    common::parallel::one_core_per_job(args.jobs);
     let options = args.options().unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2);

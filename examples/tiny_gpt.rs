@@ -85,7 +85,8 @@ struct TrainArgs {
     /// Seed of split, data order, initialization and sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Trainings at the same time.
+    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
+    /// thread).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// A smoke run that finishes in seconds.
@@ -249,6 +250,7 @@ fn main() {
             }
         },
         Mode::Train(t) => {
+            common::parallel::one_core_per_job(t.jobs);
             let options = options(&t);
             let started = Instant::now();
             let result = with_backend!(t.device.as_str(), |B, device| {

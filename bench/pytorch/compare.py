@@ -11,7 +11,8 @@ Then, from the repository root:
 It builds and runs `cargo run --release --example train_speed -- --tsv` and
 `bench/pytorch/train_speed.py` with the same thread count, one after the other, and writes a
 markdown table with both timings, the ratio seqlayers / PyTorch, the issue's target ratio and
-the CPU (model name and SIMD level).
+the CPU (model name and SIMD level). Rewriting an existing file keeps its hand-written profile
+notes: everything from the `## Where the time goes` heading on.
 """
 
 import argparse
@@ -34,6 +35,8 @@ LABELS = {
     "mamba-sequential": "Mamba, sequential scan",
     "lstm": "LSTM",
 }
+# The heading of the hand-written profile notes that a rerun keeps (see `kept_notes`).
+NOTES_HEADING = "## Where the time goes"
 # Targets of the performance issue: seqlayers time ≤ ratio × PyTorch time.
 TARGETS = {
     "attention-nope": 0.5, "attention-rope": 0.5, "attention-learned": 0.5,
@@ -163,7 +166,18 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        args.out.write_text(text + kept_notes(args.out))
+
+
+def kept_notes(path):
+    """The hand-written part of an existing output file (from its `## Where the time goes`
+    heading on), so that regenerating the tables keeps the profile notes."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return ""
+    at = old.find("\n" + NOTES_HEADING)
+    return "\n" + old[at + 1:] if at >= 0 else ""
 
 
 if __name__ == "__main__":

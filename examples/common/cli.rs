@@ -66,8 +66,9 @@ pub struct RecallArgs {
     /// Evaluate the convergence curve every this many steps.
     #[arg(long)]
     pub eval_every: Option<usize>,
-    /// Trainings run at the same time, one thread each (results are bit-identical for any
-    /// value; ms/step then includes the contention between them).
+    /// Trainings run at the same time, one thread each; above 1 the kernels and matrix products
+    /// of each run one thread (results are bit-identical for any value; ms/step then includes
+    /// the contention between them).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// associative_recall only: run just these problems (comma-separated, 2 and/or 3).

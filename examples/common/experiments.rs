@@ -240,8 +240,8 @@ pub fn run_all<B: AutodiffBackend>(
         |k, total, o: &RecallOutcome| {
             let l = o.run.task.train_len;
             eprintln!(
-                "[{k}/{total}] {:<38} steps {:>5}  {:>6.1} ms/step  acc@L {:>5.1}%  acc@max {:>5.1}%  ({:.0} s)",
-                o.label(),
+                "[{k}/{total}] {:<45} steps {:>5}  {:>6.1} ms/step  acc@L {:>5.1}%  acc@max {:>5.1}%  ({:.0} s)",
+                o.run.name,
                 o.report.steps_run,
                 o.report.ms_per_step,
                 100.0 * o.accuracy_at(l).unwrap_or(f64::NAN),
