@@ -20,6 +20,7 @@ use common::{convergence_series, length_series, warn_on_error};
 
 fn main() {
     let args = RecallArgs::parse();
+    common::memory::keep_freed_memory();
     common::parallel::one_core_per_job(args.jobs);
     let options = args.options("results/associative_recall");
     let started = Instant::now();

@@ -256,6 +256,7 @@ fn plots(options: &CopyingOptions, outcomes: &[CopyOutcome]) {
 
 fn main() {
     let args = Args::parse();
+    common::memory::keep_freed_memory();
     common::parallel::one_core_per_job(args.jobs);
     let options = args.options();
     let started = Instant::now();

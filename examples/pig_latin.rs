@@ -248,6 +248,7 @@ fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
 
 fn main() {
     let args = Args::parse();
+    common::memory::keep_freed_memory();
     common::parallel::one_core_per_job(args.jobs);
     let options = args.options().unwrap_or_else(|e| {
         eprintln!("error: {e}");

@@ -250,6 +250,7 @@ fn main() {
             }
         },
         Mode::Train(t) => {
+            common::memory::keep_freed_memory();
             common::parallel::one_core_per_job(t.jobs);
             let options = options(&t);
             let started = Instant::now();

@@ -41,6 +41,24 @@ pub(crate) fn apply<B: Backend, const D: usize>(
     affine(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
 }
 
+/// Output columns `[start, start + width)` of `layer(x)`: `x [.., D_in]` → `[.., width]`.
+///
+/// The crate's convention for splitting a fused projection (Q/K/V, Mamba's `x`/`z` and
+/// `Δ`/`B`/`C`): cut the small weight `[D_in, D_out]` and run one product per part, rather than
+/// cut the `[.., D_out]` output. On burn-ndarray an output `narrow` copies strided columns
+/// element by element and its backward zero-fills a whole `[.., D_out]` gradient per part;
+/// the weight's are small. Same forward numbers as one product followed by a split.
+pub(crate) fn apply_columns<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+    start: usize,
+    width: usize,
+) -> Tensor<B, D> {
+    let weight = layer.weight.val().narrow(1, start, width); // [D_in, width]
+    let bias = layer.bias.as_ref().map(|b| b.val().narrow(0, start, width)); // [width]
+    affine(x, weight, bias)
+}
+
 /// `x · w` for `x [.., D_in]` and `w [D_in, D_out]` → `[.., D_out]`.
 pub(crate) fn matmul_tokens<B: Backend, const D: usize>(
     x: Tensor<B, D>,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod copying;
 pub mod experiments;
 pub mod induction_head;
+pub mod memory;
 pub mod parallel;
 pub mod pig_latin;
 pub mod plot;

@@ -66,6 +66,7 @@ impl AttentionBackend for NdArray<f32> {
             tables.as_ref().map(RopeValues::slices),
             dims,
             input.scale,
+            save_weights,
         );
         let AttentionDims {
             batch,
@@ -77,7 +78,7 @@ impl AttentionBackend for NdArray<f32> {
         } = dims;
         (
             tensor(out.out, [batch, heads, q_len, d_v]),
-            save_weights.then(|| tensor(out.weights, [batch, heads, q_len, k_len])),
+            out.weights.map(|w| tensor(w, [batch, heads, q_len, k_len])),
         )
     }
 
@@ -93,10 +94,12 @@ impl AttentionBackend for NdArray<f32> {
                 .expect("weights were asked for")
         });
         let tables = input.rope.as_ref().map(RopeValues::new);
+        let bias = input.bias.as_ref().map(values);
         let g = kernel::backward(
             &values(&input.q),
             &values(&input.k),
             &values(&input.v),
+            bias.as_deref(),
             &values(&weights),
             &values(&d_out),
             tables.as_ref().map(RopeValues::slices),

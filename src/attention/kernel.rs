@@ -18,8 +18,12 @@
 //!
 //! Masked pairs (bias ≤ [`MASKED_THRESHOLD`]) take the bias itself as their score (exactly what
 //! `score + MASKED` rounds to in f32) and weight 0 without an `exp`. All inner loops run over
-//! the key index, on `Kᵀ` and `Vᵀ`, so they vectorize for any head width (a causal mask's
-//! zeros are computed rather than skipped: cheaper than branching at these sizes).
+//! the key index, on `Kᵀ` and `Vᵀ`, so they vectorize for any head width.
+//!
+//! Each row stops at the end of its unmasked prefix, rounded up to whole groups of eight keys
+//! (so a causal mask costs about half of the full `Lq × Lk`): the skipped pairs have weight 0,
+//! and stopping on a group boundary keeps every sum bit-identical to running the whole row
+//! (the skipped terms are exact zeros, and [`dot`]'s lanes see the same keys).
 
 use rayon::prelude::*;
 
@@ -70,7 +74,40 @@ impl AttentionDims {
             &t[h * table..(h + 1) * table]
         })
     }
+
+    /// For every bias row `[Hb, Lq]`, where the work on it may stop: one past its last unmasked
+    /// key, rounded up to a multiple of [`LANE_GROUP`] and capped at `Lk`; `Lk` for a row
+    /// with no unmasked key (it is uniform, see [`forward`]). Empty without a bias.
+    fn row_ends(&self, bias: Option<&[f32]>) -> Vec<usize> {
+        let Some(bias) = bias else {
+            return Vec::new();
+        };
+        bias.chunks_exact(self.k_len)
+            .map(
+                |row| match row.iter().rposition(|&b| b > MASKED_THRESHOLD) {
+                    Some(last) => (last + 1).next_multiple_of(LANE_GROUP).min(self.k_len),
+                    None => self.k_len,
+                },
+            )
+            .collect()
+    }
+
+    /// The row ends ([`Self::row_ends`]) of block `blk`, `[Lq]`; `None` when every row is whole.
+    fn ends_of<'a>(&self, ends: &'a [usize], blk: usize) -> Option<&'a [usize]> {
+        if ends.is_empty() {
+            return None;
+        }
+        let h = if self.bias_heads == 1 {
+            0
+        } else {
+            blk % self.heads
+        };
+        Some(&ends[h * self.q_len..(h + 1) * self.q_len])
+    }
 }
+
+/// Lanes of [`dot`]'s partial sums: rows stop on a multiple of this (see the module docs).
+const LANE_GROUP: usize = 8;
 
 /// RoPE tables, row-major, rotate-half layout (`cos[p, f] = cos(p·θ_{f mod dk/2})`).
 #[derive(Debug, Clone, Copy)]
@@ -166,8 +203,8 @@ impl<'a> BlockInputs<'a> {
 pub(crate) struct ForwardOutput {
     /// `O` `[B, H, Lq, dv]`.
     pub out: Vec<f32>,
-    /// `P` `[B, H, Lq, Lk]`.
-    pub weights: Vec<f32>,
+    /// `P` `[B, H, Lq, Lk]`, if asked for.
+    pub weights: Option<Vec<f32>>,
 }
 
 /// Gradients returned by [`backward`].
@@ -181,12 +218,15 @@ pub(crate) struct Gradients {
     pub v: Vec<f32>,
 }
 
-/// `Σ a_i b_i` with eight independent partial sums, so that the compiler vectorizes it.
+/// `Σ a_i b_i` with [`LANE_GROUP`] independent partial sums, so that the compiler vectorizes it.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let split = a.len() / 8 * 8;
-    for (x, y) in a[..split].chunks_exact(8).zip(b[..split].chunks_exact(8)) {
-        for lane in 0..8 {
+    let mut acc = [0.0f32; LANE_GROUP];
+    let split = a.len() / LANE_GROUP * LANE_GROUP;
+    for (x, y) in a[..split]
+        .chunks_exact(LANE_GROUP)
+        .zip(b[..split].chunks_exact(LANE_GROUP))
+    {
+        for lane in 0..LANE_GROUP {
             acc[lane] += x[lane] * y[lane];
         }
     }
@@ -233,7 +273,46 @@ where
 // Layout: every inner loop runs over the key index `j` (length `Lk`, contiguous), so the
 // kernels work on `Kᵀ` `[dk, Lk]` and `Vᵀ` `[dv, Lk]` and vectorize whatever `dk` is.
 
-/// Forward pass: `O` and the weights `P`.
+/// One query row of the forward: `row` holds `S[i, :end]` on entry (`end = row.len()`) and
+/// `P[i, :end]` on return; `out` receives `O[i, :]`.
+fn softmax_row_times_v(
+    row: &mut [f32],
+    bias: Option<&[f32]>,
+    v_t: &[f32],
+    k_len: usize,
+    out: &mut [f32],
+) {
+    let end = row.len();
+    if let Some(b) = bias {
+        // A masked score is the mask itself (what `score + MASKED` rounds to).
+        for (s, &b) in row.iter_mut().zip(&b[..end]) {
+            *s = if b <= MASKED_THRESHOLD { b } else { *s + b };
+        }
+    }
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // Masked pairs get exactly 0 without calling `exp` (whose underflow path is slow), unless
+    // the whole row is masked: then every score equals the mask and the row is uniform, as
+    // with the primitive path.
+    let row_masked = max <= MASKED_THRESHOLD;
+    let mut sum = 0.0;
+    for s in row.iter_mut() {
+        *s = if *s <= MASKED_THRESHOLD && !row_masked {
+            0.0
+        } else {
+            (*s - max).exp()
+        };
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|s| *s *= inv);
+    for (f, o) in out.iter_mut().enumerate() {
+        *o = dot(row, &v_t[f * k_len..f * k_len + end]);
+    }
+}
+
+/// Forward pass: `O`, and the weights `P` when `save_weights` (the backward needs them;
+/// inference does not, and then only one row of scores exists at a time per block).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     q: &[f32],
     k: &[f32],
@@ -242,6 +321,24 @@ pub(crate) fn forward(
     rope: Option<RopeRef<'_>>,
     dims: AttentionDims,
     scale: f32,
+    save_weights: bool,
+) -> ForwardOutput {
+    let ends = dims.row_ends(bias);
+    forward_with_ends(q, k, v, bias, rope, dims, scale, save_weights, &ends)
+}
+
+/// [`forward`] with the row ends given (empty: every row whole).
+#[allow(clippy::too_many_arguments)]
+fn forward_with_ends(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Option<&[f32]>,
+    rope: Option<RopeRef<'_>>,
+    dims: AttentionDims,
+    scale: f32,
+    save_weights: bool,
+    ends: &[usize],
 ) -> ForwardOutput {
     let AttentionDims {
         q_len,
@@ -250,56 +347,85 @@ pub(crate) fn forward(
         d_v,
         ..
     } = dims;
-    let mut out = vec![0.0; dims.blocks() * q_len * d_v];
-    let mut weights = vec![0.0; dims.blocks() * q_len * k_len];
-    for_blocks(
-        &dims,
-        &mut out,
-        q_len * d_v,
-        &mut weights,
-        q_len * k_len,
-        |blk, out, p| {
-            let BlockInputs { q, k_t, v_t } = BlockInputs::new(q, k, v, rope, &dims, blk);
-            let bias = dims.bias_of(bias, blk); // [Lq, Lk]
-            for i in 0..q_len {
-                let row = &mut p[i * k_len..(i + 1) * k_len]; // S[i, :], then P[i, :]
-                for (f, &qf) in q[i * d_k..(i + 1) * d_k].iter().enumerate() {
-                    axpy(scale * qf, &k_t[f * k_len..(f + 1) * k_len], row);
-                }
-                if let Some(b) = bias {
-                    // A masked score is the mask itself (what `score + MASKED` rounds to).
-                    for (s, &b) in row.iter_mut().zip(&b[i * k_len..(i + 1) * k_len]) {
-                        *s = if b <= MASKED_THRESHOLD { b } else { *s + b };
-                    }
-                }
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                // Masked pairs get exactly 0 without calling `exp` (whose underflow path is
-                // slow), unless the whole row is masked: then every score equals the mask and
-                // the row is uniform, as with the primitive path.
-                let row_masked = max <= MASKED_THRESHOLD;
-                let mut sum = 0.0;
-                for s in row.iter_mut() {
-                    *s = if *s <= MASKED_THRESHOLD && !row_masked {
-                        0.0
-                    } else {
-                        (*s - max).exp()
-                    };
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
-                row.iter_mut().for_each(|s| *s *= inv);
-                for (f, o) in out[i * d_v..(i + 1) * d_v].iter_mut().enumerate() {
-                    *o = dot(row, &v_t[f * k_len..(f + 1) * k_len]);
-                }
+    // One block: every query row into `p` (`[Lq, Lk]` when saving the weights, one `[Lk]`
+    // scratch row otherwise).
+    let block = |blk: usize, out: &mut [f32], p: &mut [f32]| {
+        let BlockInputs { q, k_t, v_t } = BlockInputs::new(q, k, v, rope, &dims, blk);
+        let bias = dims.bias_of(bias, blk); // [Lq, Lk]
+        let ends = dims.ends_of(ends, blk); // [Lq]
+        for i in 0..q_len {
+            let end = ends.map_or(k_len, |e| e[i]);
+            let row = if save_weights {
+                &mut p[i * k_len..i * k_len + end] // S[i, :end], then P[i, :end]
+            } else {
+                let row = &mut p[..end];
+                row.fill(0.0);
+                row
+            };
+            for (f, &qf) in q[i * d_k..(i + 1) * d_k].iter().enumerate() {
+                axpy(scale * qf, &k_t[f * k_len..f * k_len + end], row);
             }
-        },
-    );
-    ForwardOutput { out, weights }
+            softmax_row_times_v(
+                row,
+                bias.map(|b| &b[i * k_len..(i + 1) * k_len]),
+                &v_t,
+                k_len,
+                &mut out[i * d_v..(i + 1) * d_v],
+            );
+        }
+    };
+    let mut out = vec![0.0; dims.blocks() * q_len * d_v];
+    if save_weights {
+        let mut weights = vec![0.0; dims.blocks() * q_len * k_len];
+        for_blocks(
+            &dims,
+            &mut out,
+            q_len * d_v,
+            &mut weights,
+            q_len * k_len,
+            block,
+        );
+        ForwardOutput {
+            out,
+            weights: Some(weights),
+        }
+    } else {
+        let chunk = q_len * d_v;
+        if dims.parallel() {
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each_init(|| vec![0.0; k_len], |row, (blk, out)| block(blk, out, row));
+        } else {
+            let mut row = vec![0.0; k_len];
+            out.chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(blk, out)| block(blk, out, &mut row));
+        }
+        ForwardOutput { out, weights: None }
+    }
 }
 
-/// Backward pass from the forward's weights `P` and the output gradient `dO` `[B, H, Lq, dv]`.
+/// Backward pass from the forward's weights `P` and the output gradient `dO` `[B, H, Lq, dv]`
+/// (`bias` is the forward's: it only says where each row's work may stop).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Option<&[f32]>,
+    weights: &[f32],
+    d_out: &[f32],
+    rope: Option<RopeRef<'_>>,
+    dims: AttentionDims,
+    scale: f32,
+) -> Gradients {
+    let ends = dims.row_ends(bias);
+    backward_with_ends(q, k, v, weights, d_out, rope, dims, scale, &ends)
+}
+
+/// [`backward`] with the row ends given (empty: every row whole).
+#[allow(clippy::too_many_arguments)]
+fn backward_with_ends(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -308,6 +434,7 @@ pub(crate) fn backward(
     rope: Option<RopeRef<'_>>,
     dims: AttentionDims,
     scale: f32,
+    ends: &[usize],
 ) -> Gradients {
     let AttentionDims {
         q_len,
@@ -330,27 +457,32 @@ pub(crate) fn backward(
             let BlockInputs { q, k_t, v_t } = BlockInputs::new(q, k, v, rope, &dims, blk);
             let p = &weights[blk * q_len * k_len..(blk + 1) * q_len * k_len]; // [Lq, Lk]
             let d_o = &d_out[blk * q_len * d_v..(blk + 1) * q_len * d_v]; // [Lq, dv]
+            let ends = dims.ends_of(ends, blk); // [Lq]
             let mut dk_t = vec![0.0f32; d_k * k_len]; // [dk, Lk]
             let mut dv_t = vec![0.0f32; d_v * k_len]; // [dv, Lk]
-            let mut ds = vec![0.0f32; k_len]; // dP[i, :], then dS[i, :]
+            let mut ds_row = vec![0.0f32; k_len]; // dP[i, :], then dS[i, :]
             for i in 0..q_len {
-                let pi = &p[i * k_len..(i + 1) * k_len];
+                // Keys past `end` have P[i, j] = 0, so they add exact zeros below.
+                let end = ends.map_or(k_len, |e| e[i]);
+                let pi = &p[i * k_len..i * k_len + end];
+                let ds = &mut ds_row[..end];
+                let cols = |f: usize| f * k_len..f * k_len + end; // row f of a [·, Lk] table, cut
                 // dP[i, :] = Σ_f dO[i, f] Vᵀ[f, :];  dVᵀ[f, :] += dO[i, f] P[i, :].
-                ds.iter_mut().for_each(|x| *x = 0.0);
+                ds.fill(0.0);
                 for (f, &g) in d_o[i * d_v..(i + 1) * d_v].iter().enumerate() {
-                    axpy(g, &v_t[f * k_len..(f + 1) * k_len], &mut ds);
-                    axpy(g, pi, &mut dv_t[f * k_len..(f + 1) * k_len]);
+                    axpy(g, &v_t[cols(f)], ds);
+                    axpy(g, pi, &mut dv_t[cols(f)]);
                 }
                 // dS[i, :] = s·P[i, :] ⊙ (dP[i, :] − Σ_j P[i, j] dP[i, j]).
-                let r = dot(pi, &ds);
+                let r = dot(pi, ds);
                 for (x, &pij) in ds.iter_mut().zip(pi) {
                     *x = scale * pij * (*x - r);
                 }
                 // dQ[i, f] = dS[i, :]·Kᵀ[f, :];  dKᵀ[f, :] += Q[i, f] dS[i, :].
                 let qi = &q[i * d_k..(i + 1) * d_k];
                 for f in 0..d_k {
-                    dq[i * d_k + f] = dot(&ds, &k_t[f * k_len..(f + 1) * k_len]);
-                    axpy(qi[f], &ds, &mut dk_t[f * k_len..(f + 1) * k_len]);
+                    dq[i * d_k + f] = dot(ds, &k_t[cols(f)]);
+                    axpy(qi[f], ds, &mut dk_t[cols(f)]);
                 }
             }
             let (dk, dv) = dkv.split_at_mut(k_len * d_k); // [Lk, dk], [Lk, dv]
@@ -456,14 +588,15 @@ mod tests {
             d_v: dv,
             bias_heads: 1,
         };
-        let got = forward(&q, &k, &v, Some(&bias), None, dims, 0.7);
+        let got = forward(&q, &k, &v, Some(&bias), None, dims, 0.7, true);
+        let weights = got.weights.as_deref().expect("saved");
         let want = reference(&q, &k, &v, &bias, (lq, lk, dk, dv), 0.7);
         for (g, w) in got.out.iter().zip(&want) {
             assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
         }
         // Masked pairs get exactly zero weight; rows sum to one.
         for i in 0..lq {
-            let row = &got.weights[i * lk..(i + 1) * lk];
+            let row = &weights[i * lk..(i + 1) * lk];
             assert!(row[i + 3..].iter().all(|&p| p == 0.0));
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         }
@@ -519,8 +652,9 @@ mod tests {
                     .map(|(o, g)| o * *g as f64)
                     .sum()
             };
-            let fwd = forward(&q, &k, &v, Some(&bias), rope, dims, 0.9);
-            let grads = backward(&q, &k, &v, &fwd.weights, &d_out, rope, dims, 0.9);
+            let fwd = forward(&q, &k, &v, Some(&bias), rope, dims, 0.9, true);
+            let weights = fwd.weights.as_deref().expect("saved");
+            let grads = backward(&q, &k, &v, Some(&bias), weights, &d_out, rope, dims, 0.9);
             let eps = 1e-3f32;
             let check = |which: usize, analytic: &[f32]| {
                 for idx in 0..analytic.len() {
@@ -541,5 +675,56 @@ mod tests {
             check(1, &grads.k);
             check(2, &grads.v);
         }
+    }
+
+    #[test]
+    fn cut_rows_and_unsaved_weights_change_no_bit() {
+        // Lk = 37 is no multiple of the lane group; two bias heads with different masks
+        // (causal, and causal with the first key masked too), queries offset by 3 (cached
+        // decoding shape), and a fully masked row.
+        let (b, h, lq, lk, dk, dv) = (2, 2, 34, 37, 5, 3);
+        let dims = AttentionDims {
+            batch: b,
+            heads: h,
+            q_len: lq,
+            k_len: lk,
+            d_k: dk,
+            d_v: dv,
+            bias_heads: h,
+        };
+        let bias: Vec<f32> = (0..h * lq * lk)
+            .map(|x| {
+                let (head, i, j) = (x / (lq * lk), x / lk % lq, x % lk);
+                let masked = j > i + 3 || (head == 1 && (j == 0 || i == 5));
+                if masked {
+                    -1.0e30
+                } else {
+                    -0.1 * (i + 3 - j) as f32
+                }
+            })
+            .collect();
+        let (q, k, v) = (
+            pseudo_random(b * h * lq * dk, 11),
+            pseudo_random(b * h * lk * dk, 12),
+            pseudo_random(b * h * lk * dv, 13),
+        );
+        let d_out = pseudo_random(b * h * lq * dv, 14);
+        let ends = dims.row_ends(Some(&bias));
+        assert_eq!(&ends[..3], &[8, 8, 8]);
+        assert_eq!(ends[5], 16);
+        assert_eq!(ends[lq + 5], lk, "a fully masked row stays whole");
+        let whole = forward_with_ends(&q, &k, &v, Some(&bias), None, dims, 0.8, true, &[]);
+        let cut = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, true);
+        let unsaved = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, false);
+        assert_eq!(whole.out, cut.out);
+        assert_eq!(whole.out, unsaved.out);
+        assert_eq!(whole.weights, cut.weights);
+        assert!(unsaved.weights.is_none());
+        let weights = whole.weights.as_deref().expect("saved");
+        let g_whole = backward_with_ends(&q, &k, &v, weights, &d_out, None, dims, 0.8, &[]);
+        let g_cut = backward(&q, &k, &v, Some(&bias), weights, &d_out, None, dims, 0.8);
+        assert_eq!(g_whole.q, g_cut.q);
+        assert_eq!(g_whole.k, g_cut.k);
+        assert_eq!(g_whole.v, g_cut.v);
     }
 }

@@ -205,40 +205,41 @@ impl<B: Backend> MultiHeadAttention<B> {
             .reshape([b, l, self.d_model]) // [B, L, D]
     }
 
-    /// Picks Q, K, V out of the projected blocks `[B, L, n·D]` (block `i` ↦ `blocks[i]`).
-    fn pick(
-        &self,
-        projected: Tensor<B, 3>,
-        first_block: usize,
-        wanted: &[usize],
-    ) -> Vec<Tensor<B, 4>> {
-        let d = self.d_model;
-        let mut heads: Vec<(usize, Tensor<B, 4>)> = Vec::with_capacity(wanted.len());
-        wanted
-            .iter()
-            .map(|&block| {
-                if let Some((_, t)) = heads.iter().find(|(b, _)| *b == block) {
-                    return t.clone();
-                }
-                let part = projected.clone().narrow(2, (block - first_block) * d, d); // [B, L, D]
-                let t = self.split_heads(part); // [B, H, L, d_head]
-                heads.push((block, t.clone()));
-                t
-            })
-            .collect()
+    /// The projection of `x` `[B, L, D]` by column block `block` of the fused weight (0: Q,
+    /// 1: K, 2: V), split into heads: `[B, H, L, d_head]`.
+    ///
+    /// One matrix product per block instead of one fused product cut apart with `narrow`: on
+    /// burn-ndarray a narrow copies its strided columns element by element and its backward
+    /// allocates and zero-fills the whole `[B, L, 3D]` gradient, which took about 15% of an
+    /// attention training step at d = 8; cutting the small weight `[D, 3D]` instead is cheap.
+    fn project_block(&self, x: Tensor<B, 3>, block: usize) -> Tensor<B, 4> {
+        let (weight, bias) = self.weight_block(block); // [D, D], [D]
+        self.split_heads(linear::affine(x, weight, bias)) // [B, H, L, d_head]
     }
 
-    /// One fused projection of `x` `[B, L, D]` into Q, K, V, each `[B, H, L, d_head]`.
+    /// [`project_block`](Self::project_block) for every entry of `blocks`, each distinct block
+    /// once (the sharing ablations reuse a block for Q and K, or for all three).
+    fn project_blocks<const N: usize>(
+        &self,
+        x: Tensor<B, 3>,
+        blocks: [usize; N],
+    ) -> [Tensor<B, 4>; N] {
+        let mut done: Vec<(usize, Tensor<B, 4>)> = Vec::with_capacity(N);
+        blocks.map(|block| {
+            if let Some((_, t)) = done.iter().find(|(b, _)| *b == block) {
+                return t.clone();
+            }
+            let t = self.project_block(x.clone(), block);
+            done.push((block, t.clone()));
+            t
+        })
+    }
+
+    /// Q, K, V of self-attention from `x` `[B, L, D]`, each `[B, H, L, d_head]`.
     fn project_self(&self, x: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let (qb, kb, vb) = self.sharing.blocks();
-        let projected = linear::apply(&self.qkv, x); // [B, L, P·D]
-        let mut qkv = self.pick(projected, 0, &[qb, kb, vb]).into_iter();
-        let (q, k, v) = (qkv.next(), qkv.next(), qkv.next());
-        (
-            q.expect("3 blocks"),
-            k.expect("3 blocks"),
-            v.expect("3 blocks"),
-        )
+        let [q, k, v] = self.project_blocks(x, [qb, kb, vb]);
+        (q, k, v)
     }
 
     /// Q from `queries` `[B, Lq, D]`, K and V from `context` `[B, Lk, D]`, using the matching
@@ -252,34 +253,30 @@ impl<B: Backend> MultiHeadAttention<B> {
         (self.project_queries(queries), k, v)
     }
 
-    /// Columns `[start·D, (start + blocks)·D)` of the fused weight `[D, P·D]` and its bias.
-    fn weight_columns(&self, start: usize, blocks: usize) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
+    /// Column block `block` (columns `[block·D, (block + 1)·D)`) of the fused weight
+    /// `[D, P·D]` and of its bias.
+    fn weight_block(&self, block: usize) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
         let d = self.d_model;
-        let weight = self.qkv.weight.val().narrow(1, start * d, blocks * d); // [D, blocks·D]
+        let weight = self.qkv.weight.val().narrow(1, block * d, d); // [D, D]
         let bias = self
             .qkv
             .bias
             .as_ref()
-            .map(|b| b.val().narrow(0, start * d, blocks * d)); // [blocks·D]
+            .map(|b| b.val().narrow(0, block * d, d)); // [D]
         (weight, bias)
     }
 
     /// Q of cross-attention: `queries` `[B, Lq, D]` → `[B, H, Lq, d_head]`.
     fn project_queries(&self, queries: Tensor<B, 3>) -> Tensor<B, 4> {
         let (qb, _, _) = self.sharing.blocks();
-        let (wq, bq) = self.weight_columns(qb, 1);
-        self.split_heads(linear::affine(queries, wq, bq)) // [B, H, Lq, d_head]
+        self.project_block(queries, qb) // [B, H, Lq, d_head]
     }
 
     /// K and V of cross-attention: `context` `[B, Lk, D]` → 2 × `[B, H, Lk, d_head]`.
     fn project_keys_values(&self, context: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let (_, kb, vb) = self.sharing.blocks();
-        let (lo, hi) = (kb.min(vb), kb.max(vb));
-        let (wkv, bkv) = self.weight_columns(lo, hi - lo + 1);
-        let projected = linear::affine(context, wkv, bkv); // [B, Lk, (hi−lo+1)·D]
-        let mut kv = self.pick(projected, lo, &[kb, vb]).into_iter();
-        let (k, v) = (kv.next(), kv.next());
-        (k.expect("2 blocks"), v.expect("2 blocks"))
+        let [k, v] = self.project_blocks(context, [kb, vb]);
+        (k, v)
     }
 
     /// Projects a fixed `context` `[B, Lk, D]` (e.g. the encoder output) into the keys and

@@ -25,7 +25,7 @@ use super::cpu_fast::{silu, softplus};
 use super::padding::PaddingPlan;
 use super::state::MambaState;
 use crate::error::{Result, SeqError};
-use crate::linear::{self, matmul_tokens};
+use crate::linear;
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::{ScanKind, SelectiveScanInput, selective_scan};
 
@@ -102,20 +102,14 @@ impl<B: Backend> Mamba<B> {
         MambaState::zeros(batch, self.d_inner, self.d_conv, self.d_state, device)
     }
 
-    /// `in_proj` as two products with the column halves of its weight: `u [B, L, D]` →
-    /// `(x, z)`, each `[B, L, E]`. Same numbers as one product followed by a split, but the
-    /// backward slices the small `[D, 2E]` weight gradient instead of the `[B, L, 2E]` one.
+    /// `in_proj` as two products with the column halves of its weight
+    /// ([`linear::apply_columns`]): `u [B, L, D]` → `(x, z)`, each `[B, L, E]`.
     fn in_proj_split(&self, u: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let e = self.d_inner;
-        let w = self.in_proj.weight.val(); // [D, 2E]
-        let half = |start: usize| {
-            let out = matmul_tokens(u.clone(), w.clone().narrow(1, start, e)); // [B, L, E]
-            match &self.in_proj.bias {
-                Some(b) => out + b.val().narrow(0, start, e).unsqueeze::<3>(), // [B, L, E]
-                None => out,
-            }
-        };
-        (half(0), half(e))
+        (
+            linear::apply_columns(&self.in_proj, u.clone(), 0, e), // x [B, L, E]
+            linear::apply_columns(&self.in_proj, u, e, e),         // z [B, L, E]
+        )
     }
 
     /// `A = −exp(A_log)`, `[E, N]`.
@@ -197,10 +191,10 @@ impl<B: Backend> Mamba<B> {
         }; // [B, L, E]
 
         // Input-dependent Δ, B, C.
-        let proj = linear::apply(&self.x_proj, xc.clone()); // [B, L, R+2N]
-        let dt_low = proj.clone().narrow(2, 0, r); // [B, L, R]
-        let b = proj.clone().narrow(2, r, n); // [B, L, N]
-        let c = proj.narrow(2, r + n, n); // [B, L, N]
+        // `x_proj` [D_in = E, R+2N] in three column blocks (see `linear::apply_columns`).
+        let dt_low = linear::apply_columns(&self.x_proj, xc.clone(), 0, r); // [B, L, R]
+        let b = linear::apply_columns(&self.x_proj, xc.clone(), r, n); // [B, L, N]
+        let c = linear::apply_columns(&self.x_proj, xc.clone(), r + n, n); // [B, L, N]
         let mut delta = softplus(linear::apply(&self.dt_proj, dt_low)); // [B, L, E]
         if let Some(p) = &plan {
             delta = delta * p.mask_bl1(); // padded: Δ = 0 → Ā = 1, B̄ = 0
@@ -248,7 +242,7 @@ impl<B: Backend> Mamba<B> {
             xs
         };
         let xc = causal_conv_silu(&self.conv1d, x_ext); // [B, L, E]
-        let dt_low = linear::apply(&self.x_proj, xc).narrow(2, 0, r); // [B, L, R]
+        let dt_low = linear::apply_columns(&self.x_proj, xc, 0, r); // [B, L, R]
         Ok((softplus(linear::apply(&self.dt_proj, dt_low)), self.a())) // [B, L, E], [E, N]
     }
 
