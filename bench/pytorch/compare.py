@@ -13,6 +13,10 @@ It builds and runs `cargo run --release --example train_speed -- --tsv` and
 markdown table with both timings, the ratio seqlayers / PyTorch, the issue's target ratio and
 the CPU (model name and SIMD level). Rewriting an existing file keeps its hand-written profile
 notes: everything from the `## Where the time goes` heading on.
+
+`--malloc keep` runs both programs with glibc told to keep freed memory for reuse (the
+`GLIBC_TUNABLES` below, what the experiment drivers set with `mallopt`), instead of glibc's
+defaults, which give memory back to the kernel and fault it in again.
 """
 
 import argparse
@@ -38,6 +42,9 @@ LABELS = {
 # The heading of the hand-written profile notes that a rerun keeps (see `kept_notes`).
 NOTES_HEADING = "## Where the time goes"
 # Targets of the performance issue: seqlayers time ≤ ratio × PyTorch time.
+# `--malloc keep`: glibc keeps freed memory (no trimming; only blocks over 32 MiB get their own
+# map), for both programs alike.
+MALLOC_KEEP = "glibc.malloc.trim_threshold=2147483647:glibc.malloc.mmap_threshold=33554432"
 TARGETS = {
     "attention-nope": 0.5, "attention-rope": 0.5, "attention-learned": 0.5,
     "hybrid": 0.3, "mamba": 0.2, "lstm": 1.0,
@@ -93,6 +100,9 @@ def main():
     parser.add_argument("--python", default=sys.executable,
                         help="the Python that has torch and mambapy")
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
+    parser.add_argument("--malloc", choices=["default", "keep"], default="default",
+                        help="glibc malloc settings for both programs: its defaults, or keep "
+                             "freed memory for reuse (GLIBC_TUNABLES=" + MALLOC_KEEP + ")")
     args = parser.parse_args()
 
     try:
@@ -101,31 +111,39 @@ def main():
         sys.exit("PyTorch or mambapy is missing for " + args.python +
                  ": python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy")
 
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+    torch_env = dict(os.environ)
+    if args.malloc == "keep":
+        torch_env["GLIBC_TUNABLES"] = MALLOC_KEEP
+    env = dict(torch_env, RAYON_NUM_THREADS=str(args.threads))
     run(["cargo", "build", "--release", "--example", "train_speed", "--example", "decode_speed"])
     started = datetime.datetime.now(datetime.timezone.utc)
     ours_header, ours = parse(run(["cargo", "run", "--release", "--quiet", "--example",
                                    "train_speed", "--", "--tsv", "--steps", str(args.steps)],
                                   env=env))
     torch_header, theirs = parse(run([args.python, str(HERE / "train_speed.py"), "--steps",
-                                      str(args.steps), "--threads", str(args.threads)]))
+                                      str(args.steps), "--threads", str(args.threads)],
+                                     env=torch_env))
     _, ours_decode = parse(run(["cargo", "run", "--release", "--quiet", "--example",
                                 "decode_speed", "--", "--tsv"], env=env))
     _, theirs_decode = parse(run([args.python, str(HERE / "decode_speed.py"), "--threads",
-                                  str(args.threads)]))
+                                  str(args.threads)], env=torch_env))
     minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
 
     lines = [
         "# Training speed, side by side with PyTorch + mambapy",
         "",
         f"CPU: {cpu_name()}, {os.cpu_count()} cores, {cpu_simd()}; {args.threads} threads for "
-        f"both. Run {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min for both halves.",
+        f"both; glibc malloc: "
+        + ("keeps freed memory (`GLIBC_TUNABLES=" + MALLOC_KEEP + "`) for both"
+           if args.malloc == "keep" else "defaults for both")
+        + f". Run {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min for both halves.",
         "",
         f"- seqlayers: {'; '.join(ours_header)}",
         f"- PyTorch: {'; '.join(torch_header)}",
         "",
         "Command: `python3 bench/pytorch/compare.py --steps "
-        f"{args.steps} --out docs/results/train_speed.md` (both programs one after the other in "
+        f"{args.steps}{' --malloc keep' if args.malloc == 'keep' else ''} --out "
+        f"{args.out.as_posix() if args.out else '…'}` (both programs one after the other in "
         "one invocation). One optimizer step (forward + backward + Adam) of the recall "
         f"classifier, K = 16, L = 64, batch 64, 2 blocks; mean of {args.steps} steps after 5 "
         "warm-up steps. Ratio = seqlayers / PyTorch (below 1: we are faster).",
