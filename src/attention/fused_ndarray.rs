@@ -67,6 +67,7 @@ impl AttentionBackend for NdArray<f32> {
             dims,
             input.scale,
             save_weights,
+            &dims.row_ends(bias.as_deref()),
         );
         let AttentionDims {
             batch,
@@ -99,12 +100,12 @@ impl AttentionBackend for NdArray<f32> {
             &values(&input.q),
             &values(&input.k),
             &values(&input.v),
-            bias.as_deref(),
             &values(&weights),
             &values(&d_out),
             tables.as_ref().map(RopeValues::slices),
             dims,
             input.scale,
+            &dims.row_ends(bias.as_deref()),
         );
         let shape = |t: &FloatTensor<Self>| -> Shape { t.shape() };
         FusedAttentionGrads {

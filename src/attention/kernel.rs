@@ -78,7 +78,7 @@ impl AttentionDims {
     /// For every bias row `[Hb, Lq]`, where the work on it may stop: one past its last unmasked
     /// key, rounded up to a multiple of [`LANE_GROUP`] and capped at `Lk`; `Lk` for a row
     /// with no unmasked key (it is uniform, see [`forward`]). Empty without a bias.
-    fn row_ends(&self, bias: Option<&[f32]>) -> Vec<usize> {
+    pub(crate) fn row_ends(&self, bias: Option<&[f32]>) -> Vec<usize> {
         let Some(bias) = bias else {
             return Vec::new();
         };
@@ -311,25 +311,10 @@ fn softmax_row_times_v(
 }
 
 /// Forward pass: `O`, and the weights `P` when `save_weights` (the backward needs them;
-/// inference does not, and then only one row of scores exists at a time per block).
+/// inference does not, and then only one row of scores exists at a time per block). `ends`:
+/// where each bias row's work stops, from [`AttentionDims::row_ends`] (empty: every row whole).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    bias: Option<&[f32]>,
-    rope: Option<RopeRef<'_>>,
-    dims: AttentionDims,
-    scale: f32,
-    save_weights: bool,
-) -> ForwardOutput {
-    let ends = dims.row_ends(bias);
-    forward_with_ends(q, k, v, bias, rope, dims, scale, save_weights, &ends)
-}
-
-/// [`forward`] with the row ends given (empty: every row whole).
-#[allow(clippy::too_many_arguments)]
-fn forward_with_ends(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -405,27 +390,10 @@ fn forward_with_ends(
     }
 }
 
-/// Backward pass from the forward's weights `P` and the output gradient `dO` `[B, H, Lq, dv]`
-/// (`bias` is the forward's: it only says where each row's work may stop).
+/// Backward pass from the forward's weights `P` and the output gradient `dO` `[B, H, Lq, dv]`,
+/// with the forward's row `ends` (see [`forward`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    bias: Option<&[f32]>,
-    weights: &[f32],
-    d_out: &[f32],
-    rope: Option<RopeRef<'_>>,
-    dims: AttentionDims,
-    scale: f32,
-) -> Gradients {
-    let ends = dims.row_ends(bias);
-    backward_with_ends(q, k, v, weights, d_out, rope, dims, scale, &ends)
-}
-
-/// [`backward`] with the row ends given (empty: every row whole).
-#[allow(clippy::too_many_arguments)]
-fn backward_with_ends(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -588,7 +556,8 @@ mod tests {
             d_v: dv,
             bias_heads: 1,
         };
-        let got = forward(&q, &k, &v, Some(&bias), None, dims, 0.7, true);
+        let ends = dims.row_ends(Some(&bias));
+        let got = forward(&q, &k, &v, Some(&bias), None, dims, 0.7, true, &ends);
         let weights = got.weights.as_deref().expect("saved");
         let want = reference(&q, &k, &v, &bias, (lq, lk, dk, dv), 0.7);
         for (g, w) in got.out.iter().zip(&want) {
@@ -652,9 +621,10 @@ mod tests {
                     .map(|(o, g)| o * *g as f64)
                     .sum()
             };
-            let fwd = forward(&q, &k, &v, Some(&bias), rope, dims, 0.9, true);
+            let ends = dims.row_ends(Some(&bias));
+            let fwd = forward(&q, &k, &v, Some(&bias), rope, dims, 0.9, true, &ends);
             let weights = fwd.weights.as_deref().expect("saved");
-            let grads = backward(&q, &k, &v, Some(&bias), weights, &d_out, rope, dims, 0.9);
+            let grads = backward(&q, &k, &v, weights, &d_out, rope, dims, 0.9, &ends);
             let eps = 1e-3f32;
             let check = |which: usize, analytic: &[f32]| {
                 for idx in 0..analytic.len() {
@@ -713,16 +683,16 @@ mod tests {
         assert_eq!(&ends[..3], &[8, 8, 8]);
         assert_eq!(ends[5], 16);
         assert_eq!(ends[lq + 5], lk, "a fully masked row stays whole");
-        let whole = forward_with_ends(&q, &k, &v, Some(&bias), None, dims, 0.8, true, &[]);
-        let cut = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, true);
-        let unsaved = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, false);
+        let whole = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, true, &[]);
+        let cut = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, true, &ends);
+        let unsaved = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, false, &ends);
         assert_eq!(whole.out, cut.out);
         assert_eq!(whole.out, unsaved.out);
         assert_eq!(whole.weights, cut.weights);
         assert!(unsaved.weights.is_none());
         let weights = whole.weights.as_deref().expect("saved");
-        let g_whole = backward_with_ends(&q, &k, &v, weights, &d_out, None, dims, 0.8, &[]);
-        let g_cut = backward(&q, &k, &v, Some(&bias), weights, &d_out, None, dims, 0.8);
+        let g_whole = backward(&q, &k, &v, weights, &d_out, None, dims, 0.8, &[]);
+        let g_cut = backward(&q, &k, &v, weights, &d_out, None, dims, 0.8, &ends);
         assert_eq!(g_whole.q, g_cut.q);
         assert_eq!(g_whole.k, g_cut.k);
         assert_eq!(g_whole.v, g_cut.v);

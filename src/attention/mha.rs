@@ -206,15 +206,11 @@ impl<B: Backend> MultiHeadAttention<B> {
     }
 
     /// The projection of `x` `[B, L, D]` by column block `block` of the fused weight (0: Q,
-    /// 1: K, 2: V), split into heads: `[B, H, L, d_head]`.
-    ///
-    /// One matrix product per block instead of one fused product cut apart with `narrow`: on
-    /// burn-ndarray a narrow copies its strided columns element by element and its backward
-    /// allocates and zero-fills the whole `[B, L, 3D]` gradient, which took about 15% of an
-    /// attention training step at d = 8; cutting the small weight `[D, 3D]` instead is cheap.
+    /// 1: K, 2: V), split into heads: `[B, H, L, d_head]`. The weight is cut, not the output
+    /// ([`linear::apply_columns`]).
     fn project_block(&self, x: Tensor<B, 3>, block: usize) -> Tensor<B, 4> {
-        let (weight, bias) = self.weight_block(block); // [D, D], [D]
-        self.split_heads(linear::affine(x, weight, bias)) // [B, H, L, d_head]
+        let d = self.d_model;
+        self.split_heads(linear::apply_columns(&self.qkv, x, block * d, d)) // [B, H, L, d_head]
     }
 
     /// [`project_block`](Self::project_block) for every entry of `blocks`, each distinct block
@@ -251,19 +247,6 @@ impl<B: Backend> MultiHeadAttention<B> {
     ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let (k, v) = self.project_keys_values(context);
         (self.project_queries(queries), k, v)
-    }
-
-    /// Column block `block` (columns `[block·D, (block + 1)·D)`) of the fused weight
-    /// `[D, P·D]` and of its bias.
-    fn weight_block(&self, block: usize) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
-        let d = self.d_model;
-        let weight = self.qkv.weight.val().narrow(1, block * d, d); // [D, D]
-        let bias = self
-            .qkv
-            .bias
-            .as_ref()
-            .map(|b| b.val().narrow(0, block * d, d)); // [D]
-        (weight, bias)
     }
 
     /// Q of cross-attention: `queries` `[B, Lq, D]` → `[B, H, Lq, d_head]`.
