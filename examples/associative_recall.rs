@@ -13,24 +13,21 @@ mod common;
 use std::time::Instant;
 
 use clap::Parser;
-use common::associative_recall::associative_recall;
-use common::cli::RecallArgs;
+use common::associative_recall::{associative_recall, associative_recall_options};
+use common::cli::{RecallArgs, or_exit};
 use common::plot::line_plot;
 use common::{convergence_series, length_series, warn_on_error};
 
 fn main() {
     let args = RecallArgs::parse();
+    let options = or_exit(associative_recall_options(&args));
     common::memory::keep_freed_memory();
     common::parallel::one_core_per_job(args.jobs);
-    let options = args.options("results/associative_recall");
     let started = Instant::now();
     let outcomes = with_backend!(args.device.as_str(), |B, device| {
         associative_recall::<B>(&options, &device)
     });
-    let outcomes = outcomes.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    });
+    let outcomes = or_exit(outcomes);
     let d2 = options.dims.first().copied().unwrap_or(8);
     let (p2, p3): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.run.task.dim == d2);
     let dir = &options.out_dir;

@@ -13,24 +13,21 @@ mod common;
 use std::time::Instant;
 
 use clap::Parser;
-use common::cli::RecallArgs;
-use common::induction_head::induction_head;
+use common::cli::{RecallArgs, or_exit};
+use common::induction_head::{induction_head, induction_head_options};
 use common::plot::line_plot;
 use common::{convergence_series, length_series, warn_on_error};
 
 fn main() {
     let args = RecallArgs::parse();
+    let options = or_exit(induction_head_options(&args));
     common::memory::keep_freed_memory();
     common::parallel::one_core_per_job(args.jobs);
-    let options = args.options("results/induction_head");
     let started = Instant::now();
     let outcomes = with_backend!(args.device.as_str(), |B, device| {
         induction_head::<B>(&options, &device)
     });
-    let outcomes = outcomes.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    });
+    let outcomes = or_exit(outcomes);
     let mut delays: Vec<usize> = outcomes.iter().map(|o| o.run.task.delay).collect();
     delays.dedup();
     for tau in delays {

@@ -16,146 +16,19 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use common::cli::or_exit;
 use common::plot::{Series, line_plot};
 use common::tiny_gpt::{
-    Ablation, TinyGptOptions, TinyGptOutcome, VocabularyFile, sample_windowed, tiny_gpt,
+    GenerateArgs, TinyGptArgs, TinyGptMode, TinyGptOptions, TinyGptOutcome, generate_vocabulary,
+    sample_windowed, tiny_gpt, train_options,
 };
 use common::warn_on_error;
-use seqlayers::burn::config::Config;
-use seqlayers::data::TokenKind;
+use seqlayers::data::Vocabulary;
 use seqlayers::decode::{GenerateConfig, SampleConfig};
 use seqlayers::model::load_language_model;
-
-/// A character-level GPT on Shakespeare and its attention ablations (seed 004 §2).
-#[derive(Parser, Debug)]
-#[command(about)]
-struct Args {
-    #[command(subcommand)]
-    mode: Mode,
-}
-
-#[derive(Subcommand, Debug)]
-enum Mode {
-    /// Train the ablation grid (or the ones given) and write the report.
-    Train(TrainArgs),
-    /// Generate text from a saved checkpoint.
-    Generate(GenerateArgs),
-}
-
-#[derive(clap::Args, Debug)]
-struct TrainArgs {
-    /// Comma-separated variants: standard, naive-mask, shared-qk, shared-kv, shared-qkv,
-    /// sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T], mamba, hybrid.
-    #[arg(long = "ablation", value_delimiter = ',', value_parser = Ablation::parse)]
-    ablations: Vec<Ablation>,
-    /// Any UTF-8 text (default: the committed Shakespeare corpus).
-    #[arg(long)]
-    corpus: Option<PathBuf>,
-    /// Word-level tokens with this vocabulary cap instead of characters.
-    #[arg(long)]
-    words: Option<usize>,
-    /// Training window.
-    #[arg(long)]
-    block_size: Option<usize>,
-    /// Width.
-    #[arg(long)]
-    d_model: Option<usize>,
-    /// GPT blocks.
-    #[arg(long)]
-    layers: Option<usize>,
-    /// Optimizer steps.
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Windows per step.
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Dropout after the MLPs.
-    #[arg(long)]
-    dropout: Option<f64>,
-    /// Continue training from this checkpoint (its config wins; one ablation).
-    #[arg(long)]
-    resume: Option<PathBuf>,
-    /// Seed of split, data order, initialization and sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
-    /// thread).
-    #[arg(long, default_value_t = 1)]
-    jobs: usize,
-    /// A smoke run that finishes in seconds.
-    #[arg(long)]
-    quick: bool,
-    /// Output folder.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Do not save checkpoints.
-    #[arg(long)]
-    no_save: bool,
-    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-}
-
-#[derive(clap::Args, Debug)]
-struct GenerateArgs {
-    /// Checkpoint folder (config.json, model.mpk, vocabulary.json).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Text to continue.
-    #[arg(long, default_value = "ROMEO.\n")]
-    prompt: String,
-    /// Tokens to generate.
-    #[arg(long, default_value_t = 300)]
-    tokens: usize,
-    /// Softmax temperature.
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f64,
-    /// Sample among the k most likely tokens.
-    #[arg(long, default_value_t = 10)]
-    top_k: usize,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-fn options(a: &TrainArgs) -> TinyGptOptions {
-    let mut o = TinyGptOptions::default();
-    if a.quick {
-        o = o.quick();
-    }
-    if !a.ablations.is_empty() {
-        o.ablations = a.ablations.clone();
-    }
-    if let Some(c) = &a.corpus {
-        o.corpus = c.clone();
-    }
-    if let Some(w) = a.words {
-        o.tokens = TokenKind::Word { max_words: w };
-    }
-    o.block_size = a.block_size.unwrap_or(o.block_size);
-    o.d_model = a.d_model.unwrap_or(o.d_model);
-    o.layers = a.layers.unwrap_or(o.layers);
-    o.steps = a.steps.unwrap_or(o.steps);
-    o.batch = a.batch.unwrap_or(o.batch);
-    o.lr = a.lr.unwrap_or(o.lr);
-    o.dropout = a.dropout.unwrap_or(o.dropout);
-    o.resume = a.resume.clone();
-    o.seed = a.seed;
-    o.jobs = a.jobs;
-    o.save = !a.no_save;
-    o.out_dir = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results/tiny_gpt"));
-    o
-}
 
 fn plots(options: &TinyGptOptions, outcomes: &[TinyGptOutcome]) {
     let dir = &options.out_dir;
@@ -212,16 +85,10 @@ fn plots(options: &TinyGptOptions, outcomes: &[TinyGptOutcome]) {
     ));
 }
 
-fn generate(a: &GenerateArgs) -> seqlayers::Result<String> {
+/// Generates from the checkpoint of `a` (whose flags and vocabulary were checked).
+fn generate(a: &GenerateArgs, vocabulary: &Vocabulary) -> seqlayers::Result<String> {
     let device = Default::default();
     let (model, _) = load_language_model::<seqlayers::backend::Cpu>(&a.checkpoint, &device)?;
-    let vocab_path = a.checkpoint.join("vocabulary.json");
-    let vocabulary = VocabularyFile::load(&vocab_path)
-        .map_err(|e| seqlayers::SeqError::Checkpoint {
-            path: vocab_path.display().to_string(),
-            problem: format!("cannot read the vocabulary ({e})"),
-        })?
-        .vocabulary()?;
     let config = SampleConfig::new(GenerateConfig::new(a.tokens))
         .with_temperature(a.temperature)
         .with_top_k(a.top_k)
@@ -229,38 +96,26 @@ fn generate(a: &GenerateArgs) -> seqlayers::Result<String> {
     // Learned positions were trained up to their table: decode in windows of that length.
     let block = model.position.max_len().unwrap_or(usize::MAX);
     sample_windowed(
-        &model,
-        &vocabulary,
-        &a.prompt,
-        a.tokens,
-        block,
-        config,
-        &device,
+        &model, vocabulary, &a.prompt, a.tokens, block, config, &device,
     )
 }
 
 fn main() {
-    let args = Args::parse();
+    let args = TinyGptArgs::parse();
     match args.mode {
-        Mode::Generate(g) => match generate(&g) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(1);
-            }
-        },
-        Mode::Train(t) => {
+        TinyGptMode::Generate(g) => {
+            let vocabulary = or_exit(generate_vocabulary(&g));
+            println!("{}", or_exit(generate(&g, &vocabulary)));
+        }
+        TinyGptMode::Train(t) => {
+            let options = or_exit(train_options(&t));
             common::memory::keep_freed_memory();
             common::parallel::one_core_per_job(t.jobs);
-            let options = options(&t);
             let started = Instant::now();
             let result = with_backend!(t.device.as_str(), |B, device| {
                 tiny_gpt::<B>(&options, &device)
             });
-            let (outcomes, _) = result.unwrap_or_else(|e| {
-                eprintln!("error: {e}");
-                std::process::exit(1);
-            });
+            let (outcomes, _) = or_exit(result);
             plots(&options, &outcomes);
             common::print_report(&options.out_dir, started);
         }

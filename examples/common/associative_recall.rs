@@ -10,7 +10,8 @@ use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::model::ModelKind;
 use seqlayers::{Result, SeqError};
 
-use super::experiments::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
+use super::cli::{CliError, RecallArgs};
+use super::experiments::{ExperimentOptions, check_runs, prepare_out_dir, run_all, write_outputs};
 use super::recall::{RecallOutcome, RecallRun};
 use super::report::{findings, results_table, seed_summary};
 
@@ -64,6 +65,16 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
         }
     }
     runs
+}
+
+/// The options of the `associative_recall` command line, checked: every flag value, then every run
+/// (task, budget, model) before any training starts.
+pub fn associative_recall_options(
+    args: &RecallArgs,
+) -> std::result::Result<ExperimentOptions, CliError> {
+    let options = args.checked_options("associative_recall", "results/associative_recall")?;
+    check_runs(&associative_recall_runs(&options), options.jobs)?;
+    Ok(options)
 }
 
 /// Trains and evaluates Problems 2 and 3, writes CSV files and `report.md` to

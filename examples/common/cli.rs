@@ -1,10 +1,186 @@
-//! Command-line flags shared by the recall examples.
+//! Command-line flags shared by the recall examples, and how every experiment example checks
+//! its flags and input files and turns errors into exit codes.
+//!
+//! A bad command line (a flag value, a missing or unreadable input file) ends the example with
+//! a message that says what to change and exit code [`EXIT_USAGE`] (2, clap's own code for a
+//! flag it cannot parse); a run that fails after its inputs were accepted (training diverged,
+//! an I/O error) ends with [`EXIT_FAILURE`] (1). No bad input may panic.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use super::experiments::ExperimentOptions;
 use clap::Parser;
+use seqlayers::SeqError;
 use seqlayers::model::ModelKind;
+
+/// Exit code of a command line the example cannot run: a bad flag value or input file.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Exit code of a run that failed after its inputs were accepted.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Why an example stops before or while running.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CliError {
+    /// A flag value or input file the example cannot use; the message says what to change.
+    Usage(String),
+    /// An error of the library (its exit code depends on what went wrong, see
+    /// [`CliError::exit_code`]).
+    Run(SeqError),
+}
+
+impl CliError {
+    /// A [`CliError::Usage`] with `message`.
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError::Usage(message.into())
+    }
+
+    /// [`EXIT_USAGE`] for a bad flag or file (every configuration, range, data, read, write and
+    /// checkpoint error of the library), [`EXIT_FAILURE`] for a run that failed on its own
+    /// (diverged training, an I/O or internal shape error, any other kind).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Run(e) => match e {
+                SeqError::ZeroSize { .. }
+                | SeqError::HeadsDoNotDivide { .. }
+                | SeqError::OddRopeDim { .. }
+                | SeqError::TooManyWindowedHeads { .. }
+                | SeqError::SequenceTooLong { .. }
+                | SeqError::OutOfRange { .. }
+                | SeqError::InvalidConfig(_)
+                | SeqError::Read { .. }
+                | SeqError::BadData { .. }
+                | SeqError::Checkpoint { .. }
+                | SeqError::Write { .. } => EXIT_USAGE,
+                // Diverged training, I/O and internal shape errors (and any kind added later).
+                _ => EXIT_FAILURE,
+            },
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(m) => f.write_str(m),
+            CliError::Run(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<SeqError> for CliError {
+    fn from(e: SeqError) -> Self {
+        CliError::Run(e)
+    }
+}
+
+/// The value of `result`, or: prints `error: <message>` to stderr and exits with the error's
+/// [`CliError::exit_code`] (how every experiment example's `main` ends on an error).
+pub fn or_exit<T, E: Into<CliError>>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| {
+        let e = e.into();
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code())
+    })
+}
+
+/// `Ok` when `value ≥ 1`; otherwise an error naming `flag`.
+pub fn at_least_one(flag: &str, value: usize) -> Result<(), CliError> {
+    if value == 0 {
+        return Err(CliError::usage(format!(
+            "{flag} must be at least 1 (got 0); give a positive whole number"
+        )));
+    }
+    Ok(())
+}
+
+/// `Ok` when every entry of the comma-separated `values` is at least 1 and none repeats.
+pub fn positive_list(flag: &str, values: &[usize]) -> Result<(), CliError> {
+    for &v in values {
+        at_least_one(flag, v).map_err(|_| {
+            CliError::usage(format!(
+                "{flag} lists 0; every value must be at least 1 (e.g. {flag} 4,8)"
+            ))
+        })?;
+    }
+    distinct(flag, values)
+}
+
+/// `Ok` when no entry of `values` repeats.
+pub fn distinct<T: PartialEq + fmt::Display>(flag: &str, values: &[T]) -> Result<(), CliError> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            return Err(CliError::usage(format!(
+                "{flag} lists `{v}` twice; give each value once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `Ok` when `value` is finite and above 0 (learning rates, temperatures, epochs).
+pub fn positive_number(flag: &str, value: f64) -> Result<(), CliError> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(CliError::usage(format!(
+            "{flag} must be a number above 0 (got {value})"
+        )));
+    }
+    Ok(())
+}
+
+/// `Ok` for a backend this build has: `cpu`, and `cuda` with the `cuda` feature.
+pub fn check_device(name: &str) -> Result<(), CliError> {
+    match name {
+        "cpu" => Ok(()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(()),
+        other => Err(CliError::usage(format!(
+            "--device `{other}` is unknown or not built in: use cpu, or build with --features cuda for cuda"
+        ))),
+    }
+}
+
+/// The text of the input file `path` (`what` names it in messages, e.g. `corpus`): a missing
+/// path, a folder, a file that is not UTF-8 (the line and byte offset of the first bad byte)
+/// and an empty file are errors that say so.
+pub fn read_text_file(path: &Path, what: &str) -> seqlayers::Result<String> {
+    let shown = path.display().to_string();
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SeqError::InvalidConfig(format!(
+                "the {what} `{shown}` does not exist; check the path"
+            )));
+        }
+        Ok(m) if m.is_dir() => {
+            return Err(SeqError::InvalidConfig(format!(
+                "the {what} `{shown}` is a folder; give the path of a text file"
+            )));
+        }
+        _ => {}
+    }
+    let bytes = std::fs::read(path).map_err(|e| SeqError::read(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        SeqError::BadData {
+            origin: format!("the {what} `{shown}`"),
+            line,
+            message: format!(
+                "not UTF-8 text (byte {at} cannot be decoded; is it a binary file?); give a plain-text file"
+            ),
+        }
+    })?;
+    if text.trim().is_empty() {
+        return Err(SeqError::InvalidConfig(format!(
+            "the {what} `{shown}` is empty; give a file with text in it"
+        )));
+    }
+    Ok(text)
+}
 
 /// Flags of the recall examples (every one optional).
 #[derive(Parser, Debug)]
@@ -16,7 +192,7 @@ pub struct RecallArgs {
     #[arg(long)]
     pub quick: bool,
     /// Seed of data, embedding and initialization.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "seeds")]
     pub seed: u64,
     /// Several seeds (comma-separated): every run once per seed, reported as mean and range.
     #[arg(long, value_delimiter = ',')]
@@ -80,6 +256,52 @@ pub struct RecallArgs {
 }
 
 impl RecallArgs {
+    /// [`RecallArgs::options`] after checking every flag value; `example` (`induction_head` or
+    /// `associative_recall`) decides whether `--problem` applies.
+    pub fn checked_options(
+        &self,
+        example: &str,
+        default_out: &str,
+    ) -> Result<ExperimentOptions, CliError> {
+        check_device(&self.device)?;
+        at_least_one("--jobs", self.jobs)?;
+        for (flag, value) in [
+            ("--len", self.train_len),
+            ("--steps", self.steps),
+            ("--batch", self.batch),
+            ("--eval-max", self.eval_max),
+            ("--eval-samples", self.eval_samples),
+            ("--heads", self.heads),
+            ("--eval-every", self.eval_every),
+            ("--plateau-steps", self.plateau_steps),
+        ] {
+            if let Some(v) = value {
+                at_least_one(flag, v)?;
+            }
+        }
+        if let Some(lr) = self.lr {
+            positive_number("--lr", lr)?;
+        }
+        distinct("--seeds", &self.seeds)?;
+        distinct("--models", &self.models)?;
+        positive_list("--m", &self.n_queries)?;
+        positive_list("--tau", &self.delays)?;
+        positive_list("--d", &self.dims)?;
+        distinct("--problem", &self.problem)?;
+        if example == "associative_recall" {
+            if let Some(&p) = self.problem.iter().find(|&&p| p != 2 && p != 3) {
+                return Err(CliError::usage(format!(
+                    "--problem {p}: associative_recall has Problems 2 and 3; give 2, 3 or 2,3"
+                )));
+            }
+        } else if !self.problem.is_empty() {
+            return Err(CliError::usage(format!(
+                "--problem applies to associative_recall only; {example} runs one problem"
+            )));
+        }
+        Ok(self.options(default_out))
+    }
+
     /// Experiment options from the flags, starting at the library defaults.
     pub fn options(&self, default_out: &str) -> ExperimentOptions {
         let mut o = ExperimentOptions::default();

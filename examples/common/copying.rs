@@ -18,6 +18,7 @@ use seqlayers::train::{
 };
 use seqlayers::{Result, SeqError};
 
+use super::cli::{CliError, at_least_one, check_device, distinct, positive_list, positive_number};
 use super::experiments::{prepare_out_dir, write_files};
 use super::parallel::{INIT_LOCK, run_parallel};
 use super::progress::Progress;
@@ -266,6 +267,247 @@ fn lengths_between((lo, hi): (usize, usize), train_max: usize, points: usize) ->
     v.sort_unstable();
     v.dedup();
     v
+}
+
+/// `MIN..MAX` (or a single number) as an inclusive range.
+pub fn range(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("`{s}` is not a length range; write MIN..MAX, e.g. 5..20");
+    let (lo, hi) = match s.split_once("..") {
+        Some((a, b)) => (a.trim(), b.trim().trim_start_matches('=')),
+        None => (s.trim(), s.trim()),
+    };
+    let lo: usize = lo.parse().map_err(|_| bad())?;
+    let hi: usize = hi.parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(format!("`{s}`: need 1 ≤ MIN ≤ MAX"));
+    }
+    Ok((lo, hi))
+}
+
+/// Flags of the `copying` example (every one optional).
+#[derive(clap::Parser, Debug)]
+#[command(about = "Copying and n-gram lookup: transformers vs Mamba vs LSTM (seed 003)")]
+pub struct CopyingArgs {
+    /// Comma-separated tasks: copy, prefix, suffix.
+    #[arg(long = "task", value_delimiter = ',')]
+    pub tasks: Vec<CopyKind>,
+    /// Comma-separated models: T_rope, T_nope, T_alibi, T_hard_alibi, mamba, lstm.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<CopyModel>,
+    /// Training string lengths, MIN..MAX.
+    #[arg(long, value_parser = range)]
+    pub train_len: Option<(usize, usize)>,
+    /// Evaluated string lengths, MIN..MAX.
+    #[arg(long, value_parser = range)]
+    pub eval_len: Option<(usize, usize)>,
+    /// Number of letters (≤ 26).
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Key length of the lookup tasks.
+    #[arg(long)]
+    pub ngram: Option<usize>,
+    /// Optimizer steps per training.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Packed rows per step.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Mamba state sizes of the sweep on `copy` (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub state_sizes: Option<Vec<usize>>,
+    /// Training lengths of the state-size sweep, `MIN..MAX`.
+    #[arg(long, value_parser = range)]
+    pub sweep_train_len: Option<(usize, usize)>,
+    /// Evaluated lengths of the state-size sweep, `MIN..MAX`.
+    #[arg(long, value_parser = range)]
+    pub sweep_eval_len: Option<(usize, usize)>,
+    /// Run only the Mamba state-size sweep (needs `copy` among the tasks and `mamba` among the
+    /// models, as by default).
+    #[arg(long, conflicts_with = "no_sweep")]
+    pub sweep_only: bool,
+    /// Skip the Mamba state-size sweep.
+    #[arg(long)]
+    pub no_sweep: bool,
+    /// Model width D of every model.
+    #[arg(long)]
+    pub d_model: Option<usize>,
+    /// Attention heads of the transformers.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Windowed heads of `T_hard_alibi` (head h sees the last h+1 tokens; the rest are NoPE).
+    #[arg(long)]
+    pub windowed_heads: Option<usize>,
+    /// Mamba blocks.
+    #[arg(long)]
+    pub mamba_layers: Option<usize>,
+    /// Packed training row length (raised to fit the longest example).
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Examples per evaluated length.
+    #[arg(long)]
+    pub eval_samples: Option<usize>,
+    /// Seed (shorthand for one seed).
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Comma-separated seeds: mean and range over them.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
+    /// thread).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// A smoke run that finishes in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl CopyingArgs {
+    /// The options of these flags, unchecked (defaults where a flag is missing).
+    pub fn options(&self) -> CopyingOptions {
+        let mut o = CopyingOptions::default();
+        if self.quick {
+            o = o.quick();
+        }
+        if !self.tasks.is_empty() {
+            o.tasks = self.tasks.clone();
+        }
+        if !self.models.is_empty() {
+            o.models = self.models.clone();
+        }
+        o.train_len = self.train_len.unwrap_or(o.train_len);
+        o.eval_len = self.eval_len.unwrap_or(o.eval_len);
+        o.letters = self.vocab.unwrap_or(o.letters);
+        o.ngram = self.ngram.unwrap_or(o.ngram);
+        o.steps = self.steps.unwrap_or(o.steps);
+        o.batch = self.batch.unwrap_or(o.batch);
+        o.lr = self.lr.unwrap_or(o.lr);
+        o.eval_samples = self.eval_samples.unwrap_or(o.eval_samples);
+        if let Some(sizes) = &self.state_sizes {
+            o.state_sizes = sizes.clone();
+        }
+        o.sweep_train_len = self.sweep_train_len.unwrap_or(o.sweep_train_len);
+        o.sweep_eval_len = self.sweep_eval_len.unwrap_or(o.sweep_eval_len);
+        o.sweep_only = self.sweep_only;
+        if self.no_sweep {
+            o.state_sizes.clear();
+        }
+        if let Some(d) = self.d_model {
+            o.size.d_model = d;
+        }
+        if let Some(h) = self.heads {
+            o.size.n_heads = h;
+        }
+        if let Some(w) = self.windowed_heads {
+            o.size.windowed_heads = w;
+        }
+        if let Some(l) = self.mamba_layers {
+            o.size.mamba_layers = l;
+        }
+        o.context = self.context.unwrap_or(o.context);
+        if let Some(seed) = self.seed {
+            o.seeds = vec![seed];
+        } else if !self.seeds.is_empty() {
+            o.seeds = self.seeds.clone();
+        }
+        o.jobs = self.jobs;
+        // The longest example must fit a packed row.
+        let longest = o
+            .task(CopyKind::PrefixNgram)
+            .example_len(o.train_len.1)
+            .max(2 * o.train_len.1 + 3);
+        o.context = o.context.max(longest);
+        o.out_dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results/copying"));
+        o
+    }
+}
+
+/// The options of the `copying` command line, checked before any training: every flag value,
+/// Hard-ALiBi's windowed heads against the heads, every run (tasks, lengths, budget) and every
+/// model (built once on the CPU and dropped).
+pub fn copying_options(args: &CopyingArgs) -> std::result::Result<CopyingOptions, CliError> {
+    check_device(&args.device)?;
+    at_least_one("--jobs", args.jobs)?;
+    for (flag, value) in [
+        ("--vocab", args.vocab),
+        ("--ngram", args.ngram),
+        ("--steps", args.steps),
+        ("--batch", args.batch),
+        ("--d-model", args.d_model),
+        ("--heads", args.heads),
+        ("--windowed-heads", args.windowed_heads),
+        ("--mamba-layers", args.mamba_layers),
+        ("--context", args.context),
+        ("--eval-samples", args.eval_samples),
+    ] {
+        if let Some(v) = value {
+            at_least_one(flag, v)?;
+        }
+    }
+    if let Some(v) = args.vocab
+        && v > 26
+    {
+        return Err(CliError::usage(format!(
+            "--vocab {v}: the strings use the letters a–z; give at most 26"
+        )));
+    }
+    if let Some(lr) = args.lr {
+        positive_number("--lr", lr)?;
+    }
+    if let Some(sizes) = &args.state_sizes {
+        positive_list("--state-sizes", sizes)?;
+    }
+    distinct("--seeds", &args.seeds)?;
+    distinct("--task", &args.tasks)?;
+    distinct("--models", &args.models)?;
+    let o = args.options();
+    let size = o.size;
+    if (args.windowed_heads.is_some() || o.models.contains(&CopyModel::THardAlibi))
+        && size.windowed_heads > size.n_heads
+    {
+        return Err(CliError::usage(format!(
+            "--windowed-heads {} exceeds the {} attention heads (--heads); T_hard_alibi can \
+             window at most {} heads",
+            size.windowed_heads, size.n_heads, size.n_heads
+        )));
+    }
+    if o.models.iter().any(|m| m.is_transformer()) && !size.d_model.is_multiple_of(size.n_heads) {
+        return Err(CliError::usage(format!(
+            "--d-model {} is not a multiple of the {} attention heads (--heads); choose a width \
+             that the heads divide",
+            size.d_model, size.n_heads
+        )));
+    }
+    let runs = o.runs()?;
+    let device = Default::default();
+    let mut built: Vec<(CopyModel, CopyModelSize)> = Vec::new();
+    for r in &runs {
+        if built.contains(&(r.model, r.size)) {
+            continue;
+        }
+        built.push((r.model, r.size));
+        let vocab = CopyTask::new(r.task.clone())?.vocab_size();
+        // Building draws from the backend's global generator: hold the lock that keeps the
+        // seeded initializations of other threads reproducible.
+        let _guard = INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        r.model
+            .config(r.size, vocab)
+            .try_init::<seqlayers::backend::Cpu>(&device)?;
+    }
+    Ok(o)
 }
 
 /// One training and its evaluation.

@@ -16,7 +16,7 @@ use seqlayers::train::{EarlyStop, PlateauStop, TrainConfig};
 use seqlayers::{Result, SeqError};
 
 use super::parallel::run_parallel;
-use super::recall::{RecallOutcome, RecallRun, run_recall, write_csv};
+use super::recall::{RecallOutcome, RecallRun, check_run, run_recall, write_csv};
 
 /// Settings shared by the experiments (each has its defaults; flags override them).
 #[derive(Debug, Clone)]
@@ -209,6 +209,18 @@ impl ExperimentOptions {
     }
 }
 
+/// Checks every run before the first one trains (see [`check_run`]), so a bad flag fails at
+/// once.
+pub fn check_runs(runs: &[RecallRun], jobs: usize) -> Result<()> {
+    ensure_nonzero("jobs (trainings at once; use 1 or more)", jobs)?;
+    if runs.is_empty() {
+        return Err(SeqError::InvalidConfig(
+            "nothing to run: give at least one seed and one model".into(),
+        ));
+    }
+    runs.iter().try_for_each(check_run)
+}
+
 /// Runs every run, `jobs` at a time (heaviest first), printing one line per finished run, and
 /// returns the outcomes in the order of `runs`.
 pub fn run_all<B: AutodiffBackend>(
@@ -216,21 +228,7 @@ pub fn run_all<B: AutodiffBackend>(
     device: &B::Device,
     jobs: usize,
 ) -> Result<Vec<RecallOutcome>> {
-    // Check every run before the first one trains, so a bad flag fails at once.
-    ensure_nonzero("jobs (trainings at once; use 1 or more)", jobs)?;
-    for run in runs {
-        run.train.validate()?;
-        ensure_nonzero(
-            "eval_samples (sequences per evaluated length)",
-            run.eval_samples,
-        )?;
-        ensure_nonzero("eval_batch", run.eval_batch)?;
-    }
-    if runs.is_empty() {
-        return Err(SeqError::InvalidConfig(
-            "nothing to run: give at least one seed and one model".into(),
-        ));
-    }
+    check_runs(runs, jobs)?;
     let cost = |r: &RecallRun| r.task.dim * r.task.dim * r.task.train_len * r.train.steps;
     run_parallel(
         runs,

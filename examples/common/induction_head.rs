@@ -7,7 +7,8 @@ use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::Result;
 use seqlayers::model::ModelKind;
 
-use super::experiments::{ExperimentOptions, prepare_out_dir, run_all, write_outputs};
+use super::cli::{CliError, RecallArgs};
+use super::experiments::{ExperimentOptions, check_runs, prepare_out_dir, run_all, write_outputs};
 use super::recall::{RecallOutcome, RecallRun};
 use super::report::{findings, results_table, seed_summary};
 
@@ -41,6 +42,16 @@ pub fn induction_head_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
         }
     }
     runs
+}
+
+/// The options of the `induction_head` command line, checked: every flag value, then every run
+/// (task, budget, model) before any training starts.
+pub fn induction_head_options(
+    args: &RecallArgs,
+) -> std::result::Result<ExperimentOptions, CliError> {
+    let options = args.checked_options("induction_head", "results/induction_head")?;
+    check_runs(&induction_head_runs(&options), options.jobs)?;
+    Ok(options)
 }
 
 /// Trains and evaluates Problem 1, writes CSV files and `report.md` to `options.out_dir`, and

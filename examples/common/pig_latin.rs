@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use seqlayers::backend::Cpu;
 use seqlayers::burn::module::{AutodiffModule, Module};
 use seqlayers::burn::prelude::Backend;
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::burn::tensor::{Int, Tensor, TensorData};
 use seqlayers::data::{
-    PigLatinTask, PigLatinVocab, Seq2SeqLayout, WordPair, load_pairs, pairs_from_words, split_pairs,
+    PigLatinTask, PigLatinVocab, Seq2SeqLayout, WordPair, pairs_from_words, parse_pairs,
+    split_pairs,
 };
 use seqlayers::decode::{GenerateConfig, generate_greedy};
 use seqlayers::model::{EncoderDecoder, EncoderDecoderConfig, LanguageModel, LanguageModelConfig};
@@ -24,9 +26,228 @@ use seqlayers::train::{
 };
 use seqlayers::{Result, SeqError};
 
+use super::cli::{
+    CliError, at_least_one, check_device, distinct, positive_list, positive_number, read_text_file,
+};
 use super::experiments::{prepare_out_dir, write_files};
 use super::parallel::{INIT_LOCK, run_parallel};
 use super::progress::Progress;
+
+/// Flags of the `pig_latin` example (every one optional).
+#[derive(clap::Parser, Debug)]
+#[command(about = "Pig-Latin translation: encoder–decoder transformer vs Mamba (seed 002)")]
+pub struct PigLatinArgs {
+    /// Comma-separated translators: transformer, mamba.
+    #[arg(long = "model", value_delimiter = ',')]
+    pub models: Vec<Translator>,
+    /// Comma-separated widths (the homework: 32, 64).
+    #[arg(long = "hidden", value_delimiter = ',')]
+    pub hiddens: Vec<usize>,
+    /// Comma-separated word lists: small, large.
+    #[arg(long = "data", value_delimiter = ',')]
+    pub data: Vec<DataSize>,
+    /// Discretization of the grid's Mamba runs.
+    #[arg(long, value_enum)]
+    pub discretization: Option<Disc>,
+    /// Extra Mamba discretizations at the largest width and list (comma-separated; `none`
+    /// for no sweep).
+    #[arg(long, value_delimiter = ',')]
+    pub sweep: Vec<String>,
+    /// Folder with pig_latin_small.txt and pig_latin_large.txt.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Build the pairs from this word list with the rule instead of the files.
+    #[arg(long)]
+    pub words: Option<PathBuf>,
+    /// Optimizer steps of every run (default 3000).
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<usize>,
+    /// Passes over the training words instead of a step count.
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Words per minibatch.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Blocks of the transformer's encoder and of its decoder.
+    #[arg(long)]
+    pub transformer_layers: Option<usize>,
+    /// Mamba blocks.
+    #[arg(long)]
+    pub mamba_layers: Option<usize>,
+    /// Seed of split, data order and initialization.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
+    /// thread).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// A smoke run that finishes in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl PigLatinArgs {
+    /// The options of these flags (defaults where a flag is missing); only `--sweep` is
+    /// checked here, see [`pig_latin_options`].
+    pub fn options(&self) -> std::result::Result<PigLatinOptions, String> {
+        let mut o = PigLatinOptions::default();
+        if self.quick {
+            o = o.quick();
+        }
+        if !self.models.is_empty() {
+            o.models = self.models.clone();
+        }
+        if !self.hiddens.is_empty() {
+            o.hiddens = self.hiddens.clone();
+        }
+        if !self.data.is_empty() {
+            o.data = self.data.clone();
+        }
+        o.discretization = self.discretization.unwrap_or(o.discretization);
+        if !self.sweep.is_empty() {
+            o.discretization_sweep = self
+                .sweep
+                .iter()
+                .filter(|s| s.as_str() != "none")
+                .map(|s| {
+                    <Disc as clap::ValueEnum>::from_str(s, true)
+                        .map_err(|_| format!("--sweep: unknown discretization `{s}` (approx-zoh, exact-zoh, bilinear, none)"))
+                })
+                .collect::<std::result::Result<_, _>>()?;
+        }
+        if let Some(d) = &self.data_dir {
+            o.data_dir = d.clone();
+        }
+        o.words = self.words.clone();
+        if self.words.is_some() && self.data.is_empty() {
+            // One word list replaces both files: train on it once.
+            o.data = vec![DataSize::Small];
+        }
+        o.steps = self.steps.unwrap_or(o.steps);
+        o.epochs = self.epochs.or(o.epochs);
+        o.batch = self.batch.unwrap_or(o.batch);
+        o.lr = self.lr.unwrap_or(o.lr);
+        o.transformer_layers = self.transformer_layers.unwrap_or(o.transformer_layers);
+        o.mamba_layers = self.mamba_layers.unwrap_or(o.mamba_layers);
+        o.seed = self.seed;
+        o.jobs = self.jobs;
+        o.out_dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results/pig_latin"));
+        Ok(o)
+    }
+}
+
+/// The options of the `pig_latin` command line, checked before any training: every flag value,
+/// every word list the runs read (present, UTF-8 text, usable pairs or words) and every model
+/// (built once on the CPU and dropped).
+pub fn pig_latin_options(args: &PigLatinArgs) -> std::result::Result<PigLatinOptions, CliError> {
+    check_device(&args.device)?;
+    at_least_one("--jobs", args.jobs)?;
+    for (flag, value) in [
+        ("--steps", args.steps),
+        ("--batch", args.batch),
+        ("--transformer-layers", args.transformer_layers),
+        ("--mamba-layers", args.mamba_layers),
+    ] {
+        if let Some(v) = value {
+            at_least_one(flag, v)?;
+        }
+    }
+    if let Some(epochs) = args.epochs {
+        positive_number("--epochs", epochs)?;
+    }
+    if let Some(lr) = args.lr {
+        positive_number("--lr", lr)?;
+    }
+    positive_list("--hidden", &args.hiddens)?;
+    let models: Vec<&str> = args.models.iter().map(|m| m.name()).collect();
+    distinct("--model", &models)?;
+    let lists: Vec<&str> = args.data.iter().map(|d| d.name()).collect();
+    distinct("--data", &lists)?;
+    if args.words.is_some() && args.data.len() > 1 {
+        return Err(CliError::usage(
+            "--words replaces the word lists: give at most one --data with it (or none)",
+        ));
+    }
+    if let Some(dir) = &args.data_dir
+        && args.words.is_none()
+        && !dir.is_dir()
+    {
+        return Err(CliError::usage(format!(
+            "--data-dir `{}` is not a folder; give the folder with pig_latin_small.txt and \
+             pig_latin_large.txt",
+            dir.display()
+        )));
+    }
+    let o = args.options().map_err(CliError::Usage)?;
+    if o.models.contains(&Translator::Transformer) {
+        for &hidden in &o.hiddens {
+            let heads = (hidden / 16).max(1);
+            if !hidden.is_multiple_of(heads) {
+                return Err(CliError::usage(format!(
+                    "--hidden {hidden}: the transformer has hidden/16 = {heads} heads, which must \
+                     divide the width; use a width below 32 or a multiple of 16"
+                )));
+            }
+        }
+    }
+    let runs = o.runs();
+    let mut read: Vec<DataSize> = Vec::new();
+    for run in &runs {
+        if !read.contains(&run.data) {
+            read.push(run.data);
+            o.pairs(run.data)?;
+        }
+    }
+    let device = Default::default();
+    for run in &runs {
+        // Building draws from the backend's global generator: hold the lock that keeps the
+        // seeded initializations of other threads reproducible.
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        match run.model {
+            Translator::Transformer => {
+                transformer_config(&o, run.hidden).try_init::<Cpu>(&device)?;
+            }
+            Translator::Mamba => {
+                mamba_config(&o, run.hidden, run.disc)?.try_init::<Cpu>(&device)?;
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// Errors with the first word of `text` (a `--words` list) that has a letter outside a–z: the
+/// rule translates English words, and splitting `naïve` into `na` and `ve` would train on
+/// made-up words.
+pub fn check_ascii_words(text: &str, origin: &str) -> Result<()> {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(word) = line
+            .split(|c: char| !c.is_alphabetic() && c != '-')
+            .find(|w| w.chars().any(|c| c.is_alphabetic() && !c.is_ascii()))
+        {
+            return Err(SeqError::BadData {
+                origin: origin.into(),
+                line: i + 1,
+                message: format!(
+                    "`{word}` has a letter outside a–z; the Pig-Latin rule needs English words \
+                     of the letters a–z: spell it without accents or remove it"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
 
 /// The two translators of the homework.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -235,12 +456,22 @@ impl PigLatinOptions {
     pub fn pairs(&self, data: DataSize) -> Result<(Vec<WordPair>, Vec<WordPair>)> {
         let pairs = match &self.words {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| SeqError::read(path, e))?;
+                let text = read_text_file(path, "word list (--words)")?;
+                check_ascii_words(&text, &format!("the word list `{}`", path.display()))?;
                 pairs_from_words(&text)?
             }
             None => {
-                let file = format!("pig_latin_{}.txt", data.name());
-                load_pairs(&self.data_dir.join(file))?.pairs
+                let path = self.data_dir.join(format!("pig_latin_{}.txt", data.name()));
+                let text = read_text_file(&path, "word-pair file")?;
+                let origin = format!("the word-pair file `{}`", path.display());
+                match parse_pairs(&text, &origin) {
+                    Ok(set) => set.pairs,
+                    // Not one usable line: the whole file is the problem, not its line 0.
+                    Err(SeqError::BadData {
+                        line: 0, message, ..
+                    }) => return Err(SeqError::InvalidConfig(format!("{origin}: {message}"))),
+                    Err(e) => return Err(e),
+                }
             }
         };
         split_pairs(

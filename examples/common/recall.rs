@@ -6,10 +6,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+use seqlayers::backend::Cpu;
 use seqlayers::burn::module::{AutodiffModule, Module};
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::data::{AssociativeRecall, RecallConfig};
+use seqlayers::error::ensure_nonzero;
 use seqlayers::model::{ClassifierConfig, ModelKind};
+use seqlayers::stack::StackConfig;
 use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
 use seqlayers::{Result, SeqError};
 
@@ -98,6 +101,41 @@ impl RecallOutcome {
     }
 }
 
+/// The model's stack: its positional table covers the longest evaluated length.
+fn stack_config(run: &RecallRun) -> StackConfig {
+    let max_len = run
+        .eval_lengths
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(run.task.train_len)
+        .max(run.task.train_len);
+    run.model
+        .stack_config(run.task.dim, max_len)
+        .with_n_heads(run.n_heads)
+}
+
+/// Checks `run` without training it: the training and evaluation budget, the task, and that
+/// the model can be built (heads that divide `d`, …), so a bad flag fails before any training.
+pub fn check_run(run: &RecallRun) -> Result<()> {
+    run.train.validate()?;
+    ensure_nonzero(
+        "eval_samples (sequences per evaluated length)",
+        run.eval_samples,
+    )?;
+    ensure_nonzero("eval_batch", run.eval_batch)?;
+    let task = AssociativeRecall::new(run.task.clone())?;
+    let device = Default::default();
+    // Building a model draws from the backend's global generator: hold the lock that keeps
+    // the seeded initializations of runs in other threads reproducible.
+    let _guard = INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ClassifierConfig::new(stack_config(run), run.task.vocab)
+        .try_init::<Cpu>(task.embedding(&device), &device)?;
+    Ok(())
+}
+
 /// Trains `run.model` on `run.task` and evaluates it at `run.eval_lengths`.
 pub fn run_recall<B: AutodiffBackend>(
     run: &RecallRun,
@@ -107,17 +145,7 @@ where
 {
     let started = Instant::now();
     let task = AssociativeRecall::new(run.task.clone())?;
-    let max_len = run
-        .eval_lengths
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(run.task.train_len)
-        .max(run.task.train_len);
-    let stack = run
-        .model
-        .stack_config(run.task.dim, max_len)
-        .with_n_heads(run.n_heads);
+    let stack = stack_config(run);
     let model = {
         // The backend's seed is global: hold the lock from seeding to the end of the
         // initialization (which draws every parameter, see `ClassifierConfig::try_init`) so

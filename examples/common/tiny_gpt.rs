@@ -28,6 +28,7 @@ use seqlayers::train::{
     evaluate_lengths, train,
 };
 
+use super::cli::{CliError, at_least_one, check_device, distinct, positive_number, read_text_file};
 use super::experiments::{prepare_out_dir, write_files};
 use super::parallel::{INIT_LOCK, run_parallel};
 use super::progress::Progress;
@@ -245,10 +246,9 @@ impl TinyGptOptions {
         self
     }
 
-    /// The corpus and task.
+    /// The corpus and task (a missing, empty or non-UTF-8 corpus is an error that says so).
     pub fn task(&self) -> seqlayers::Result<LanguageModelTask> {
-        let text =
-            std::fs::read_to_string(&self.corpus).map_err(|e| SeqError::read(&self.corpus, e))?;
+        let text = read_text_file(&self.corpus, "corpus")?;
         let corpus = TextCorpus::split(
             &text,
             self.tokens,
@@ -311,6 +311,262 @@ impl TinyGptOptions {
             4 * self.block_size,
         ]
     }
+}
+
+/// A character-level GPT on Shakespeare and its attention ablations (seed 004 §2): the
+/// `tiny_gpt` command line.
+#[derive(clap::Parser, Debug)]
+#[command(about)]
+pub struct TinyGptArgs {
+    /// Train or generate.
+    #[command(subcommand)]
+    pub mode: TinyGptMode,
+}
+
+/// The two modes of `tiny_gpt`.
+#[derive(clap::Subcommand, Debug)]
+pub enum TinyGptMode {
+    /// Train the ablation grid (or the ones given) and write the report.
+    Train(TrainArgs),
+    /// Generate text from a saved checkpoint.
+    Generate(GenerateArgs),
+}
+
+/// Flags of `tiny_gpt train` (every one optional).
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Comma-separated variants: standard, naive-mask, shared-qk, shared-kv, shared-qkv,
+    /// sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T], mamba, hybrid.
+    #[arg(long = "ablation", value_delimiter = ',', value_parser = Ablation::parse)]
+    pub ablations: Vec<Ablation>,
+    /// Any UTF-8 text (default: the committed Shakespeare corpus).
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Word-level tokens with this vocabulary cap instead of characters.
+    #[arg(long)]
+    pub words: Option<usize>,
+    /// Training window.
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    /// Width.
+    #[arg(long)]
+    pub d_model: Option<usize>,
+    /// GPT blocks.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Optimizer steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Windows per step.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Dropout after the MLPs.
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Continue training from this checkpoint (its config wins; one ablation).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Seed of split, data order, initialization and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
+    /// thread).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// A smoke run that finishes in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Do not save checkpoints.
+    #[arg(long)]
+    pub no_save: bool,
+    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Flags of `tiny_gpt generate`.
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// Checkpoint folder (config.json, model.mpk, vocabulary.json).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Text to continue.
+    #[arg(long, default_value = "ROMEO.\n")]
+    pub prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 300)]
+    pub tokens: usize,
+    /// Softmax temperature.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Sample among the k most likely tokens.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl TrainArgs {
+    /// The options of these flags, unchecked (defaults where a flag is missing).
+    pub fn options(&self) -> TinyGptOptions {
+        let mut o = TinyGptOptions::default();
+        if self.quick {
+            o = o.quick();
+        }
+        if !self.ablations.is_empty() {
+            o.ablations = self.ablations.clone();
+        }
+        if let Some(c) = &self.corpus {
+            o.corpus = c.clone();
+        }
+        if let Some(w) = self.words {
+            o.tokens = TokenKind::Word { max_words: w };
+        }
+        o.block_size = self.block_size.unwrap_or(o.block_size);
+        o.d_model = self.d_model.unwrap_or(o.d_model);
+        o.layers = self.layers.unwrap_or(o.layers);
+        o.steps = self.steps.unwrap_or(o.steps);
+        o.batch = self.batch.unwrap_or(o.batch);
+        o.lr = self.lr.unwrap_or(o.lr);
+        o.dropout = self.dropout.unwrap_or(o.dropout);
+        o.resume = self.resume.clone();
+        o.seed = self.seed;
+        o.jobs = self.jobs;
+        o.save = !self.no_save;
+        o.out_dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results/tiny_gpt"));
+        o
+    }
+}
+
+/// The options of `tiny_gpt train`, checked before any training: every flag value, the corpus
+/// (present, UTF-8, long enough for the split and the block size) and every model of the grid
+/// (built once on the CPU and dropped).
+pub fn train_options(args: &TrainArgs) -> std::result::Result<TinyGptOptions, CliError> {
+    check_device(&args.device)?;
+    at_least_one("--jobs", args.jobs)?;
+    for (flag, value) in [
+        ("--block-size", args.block_size),
+        ("--d-model", args.d_model),
+        ("--layers", args.layers),
+        ("--steps", args.steps),
+        ("--batch", args.batch),
+    ] {
+        if let Some(v) = value {
+            at_least_one(flag, v)?;
+        }
+    }
+    if let Some(w) = args.words
+        && w < 2
+    {
+        return Err(CliError::usage(format!(
+            "--words {w}: a word vocabulary needs at least 2 entries (<unk> and one word)"
+        )));
+    }
+    if let Some(lr) = args.lr {
+        positive_number("--lr", lr)?;
+    }
+    if let Some(p) = args.dropout
+        && !(0.0..1.0).contains(&p)
+    {
+        return Err(CliError::usage(format!(
+            "--dropout must be at least 0 and below 1 (got {p})"
+        )));
+    }
+    let names: Vec<String> = args.ablations.iter().map(Ablation::name).collect();
+    distinct("--ablation", &names)?;
+    if let Some(dir) = &args.resume {
+        if args.ablations.len() != 1 {
+            return Err(CliError::usage(
+                "--resume continues one model: give exactly one --ablation (the checkpoint's)",
+            ));
+        }
+        if !dir.is_dir() {
+            return Err(CliError::usage(format!(
+                "--resume `{}` is not a folder; give a checkpoint folder written by train",
+                dir.display()
+            )));
+        }
+    }
+    let options = args.options();
+    let attention = options.ablations.iter().any(|a| *a != Ablation::Mamba);
+    if attention && !options.d_model.is_multiple_of(options.heads) {
+        return Err(CliError::usage(format!(
+            "--d-model {} is not a multiple of the {} attention heads; use a multiple of {}",
+            options.d_model, options.heads, options.heads
+        )));
+    }
+    let task = options.task()?;
+    if options.resume.is_none() {
+        let vocab = task.corpus().vocabulary.len();
+        let device = Default::default();
+        for &ablation in &options.ablations {
+            let config = options.model_config(ablation, vocab)?;
+            // Building draws from the backend's global generator: hold the lock that keeps
+            // the seeded initializations of other threads reproducible.
+            let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            config.try_init::<seqlayers::backend::Cpu>(&device)?;
+        }
+    }
+    Ok(options)
+}
+
+/// Checks the flags of `tiny_gpt generate` before the model is loaded: the sampling values,
+/// the checkpoint folder and its files, and the prompt against the saved vocabulary (which is
+/// returned).
+pub fn generate_vocabulary(args: &GenerateArgs) -> std::result::Result<Vocabulary, CliError> {
+    at_least_one("--tokens", args.tokens)?;
+    positive_number("--temperature", args.temperature)?;
+    at_least_one("--top-k", args.top_k)?;
+    let dir = &args.checkpoint;
+    if !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "--checkpoint `{}` is not a folder; give the folder train saved the model to \
+             (results/tiny_gpt/checkpoints/<ablation>)",
+            dir.display()
+        )));
+    }
+    for file in ["config.json", "model.mpk", "vocabulary.json"] {
+        if !dir.join(file).is_file() {
+            return Err(CliError::usage(format!(
+                "--checkpoint `{}` has no {file}; give the folder train saved the model to",
+                dir.display()
+            )));
+        }
+    }
+    let path = dir.join("vocabulary.json");
+    let vocabulary = VocabularyFile::load(&path)
+        .map_err(|e| SeqError::Checkpoint {
+            path: path.display().to_string(),
+            problem: format!("cannot read the vocabulary ({e})"),
+        })?
+        .vocabulary()?;
+    if args.prompt.is_empty() {
+        return Err(CliError::usage(
+            "--prompt is empty; give at least one character to continue",
+        ));
+    }
+    if vocabulary.encode(&args.prompt).is_err() {
+        let c = args
+            .prompt
+            .chars()
+            .find(|c| vocabulary.encode(&c.to_string()).is_err())
+            .unwrap_or_default();
+        return Err(CliError::usage(format!(
+            "--prompt has the character {c:?}, which the model never saw; use only characters \
+             of its training text"
+        )));
+    }
+    Ok(vocabulary)
 }
 
 /// The vocabulary saved next to a checkpoint (`vocabulary.json`).
