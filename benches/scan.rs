@@ -74,6 +74,7 @@ fn included(kind: ScanKind, l: usize, backward: bool) -> bool {
 
 fn bench(c: &mut Criterion) {
     let _device = CpuDevice::default();
+    println!("{}", seqlayers::simd::report());
     let mut fwd = c.benchmark_group("forward");
     fwd.sample_size(10)
         .warm_up_time(Duration::from_millis(300))

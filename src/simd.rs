@@ -19,6 +19,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Result, SeqError};
 
@@ -71,6 +72,14 @@ impl SimdLevel {
         level
     }
 
+    /// How many kernel calls (one per work item: a scan task, an LSTM batch row) ran the variant
+    /// compiled for this level in this process so far. The count is taken inside the branch
+    /// that calls the variant, so it shows which code ran, not which level was asked for: a
+    /// test reads it before and after a call made under [`with_max_level`].
+    pub fn runs(self) -> u64 {
+        RUNS[self as usize].load(Ordering::Relaxed)
+    }
+
     /// The name used by `SEQLAYERS_SIMD` and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -116,6 +125,36 @@ pub fn env_cap() -> Result<Option<SimdLevel>> {
     .map_err(SeqError::InvalidConfig)
 }
 
+/// A line for the head of test and benchmark output: the level the kernels run at on this
+/// thread now, the CPU's widest level, and the `SEQLAYERS_SIMD` cap (or why it is ignored).
+///
+/// ```
+/// let line = seqlayers::simd::report();
+/// assert!(line.starts_with("seqlayers SIMD level: "));
+/// ```
+pub fn report() -> String {
+    let cap = match env_cap() {
+        Ok(None) => "SEQLAYERS_SIMD unset".to_string(),
+        Ok(Some(level)) => format!("capped by SEQLAYERS_SIMD={level}"),
+        Err(e) => format!("{e} (ignored)"),
+    };
+    format!(
+        "seqlayers SIMD level: {} (CPU supports {}; {cap})",
+        SimdLevel::active(),
+        SimdLevel::detected()
+    )
+}
+
+/// Kernel calls per level, indexed by `SimdLevel as usize` (see [`SimdLevel::runs`]).
+static RUNS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Counts one kernel call at `level` (called by [`call_at_level`] in the branch it takes).
+#[doc(hidden)]
+#[inline]
+pub fn count_run(level: SimdLevel) {
+    RUNS[level as usize].fetch_add(1, Ordering::Relaxed);
+}
+
 thread_local! {
     static THREAD_CAP: Cell<Option<SimdLevel>> = const { Cell::new(None) };
 }
@@ -145,11 +184,18 @@ macro_rules! call_at_level {
         match $level {
             // SAFETY: `level` never exceeds `SimdLevel::detected()`, so the CPU supports the
             // features each variant was compiled for.
-            $crate::simd::SimdLevel::Avx512 => return unsafe { $avx512 },
-            $crate::simd::SimdLevel::Avx2 => return unsafe { $avx2 },
+            $crate::simd::SimdLevel::Avx512 => {
+                $crate::simd::count_run($crate::simd::SimdLevel::Avx512);
+                return unsafe { $avx512 };
+            }
+            $crate::simd::SimdLevel::Avx2 => {
+                $crate::simd::count_run($crate::simd::SimdLevel::Avx2);
+                return unsafe { $avx2 };
+            }
             $crate::simd::SimdLevel::Scalar => {}
         }
         let _ = $level;
+        $crate::simd::count_run($crate::simd::SimdLevel::Scalar);
         $baseline
     }};
 }
@@ -158,6 +204,16 @@ pub(crate) use call_at_level;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes [`report`] to the terminal at the start of `cargo test` (the library's unit tests
+    /// run first). `std::io::stderr()` is not captured by the test harness, unlike `eprintln!`.
+    #[test]
+    fn a_report_the_simd_level() {
+        use std::io::Write;
+        let line = report();
+        assert!(line.contains(SimdLevel::active().name()));
+        let _ = writeln!(std::io::stderr(), "\n{line}\n");
+    }
 
     #[test]
     fn thread_cap_is_scoped_and_nested() {
