@@ -76,6 +76,7 @@ fn main() {
     let simd = SimdLevel::active().name();
     if args.tsv {
         println!("# seqlayers decoding, {threads} threads, SIMD {simd}");
+        println!("# {}", seqlayers::simd::report());
     } else {
         println!(
             "Decoding {new} tokens after a 1-token prompt, 2 blocks, d = {D}, vocabulary {VOCAB}, \

@@ -5,8 +5,8 @@
 //! the sequential scans. Prints the median and minimum milliseconds per step.
 //!
 //! ```text
-//! cargo run --release --example mamba_speed               # all cases
-//! cargo run --release --example mamba_speed -- 8 fused    # one case: d_model, scan
+//! cargo run --release --example mamba_speed                                # all cases
+//! cargo run --release --example mamba_speed -- --d-model 8 --scan fused    # one case
 //! ```
 //! (Without `--release`, `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --example mamba_speed`
 //! avoids a release build of Burn, but the dev profile keeps debug assertions in the
@@ -62,22 +62,54 @@ fn time_case(d_model: usize, scan: ScanKind, iters: usize) -> (f64, f64) {
     (ms[ms.len() / 2], ms[0])
 }
 
+/// Times one Mamba training step on the CPU backend.
+#[derive(clap::Parser, Debug)]
+#[command(about = "Times one Mamba training step (forward + backward) on the CPU backend")]
+struct Args {
+    /// Model widths `d_model` to time.
+    #[arg(long, value_delimiter = ',', default_values_t = [8usize, 64])]
+    d_model: Vec<usize>,
+    /// Scans to time.
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Scan::Fused, Scan::Sequential])]
+    scan: Vec<Scan>,
+}
+
+/// A scan implementation, as a flag value.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Scan {
+    Fused,
+    Sequential,
+    Parallel,
+}
+
+impl Scan {
+    fn kind(self) -> ScanKind {
+        match self {
+            Scan::Fused => ScanKind::Fused,
+            Scan::Sequential => ScanKind::Sequential,
+            Scan::Parallel => ScanKind::Parallel,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scan::Fused => "fused",
+            Scan::Sequential => "sequential",
+            Scan::Parallel => "parallel",
+        }
+    }
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let dims: Vec<usize> = match args.first() {
-        Some(d) => vec![d.parse().expect("first argument: d_model")],
-        None => vec![8, 64],
-    };
-    let scans: Vec<(&str, ScanKind)> = match args.get(1).map(String::as_str) {
-        Some("fused") => vec![("fused", ScanKind::Fused)],
-        Some("sequential") => vec![("sequential", ScanKind::Sequential)],
-        Some("parallel") => vec![("parallel", ScanKind::Parallel)],
-        Some(other) => panic!("unknown scan {other}: use fused | sequential | parallel"),
-        None => vec![
-            ("fused", ScanKind::Fused),
-            ("sequential", ScanKind::Sequential),
-        ],
-    };
+    use clap::Parser;
+    let args = Args::parse();
+    if let Some(&d) = args.d_model.iter().find(|&&d| d == 0) {
+        eprintln!("error: --d-model must be at least 1 (got {d})");
+        std::process::exit(2);
+    }
+    let dims = args.d_model;
+    let scans: Vec<(&str, ScanKind)> = args.scan.iter().map(|s| (s.name(), s.kind())).collect();
+    println!("{}", seqlayers::simd::report());
     println!(
         "Mamba training step (fwd+bwd), {LAYERS} blocks, batch {BATCH}, L {LEN}, N 16, K 4, expand 2"
     );

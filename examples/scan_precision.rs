@@ -81,6 +81,7 @@ fn values(t: Tensor<Cpu, 3>) -> Vec<f32> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    println!("{}", seqlayers::simd::report());
     let mut lengths = vec![];
     let mut l = 16;
     while l <= args.max_len {

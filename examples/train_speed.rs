@@ -149,6 +149,7 @@ fn main() {
     let simd = SimdLevel::active().name();
     if args.tsv {
         println!("# seqlayers, {threads} threads, SIMD {simd}");
+        println!("# {}", seqlayers::simd::report());
     }
     let mut table = String::from(
         "| model (K=16, L=64, batch 64, 2 layers) | d | seqlayers ms/step |\n|---|---|---|\n",

@@ -1,4 +1,14 @@
 //! Backend aliases: the CPU default (`burn-ndarray`) and, behind the `cuda` feature, the GPU.
+//!
+//! # One CPU float type per process
+//! `NdArray<f32>` ([`Cpu`]) and `NdArray<f64>` share one device, `NdArrayDevice::Cpu`, and Burn
+//! 0.21 keeps one default float dtype per device and process, fixed by the first backend that
+//! creates a tensor without naming a dtype. After [`Cpu`] has run, `Tensor::<NdArray<f64>, D>::
+//! from_data(data, &device)` and `zeros(shape, &device)` make **f32** tensors (and the reverse
+//! after `NdArray<f64>` ran first): the numbers silently lose precision, or an operation mixing
+//! the two panics with "Data type mismatch". Use one of the two per process, or name the dtype
+//! at creation, `Tensor::from_data(data, (&device, DType::F64))`, as the f64 reference tests
+//! (`tests/suite/reference_f64.rs`) do.
 
 use burn::backend::Autodiff;
 
