@@ -130,6 +130,13 @@ fn leaf64_exact<const D: usize>(v: &[f64], shape: [usize; D]) -> Tensor<Ref, D> 
     make::<Ref, D>(v.to_vec(), shape).require_grad()
 }
 
+/// Makes sure the device's default float dtype is settled as f32, the crate's CPU backend's,
+/// before any f64 work of these tests could settle it as f64 for the whole process (see
+/// [`make`]): the first creation without a dtype fixes it.
+fn settle_f32_default() {
+    let _ = Tensor::<Cpu, 1>::zeros([1], &dev());
+}
+
 /// The float dtype of backend `B` (`F32` for the crate's CPU backend, `F64` for the reference).
 fn dtype_of<B: Backend>() -> DType {
     <B::FloatElem as Element>::dtype()
@@ -146,11 +153,13 @@ fn make<B: Backend<Device = CpuDevice>, const D: usize>(
     v: Vec<f64>,
     shape: [usize; D],
 ) -> Tensor<B, D> {
+    settle_f32_default();
     let data = TensorData::new(v, shape).convert_dtype(dtype_of::<B>());
     Tensor::from_data(data, (&dev(), dtype_of::<B>()))
 }
 
 fn zeros<B: Backend<Device = CpuDevice>, const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+    settle_f32_default();
     Tensor::zeros(shape, (&dev(), dtype_of::<B>()))
 }
 
