@@ -63,6 +63,10 @@ impl GenerateConfig {
 
 /// Greedy continuations of `prompts` (each non-empty), in the order given: the generated tokens
 /// only, without the prompt and without the stop token.
+///
+/// No prompts give no answers (an empty `Vec`, a correct empty result). An empty prompt is a
+/// [`SeqError::InvalidConfig`] naming it; the model's own errors (e.g.
+/// [`SeqError::TokenOutOfRange`] for an id outside the vocabulary) are returned as they are.
 pub fn generate_greedy<B: Backend, M: Decoder<B>>(
     model: &M,
     prompts: &[Vec<u32>],
@@ -289,6 +293,10 @@ pub fn strip_padding(row: &[u32], pad: u32) -> &[u32] {
 
 /// [`generate_greedy`] on a padded batch `tokens` `[batch, len]` (row-major), left- or
 /// right-padded with `pad`: each row is stripped with [`strip_padding`] first.
+///
+/// Errors with [`SeqError::ZeroSize`] when `batch` or `tokens` is empty,
+/// [`SeqError::ShapeMismatch`] when `tokens` is not `batch` rows of one length, and as
+/// [`generate_greedy`] otherwise (a row of padding only is an empty prompt).
 pub fn generate_greedy_padded<B: Backend, M: Decoder<B>>(
     model: &M,
     tokens: &[u32],
@@ -298,6 +306,7 @@ pub fn generate_greedy_padded<B: Backend, M: Decoder<B>>(
     device: &B::Device,
 ) -> crate::Result<Vec<Vec<u32>>> {
     ensure_nonzero("batch size", batch)?;
+    ensure_nonzero("padded prompt length", tokens.len())?;
     if !tokens.len().is_multiple_of(batch) {
         return Err(SeqError::ShapeMismatch {
             what: "padded prompt batch (a multiple of the batch size)",

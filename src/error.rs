@@ -131,6 +131,33 @@ pub enum SeqError {
         problem: String,
     },
 
+    /// A token id is outside the model's vocabulary.
+    #[error(
+        "{what} id {id} is outside the vocabulary 0..{vocab_size}; check the tokenizer or vocab_size"
+    )]
+    TokenOutOfRange {
+        /// Which ids ("token", "source", "target", …).
+        what: String,
+        /// The offending id (the smallest negative one, else the largest).
+        id: i64,
+        /// Vocabulary size `V`: valid ids are `0..V`.
+        vocab_size: usize,
+    },
+
+    /// A tensor holds a NaN or an infinity where finite values are required (reported by the
+    /// opt-in [`ensure_finite`] check; the layers themselves propagate non-finite values).
+    #[error(
+        "{what} holds {value} at index {index:?}; remove or replace non-finite values (check the data or the layer before)"
+    )]
+    NonFinite {
+        /// Which tensor.
+        what: &'static str,
+        /// The first non-finite value found, rendered (`NaN`, `inf`, `-inf`).
+        value: String,
+        /// Its index, one entry per axis.
+        index: Vec<usize>,
+    },
+
     /// A file or folder could not be written.
     #[error("cannot write `{path}`: {message}; choose a writable folder with --out")]
     Write {
@@ -172,4 +199,46 @@ pub fn ensure_nonzero(name: &'static str, value: usize) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Errors with [`SeqError::NonFinite`] on the first NaN or ±∞ in `x` (row-major order).
+///
+/// Opt-in: it reads the whole tensor back to the host, so no forward pass calls it. The layers
+/// propagate non-finite inputs instead (see each forward's documentation); call this on inputs
+/// that come from outside when a typed error is preferred to non-finite outputs.
+///
+/// ```
+/// use seqlayers::backend::{Cpu, CpuDevice};
+/// use seqlayers::burn::tensor::Tensor;
+/// use seqlayers::error::ensure_finite;
+///
+/// let x = Tensor::<Cpu, 2>::from_floats([[1.0, f32::NAN]], &CpuDevice::default());
+/// let e = ensure_finite(&x, "input").unwrap_err();
+/// assert!(e.to_string().contains("NaN at index [0, 1]"), "{e}");
+/// ```
+pub fn ensure_finite<B: burn::tensor::backend::Backend, const D: usize>(
+    x: &burn::tensor::Tensor<B, D>,
+    what: &'static str,
+) -> Result<()> {
+    let dims = x.dims();
+    let data = x.to_data().convert::<f64>();
+    let values = data.as_slice::<f64>().map_err(|e| SeqError::NonFinite {
+        what,
+        value: format!("unreadable data ({e:?})"),
+        index: Vec::new(),
+    })?;
+    let Some(flat) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let mut index = vec![0; D];
+    let mut rest = flat;
+    for axis in (0..D).rev() {
+        index[axis] = rest % dims[axis];
+        rest /= dims[axis];
+    }
+    Err(SeqError::NonFinite {
+        what,
+        value: format!("{}", values[flat] as f32),
+        index,
+    })
 }

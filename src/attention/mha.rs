@@ -65,12 +65,159 @@ impl<B: Backend> CrossKv<B> {
 
 impl<B: Backend> MultiHeadAttention<B> {
     /// Self-attention over `x` `[B, L, D]` → `[B, L, D]` (causal if configured).
+    ///
+    /// # Panics
+    /// When `x` is not `[B, L, d_model]` with `B, L > 0` (see [`Self::try_forward`]).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.forward_masked(x, None)
     }
 
+    /// [`forward`](Self::forward) returning an error instead of panicking (see
+    /// [`try_forward_masked`](Self::try_forward_masked)).
+    pub fn try_forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+        self.try_forward_masked(x, None)
+    }
+
+    /// [`forward_masked`](Self::forward_masked) after O(1) shape checks:
+    /// [`SeqError::ZeroSize`] when `B` or `L` is 0 (no empty result: an empty softmax has no
+    /// value), [`SeqError::ShapeMismatch`] when the last axis of `x` is not `d_model` or
+    /// `padding` is not `[B, L]`.
+    ///
+    /// # Non-finite values
+    /// Not checked (a read-back per call): a NaN or ±∞ in `x` reaches the scores of every query
+    /// of its batch row (a masked score is the score plus the mask, and a padded value is
+    /// multiplied by a zero weight, both still NaN), so the whole row's output may be NaN even
+    /// when the bad value sits at a padded or future position. Other rows are unaffected. Use
+    /// [`ensure_finite`](crate::error::ensure_finite) first for a typed error.
+    pub fn try_forward_masked(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Result<Tensor<B, 3>> {
+        let [batch, len] = self.check_input("self-attention input [B, L, D]", &x)?;
+        check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
+        Ok(self.forward_masked(x, padding))
+    }
+
+    /// [`self_attention`](Self::self_attention) with the checks of
+    /// [`try_forward_masked`](Self::try_forward_masked).
+    pub fn try_self_attention(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Result<(Tensor<B, 3>, Tensor<B, 4>)> {
+        let [batch, len] = self.check_input("self-attention input [B, L, D]", &x)?;
+        check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
+        Ok(self.self_attention(x, padding))
+    }
+
+    /// [`forward_cross`](Self::forward_cross) after O(1) shape checks: `queries` `[B, Lq, D]`
+    /// and `context` `[B, Lk, D]` with the same `B`, `B, Lq, Lk > 0` ([`SeqError::ZeroSize`]),
+    /// `D = d_model` and `context_padding` `[B, Lk]` ([`SeqError::ShapeMismatch`]). Non-finite
+    /// values propagate as in [`try_forward_masked`](Self::try_forward_masked).
+    pub fn try_forward_cross(
+        &self,
+        queries: Tensor<B, 3>,
+        context: Tensor<B, 3>,
+        context_padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Result<Tensor<B, 3>> {
+        self.check_cross(&queries, &context, context_padding.as_ref())?;
+        Ok(self.forward_cross(queries, context, context_padding))
+    }
+
+    /// [`cross_attention`](Self::cross_attention) with the checks of
+    /// [`try_forward_cross`](Self::try_forward_cross).
+    pub fn try_cross_attention(
+        &self,
+        queries: Tensor<B, 3>,
+        context: Tensor<B, 3>,
+        context_padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Result<(Tensor<B, 3>, Tensor<B, 4>)> {
+        self.check_cross(&queries, &context, context_padding.as_ref())?;
+        Ok(self.cross_attention(queries, context, context_padding))
+    }
+
+    /// [`cross_keys_values`](Self::cross_keys_values) after checking `context` `[B, Lk, D]`
+    /// (`B, Lk > 0`, `D = d_model`) and `context_padding` `[B, Lk]`.
+    pub fn try_cross_keys_values(
+        &self,
+        context: Tensor<B, 3>,
+        context_padding: Option<Tensor<B, 2, Bool>>,
+    ) -> Result<CrossKv<B>> {
+        let [batch, len] = self.check_input("cross-attention context [B, Lk, D]", &context)?;
+        check_padding(
+            "context padding mask [B, Lk]",
+            context_padding.as_ref(),
+            batch,
+            len,
+        )?;
+        Ok(self.cross_keys_values(context, context_padding))
+    }
+
+    /// [`forward_cross_cached`](Self::forward_cross_cached) after checking `queries`
+    /// `[B, Lq, D]` against the layer and the batch size of `context`.
+    pub fn try_forward_cross_cached(
+        &self,
+        queries: Tensor<B, 3>,
+        context: &CrossKv<B>,
+    ) -> Result<Tensor<B, 3>> {
+        let [batch, _] = self.check_input("cross-attention queries [B, Lq, D]", &queries)?;
+        let (kv_batch, _) = context.dims();
+        if batch != kv_batch {
+            return Err(SeqError::ShapeMismatch {
+                what: "batch size of the queries vs the cached cross-attention context",
+                expected: kv_batch.to_string(),
+                got: batch.to_string(),
+            });
+        }
+        Ok(self.forward_cross_cached(queries, context))
+    }
+
+    /// Errors unless `x` is `[B, L, d_model]` with `B, L > 0`; returns `[B, L]`.
+    fn check_input(&self, what: &'static str, x: &Tensor<B, 3>) -> Result<[usize; 2]> {
+        let [batch, len, d] = x.dims();
+        crate::error::ensure_nonzero("batch size", batch)?;
+        crate::error::ensure_nonzero("sequence length", len)?;
+        if d != self.d_model {
+            return Err(SeqError::ShapeMismatch {
+                what,
+                expected: format!("last axis = d_model = {}", self.d_model),
+                got: format!("{:?}", x.dims()),
+            });
+        }
+        Ok([batch, len])
+    }
+
+    /// The checks of [`try_forward_cross`](Self::try_forward_cross).
+    fn check_cross(
+        &self,
+        queries: &Tensor<B, 3>,
+        context: &Tensor<B, 3>,
+        context_padding: Option<&Tensor<B, 2, Bool>>,
+    ) -> Result<()> {
+        let [batch, _] = self.check_input("cross-attention queries [B, Lq, D]", queries)?;
+        let [context_batch, context_len] =
+            self.check_input("cross-attention context [B, Lk, D]", context)?;
+        if batch != context_batch {
+            return Err(SeqError::ShapeMismatch {
+                what: "batch size of the cross-attention context vs the queries",
+                expected: batch.to_string(),
+                got: context_batch.to_string(),
+            });
+        }
+        check_padding(
+            "context padding mask [B, Lk]",
+            context_padding,
+            batch,
+            context_len,
+        )
+    }
+
     /// Self-attention with an optional key padding mask `[B, L]` (`true` = padding token,
     /// never attended to).
+    ///
+    /// # Panics
+    /// On shapes that [`try_forward_masked`](Self::try_forward_masked) rejects.
     pub fn forward_masked(
         &self,
         x: Tensor<B, 3>,
@@ -84,6 +231,9 @@ impl<B: Backend> MultiHeadAttention<B> {
     }
 
     /// Attention weights `A'` `[B, H, L, L]` of a self-attention call (for plots).
+    ///
+    /// # Panics
+    /// On shapes that [`try_self_attention`](Self::try_self_attention) rejects.
     pub fn attention_weights(
         &self,
         x: Tensor<B, 3>,
@@ -93,6 +243,9 @@ impl<B: Backend> MultiHeadAttention<B> {
     }
 
     /// Self-attention returning both the output `[B, L, D]` and the weights `[B, H, L, L]`.
+    ///
+    /// # Panics
+    /// On shapes that [`try_self_attention`](Self::try_self_attention) rejects.
     pub fn self_attention(
         &self,
         x: Tensor<B, 3>,
@@ -139,6 +292,9 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// Never causal and without position encoding: the two sequences' positions are not
     /// comparable (positions enter through each sequence's own self-attention/embeddings).
     /// `context_padding` `[B, Lk]` marks padded context tokens (`true`).
+    ///
+    /// # Panics
+    /// On shapes that [`try_forward_cross`](Self::try_forward_cross) rejects.
     pub fn forward_cross(
         &self,
         queries: Tensor<B, 3>,
@@ -156,14 +312,17 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// [`forward`](Self::forward) (up to rounding) for every position encoding, including the
     /// naive masking ablation when `T = 1` (a single new token has no future to leak).
     ///
-    /// Errors when the layer is not causal or the batch size differs from the cache's.
+    /// Errors when the layer is not causal ([`SeqError::InvalidConfig`]), when `B` or `T` is 0
+    /// ([`SeqError::ZeroSize`]), when the last axis of `x` is not `d_model` or the batch size
+    /// differs from the cache's ([`SeqError::ShapeMismatch`]). Non-finite values propagate as in
+    /// [`try_forward_masked`](Self::try_forward_masked), and stay in the cache.
     pub fn forward_step(&self, x: Tensor<B, 3>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
         if !self.causal {
             return Err(SeqError::InvalidConfig(
                 "incremental decoding needs causal self-attention; set `causal = true`".into(),
             ));
         }
-        let [batch, len, _] = x.dims();
+        let [batch, len] = self.check_input("forward_step input [B, T, D]", &x)?;
         if let Some(cached) = cache.batch_size()
             && cached != batch
         {
@@ -265,6 +424,8 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// Projects a fixed `context` `[B, Lk, D]` (e.g. the encoder output) into the keys and
     /// values of cross-attention once, for [`forward_cross_cached`](Self::forward_cross_cached)
     /// at every decoding step. `context_padding` `[B, Lk]` marks padded context tokens (`true`).
+    ///
+    /// Does not check its inputs; [`try_cross_keys_values`](Self::try_cross_keys_values) does.
     pub fn cross_keys_values(
         &self,
         context: Tensor<B, 3>,
@@ -280,6 +441,9 @@ impl<B: Backend> MultiHeadAttention<B> {
 
     /// Cross-attention of `queries` `[B, Lq, D]` over precomputed keys and values: the same
     /// numbers as [`forward_cross`](Self::forward_cross) on their context.
+    ///
+    /// # Panics
+    /// On queries that [`try_forward_cross_cached`](Self::try_forward_cross_cached) rejects.
     pub fn forward_cross_cached(
         &self,
         queries: Tensor<B, 3>,
@@ -292,6 +456,9 @@ impl<B: Backend> MultiHeadAttention<B> {
 
     /// Cross-attention returning the output `[B, Lq, D]` and the weights `[B, H, Lq, Lk]`
     /// (which context token each query reads; for heatmaps).
+    ///
+    /// # Panics
+    /// On shapes that [`try_cross_attention`](Self::try_cross_attention) rejects.
     pub fn cross_attention(
         &self,
         queries: Tensor<B, 3>,
@@ -401,5 +568,22 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// Score scale `1/√d_head`.
     fn scale(&self) -> f32 {
         1.0 / (self.d_head as f32).sqrt()
+    }
+}
+
+/// Errors unless `padding` (if any) is `[batch, len]`.
+fn check_padding<B: Backend>(
+    what: &'static str,
+    padding: Option<&Tensor<B, 2, Bool>>,
+    batch: usize,
+    len: usize,
+) -> Result<()> {
+    match padding {
+        Some(p) if p.dims() != [batch, len] => Err(SeqError::ShapeMismatch {
+            what,
+            expected: format!("{:?}", [batch, len]),
+            got: format!("{:?}", p.dims()),
+        }),
+        _ => Ok(()),
     }
 }

@@ -25,6 +25,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::backend::{Cpu, CpuAutodiff, prim, wrap};
 use crate::dispatch::{cast, same};
+use crate::error::{Result, SeqError, ensure_nonzero};
 
 /// Runs `lstm` over `x` `[B, L, D]` from `state` (zeros when `None`), like [`Lstm::forward`]:
 /// returns every hidden state `[B, L, H]` and the last `(cell, hidden)` state `[B, H]` each.
@@ -43,6 +44,10 @@ use crate::dispatch::{cast, same};
 /// assert_eq!(state.hidden.dims(), [2, 16]);
 /// assert!(h.sub(h_ref).abs().max().into_scalar() < 1e-5);
 /// ```
+///
+/// # Panics
+/// When `x` or `state` do not fit `lstm` (see [`try_lstm_forward`] for a `Result` and the
+/// empty-input and non-finite rules).
 pub fn lstm_forward<B: Backend>(
     lstm: &Lstm<B>,
     x: Tensor<B, 3>,
@@ -65,6 +70,104 @@ pub fn lstm_forward<B: Backend>(
     let hd = lstm.d_hidden;
     let h_last = h.clone().narrow(1, l - 1, 1).reshape([bs, hd]); // [B, H]
     (h, LstmState::new(c_last, h_last))
+}
+
+/// [`lstm_forward`] after checking its inputs (O(1) shape checks, no read-back).
+///
+/// - `x` `[B, L, D]` (`[L, B, D]` when not batch-first) with `D` the LSTM's input width, else
+///   [`SeqError::ShapeMismatch`];
+/// - `B = 0`: [`SeqError::ZeroSize`];
+/// - `L = 0`: a correct empty result, hidden states `[B, 0, H]` and `state` returned unchanged
+///   (zeros when `None`): no step ran;
+/// - `state` cell and hidden each `[B, H]`, else [`SeqError::ShapeMismatch`].
+///
+/// Non-finite inputs are not checked: a NaN or ±∞ in `x` or `state` propagates to the hidden
+/// states of its batch row from that step on (other rows are unaffected). Use
+/// [`ensure_finite`](crate::error::ensure_finite) first for a typed error.
+pub fn try_lstm_forward<B: Backend>(
+    lstm: &Lstm<B>,
+    x: Tensor<B, 3>,
+    state: Option<LstmState<B, 2>>,
+) -> Result<(Tensor<B, 3>, LstmState<B, 2>)> {
+    let [first, second, d] = x.dims();
+    let bs = if lstm.batch_first { first } else { second };
+    ensure_nonzero("batch size", bs)?;
+    let d_input = lstm.input_gate.input_transform.weight.val().dims()[0]; // W_x [D, H]
+    if d != d_input {
+        return Err(SeqError::ShapeMismatch {
+            what: "LSTM input features (d_input)",
+            expected: d_input.to_string(),
+            got: d.to_string(),
+        });
+    }
+    if let Some(s) = &state {
+        check_state(bs, lstm.d_hidden, &s.cell, &s.hidden)?;
+    }
+    Ok(lstm_forward(lstm, x, state))
+}
+
+/// Errors unless `cell` and `hidden` are both `[batch, d_hidden]`.
+pub(crate) fn check_state<B: Backend>(
+    batch: usize,
+    d_hidden: usize,
+    cell: &Tensor<B, 2>,
+    hidden: &Tensor<B, 2>,
+) -> Result<()> {
+    for (what, t) in [
+        ("LSTM cell state [B, H]", cell),
+        ("LSTM hidden state [B, H]", hidden),
+    ] {
+        if t.dims() != [batch, d_hidden] {
+            return Err(SeqError::ShapeMismatch {
+                what,
+                expected: format!("{:?}", [batch, d_hidden]),
+                got: format!("{:?}", t.dims()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`lstm_recurrence`] after checking its inputs: `xw` `[B, L, 4H]` with `B, L, H > 0`, `W_h`
+/// `[H, 4H]`, `h0` and `c0` `[B, H]`. Errors with [`SeqError::ZeroSize`] or
+/// [`SeqError::ShapeMismatch`] (a last axis of `xw` that is not a multiple of 4 included).
+pub fn try_lstm_recurrence<B: Backend>(
+    xw: Tensor<B, 3>,
+    w_h: Tensor<B, 2>,
+    h0: Option<Tensor<B, 2>>,
+    c0: Option<Tensor<B, 2>>,
+) -> Result<(Tensor<B, 3>, Tensor<B, 2>)> {
+    let [bs, l, g] = xw.dims();
+    ensure_nonzero("batch size", bs)?;
+    ensure_nonzero("sequence length", l)?;
+    ensure_nonzero("gate width (4H)", g)?;
+    if !g.is_multiple_of(4) {
+        return Err(SeqError::ShapeMismatch {
+            what: "gate axis of xw [B, L, 4H] (a multiple of 4)",
+            expected: format!("{}", 4 * g.div_ceil(4)),
+            got: g.to_string(),
+        });
+    }
+    let hd = g / 4;
+    if w_h.dims() != [hd, g] {
+        return Err(SeqError::ShapeMismatch {
+            what: "W_h [H, 4H]",
+            expected: format!("{:?}", [hd, g]),
+            got: format!("{:?}", w_h.dims()),
+        });
+    }
+    for (what, t) in [("h0 [B, H]", &h0), ("c0 [B, H]", &c0)] {
+        if let Some(t) = t
+            && t.dims() != [bs, hd]
+        {
+            return Err(SeqError::ShapeMismatch {
+                what,
+                expected: format!("{:?}", [bs, hd]),
+                got: format!("{:?}", t.dims()),
+            });
+        }
+    }
+    Ok(lstm_recurrence(xw, w_h, h0, c0))
 }
 
 /// True when `lstm` is the standard configuration the fused op computes.
@@ -119,6 +222,8 @@ fn packed_weights<B: Backend>(
 /// projected inputs `xw` `[B, L, 4H]`, `W_h` `[H, 4H]` and the optional initial states `[B, H]`.
 /// The CPU kernel on `NdArray<f32>` (with its own backward node under `Autodiff`), tensor ops
 /// on every other backend.
+///
+/// Trusts its caller; [`try_lstm_recurrence`] checks the shapes first.
 pub fn lstm_recurrence<B: Backend>(
     xw: Tensor<B, 3>,
     w_h: Tensor<B, 2>,

@@ -1,11 +1,16 @@
 //! Saving and loading trained models with their configuration, through Burn's recorders.
 //!
-//! A checkpoint is a folder with two files: `config.json` (the model's Burn `Config`, as
-//! JSON) and `model.mpk` (the weights, Burn's named MessagePack record at full precision).
-//! Loading rebuilds the model from the saved configuration and then loads the weights, checking
-//! every tensor's shape against the configuration, so a missing file, a truncated or corrupt
-//! record, a missing tensor or weights of another configuration are a [`SeqError::Checkpoint`]
-//! that names the problem, never a panic.
+//! A checkpoint is a folder with three files: `config.json` (the model's Burn `Config`, as
+//! JSON), `model.mpk` (the weights, Burn's named MessagePack record at full precision) and
+//! `model.sum` (the length and FNV-1a 64 checksum of `model.mpk`, then the path and shape of
+//! every tensor in it).
+//! Loading rebuilds the model from the saved configuration, verifies the checksum and the
+//! tensor list against the configuration (when the file is there: checkpoints written before it
+//! existed load without it), then loads the weights, checking every tensor's shape again. A missing file, a
+//! truncated or corrupt record (a flipped byte included, even inside a weight, where the record
+//! itself would still decode), JSON of another schema, a missing tensor or weights of another
+//! configuration are a [`SeqError::Checkpoint`] that names the problem, never a panic; a folder
+//! that cannot be written is a [`SeqError::Write`].
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +27,20 @@ use crate::model::{LanguageModel, LanguageModelConfig};
 pub const CONFIG_FILE: &str = "config.json";
 /// File stem of the weights (the recorder adds `.mpk`).
 pub const WEIGHTS_STEM: &str = "model";
+/// File name of the weights' checksum inside a checkpoint folder.
+pub const CHECKSUM_FILE: &str = "model.sum";
+
+/// 64-bit FNV-1a of `bytes`.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The checksum line of `bytes`: `fnv1a64 <hex> <length>`.
+fn checksum_line(bytes: &[u8]) -> String {
+    format!("fnv1a64 {:016x} {}", fnv1a64(bytes), bytes.len())
+}
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
@@ -34,7 +53,80 @@ fn problem(path: &Path, problem: impl Into<String>) -> SeqError {
     }
 }
 
-/// Saves `module` and its `config` into the folder `dir` (created if needed).
+/// One line of the tensor manifest: `<path> <shape>`.
+fn manifest_line((name, shape): &(String, Vec<usize>)) -> String {
+    format!("{name} {shape:?}")
+}
+
+/// Errors unless `weights` matches the checksum file next to it and the tensors it lists
+/// (`model.sum` holds the checksum line, then one [`manifest_line`] per tensor) are those of
+/// the configuration, `expected`. Checked before the record is decoded, because Burn panics
+/// when a record holds another layer kind than the module. No file: nothing to check.
+fn verify_sum(dir: &Path, weights: &Path, expected: &[(String, Vec<usize>)]) -> Result<()> {
+    let sum_path = dir.join(CHECKSUM_FILE);
+    if !sum_path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&sum_path).map_err(|e| SeqError::read(&sum_path, e))?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let saved = lines.next().unwrap_or_default();
+    let bytes = std::fs::read(weights).map_err(|e| SeqError::read(weights, e))?;
+    let got = checksum_line(&bytes);
+    if saved != got {
+        return Err(problem(
+            weights,
+            format!(
+                "the weights do not match {CHECKSUM_FILE} (saved `{saved}`, file has `{got}`): the \
+                 file was corrupted or replaced after saving; restore it or save the checkpoint again"
+            ),
+        ));
+    }
+    let manifest: Vec<&str> = lines.collect();
+    if manifest.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<String> = expected.iter().map(manifest_line).collect();
+    for (have, want) in manifest.iter().zip(&wanted) {
+        if *have != want.as_str() {
+            return Err(problem(
+                weights,
+                format!(
+                    "the weights hold tensor `{have}` where {CONFIG_FILE} asks for `{want}`; the \
+                     weights belong to another configuration (use the config.json saved with them)"
+                ),
+            ));
+        }
+    }
+    if manifest.len() != wanted.len() {
+        return Err(problem(
+            weights,
+            format!(
+                "the weights hold {} tensors where {CONFIG_FILE} asks for {}; the weights belong \
+                 to another configuration (use the config.json saved with them)",
+                manifest.len(),
+                wanted.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Saves `module` and its `config` into the folder `dir` (created if needed), with the
+/// checksum of the weights.
+///
+/// Errors with [`SeqError::Write`] when the folder or a file cannot be written (e.g. `dir` is
+/// below a regular file, or read-only).
 pub fn save_checkpoint<B: Backend, M: Module<B>, C: Config>(
     module: M,
     config: &C,
@@ -45,9 +137,21 @@ pub fn save_checkpoint<B: Backend, M: Module<B>, C: Config>(
     config
         .save(&config_path)
         .map_err(|e| SeqError::write(&config_path, e))?;
+    let weights = dir.join(format!("{WEIGHTS_STEM}.mpk"));
+    let manifest = shapes(&module);
     module
         .save_file(dir.join(WEIGHTS_STEM), &recorder())
-        .map_err(|e| problem(dir, format!("writing the weights failed: {e}")))
+        .map_err(|e| SeqError::Write {
+            path: weights.display().to_string(),
+            message: format!("writing the weights failed: {e}"),
+        })?;
+    let bytes = std::fs::read(&weights).map_err(|e| SeqError::read(&weights, e))?;
+    let sum_path = dir.join(CHECKSUM_FILE);
+    let mut sum = checksum_line(&bytes) + "\n";
+    for entry in &manifest {
+        sum += &(manifest_line(entry) + "\n");
+    }
+    std::fs::write(&sum_path, sum).map_err(|e| SeqError::write(&sum_path, e))
 }
 
 /// The float tensors of a module as `(path, shape)`, in visiting order.
@@ -105,7 +209,12 @@ where
             ),
         )
     })?;
-    let fresh = init(&config, device)?;
+    let fresh = init(&config, device).map_err(|e| {
+        problem(
+            &config_path,
+            format!("the saved configuration does not build a model ({e}); fix or replace it"),
+        )
+    })?;
     let expected = shapes(&fresh);
     let weights: PathBuf = dir.join(format!("{WEIGHTS_STEM}.mpk"));
     if !weights.is_file() {
@@ -114,9 +223,24 @@ where
             format!("no {WEIGHTS_STEM}.mpk next to {CONFIG_FILE}"),
         ));
     }
-    let loaded = fresh
-        .load_file(dir.join(WEIGHTS_STEM), &recorder(), device)
-        .map_err(|e| {
+    verify_sum(dir, &weights, &expected)?;
+    // Burn's derived `load_record` panics on a record of another enum variant (another layer
+    // kind); `model.sum` catches that first, and for checkpoints without one the panic is
+    // turned into the error here.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fresh.load_file(dir.join(WEIGHTS_STEM), &recorder(), device)
+    }))
+    .map_err(|panic| {
+        problem(
+            &weights,
+            format!(
+                "the weights do not fit {CONFIG_FILE} ({}); they belong to another configuration \
+                 or the file is corrupt",
+                panic_message(panic.as_ref())
+            ),
+        )
+    })?
+    .map_err(|e| {
             problem(
                 &weights,
                 format!("the weights cannot be read ({e}); the file is truncated, corrupt or misses a tensor"),

@@ -73,10 +73,15 @@ pub struct StackClassifier<B: Backend> {
 
 impl<B: Backend> StackClassifier<B> {
     /// Hidden states of the last block, `[B, L, d]`.
+    ///
+    /// Errors with [`SeqError::ZeroSize`] on a batch or length of 0, with
+    /// [`SeqError::TokenOutOfRange`] on an id outside `0..K` (the embedding's rows), and with
+    /// [`SeqError::SequenceTooLong`] past a learned position table. Non-finite values cannot
+    /// enter through ids; non-finite weights propagate to the outputs.
     pub fn try_hidden(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
-        let x = self.embed(tokens); // [B, L, d]
+        let x = self.embed(tokens)?; // [B, L, d]
         let x = self.position.try_forward(x, 0)?; // [B, L, d]
-        Ok(self.stack.forward(x))
+        self.stack.try_forward(x)
     }
 }
 
@@ -86,8 +91,13 @@ impl<B: Backend> StackClassifier<B> {
     /// `V` is a constant, so the lookup is a plain gather on the host (the ids and the `K × d`
     /// table are read back, the rows uploaded): no gradient is lost, and it is much faster than
     /// a backend `select` on the CPU backend, which copies row by row.
-    fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    ///
+    /// Errors on an empty batch or sequence and on an id outside `0..K` (checked on the ids
+    /// already read back for the gather, so the check costs no extra pass).
+    fn embed(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
         let [batch, len] = tokens.dims();
+        ensure_nonzero("batch size", batch)?;
+        ensure_nonzero("sequence length", len)?;
         let [vocab, dim] = self.embedding.dims();
         let device = tokens.device();
         let ids = tokens.into_data().convert::<i64>();
@@ -96,13 +106,20 @@ impl<B: Backend> StackClassifier<B> {
         let table = table.as_slice::<f32>().expect("converted to f32");
         let mut rows = Vec::with_capacity(batch * len * dim);
         for &id in ids {
-            let id = usize::try_from(id)
+            let row = usize::try_from(id)
                 .ok()
                 .filter(|&i| i < vocab)
-                .unwrap_or_else(|| panic!("token id {id} is outside the vocabulary 0..{vocab}"));
-            rows.extend_from_slice(&table[id * dim..(id + 1) * dim]);
+                .ok_or_else(|| SeqError::TokenOutOfRange {
+                    what: "token".into(),
+                    id,
+                    vocab_size: vocab,
+                })?;
+            rows.extend_from_slice(&table[row * dim..(row + 1) * dim]);
         }
-        Tensor::from_data(TensorData::new(rows, [batch, len, dim]), &device)
+        Ok(Tensor::from_data(
+            TensorData::new(rows, [batch, len, dim]),
+            &device,
+        ))
     }
 }
 

@@ -25,8 +25,10 @@ pub use seq2seq::{
     DecoderBlock, EncoderBlock, EncoderDecoder, EncoderDecoderConfig, EncoderDecoderState,
 };
 
-/// Errors on an empty `[batch, len]` id tensor or an id outside `0..vocab_size` (`what` names
-/// the ids in the message: "token", "source", …). Every model checks its inputs with it.
+/// Errors on an empty `[batch, len]` id tensor ([`SeqError::ZeroSize`](crate::SeqError::ZeroSize))
+/// or an id outside `0..vocab_size` ([`SeqError::TokenOutOfRange`](crate::SeqError::TokenOutOfRange);
+/// `what` names the ids in the message: "token", "source", …). Every model checks its inputs
+/// with it.
 pub(crate) fn check_token_ids<B: burn::tensor::backend::Backend>(
     ids: &burn::tensor::Tensor<B, 2, burn::tensor::Int>,
     vocab_size: usize,
@@ -39,10 +41,11 @@ pub(crate) fn check_token_ids<B: burn::tensor::backend::Backend>(
     let largest: i64 = ids.clone().max().into_scalar().elem();
     let smallest: i64 = ids.clone().min().into_scalar().elem();
     if smallest < 0 || largest >= vocab_size as i64 {
-        return Err(crate::SeqError::InvalidConfig(format!(
-            "{what} id {} is outside the vocabulary 0..{vocab_size}; check the tokenizer or vocab_size",
-            if smallest < 0 { smallest } else { largest }
-        )));
+        return Err(crate::SeqError::TokenOutOfRange {
+            what: what.to_string(),
+            id: if smallest < 0 { smallest } else { largest },
+            vocab_size,
+        });
     }
     Ok(())
 }

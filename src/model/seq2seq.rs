@@ -210,6 +210,11 @@ pub struct EncoderDecoderState<B: Backend> {
 
 impl<B: Backend> EncoderDecoder<B> {
     /// The memory `[B, Ls, D]` of `source` `[B, Ls]` (padding `[B, Ls]`, `true` = padding).
+    ///
+    /// Errors with [`SeqError::ZeroSize`] on an empty batch or source,
+    /// [`SeqError::TokenOutOfRange`] on an id outside `0..V`, [`SeqError::ShapeMismatch`] when
+    /// `padding` is not `[B, Ls]`, [`SeqError::SequenceTooLong`] past a learned position table.
+    /// Non-finite values cannot enter through ids; non-finite weights propagate.
     pub fn encode(
         &self,
         source: Tensor<B, 2, Int>,
@@ -221,13 +226,18 @@ impl<B: Backend> EncoderDecoder<B> {
             .try_forward(self.source_embedding.forward(source), 0)?; // [B, Ls, D]
         for block in &self.encoder {
             let h = block.attention_norm.forward(x.clone());
-            x = x + block.attention.forward_masked(h, padding.clone()); // [B, Ls, D]
+            x = x + block.attention.try_forward_masked(h, padding.clone())?; // [B, Ls, D]
             x = x.clone() + block.mlp.forward(block.mlp_norm.forward(x)); // [B, Ls, D]
         }
         Ok(self.encoder_norm.forward(x))
     }
 
     /// Decoder logits `[B, Lt, V]` of `tokens` `[B, Lt]` over `memory` `[B, Ls, D]`.
+    ///
+    /// Errors as [`encode`](Self::encode) on the ids, and with [`SeqError::ShapeMismatch`] when
+    /// `memory` is not `[B, Ls, D]` for the tokens' `B` and the model's `D`, or
+    /// `memory_padding` is not `[B, Ls]`. A non-finite `memory` propagates to the logits of its
+    /// batch row.
     pub fn decode(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -241,9 +251,11 @@ impl<B: Backend> EncoderDecoder<B> {
         for block in &self.decoder {
             y = y.clone() + block.self_attention.forward(block.self_norm.forward(y)); // [B, Lt, D]
             let q = block.cross_norm.forward(y.clone());
-            y = y + block
-                .cross_attention
-                .forward_cross(q, memory.clone(), memory_padding.clone()); // [B, Lt, D]
+            y = y + block.cross_attention.try_forward_cross(
+                q,
+                memory.clone(),
+                memory_padding.clone(),
+            )?; // [B, Lt, D]
             y = y.clone() + block.mlp.forward(block.mlp_norm.forward(y)); // [B, Lt, D]
         }
         Ok(linear::apply(&self.head, self.decoder_norm.forward(y))) // [B, Lt, V]
@@ -345,9 +357,10 @@ impl<B: Backend> EncoderDecoder<B> {
         for block in &self.decoder {
             y = y.clone() + block.self_attention.forward(block.self_norm.forward(y));
             let q = block.cross_norm.forward(y.clone());
-            let (out, weights) = block
-                .cross_attention
-                .cross_attention(q, memory.clone(), None);
+            let (out, weights) =
+                block
+                    .cross_attention
+                    .try_cross_attention(q, memory.clone(), None)?;
             maps.push(weights); // [B, H, Lt, Ls]
             y = y + out;
             y = y.clone() + block.mlp.forward(block.mlp_norm.forward(y));

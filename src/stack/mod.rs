@@ -275,6 +275,9 @@ pub struct Block<B: Backend> {
 
 impl<B: Backend> Block<B> {
     /// Applies the block to `x` `[B, L, D]` from the empty state.
+    ///
+    /// # Panics
+    /// When `x` is not `[B, L, D]` with `B, L > 0` (see [`SequenceStack::try_forward`]).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = match &self.mixer {
             MixerBlock::Attention(b) => b.forward(x),
@@ -322,6 +325,10 @@ impl<B: Backend> Block<B> {
                 (y, LayerState::Mamba(s))
             }
             (MixerBlock::Lstm(b), LayerState::Lstm(s)) => {
+                if let Some((cell, hidden)) = &s {
+                    let [batch, _, d] = x.dims();
+                    crate::lstm::check_state(batch, d, cell, hidden)?;
+                }
                 let s = s.map(|(cell, hidden)| LstmState::new(cell, hidden));
                 let (h, s) = crate::lstm::lstm_forward(&b.lstm, b.norm.forward(x.clone()), s); // [B, T, D]
                 (x + h, LayerState::Lstm(Some((s.cell, s.hidden))))
@@ -336,6 +343,15 @@ impl<B: Backend> Block<B> {
             }
         };
         Ok((self.apply_mlp(x), state))
+    }
+
+    /// The model width `D` of the block (the width of its pre-norm).
+    pub fn d_model(&self) -> usize {
+        match &self.mixer {
+            MixerBlock::Attention(b) => b.norm.d_model(),
+            MixerBlock::Mamba(b) => b.norm.d_model(),
+            MixerBlock::Lstm(b) => b.norm.d_model(),
+        }
     }
 
     /// The mixer kind.
@@ -363,6 +379,7 @@ impl<B: Backend> SequenceStack<B> {
         &self,
         x: Tensor<B, 3>,
     ) -> crate::Result<Vec<(Tensor<B, 3>, Tensor<B, 2>)>> {
+        self.check_input(&x)?;
         let mut out = Vec::new();
         let mut x = x;
         for block in &self.blocks {
@@ -375,8 +392,44 @@ impl<B: Backend> SequenceStack<B> {
     }
 
     /// Runs every block on `x` `[B, L, D]` from the empty state.
+    ///
+    /// # Panics
+    /// On inputs that [`try_forward`](Self::try_forward) rejects.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.blocks.iter().fold(x, |x, block| block.forward(x))
+    }
+
+    /// [`forward`](Self::forward) after O(1) shape checks: [`SeqError::ZeroSize`] when `B` or
+    /// `L` is 0 (rejected rather than returned empty, as Mamba blocks have no empty result),
+    /// [`SeqError::ShapeMismatch`] when the last axis is not the stack's `d_model`.
+    ///
+    /// Non-finite values are not checked (a read-back per call): a NaN or ±∞ in `x` propagates
+    /// through every layer kind to the outputs of its batch row (attention spreads it over the
+    /// whole row); other rows are unaffected. Use [`ensure_finite`](crate::error::ensure_finite)
+    /// first for a typed error.
+    pub fn try_forward(&self, x: Tensor<B, 3>) -> crate::Result<Tensor<B, 3>> {
+        self.check_input(&x)?;
+        Ok(self.forward(x))
+    }
+
+    /// The model width `D` (`None` for a stack without blocks).
+    pub fn d_model(&self) -> Option<usize> {
+        self.blocks.first().map(Block::d_model)
+    }
+
+    /// Errors unless `x` is `[B, L, d_model]` with `B, L > 0`.
+    fn check_input(&self, x: &Tensor<B, 3>) -> crate::Result<()> {
+        let [batch, len, d] = x.dims();
+        ensure_nonzero("batch size", batch)?;
+        ensure_nonzero("sequence length", len)?;
+        match self.d_model() {
+            Some(want) if want != d => Err(SeqError::ShapeMismatch {
+                what: "stack input features (d_model)",
+                expected: want.to_string(),
+                got: d.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The state before the first token, for `batch` sequences.
@@ -395,8 +448,10 @@ impl<B: Backend> SequenceStack<B> {
     /// Runs the next `T ≥ 1` positions `x` `[B, T, D]` through every block, continuing from
     /// `state`; returns `[B, T, D]` and the state after them.
     ///
-    /// Errors when the state belongs to another stack or batch size, or a layer's own check
-    /// fails (e.g. a non-causal attention layer, a learned table too short).
+    /// Errors when `B` or `T` is 0 or the last axis is not `d_model` (as
+    /// [`try_forward`](Self::try_forward)), when the state belongs to another stack or batch
+    /// size, or a layer's own check fails (e.g. a non-causal attention layer, a learned table
+    /// too short). Non-finite values propagate into the outputs and the state.
     pub fn forward_with_state(
         &self,
         x: Tensor<B, 3>,
@@ -405,6 +460,7 @@ impl<B: Backend> SequenceStack<B> {
         let [batch, len, _] = x.dims();
         state.check(batch, self.blocks.len())?;
         ensure_nonzero("chunk length", len)?;
+        self.check_input(&x)?;
         let mut layers = Vec::with_capacity(self.blocks.len());
         let mut x = x;
         for (block, layer) in self.blocks.iter().zip(state.layers) {

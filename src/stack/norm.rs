@@ -43,6 +43,14 @@ pub enum Norm<B: Backend> {
 }
 
 impl<B: Backend> Norm<B> {
+    /// The width `D` it normalizes (the length of its scale `γ`).
+    pub fn d_model(&self) -> usize {
+        match self {
+            Norm::Rms(n) => n.gamma.val().dims()[0],
+            Norm::Layer(n) => n.gamma.val().dims()[0],
+        }
+    }
+
     /// Normalizes over the last axis.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {

@@ -3,6 +3,7 @@
 mod attention;
 mod attention_cache;
 mod attention_fused;
+mod bad_inputs;
 mod cli_inputs;
 mod common;
 mod conventions;

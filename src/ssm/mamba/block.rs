@@ -34,17 +34,29 @@ impl<B: Backend> MambaBlock<B> {
     /// # Panics
     /// Like [`Mamba::forward`].
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        x.clone() + self.mixer.forward(self.norm.forward(x)) // [B, L, D]
+        match self.try_forward(x) {
+            Ok(y) => y,
+            Err(e) => panic!("MambaBlock::forward: {e}"),
+        }
+    }
+
+    /// [`MambaBlock::forward`] returning the errors of [`Mamba::try_forward`] instead of
+    /// panicking (the width is checked before the norm, which would panic on it).
+    pub fn try_forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+        Ok(self.forward_with_state(x, None, None)?.0)
     }
 
     /// [`Mamba::forward_with_state`] wrapped in the residual block. Padded positions
     /// (`padding` `[B, L]` `true`) return their input unchanged (the mixer outputs zero there).
+    /// Same errors and non-finite propagation as [`Mamba::forward_with_state`].
     pub fn forward_with_state(
         &self,
         x: Tensor<B, 3>,
         state: Option<MambaState<B>>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
+        let [batch, len, d_model] = x.dims();
+        self.mixer.check_input(batch, len, d_model)?;
         let (y, state) =
             self.mixer
                 .forward_with_state(self.norm.forward(x.clone()), state, padding)?; // [B, L, D]
@@ -56,8 +68,10 @@ impl<B: Backend> MambaBlock<B> {
     /// # Panics
     /// Like [`Mamba::step`].
     pub fn step(&self, x_t: Tensor<B, 2>, state: MambaState<B>) -> (Tensor<B, 2>, MambaState<B>) {
-        let (y, state) = self.mixer.step(self.norm.forward(x_t.clone()), state); // [B, D]
-        (x_t + y, state)
+        match self.try_step(x_t, state) {
+            Ok(r) => r,
+            Err(e) => panic!("MambaBlock::step: {e}"),
+        }
     }
 
     /// [`MambaBlock::step`] returning a shape error instead of panicking.
@@ -66,6 +80,8 @@ impl<B: Backend> MambaBlock<B> {
         x_t: Tensor<B, 2>,
         state: MambaState<B>,
     ) -> Result<(Tensor<B, 2>, MambaState<B>)> {
+        let [batch, d_model] = x_t.dims();
+        self.mixer.check_input(batch, 1, d_model)?;
         let (y, state) = self.mixer.try_step(self.norm.forward(x_t.clone()), state)?; // [B, D]
         Ok((x_t + y, state))
     }

@@ -122,7 +122,7 @@ impl<B: Backend> Mamba<B> {
     /// Runs the mixer on a whole sequence from the zero state: `[B, L, D]` → `[B, L, D]`.
     ///
     /// # Panics
-    /// If `x` is not `[B, L, d_model]` with `B, L > 0` (use
+    /// If `x` is not `[B, L, d_model]` with `B, L > 0` (use [`Mamba::try_forward`] or
     /// [`Mamba::forward_with_state`] for a `Result`).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         match self.forward_with_state(x, None, None) {
@@ -131,11 +131,31 @@ impl<B: Backend> Mamba<B> {
         }
     }
 
+    /// [`Mamba::forward`] returning an error instead of panicking: [`SeqError::ZeroSize`] on a
+    /// batch or length of 0 (there is no empty result), [`SeqError::ShapeMismatch`] when the
+    /// last axis is not `d_model`. Non-finite inputs propagate (see
+    /// [`Mamba::forward_with_state`]).
+    pub fn try_forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+        Ok(self.forward_with_state(x, None, None)?.0)
+    }
+
     /// Runs the mixer on `x: [B, L, D]` starting from `state` (zero state if `None`), treating
     /// positions where `padding: [B, L]` is `true` as padding (identity steps, zero output) —
     /// the crate's one padding convention, the same as attention's key padding mask.
     /// Returns the output `[B, L, D]` and the state after the last real token, so that
     /// `forward(x[..a])` then `forward(x[a..])` from the returned state equals `forward(x)`.
+    ///
+    /// # Errors
+    /// - [`SeqError::ZeroSize`] when `B` or `L` is 0 (an empty batch or sequence is rejected,
+    ///   not returned empty: there would be no state to return);
+    /// - [`SeqError::ShapeMismatch`] when the last axis of `x` is not `d_model`, when `state`
+    ///   was made for another batch size or mixer, or when `padding` is not `[B, L]`.
+    ///
+    /// # Non-finite values
+    /// Not checked (that would need a read-back of `x`): a NaN or ±∞ in `x`, even at a padded
+    /// position, propagates through the recurrence to the outputs and the state of its batch
+    /// row from that position on. Other rows are unaffected. Use
+    /// [`ensure_finite`](crate::error::ensure_finite) first for a typed error.
     pub fn forward_with_state(
         &self,
         x: Tensor<B, 3>,
@@ -311,7 +331,8 @@ impl<B: Backend> Mamba<B> {
         ))
     }
 
-    fn check_input(&self, batch: usize, len: usize, d_model: usize) -> Result<()> {
+    /// Errors unless `batch, len > 0` and `d_model` is the mixer's width.
+    pub(crate) fn check_input(&self, batch: usize, len: usize, d_model: usize) -> Result<()> {
         crate::error::ensure_nonzero("batch size", batch)?;
         crate::error::ensure_nonzero("sequence length", len)?;
         if d_model != self.d_model {

@@ -79,39 +79,139 @@ pub struct SelectiveScanInput<B: Backend> {
 
 impl<B: Backend> SelectiveScanInput<B> {
     /// Checks that all shapes agree and no size is zero. Returns `(B, L, E, N)`.
+    ///
+    /// Errors with [`SeqError::ZeroSize`] when `B`, `L`, `E` or `N` is 0 (the scans have no
+    /// empty result) and [`SeqError::ShapeMismatch`] naming the first tensor whose shape
+    /// disagrees with `x` and `A`.
     pub fn validate(&self) -> crate::Result<(usize, usize, usize, usize)> {
-        let [bs, l, e] = self.x.dims();
-        let [ea, n] = self.a.dims();
-        crate::error::ensure_nonzero("batch", bs)?;
-        crate::error::ensure_nonzero("sequence length", l)?;
-        crate::error::ensure_nonzero("channels (E)", e)?;
-        crate::error::ensure_nonzero("state size (N)", n)?;
-        let check = |what: &'static str, expected: Vec<usize>, got: Vec<usize>| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(SeqError::ShapeMismatch {
-                    what,
-                    expected: format!("{expected:?}"),
-                    got: format!("{got:?}"),
-                })
-            }
-        };
-        check(
-            "delta [B, L, E]",
-            vec![bs, l, e],
-            self.delta.dims().to_vec(),
-        )?;
-        check("A [E, N] (E from x)", vec![e], vec![ea])?;
-        check("B [B, L, N]", vec![bs, l, n], self.b.dims().to_vec())?;
-        check("C [B, L, N]", vec![bs, l, n], self.c.dims().to_vec())?;
-        if let Some(d) = &self.d {
-            check("D [E]", vec![e], d.dims().to_vec())?;
-        }
-        if let Some(h0) = &self.h0 {
-            check("h0 [B, E, N]", vec![bs, e, n], h0.dims().to_vec())?;
-        }
-        Ok((bs, l, e, n))
+        validate_shapes(ScanShapes {
+            x: self.x.dims().to_vec(),
+            delta: self.delta.dims().to_vec(),
+            a: self.a.dims().to_vec(),
+            b: self.b.dims().to_vec(),
+            c: self.c.dims().to_vec(),
+            d: self.d.as_ref().map(|d| d.dims().to_vec()),
+            h0: self.h0.as_ref().map(|h| h.dims().to_vec()),
+        })
+    }
+}
+
+/// The shapes of a selective scan's inputs, of any rank (the fused op's primitives carry
+/// their rank at run time).
+struct ScanShapes {
+    x: Vec<usize>,
+    delta: Vec<usize>,
+    a: Vec<usize>,
+    b: Vec<usize>,
+    c: Vec<usize>,
+    d: Option<Vec<usize>>,
+    h0: Option<Vec<usize>>,
+}
+
+/// `Err(ShapeMismatch)` unless `got == expected`.
+fn check_shape(what: &'static str, expected: &[usize], got: &[usize]) -> crate::Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(SeqError::ShapeMismatch {
+            what,
+            expected: format!("{expected:?}"),
+            got: format!("{got:?}"),
+        })
+    }
+}
+
+/// `Err(ShapeMismatch)` unless `shape` has `rank` axes.
+fn check_rank(what: &'static str, rank: usize, shape: &[usize]) -> crate::Result<()> {
+    if shape.len() == rank {
+        Ok(())
+    } else {
+        Err(SeqError::ShapeMismatch {
+            what,
+            expected: format!("{rank} axes"),
+            got: format!("{} axes {shape:?}", shape.len()),
+        })
+    }
+}
+
+/// Ranks, zero sizes and agreement of the selective scan's inputs; returns `(B, L, E, N)`.
+fn validate_shapes(s: ScanShapes) -> crate::Result<(usize, usize, usize, usize)> {
+    check_rank("rank of x [B, L, E]", 3, &s.x)?;
+    check_rank("rank of A [E, N]", 2, &s.a)?;
+    let (bs, l, e, n) = (s.x[0], s.x[1], s.x[2], s.a[1]);
+    crate::error::ensure_nonzero("batch", bs)?;
+    crate::error::ensure_nonzero("sequence length", l)?;
+    crate::error::ensure_nonzero("channels (E)", e)?;
+    crate::error::ensure_nonzero("state size (N)", n)?;
+    check_shape("delta [B, L, E]", &[bs, l, e], &s.delta)?;
+    check_shape("A [E, N] (E from x)", &[e], &s.a[..1])?;
+    check_shape("B [B, L, N]", &[bs, l, n], &s.b)?;
+    check_shape("C [B, L, N]", &[bs, l, n], &s.c)?;
+    if let Some(d) = &s.d {
+        check_shape("D [E]", &[e], d)?;
+    }
+    if let Some(h0) = &s.h0 {
+        check_shape("h0 [B, E, N]", &[bs, e, n], h0)?;
+    }
+    Ok((bs, l, e, n))
+}
+
+/// [`fused_scan_forward`] after checking its inputs: the ranks of the primitives (`x`, `Δ`,
+/// `B`, `C` rank 3, `A` rank 2, `D` rank 1, `h0` rank 3), their shapes and the discretization,
+/// with the errors of [`SelectiveScanInput::validate`]. [`fused_scan_forward`] itself trusts
+/// its caller (it is the op behind [`selective_scan`], which validates first).
+pub fn try_fused_scan_forward<B: Backend>(
+    disc: Discretization,
+    input: FusedScanInput<B>,
+    save_checkpoints: bool,
+) -> crate::Result<FusedScanOutput<B>> {
+    use burn::tensor::TensorMetadata;
+    disc.validate()?;
+    validate_shapes(ScanShapes {
+        x: input.x.shape().to_vec(),
+        delta: input.delta.shape().to_vec(),
+        a: input.a.shape().to_vec(),
+        b: input.b.shape().to_vec(),
+        c: input.c.shape().to_vec(),
+        d: input.d.as_ref().map(|d| d.shape().to_vec()),
+        h0: input.h0.as_ref().map(|h| h.shape().to_vec()),
+    })?;
+    Ok(fused_scan_forward::<B>(disc, input, save_checkpoints))
+}
+
+/// The generic linear recurrence `h_t = a_t ⊙ h_{t−1} + b_t` ([`scan_sequential`],
+/// [`scan_parallel`] or [`scan_log_space`], picked by `kind`) after checking its inputs: `a`
+/// and `b` `[B, L, E, N]` of one shape with no zero size, `h0` `[B, E, N]`. Returns every state
+/// `[B, L, E, N]`.
+///
+/// Errors with [`SeqError::ZeroSize`], [`SeqError::ShapeMismatch`], or
+/// [`SeqError::InvalidConfig`] for [`ScanKind::Fused`] (the fused op computes the whole
+/// selective scan only; call [`selective_scan`]). Non-finite coefficients propagate to every
+/// later state of their `(batch, channel, state)` lane.
+pub fn try_scan<B: Backend>(
+    kind: ScanKind,
+    a: Tensor<B, 4>,
+    b: Tensor<B, 4>,
+    h0: Option<Tensor<B, 3>>,
+) -> crate::Result<Tensor<B, 4>> {
+    let [bs, l, e, n] = a.dims();
+    crate::error::ensure_nonzero("batch", bs)?;
+    crate::error::ensure_nonzero("sequence length", l)?;
+    crate::error::ensure_nonzero("channels (E)", e)?;
+    crate::error::ensure_nonzero("state size (N)", n)?;
+    check_shape("b [B, L, E, N] (as a)", &[bs, l, e, n], &b.dims())?;
+    if let Some(h0) = &h0 {
+        check_shape("h0 [B, E, N]", &[bs, e, n], &h0.dims())?;
+    }
+    match kind {
+        ScanKind::Sequential => Ok(scan_sequential(a, b, h0)),
+        ScanKind::Parallel => Ok(scan_parallel(a, b, h0)),
+        ScanKind::LogSpace => Ok(scan_log_space(a, b, h0)),
+        ScanKind::Fused => Err(SeqError::InvalidConfig(
+            "the fused scan runs the whole selective scan, not a bare recurrence; call \
+             `selective_scan`, or pick ScanKind::Sequential, Parallel or LogSpace"
+                .into(),
+        )),
     }
 }
 
@@ -119,7 +219,14 @@ impl<B: Backend> SelectiveScanInput<B> {
 ///
 /// Returns `(y [B, L, E], h_L [B, E, N])`, where `h_L` is the state after the last step (feed it
 /// back as `h0` to continue the sequence). Errors on mismatched shapes, zero sizes or an invalid
-/// discretization.
+/// discretization (see [`SelectiveScanInput::validate`]); the ranks are fixed by the types.
+///
+/// Non-finite values are not checked (a read-back per call): a NaN or ±∞ in an input
+/// propagates to the outputs and the final state of its batch row (and, through `A` or `D`,
+/// of its channel in every row). One exception: [`ScanKind::LogSpace`] splits `B̄x` by sign,
+/// and a NaN there is neither positive nor negative, so its states skip it (only the skip term
+/// `D ⊙ x` carries it to `y`). Use [`ensure_finite`](crate::error::ensure_finite) on untrusted
+/// inputs for a typed error.
 pub fn selective_scan<B: Backend>(
     kind: ScanKind,
     disc: Discretization,
