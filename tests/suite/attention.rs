@@ -3,7 +3,7 @@
 //! position encoding and sharing mode, causality, the naive-masking leak, padding, and every
 //! configuration error.
 
-use crate::common::{dev, max_abs_diff, values};
+use crate::common::{attention, dev, max_abs_diff, seeded, values};
 use burn::module::Param;
 use burn::nn::attention::{MhaInput, MultiHeadAttentionConfig, generate_autoregressive_mask};
 use burn::tensor::{Bool, Tensor, TensorData};
@@ -46,11 +46,12 @@ fn matrix(data: Vec<f32>, rows: usize, cols: usize) -> Tensor<Cpu, 2> {
 fn tiny_example_matches_hand_computation() {
     let identity3 = vec![1., 0., 1., 0., 1., 0., 0., 1., 0., 1., 0., 1.]; // [I | I | I]
     let build = |causal: bool| {
-        let mut attn = AttentionConfig::new(2, 1)
-            .with_bias(false)
-            .with_causal(causal)
-            .try_init::<Cpu>(&dev())
-            .unwrap();
+        let mut attn = attention(
+            AttentionConfig::new(2, 1)
+                .with_bias(false)
+                .with_causal(causal),
+            101,
+        );
         attn.qkv.weight = Param::from_tensor(matrix(identity3.clone(), 2, 6));
         attn.output.weight = Param::from_tensor(matrix(vec![1., 0., 0., 1.], 2, 2));
         attn
@@ -103,14 +104,12 @@ fn copy_from_burn(
 #[test]
 fn matches_burn_multi_head_attention() {
     let (b, l, d, h) = (3, 6, 8, 2);
+    // Burn's layer draws its weights lazily: `copy_from_burn` reads them all, under the lock.
     let burn_mha = MultiHeadAttentionConfig::new(d, h)
         .with_dropout(0.0)
         .init::<Cpu>(&dev());
-    let mut ours = AttentionConfig::new(d, h)
-        .with_causal(false)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
-    copy_from_burn(&burn_mha, &mut ours);
+    let mut ours = attention(AttentionConfig::new(d, h).with_causal(false), 102);
+    seeded(2, || copy_from_burn(&burn_mha, &mut ours));
     let x = tensor3(random_input(1, b, l, d), [b, l, d]);
 
     // Bidirectional self-attention.
@@ -316,12 +315,13 @@ fn self_attention_matches_scalar_reference_for_every_encoding_and_mask() {
             (true, CausalMasking::PreSoftmax),
             (true, CausalMasking::NaivePostSoftmax),
         ] {
-            let attn = AttentionConfig::new(d, h)
-                .with_position(position.clone())
-                .with_causal(causal)
-                .with_masking(masking)
-                .try_init::<Cpu>(&dev())
-                .unwrap();
+            let attn = attention(
+                AttentionConfig::new(d, h)
+                    .with_position(position.clone())
+                    .with_causal(causal)
+                    .with_masking(masking),
+                103,
+            );
             let out = values(attn.forward(tensor3(x.clone(), [b, l, d])));
             for batch in 0..b {
                 let xs = rows(&x, batch, l, d);
@@ -348,11 +348,12 @@ fn shared_projections_match_scalar_reference() {
         QkvSharing::SharedKV,
         QkvSharing::SharedQKV,
     ] {
-        let attn = AttentionConfig::new(d, h)
-            .with_sharing(sharing)
-            .with_position(PositionEncoding::rope())
-            .try_init::<Cpu>(&dev())
-            .unwrap();
+        let attn = attention(
+            AttentionConfig::new(d, h)
+                .with_sharing(sharing)
+                .with_position(PositionEncoding::rope()),
+            104,
+        );
         assert_eq!(attn.qkv.weight.dims(), [d, sharing.n_projections() * d]);
         let out = values(attn.forward(tensor3(x.clone(), [b, l, d])));
         let cross = values(attn.forward_cross(
@@ -379,12 +380,13 @@ fn shared_projections_match_scalar_reference() {
 #[test]
 fn shared_qk_gives_symmetric_scores() {
     let (l, d) = (5, 6);
-    let attn = AttentionConfig::new(d, 1)
-        .with_sharing(QkvSharing::SharedQK)
-        .with_causal(false)
-        .with_bias(false)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let attn = attention(
+        AttentionConfig::new(d, 1)
+            .with_sharing(QkvSharing::SharedQK)
+            .with_causal(false)
+            .with_bias(false),
+        105,
+    );
     let w = values(attn.attention_weights(tensor3(random_input(6, 1, l, d), [1, l, d]), None));
     let a = |i: usize, j: usize| w[i * l + j] as f64;
     for (i, j, k) in [(0, 1, 2), (1, 3, 4), (0, 2, 4), (4, 3, 1)] {
@@ -396,11 +398,12 @@ fn shared_qk_gives_symmetric_scores() {
         );
     }
     // A separate-projection layer breaks the identity for at least one triple.
-    let separate = AttentionConfig::new(d, 1)
-        .with_causal(false)
-        .with_bias(false)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let separate = attention(
+        AttentionConfig::new(d, 1)
+            .with_causal(false)
+            .with_bias(false),
+        106,
+    );
     let w = values(separate.attention_weights(tensor3(random_input(6, 1, l, d), [1, l, d]), None));
     let a = |i: usize, j: usize| w[i * l + j] as f64;
     let worst = [(0, 1, 2), (1, 3, 4), (0, 2, 4), (4, 3, 1)]
@@ -453,10 +456,10 @@ fn perturbation_effect(attn: &MultiHeadAttention<Cpu>, t: usize) -> (f32, f32) {
 #[test]
 fn perturbing_the_future_leaves_the_past_unchanged() {
     for position in all_encodings() {
-        let attn = AttentionConfig::new(8, 4)
-            .with_position(position.clone())
-            .try_init::<Cpu>(&dev())
-            .unwrap();
+        let attn = attention(
+            AttentionConfig::new(8, 4).with_position(position.clone()),
+            107,
+        );
         for t in [0, 3, 6] {
             let (past, future) = perturbation_effect(&attn, t);
             assert_eq!(past, 0.0, "{position:?}: output ≤ {t} changed by {past}");
@@ -470,10 +473,10 @@ fn perturbing_the_future_leaves_the_past_unchanged() {
 
 #[test]
 fn naive_post_softmax_mask_leaks_the_future() {
-    let naive = AttentionConfig::new(8, 2)
-        .with_masking(CausalMasking::NaivePostSoftmax)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let naive = attention(
+        AttentionConfig::new(8, 2).with_masking(CausalMasking::NaivePostSoftmax),
+        108,
+    );
     // Even position 0 (which may only see itself) changes when the future changes.
     let (past, _) = perturbation_effect(&naive, 0);
     assert!(past > 1e-3, "naive masking did not leak: {past}");
@@ -511,11 +514,12 @@ fn naive_post_softmax_mask_leaks_the_future() {
 #[test]
 fn padded_keys_are_invisible() {
     let (l, pad_len, d) = (5, 3, 8);
-    let attn = AttentionConfig::new(d, 2)
-        .with_causal(false)
-        .with_position(PositionEncoding::alibi())
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let attn = attention(
+        AttentionConfig::new(d, 2)
+            .with_causal(false)
+            .with_position(PositionEncoding::alibi()),
+        109,
+    );
     let x = random_input(9, 1, l + pad_len, d);
     let mut junk = x.clone();
     for v in junk[l * d..].iter_mut() {
@@ -530,12 +534,46 @@ fn padded_keys_are_invisible() {
     assert!(diff <= 1e-5, "padding changed real outputs by {diff}");
 
     // A row whose keys are all masked (left padding under a causal mask) stays finite.
-    let causal = AttentionConfig::new(d, 2).try_init::<Cpu>(&dev()).unwrap();
+    let causal = attention(AttentionConfig::new(d, 2), 110);
     let mut left = vec![false; l];
     left[0] = true;
     let left = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(left, [1, l]), &dev());
     let out = values(causal.forward_masked(tensor3(x[..l * d].to_vec(), [1, l, d]), Some(left)));
-    assert!(out.iter().all(|v| v.is_finite()));
+    // Rows 1.. still see keys 1..=i: the scalar reference with the same padding.
+    let xs = rows(&x[..l * d], 0, l, d);
+    let mut flags = vec![false; l];
+    flags[0] = true;
+    let expected = flatten(&reference_attention(&causal, &xs, &xs, false, Some(&flags)));
+    let diff = max_abs_diff(&out[d..], &expected[d..]);
+    assert!(diff <= 1e-5, "rows after the pad: max |Δ| = {diff}");
+    // Row 0 has no visible key: every score is the finite MASKED, so the softmax is uniform
+    // over all L keys and the output is the output projection of the mean value vector. That
+    // is what a layer with Q ≡ 0 (all scores 0, bidirectional) gives. An implementation masking
+    // with −∞ would give NaN here; one that dropped the row (zeros) or attended only to
+    // the unpadded keys would give another row.
+    let mut uniform = causal.clone();
+    uniform.causal = false;
+    let w = values(causal.qkv.weight.val()); // [D, 3D], Q block first
+    let zeroed: Vec<f32> = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| if i % (3 * d) < d { 0.0 } else { v })
+        .collect();
+    uniform.qkv.weight = Param::from_tensor(matrix(zeroed, d, 3 * d));
+    if let Some(b) = &causal.qkv.bias {
+        let b: Vec<f32> = values(b.val())
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i < d { 0.0 } else { v })
+            .collect();
+        uniform.qkv.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b, [3 * d]),
+            &dev(),
+        )));
+    }
+    let mean_row = values(uniform.forward(tensor3(x[..l * d].to_vec(), [1, l, d])));
+    let diff = max_abs_diff(&out[..d], &mean_row[..d]);
+    assert!(diff <= 1e-5, "fully masked row: max |Δ| = {diff}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,16 +634,13 @@ fn every_configuration_error_is_returned() {
     );
 
     // Runtime errors of incremental decoding.
-    let bidirectional = AttentionConfig::new(8, 2)
-        .with_causal(false)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let bidirectional = attention(AttentionConfig::new(8, 2).with_causal(false), 111);
     let mut cache = KvCache::new();
     let err = bidirectional
         .forward_step(tensor3(vec![0.0; 8], [1, 1, 8]), &mut cache)
         .unwrap_err();
     assert!(matches!(err, SeqError::InvalidConfig(_)), "{err:?}");
-    let causal = AttentionConfig::new(8, 2).try_init::<Cpu>(&dev()).unwrap();
+    let causal = attention(AttentionConfig::new(8, 2), 112);
     causal
         .forward_step(tensor3(vec![0.0; 16], [2, 1, 8]), &mut cache)
         .unwrap();
@@ -619,7 +654,7 @@ fn every_configuration_error_is_returned() {
 /// re-draw them per clone), so ablations built by cloning compare like with like.
 #[test]
 fn clones_share_weights() {
-    let attn = AttentionConfig::new(8, 2).try_init::<Cpu>(&dev()).unwrap();
+    let attn = attention(AttentionConfig::new(8, 2), 113);
     let copy = attn.clone();
     let x = tensor3(random_input(13, 1, 4, 8), [1, 4, 8]);
     assert_eq!(values(attn.forward(x.clone())), values(copy.forward(x)));

@@ -1,7 +1,7 @@
 //! Incremental decoding with a `KvCache` reproduces one full causal forward pass, for every
 //! position encoding (relative ones inside the layer, absolute ones added at the right offset).
 
-use crate::common::{dev, max_abs_diff, values};
+use crate::common::{attention, dev, max_abs_diff, seeded, values};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -68,11 +68,12 @@ fn token_by_token_decoding_equals_full_forward_for_relative_encodings() {
     ];
     for position in encodings {
         for sharing in [QkvSharing::Separate, QkvSharing::SharedQKV] {
-            let attn = AttentionConfig::new(d, h)
-                .with_position(position.clone())
-                .with_sharing(sharing)
-                .try_init::<Cpu>(&dev())
-                .unwrap();
+            let attn = attention(
+                AttentionConfig::new(d, h)
+                    .with_position(position.clone())
+                    .with_sharing(sharing),
+                101,
+            );
             let reference = values(full(&attn, None, x.clone()));
             let steps = values(decode(&attn, None, x.clone(), &[1; 11]));
             let diff = max_abs_diff(&steps, &reference);
@@ -96,11 +97,11 @@ fn decoding_with_absolute_encodings_applied_at_the_offset() {
         PositionEncoding::learned(16),
         PositionEncoding::sinusoidal(),
     ] {
-        let attn = AttentionConfig::new(d, h)
-            .with_position(position.clone())
-            .try_init::<Cpu>(&dev())
-            .unwrap();
-        let pe = position.init_absolute::<Cpu>(d, &dev()).unwrap();
+        let attn = attention(
+            AttentionConfig::new(d, h).with_position(position.clone()),
+            102,
+        );
+        let pe = seeded(3, || position.init_absolute::<Cpu>(d, &dev()).unwrap());
         let reference = values(full(&attn, Some(&pe), x.clone()));
         let steps = values(decode(&attn, Some(&pe), x.clone(), &[1; 9]));
         let diff = max_abs_diff(&steps, &reference);
@@ -125,10 +126,10 @@ fn decoding_with_absolute_encodings_applied_at_the_offset() {
 fn naive_masking_only_leaks_in_the_full_pass() {
     let (b, l, d, h) = (1, 6, 8, 2);
     let x = random_input(12, [b, l, d]);
-    let naive = AttentionConfig::new(d, h)
-        .with_masking(CausalMasking::NaivePostSoftmax)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let naive = attention(
+        AttentionConfig::new(d, h).with_masking(CausalMasking::NaivePostSoftmax),
+        103,
+    );
     let mut correct = naive.clone();
     correct.masking = CausalMasking::PreSoftmax;
     let stepped = values(decode(&naive, None, x.clone(), &[1; 6]));

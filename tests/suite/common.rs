@@ -8,6 +8,48 @@ pub fn dev() -> CpuDevice {
     Default::default()
 }
 
+/// Runs `f` (a module initialization or a `Tensor::random` draw) with Burn's global generator
+/// seeded to `seed`, holding the lock the experiment drivers (`harness::parallel::INIT_LOCK`)
+/// take around their own seed-and-init. The generator is one global of the backend and the
+/// harness runs tests on several threads: an unlocked draw in one test would shift the numbers
+/// another test draws after seeding, so every test that draws from it goes through here.
+/// `f` must not call a harness driver (they take the same lock).
+pub fn seeded<R>(seed: u64, f: impl FnOnce() -> R) -> R {
+    // `CpuAutodiff` delegates its generator to `Cpu`: one seed covers both.
+    seeded_on::<Cpu, R>(seed, f)
+}
+
+/// [`seeded`] for the generator of backend `B`.
+pub fn seeded_on<B: burn::tensor::backend::Backend, R>(seed: u64, f: impl FnOnce() -> R) -> R {
+    let _guard = crate::harness::parallel::INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(&Default::default(), seed);
+    f()
+}
+
+/// `config`'s attention layer on the CPU, drawn under [`seeded`] with `seed`.
+pub fn attention(
+    config: seqlayers::attention::AttentionConfig,
+    seed: u64,
+) -> seqlayers::attention::MultiHeadAttention<Cpu> {
+    seeded(seed, || config.try_init::<Cpu>(&dev()).unwrap())
+}
+
+/// Seeds for the draws of one test: 1000, 1001, … in call order, the same at every run. The
+/// harness runs each test on a thread of its own, so a per-thread counter numbers the calls of
+/// one test whatever the others do.
+pub fn next_seed() -> u64 {
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(1000) };
+    }
+    NEXT.with(|n| {
+        let seed = n.get();
+        n.set(seed + 1);
+        seed
+    })
+}
+
 /// The values of a tensor, row-major.
 pub fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
     t.into_data().to_vec::<f32>().unwrap()

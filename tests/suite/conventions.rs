@@ -3,7 +3,6 @@
 //! attention residual block can be built from outside the crate.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Tensor, TensorData};
 use seqlayers::attention::AttentionConfig;
 use seqlayers::backend::Cpu;
@@ -13,7 +12,7 @@ use seqlayers::position::PositionEncoding;
 use seqlayers::ssm::MambaConfig;
 use seqlayers::stack::{AttentionBlock, MixerBlock, Norm, NormKind, StackConfig, parse_layers};
 
-use crate::common::{dev, max_abs_diff, values};
+use crate::common::{dev, max_abs_diff, seeded, values};
 
 /// Counts parameters that are still lazy (not drawn yet).
 struct Lazy(usize, usize);
@@ -38,16 +37,22 @@ fn every_try_init_draws_all_parameters() {
     let stack = StackConfig::new(8, parse_layers("mamba+mlp,attention+mlp,lstm").unwrap())
         .with_n_heads(2)
         .with_position(PositionEncoding::learned(16));
-    let lm = LanguageModelConfig::new(stack.clone(), 9)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
     let task = AssociativeRecall::new(RecallConfig::new(1).with_dim(8)).unwrap();
-    let classifier = ClassifierConfig::new(stack, 16)
-        .try_init::<Cpu>(task.embedding(&dev()), &dev())
-        .unwrap();
-    let attention = AttentionConfig::new(8, 2).try_init::<Cpu>(&dev()).unwrap();
-    let mamba = MambaConfig::new(8).try_init::<Cpu>(&dev()).unwrap();
-    let block = MambaConfig::new(8).try_init_block::<Cpu>(&dev()).unwrap();
+    // Under the init lock: a parameter left lazy would draw later, outside it, and shift the
+    // numbers of a seeded test on another thread.
+    let (lm, classifier, attention, mamba, block) = seeded(1, || {
+        (
+            LanguageModelConfig::new(stack.clone(), 9)
+                .try_init::<Cpu>(&dev())
+                .unwrap(),
+            ClassifierConfig::new(stack, 16)
+                .try_init::<Cpu>(task.embedding(&dev()), &dev())
+                .unwrap(),
+            AttentionConfig::new(8, 2).try_init::<Cpu>(&dev()).unwrap(),
+            MambaConfig::new(8).try_init::<Cpu>(&dev()).unwrap(),
+            MambaConfig::new(8).try_init_block::<Cpu>(&dev()).unwrap(),
+        )
+    });
     for (name, (total, lazy)) in [
         ("language model", lazy_params(&lm)),
         ("classifier", lazy_params(&classifier)),
@@ -64,9 +69,11 @@ fn every_try_init_draws_all_parameters() {
 fn the_stack_norm_epsilon_reaches_every_norm() {
     let stack = StackConfig::new(8, parse_layers("mamba+mlp,attention+mlp,lstm").unwrap())
         .with_norm_eps(3e-3);
-    let lm = LanguageModelConfig::new(stack, 9)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let lm = seeded(2, || {
+        LanguageModelConfig::new(stack, 9)
+            .try_init::<Cpu>(&dev())
+            .unwrap()
+    });
     let eps = |n: &Norm<Cpu>| match n {
         Norm::Rms(n) => n.epsilon,
         Norm::Layer(_) => unreachable!("RMSNorm by default"),
@@ -91,16 +98,22 @@ fn attention_and_mamba_read_the_same_padding_mask() {
     // positions, attention that never attends to pads, and Mamba that steps over them, give the
     // unpadded outputs at the real positions.
     let (d, real, pads) = (8, 5, 2);
-    Cpu::seed(&dev(), 4);
-    let x = Tensor::<Cpu, 3>::random([1, real, d], Distribution::Normal(0.0, 1.0), &dev());
+    let x = seeded(4, || {
+        Tensor::<Cpu, 3>::random([1, real, d], Distribution::Normal(0.0, 1.0), &dev())
+    });
     let padded = Tensor::cat(vec![Tensor::zeros([1, pads, d], &dev()), x.clone()], 1);
     let flags: Vec<bool> = (0..real + pads).map(|t| t < pads).collect();
     let mask = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(flags, [1, real + pads]), &dev());
-    let attention = AttentionConfig::new(d, 2)
-        .with_causal(false)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
-    let mamba = MambaConfig::new(d).try_init::<Cpu>(&dev()).unwrap();
+    let (attention, mamba) = seeded(5, || {
+        let attention = AttentionConfig::new(d, 2)
+            .with_causal(false)
+            .try_init::<Cpu>(&dev())
+            .unwrap();
+        (
+            attention,
+            MambaConfig::new(d).try_init::<Cpu>(&dev()).unwrap(),
+        )
+    });
     let tail = |y: Tensor<Cpu, 3>| values(y.narrow(1, pads, real));
     let a = tail(attention.forward_masked(padded.clone(), Some(mask.clone())));
     assert!(max_abs_diff(&a, &values(attention.forward(x.clone()))) < 1e-5);
@@ -112,12 +125,15 @@ fn attention_and_mamba_read_the_same_padding_mask() {
 #[test]
 fn an_attention_block_can_be_built_from_outside_the_crate() {
     let config = AttentionConfig::new(8, 2).with_position(PositionEncoding::rope());
-    let from_config = config.try_init_block::<Cpu>(&dev()).unwrap();
-    let by_hand = AttentionBlock {
-        norm: NormKind::Layer.init(8, 1e-5, &dev()),
-        attention: config.try_init::<Cpu>(&dev()).unwrap(),
-    };
-    let x = Tensor::<Cpu, 3>::random([2, 6, 8], Distribution::Normal(0.0, 1.0), &dev());
+    let (from_config, by_hand, x) = seeded(6, || {
+        let from_config = config.try_init_block::<Cpu>(&dev()).unwrap();
+        let by_hand = AttentionBlock {
+            norm: NormKind::Layer.init(8, 1e-5, &dev()),
+            attention: config.try_init::<Cpu>(&dev()).unwrap(),
+        };
+        let x = Tensor::<Cpu, 3>::random([2, 6, 8], Distribution::Normal(0.0, 1.0), &dev());
+        (from_config, by_hand, x)
+    });
     for block in [from_config, by_hand] {
         // x + attention(norm(x)): the residual is there.
         let y = block.forward(x.clone());

@@ -47,15 +47,16 @@ fn cases() -> Vec<(&'static str, PositionEncoding, NormKind)> {
 }
 
 fn model<B: Backend>(spec: &str, position: PositionEncoding, norm: NormKind) -> LanguageModel<B> {
-    B::seed(&Default::default(), 11);
     let stack = StackConfig::new(8, parse_layers(spec).unwrap())
         .with_n_heads(2)
         .with_position(position)
         .with_norm(norm)
         .with_mamba(seqlayers::ssm::MambaConfig::new(8).with_d_state(4));
-    LanguageModelConfig::new(stack, VOCAB)
-        .try_init::<B>(&Default::default())
-        .unwrap()
+    crate::common::seeded_on::<B, _>(11, || {
+        LanguageModelConfig::new(stack, VOCAB)
+            .try_init::<B>(&Default::default())
+            .unwrap()
+    })
 }
 
 fn ids<B: Backend>(rows: &[Vec<u32>]) -> Tensor<B, 2, Int> {

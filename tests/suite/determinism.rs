@@ -54,9 +54,11 @@ fn training_is_bit_identical_for_one_or_two_threads() {
     let stack = StackConfig::new(32, parse_layers("mamba,attention+mlp,lstm").unwrap())
         .with_n_heads(2)
         .with_position(PositionEncoding::alibi());
-    let model = LanguageModelConfig::new(stack, task.vocab_size())
-        .try_init::<CpuAutodiff>(&dev())
-        .unwrap();
+    let model = crate::common::seeded(1, || {
+        LanguageModelConfig::new(stack, task.vocab_size())
+            .try_init::<CpuAutodiff>(&dev())
+            .unwrap()
+    });
     let config = TrainConfig {
         steps: 6,
         batch_size: 8,

@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::lstm::{lstm_forward, lstm_recurrence, recurrence_tensor_ops};
 
-use crate::common::{dev, fresh_leaves, max_abs_diff};
+use crate::common::{fresh_leaves, max_abs_diff, seeded};
 
 type Ad = CpuAutodiff;
 
@@ -55,6 +55,16 @@ fn loss(h: Tensor<Ad, 3>, state: LstmState<Ad, 2>) -> Tensor<Ad, 1> {
     let w_last = random::<Ad, 2>([b, hd], 12);
     let w_c = random::<Ad, 2>([b, hd], 13);
     (h * w_h).sum() + (state.hidden * w_last).sum() + (state.cell * w_c).sum()
+}
+
+/// `config`'s LSTM with every (lazily initialized) weight drawn now, from the global generator
+/// seeded with `seed` under the suite's init lock.
+fn init<B: Backend>(config: LstmConfig, seed: u64) -> Lstm<B> {
+    seeded(seed, || {
+        let lstm = config.init::<B>(&Default::default());
+        let _ = params(&lstm); // draws the lazily initialized weights in place
+        lstm
+    })
 }
 
 /// Outputs and gradients (x, h0, c0, then each weight and bias) of one implementation.
@@ -112,8 +122,7 @@ fn fused_lstm_equals_burn_lstm_in_value_and_every_gradient() {
         (true, true, (2, 9, 4, 8)),
         (true, false, (1, 1, 3, 2)),
     ] {
-        Ad::seed(&dev(), 5);
-        let lstm = LstmConfig::new(d, hd, bias).init::<Ad>(&dev());
+        let lstm = init::<Ad>(LstmConfig::new(d, hd, bias), 5);
         let x = random::<Ad, 3>([b, l, d], 1);
         let state = with_state.then(|| {
             (
@@ -142,9 +151,7 @@ fn recurrence_kernel_equals_its_tensor_op_form_on_the_inner_backend() {
 
 #[test]
 fn other_lstm_configurations_fall_back_to_burn() {
-    let lstm = LstmConfig::new(3, 4, true)
-        .with_reverse(true)
-        .init::<Cpu>(&dev());
+    let lstm = init::<Cpu>(LstmConfig::new(3, 4, true).with_reverse(true), 7);
     let x = random::<Cpu, 3>([2, 5, 3], 31);
     let (h1, s1) = lstm_forward(&lstm, x.clone(), None);
     let (h2, s2) = lstm.forward(x, None);
@@ -156,8 +163,7 @@ fn other_lstm_configurations_fall_back_to_burn() {
 fn fused_lstm_gradients_do_not_depend_on_the_thread_count() {
     // Large enough that the kernel splits rows across threads.
     let (b, l, d, hd) = (8, 32, 16, 32);
-    Ad::seed(&dev(), 9);
-    let lstm = LstmConfig::new(d, hd, true).init::<Autodiff<Cpu>>(&dev());
+    let lstm = init::<Autodiff<Cpu>>(LstmConfig::new(d, hd, true), 9);
     let x = random::<Ad, 3>([b, l, d], 41);
     let go = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -176,9 +182,8 @@ fn fused_lstm_gradients_do_not_depend_on_the_thread_count() {
 #[test]
 fn fused_lstm_equals_burn_lstm_at_every_simd_level() {
     use seqlayers::simd::{SimdLevel, with_max_level};
-    Ad::seed(&dev(), 6);
     // Widths that exercise the 64-column register blocks and their remainder (4H = 4·20 = 80).
-    let lstm = LstmConfig::new(7, 20, true).init::<Ad>(&dev());
+    let lstm = init::<Ad>(LstmConfig::new(7, 20, true), 6);
     let x = random::<Ad, 3>([3, 11, 7], 51);
     let state = Some((
         random::<Ad, 2>([3, 20], 52) * 0.5,

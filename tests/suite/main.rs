@@ -21,6 +21,7 @@ mod mamba_state;
 mod objective;
 mod pig_latin;
 mod position;
+mod public_api;
 mod scan_agreement;
 mod scan_grad;
 mod scan_util;

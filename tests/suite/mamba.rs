@@ -1,7 +1,7 @@
 //! Mamba mixer/block: initialisation, validation, forward numbers against an independent f64
 //! implementation, causality, the residual block, and gradients.
 
-use crate::common::fresh_leaves;
+use crate::common::{fresh_leaves, seeded};
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
@@ -36,9 +36,8 @@ fn silu(v: f64) -> f64 {
 #[test]
 fn init_dt_bias_is_inverse_softplus_of_log_uniform_dt() {
     let device = Default::default();
-    Cpu::seed(&device, 7);
     let cfg = MambaConfig::new(1024).with_d_state(2); // E = 2048
-    let m: Mamba<Cpu> = cfg.try_init(&device).unwrap();
+    let m: Mamba<Cpu> = seeded(7, || cfg.try_init(&device).unwrap());
     let bias = vec_of(m.dt_proj.bias.as_ref().unwrap().val());
     assert_eq!(bias.len(), 2048);
     let dts: Vec<f64> = bias.iter().map(|&b| softplus(b)).collect();
@@ -68,12 +67,11 @@ fn init_dt_bias_is_inverse_softplus_of_log_uniform_dt() {
 #[test]
 fn init_dt_floor_clamps_small_dt() {
     let device = Default::default();
-    Cpu::seed(&device, 3);
     let cfg = MambaConfig::new(256)
         .with_dt_min(1e-6)
         .with_dt_max(1e-3)
         .with_dt_init_floor(1e-4);
-    let m: Mamba<Cpu> = cfg.try_init(&device).unwrap();
+    let m: Mamba<Cpu> = seeded(3, || cfg.try_init(&device).unwrap());
     let dts: Vec<f64> = vec_of(m.dt_proj.bias.as_ref().unwrap().val())
         .into_iter()
         .map(softplus)
@@ -88,9 +86,8 @@ fn init_dt_floor_clamps_small_dt() {
 #[test]
 fn init_a_log_d_and_weight_bounds_follow_the_reference() {
     let device = Default::default();
-    Cpu::seed(&device, 11);
     let cfg = MambaConfig::new(40).with_d_state(5).with_dt_scale(2.0); // E = 80, R = 3
-    let m: Mamba<Cpu> = cfg.try_init(&device).unwrap();
+    let m: Mamba<Cpu> = seeded(11, || cfg.try_init(&device).unwrap());
     assert_eq!(m.dt_rank(), 3);
     let a_log = vec_of(m.a_log.val());
     assert_eq!(m.a_log.val().dims(), [80, 5]);
@@ -172,11 +169,18 @@ fn try_init_rejects_every_bad_field() {
     ));
     for alpha in [-0.1, 1.5, f64::NAN] {
         let cfg = MambaConfig::new(8).with_discretization(Discretization::Generalized { alpha });
+        // The discretization's own check, for the mixer and the block alike (not, say, a
+        // NaN caught later by a finiteness check, or only the mixer validating it).
+        let mixer = bad(cfg.clone());
         assert!(
-            cfg.try_init::<Cpu>(&device).is_err(),
-            "alpha {alpha} accepted"
+            matches!(mixer, SeqError::OutOfRange { name: "alpha", .. }),
+            "alpha {alpha}: {mixer:?}"
         );
-        assert!(cfg.try_init_block::<Cpu>(&device).is_err());
+        let block = cfg.try_init_block::<Cpu>(&device).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(block, SeqError::OutOfRange { name: "alpha", .. }),
+            "alpha {alpha}: {block:?}"
+        );
     }
     assert!(
         MambaConfig::new(8)
@@ -189,7 +193,7 @@ fn try_init_rejects_every_bad_field() {
 #[test]
 fn forward_with_state_rejects_bad_shapes() {
     let device = Default::default();
-    let m: Mamba<Cpu> = MambaConfig::new(4).try_init(&device).unwrap();
+    let m: Mamba<Cpu> = seeded(1, || MambaConfig::new(4).try_init(&device).unwrap());
     let x = Tensor::<Cpu, 3>::zeros([2, 3, 5], &device);
     assert!(matches!(
         m.forward_with_state(x, None, None),
@@ -197,12 +201,33 @@ fn forward_with_state_rejects_bad_shapes() {
     ));
     let x = Tensor::<Cpu, 3>::zeros([2, 3, 4], &device);
     let wrong_state = m.zero_state(3, &device);
+    // Each input is checked against its own shape: a batch-3 state fails on the state (its
+    // first field, the convolution window), a [2, 4] mask on the mask.
+    let err = m
+        .forward_with_state(x.clone(), Some(wrong_state), None)
+        .unwrap_err();
     assert!(
-        m.forward_with_state(x.clone(), Some(wrong_state), None)
-            .is_err()
+        matches!(
+            err,
+            SeqError::ShapeMismatch {
+                what: "MambaState::conv [B, E, K-1]",
+                ..
+            }
+        ),
+        "{err:?}"
     );
     let wrong_mask = Tensor::<Cpu, 2>::ones([2, 4], &device).greater_elem(0.5);
-    assert!(m.forward_with_state(x, None, Some(wrong_mask)).is_err());
+    let err = m.forward_with_state(x, None, Some(wrong_mask)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SeqError::ShapeMismatch {
+                what: "padding mask [B, L]",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let empty = Tensor::<Cpu, 3>::zeros([2, 0, 4], &device);
     assert_eq!(
         m.forward_with_state(empty, None, None).unwrap_err(),
@@ -325,20 +350,25 @@ fn forward_matches_independent_f64_implementation() {
     let (batch, len) = (2, 9);
     for disc in discretizations() {
         for scan in [ScanKind::Sequential, ScanKind::Parallel, ScanKind::Fused] {
-            Cpu::seed(&device, 5);
             // Wider Δ range and biases on, so every term matters.
-            let m: Mamba<Cpu> = MambaConfig::new(6)
-                .with_d_state(3)
-                .with_d_conv(3)
-                .with_dt_min(0.05)
-                .with_dt_max(0.9)
-                .with_bias(true)
-                .with_scan(scan)
-                .with_discretization(disc)
-                .try_init(&device)
-                .unwrap();
-            let x =
-                Tensor::<Cpu, 3>::random([batch, len, 6], Distribution::Normal(0.0, 1.0), &device);
+            let (m, x): (Mamba<Cpu>, _) = seeded(5, || {
+                let m = MambaConfig::new(6)
+                    .with_d_state(3)
+                    .with_d_conv(3)
+                    .with_dt_min(0.05)
+                    .with_dt_max(0.9)
+                    .with_bias(true)
+                    .with_scan(scan)
+                    .with_discretization(disc)
+                    .try_init(&device)
+                    .unwrap();
+                let x = Tensor::<Cpu, 3>::random(
+                    [batch, len, 6],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                );
+                (m, x)
+            });
             let want = reference_forward(&m, &vec_of(x.clone()), batch, len);
             let got = vec_of(m.forward(x));
             let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
@@ -355,21 +385,29 @@ fn forward_matches_independent_f64_implementation() {
 #[test]
 fn forward_is_causal() {
     let device = Default::default();
-    Cpu::seed(&device, 9);
     let (batch, len, d) = (2, 12, 8);
-    for scan in [ScanKind::Sequential, ScanKind::Parallel, ScanKind::Fused] {
-        let m: Mamba<Cpu> = MambaConfig::new(d)
-            .with_scan(scan)
-            .try_init(&device)
-            .unwrap();
-        let x = Tensor::<Cpu, 3>::random([batch, len, d], Distribution::Normal(0.0, 1.0), &device);
+    for (i, scan) in [ScanKind::Sequential, ScanKind::Parallel, ScanKind::Fused]
+        .into_iter()
+        .enumerate()
+    {
+        let (m, x): (Mamba<Cpu>, _) = seeded(9 + i as u64, || {
+            let m = MambaConfig::new(d)
+                .with_scan(scan)
+                .try_init(&device)
+                .unwrap();
+            let x =
+                Tensor::<Cpu, 3>::random([batch, len, d], Distribution::Normal(0.0, 1.0), &device);
+            (m, x)
+        });
         let y = m.forward(x.clone());
         for t in [0, 4, 10] {
-            let noise = Tensor::<Cpu, 3>::random(
-                [batch, len - t - 1, d],
-                Distribution::Normal(0.0, 3.0),
-                &device,
-            );
+            let noise = seeded(20 + t as u64, || {
+                Tensor::<Cpu, 3>::random(
+                    [batch, len - t - 1, d],
+                    Distribution::Normal(0.0, 3.0),
+                    &device,
+                )
+            });
             let x2 = Tensor::cat(
                 vec![
                     x.clone().narrow(1, 0, t + 1),
@@ -398,9 +436,11 @@ fn forward_is_causal() {
 #[test]
 fn block_is_residual_around_rmsnorm_and_mixer() {
     let device = Default::default();
-    Cpu::seed(&device, 13);
-    let block = MambaConfig::new(8).try_init_block::<Cpu>(&device).unwrap();
-    let x = Tensor::<Cpu, 3>::random([2, 5, 8], Distribution::Normal(0.0, 2.0), &device);
+    let (block, x) = seeded(13, || {
+        let block = MambaConfig::new(8).try_init_block::<Cpu>(&device).unwrap();
+        let x = Tensor::<Cpu, 3>::random([2, 5, 8], Distribution::Normal(0.0, 2.0), &device);
+        (block, x)
+    });
     let got = vec_of(block.forward(x.clone()));
     // RMSNorm by hand (gamma = 1 at init, eps = 1e-5).
     let xv = vec_of(x.clone());
@@ -415,7 +455,6 @@ fn block_is_residual_around_rmsnorm_and_mixer() {
     let mix = reference_forward(&block.mixer, &normed, 2, 5);
     let want: Vec<f64> = xv.iter().zip(&mix).map(|(a, b)| a + b).collect();
     assert!(max_abs_diff(&got, &want) < 1e-4);
-    assert_eq!(block.forward(x).dims(), [2, 5, 8]);
 }
 
 // ---------------------------------------------------------------- gradients
@@ -435,17 +474,19 @@ fn gradients_match_sequential_autodiff_and_finite_differences() {
     type AD = CpuAutodiff;
     let device = Default::default();
     for disc in discretizations() {
-        AD::seed(&device, 21);
-        let m: Mamba<AD> = MambaConfig::new(4)
-            .with_d_state(3)
-            .with_dt_min(0.05)
-            .with_dt_max(0.5)
-            .with_discretization(disc)
-            .with_scan(ScanKind::Fused)
-            .try_init(&device)
-            .unwrap();
-        let x = Tensor::<AD, 3>::random([2, 6, 4], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<AD, 3>::random([2, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let (m, x, w): (Mamba<AD>, _, _) = seeded(21, || {
+            let m = MambaConfig::new(4)
+                .with_d_state(3)
+                .with_dt_min(0.05)
+                .with_dt_max(0.5)
+                .with_discretization(disc)
+                .with_scan(ScanKind::Fused)
+                .try_init(&device)
+                .unwrap();
+            let x = Tensor::<AD, 3>::random([2, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<AD, 3>::random([2, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+            (m, x, w)
+        });
         let grads_of = |m: &Mamba<AD>| {
             let g = loss(m, x.clone(), w.clone()).backward();
             [

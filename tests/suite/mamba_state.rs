@@ -8,6 +8,8 @@ use seqlayers::ssm::discretization::Discretization;
 use seqlayers::ssm::mamba::{Mamba, MambaConfig, MambaState};
 use seqlayers::ssm::scan::ScanKind;
 
+use crate::common::{next_seed, seeded};
+
 const D_MODEL: usize = 6;
 
 fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
@@ -69,24 +71,28 @@ fn tol(scan: ScanKind) -> f64 {
 
 fn mixer(disc: Discretization, scan: ScanKind, d_conv: usize, seed: u64) -> Mamba<Cpu> {
     let device = Default::default();
-    Cpu::seed(&device, seed);
-    MambaConfig::new(D_MODEL)
-        .with_d_state(4)
-        .with_d_conv(d_conv)
-        .with_dt_min(0.01)
-        .with_dt_max(0.5)
-        .with_discretization(disc)
-        .with_scan(scan)
-        .try_init(&device)
-        .unwrap()
+    seeded(seed, || {
+        MambaConfig::new(D_MODEL)
+            .with_d_state(4)
+            .with_d_conv(d_conv)
+            .with_dt_min(0.01)
+            .with_dt_max(0.5)
+            .with_discretization(disc)
+            .with_scan(scan)
+            .try_init(&device)
+            .unwrap()
+    })
 }
 
+/// A standard-normal input; each call of a test draws other values, the same at every run.
 fn input(batch: usize, len: usize) -> Tensor<Cpu, 3> {
-    Tensor::random(
-        [batch, len, D_MODEL],
-        Distribution::Normal(0.0, 1.0),
-        &Default::default(),
-    )
+    seeded(next_seed(), || {
+        Tensor::random(
+            [batch, len, D_MODEL],
+            Distribution::Normal(0.0, 1.0),
+            &Default::default(),
+        )
+    })
 }
 
 /// The padding mask (`true` = padding, the crate's convention) of rows of "real token" flags.
@@ -198,11 +204,9 @@ fn pad(seqs: &[Tensor<Cpu, 3>], rows: &[Vec<bool>]) -> Tensor<Cpu, 3> {
                 cols.push(seq.clone().narrow(1, next, 1));
                 next += 1;
             } else {
-                cols.push(Tensor::random(
-                    [1, 1, D_MODEL],
-                    Distribution::Normal(5.0, 10.0),
-                    &device,
-                ));
+                cols.push(seeded(next_seed(), || {
+                    Tensor::random([1, 1, D_MODEL], Distribution::Normal(5.0, 10.0), &device)
+                }));
             }
         }
         assert_eq!(next, seq.dims()[1]);
@@ -306,11 +310,12 @@ fn fully_padded_chunk_keeps_the_state() {
 #[test]
 fn block_step_matches_block_forward() {
     let device = Default::default();
-    Cpu::seed(&device, 8);
-    let block = MambaConfig::new(D_MODEL)
-        .with_scan(ScanKind::Fused)
-        .try_init_block::<Cpu>(&device)
-        .unwrap();
+    let block = seeded(8, || {
+        MambaConfig::new(D_MODEL)
+            .with_scan(ScanKind::Fused)
+            .try_init_block::<Cpu>(&device)
+            .unwrap()
+    });
     let x = input(2, 9);
     let y_full = block.forward(x.clone());
     let mut state = block.zero_state(2, &device);

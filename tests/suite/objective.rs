@@ -70,10 +70,11 @@ fn uniform_model_has_the_hand_derived_loss_and_metrics() {
 #[test]
 fn teacher_forced_exact_match_equals_greedy_generation() {
     let stack = StackConfig::new(8, parse_layers("mamba,attention+mlp").unwrap());
-    Cpu::seed(&dev(), 3);
-    let m = LanguageModelConfig::new(stack, 7)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let m = crate::common::seeded(3, || {
+        LanguageModelConfig::new(stack, 7)
+            .try_init::<Cpu>(&dev())
+            .unwrap()
+    });
     let prompt = vec![1u32, 4, 2];
     let answer = &generate_greedy(
         &m,
@@ -150,10 +151,11 @@ fn trainer_learns_a_token_task_with_a_language_model() {
     let stack = StackConfig::new(16, parse_layers("attention+mlp").unwrap())
         .with_n_heads(2)
         .with_position(seqlayers::position::PositionEncoding::learned(6));
-    CpuAutodiff::seed(&dev(), 5);
-    let m = LanguageModelConfig::new(stack, 5)
-        .try_init::<CpuAutodiff>(&dev())
-        .unwrap();
+    let m = crate::common::seeded(5, || {
+        LanguageModelConfig::new(stack, 5)
+            .try_init::<CpuAutodiff>(&dev())
+            .unwrap()
+    });
     let config = TrainConfig {
         steps: 300,
         lr: 1e-2,

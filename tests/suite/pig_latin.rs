@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -95,24 +94,22 @@ fn pairs(words: &[&str]) -> Vec<WordPair> {
 const WORDS: [&str; 6] = ["street", "apple", "quiet", "a", "well-known", "rhythm"];
 
 fn transformer() -> EncoderDecoder<Cpu> {
-    Cpu::seed(&dev(), 3);
-    EncoderDecoderConfig::new(PigLatinVocab::SIZE, 16)
-        .with_n_heads(2)
-        .try_init(&dev())
-        .unwrap()
+    crate::common::seeded(3, || {
+        EncoderDecoderConfig::new(PigLatinVocab::SIZE, 16)
+            .with_n_heads(2)
+            .try_init(&dev())
+            .unwrap()
+    })
 }
 
 fn mamba() -> LanguageModel<Cpu> {
-    Cpu::seed(&dev(), 4);
     let options = PigLatinOptions {
         mamba_layers: 2,
         d_state: 4,
         ..PigLatinOptions::default()
     };
-    mamba_config(&options, 16, crate::harness::pig_latin::Disc::Bilinear)
-        .unwrap()
-        .try_init(&dev())
-        .unwrap()
+    let config = mamba_config(&options, 16, crate::harness::pig_latin::Disc::Bilinear).unwrap();
+    crate::common::seeded(4, || config.try_init(&dev()).unwrap())
 }
 
 /// The loss of one padded batch of every word equals the token-weighted mean of the losses of
@@ -228,13 +225,17 @@ fn cached_translation_equals_uncached_and_cross_attention_cache_is_exact() {
     assert_eq!(cached, uncached);
     assert!(cached.iter().any(|c| !c.is_empty()));
 
-    Cpu::seed(&dev(), 9);
-    let attention = AttentionConfig::new(8, 2)
-        .with_causal(false)
-        .try_init::<Cpu>(&dev())
-        .unwrap();
-    let queries = Tensor::<Cpu, 3>::random([2, 3, 8], burn::tensor::Distribution::Default, &dev());
-    let context = Tensor::<Cpu, 3>::random([2, 5, 8], burn::tensor::Distribution::Default, &dev());
+    let (attention, queries, context) = crate::common::seeded(9, || {
+        let attention = AttentionConfig::new(8, 2)
+            .with_causal(false)
+            .try_init::<Cpu>(&dev())
+            .unwrap();
+        let queries =
+            Tensor::<Cpu, 3>::random([2, 3, 8], burn::tensor::Distribution::Default, &dev());
+        let context =
+            Tensor::<Cpu, 3>::random([2, 5, 8], burn::tensor::Distribution::Default, &dev());
+        (attention, queries, context)
+    });
     let padding = Tensor::<Cpu, 2, burn::tensor::Bool>::from_data(
         TensorData::new(
             vec![
@@ -371,11 +372,9 @@ fn mamba_translator_takes_each_discretization() {
     let logits: Vec<Vec<f32>> = [Disc::ApproxZoh, Disc::ExactZoh, Disc::Bilinear]
         .into_iter()
         .map(|disc| {
-            Cpu::seed(&dev(), 5);
-            let model: LanguageModel<Cpu> = mamba_config(&options, 16, disc)
-                .unwrap()
-                .try_init(&dev())
-                .unwrap();
+            let config = mamba_config(&options, 16, disc).unwrap();
+            let model: LanguageModel<Cpu> =
+                crate::common::seeded(5, || config.try_init(&dev()).unwrap());
             assert_eq!(model.stack.blocks.len(), 1, "one Mamba block as configured");
             values(model.forward(tokens.clone()).unwrap())
         })

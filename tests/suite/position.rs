@@ -2,7 +2,7 @@
 //! values, ALiBi slopes and bias matrices, Hard-ALiBi windows (as biases and as attention
 //! weights), sinusoidal values, learned tables past their length, and every error.
 
-use crate::common::{dev, max_abs_diff, values};
+use crate::common::{attention, dev, max_abs_diff, seeded, values};
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -170,10 +170,10 @@ fn hard_alibi_bias_matrix_small_example() {
 #[test]
 fn hard_alibi_heads_see_only_their_window() {
     let (l, d, h) = (5, 6, 3);
-    let attn = AttentionConfig::new(d, h)
-        .with_position(PositionEncoding::hard_alibi(2))
-        .try_init::<Cpu>(&dev())
-        .unwrap();
+    let attn = attention(
+        AttentionConfig::new(d, h).with_position(PositionEncoding::hard_alibi(2)),
+        101,
+    );
     let x = Tensor::from_data(TensorData::new(random(22, l * d), [1, l, d]), &dev());
     let w = values(attn.attention_weights(x, None)); // [1, H, L, L]
     let at = |head: usize, i: usize, j: usize| w[(head * l + i) * l + j];
@@ -218,9 +218,32 @@ fn sinusoidal_encoding_works_far_beyond_any_training_length() {
     let pe = PositionEncoding::sinusoidal()
         .init_absolute::<Cpu>(d, &dev())
         .unwrap();
-    let x = Tensor::<Cpu, 3>::zeros([1, l, d], &dev());
+    // The input is not zero, so the encoding must be *added* (not written over it), and the
+    // expected rows come from Vaswani et al.'s formula in f64, not from `sinusoidal_table`
+    // (which the module calls): PE[p, 2i] = sin(p·10000^(−2i/D)), PE[p, 2i+1] = cos(…).
+    // A table with the pairs swapped (cos first), an exponent of −i/D instead of −2i/D, or
+    // positions not shifted by the offset (10) fails this; comparing with the function that
+    // builds the table could not tell.
+    let input = random(24, l * d);
+    let x = Tensor::<Cpu, 3>::from_data(TensorData::new(input.clone(), [1, l, d]), &dev());
     let out = values(pe.try_forward(x, 10).unwrap());
-    assert_eq!(out, sinusoidal_table(10, l, d, 10_000.0));
+    let mut expected = Vec::with_capacity(l * d);
+    for p in 10..10 + l {
+        for i in 0..d / 2 {
+            let angle = p as f64 / 10_000f64.powf(2.0 * i as f64 / d as f64);
+            expected.extend([angle.sin(), angle.cos()]);
+        }
+    }
+    let expected: Vec<f32> = expected
+        .iter()
+        .zip(&input)
+        .map(|(pe, x)| (*pe + *x as f64) as f32)
+        .collect();
+    // Positions up to 201: |angle| ≤ 201, f64 → f32 rounding of a value in [−2, 2].
+    assert!(max_abs_diff(&out, &expected) < 1e-6);
+    // Hand values at position 10, D = 8: θ = 1, 0.1, 0.01, 0.001.
+    assert!((out[0] - input[0] - 10f32.sin()).abs() < 1e-6);
+    assert!((out[3] - input[3] - 1f32.cos()).abs() < 1e-6);
 }
 
 #[test]
@@ -228,12 +251,14 @@ fn learned_encoding_adds_rows_at_the_offset_and_handles_out_of_range() {
     let (max_len, d) = (4, 3);
     let table: Vec<f32> = (0..max_len * d).map(|i| i as f32).collect(); // row p = [3p, 3p+1, 3p+2]
     let build = |policy: OutOfRange| {
-        let mut pe = PositionEncoding::Learned {
-            max_len,
-            out_of_range: policy,
-        }
-        .init_absolute::<Cpu>(d, &dev())
-        .unwrap();
+        let mut pe = seeded(1, || {
+            PositionEncoding::Learned {
+                max_len,
+                out_of_range: policy,
+            }
+            .init_absolute::<Cpu>(d, &dev())
+            .unwrap()
+        });
         pe.table = Some(Param::from_tensor(Tensor::from_data(
             TensorData::new(table.clone(), [max_len, d]),
             &dev(),
@@ -289,9 +314,11 @@ fn relative_encodings_leave_the_embeddings_unchanged() {
 /// otherwise re-draw them in each clone).
 #[test]
 fn clones_share_the_learned_table() {
-    let pe = PositionEncoding::learned(8)
-        .init_absolute::<Cpu>(4, &dev())
-        .unwrap();
+    let pe = seeded(2, || {
+        PositionEncoding::learned(8)
+            .init_absolute::<Cpu>(4, &dev())
+            .unwrap()
+    });
     let copy = pe.clone();
     let a = values(pe.table.unwrap().val());
     let b = values(copy.table.unwrap().val());

@@ -10,12 +10,16 @@ use seqlayers::stack::{LayerKind, StackConfig, parse_layers};
 use seqlayers::train::{EarlyStop, TrainConfig, evaluate_lengths, train};
 use seqlayers::{SeqError, ssm::ScanKind};
 
+use crate::common::seeded;
+
 fn classifier(model: ModelKind, max_len: usize) -> StackClassifier<Cpu> {
     let device = Default::default();
     let task = AssociativeRecall::new(RecallConfig::new(1)).unwrap();
-    ClassifierConfig::new(model.stack_config(8, max_len), 16)
-        .try_init::<Cpu>(task.embedding(&device), &device)
-        .unwrap()
+    seeded(1, || {
+        ClassifierConfig::new(model.stack_config(8, max_len), 16)
+            .try_init::<Cpu>(task.embedding(&device), &device)
+            .unwrap()
+    })
 }
 
 fn tokens(values: &[i64], len: usize) -> Tensor<Cpu, 2, Int> {
@@ -76,15 +80,18 @@ fn learned_positions_past_their_table_are_an_error_not_a_panic() {
 #[test]
 fn stack_configs_are_validated() {
     let device = Default::default();
-    assert!(
-        StackConfig::new(0, vec![LayerKind::Mamba.into()])
-            .try_init::<Cpu>(&device)
-            .is_err()
+    let err = |config: StackConfig| config.try_init::<Cpu>(&device).map(|_| ()).unwrap_err();
+    // Which error, not just "an error": a validation that confused the two checks (or one
+    // that only failed later, inside a layer's init) would give another variant.
+    assert_eq!(
+        err(StackConfig::new(0, vec![LayerKind::Mamba.into()])),
+        SeqError::ZeroSize { name: "d_model" }
     );
-    assert!(
-        StackConfig::new(8, vec![])
-            .try_init::<Cpu>(&device)
-            .is_err()
+    assert_eq!(
+        err(StackConfig::new(8, vec![])),
+        SeqError::ZeroSize {
+            name: "number of layers"
+        }
     );
     let heads = StackConfig::new(8, vec![LayerKind::Attention.into()]).with_n_heads(3);
     assert!(matches!(
@@ -98,11 +105,15 @@ fn stack_configs_are_validated() {
         rope.try_init::<Cpu>(&device),
         Err(SeqError::OddRopeDim { .. })
     ));
-    let stack = StackConfig::new(8, parse_layers("mamba,attention,lstm").unwrap())
-        .try_init::<Cpu>(&device)
-        .unwrap();
+    let stack = seeded(2, || {
+        StackConfig::new(8, parse_layers("mamba,attention,lstm").unwrap())
+            .try_init::<Cpu>(&device)
+            .unwrap()
+    });
     assert_eq!(stack.len(), 3);
-    let x = Tensor::<Cpu, 3>::random([2, 5, 8], Distribution::Normal(0.0, 1.0), &device);
+    let x = seeded(3, || {
+        Tensor::<Cpu, 3>::random([2, 5, 8], Distribution::Normal(0.0, 1.0), &device)
+    });
     assert_eq!(stack.forward(x).dims(), [2, 5, 8]);
     let task = AssociativeRecall::new(RecallConfig::new(1)).unwrap();
     let wrong_width = ClassifierConfig::new(ModelKind::Mamba.stack_config(4, 8), 16);
@@ -112,15 +123,20 @@ fn stack_configs_are_validated() {
     ));
 }
 
-/// Trains `model` on the induction head at L = 16 and returns the accuracy at L.
+/// Trains `model` on the induction head at L = 16 and returns the accuracy at L. Everything is
+/// seeded: the initialization (global generator, under the suite's init lock), the embedding
+/// (the task's `embedding_seed`), the training batches (`TrainConfig::seed`) and the test set,
+/// so the run, and the accuracy asserted on, is the same every time.
 fn learn_induction_head(model: ModelKind, scan: ScanKind, steps: usize) -> f64 {
     let device = Default::default();
     let task = AssociativeRecall::new(RecallConfig::new(1).with_train_len(16)).unwrap();
     let mut stack = model.stack_config(8, 16);
     stack.mamba = stack.mamba.clone().with_scan(scan);
-    let net = ClassifierConfig::new(stack, 16)
-        .try_init::<CpuAutodiff>(task.embedding(&device), &device)
-        .unwrap();
+    let net = seeded(0, || {
+        ClassifierConfig::new(stack, 16)
+            .try_init::<CpuAutodiff>(task.embedding(&device), &device)
+            .unwrap()
+    });
     let config = TrainConfig {
         steps,
         lr: 3e-3,
@@ -129,6 +145,7 @@ fn learn_induction_head(model: ModelKind, scan: ScanKind, steps: usize) -> f64 {
             target: 0.98,
             patience: 2,
         }),
+        seed: 0,
         ..TrainConfig::default()
     };
     let (net, _) = train(net, &task, &config, &device, &mut seqlayers::train::Silent).unwrap();

@@ -2,7 +2,6 @@
 //! decoding of every ablation equal to the full pass (and the naive mask's leak), seeded
 //! sampling, checkpoints (round trip and typed errors), and the example's `--quick` run.
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use seqlayers::SeqError;
 use seqlayers::attention::{
@@ -37,8 +36,7 @@ fn lm(
 }
 
 fn init(config: &LanguageModelConfig, seed: u64) -> LanguageModel<Cpu> {
-    Cpu::seed(&dev(), seed);
-    config.try_init(&dev()).unwrap()
+    crate::common::seeded(seed, || config.try_init(&dev()).unwrap())
 }
 
 fn ids(rows: &[Vec<u32>]) -> Tensor<Cpu, 2, Int> {

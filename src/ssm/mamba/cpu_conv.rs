@@ -227,23 +227,55 @@ mod tests {
 
     use crate::backend::{Cpu, CpuAutodiff};
     use crate::ssm::mamba::test_util::{max_abs_diff, vec_of};
-    use burn::tensor::Distribution;
+
+    /// Values `U(−scale, scale)` from a local seeded generator (the backend's global one is
+    /// shared with every other test thread).
+    fn data(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+    }
 
     /// The one-loop `silu(conv(x))` (values and gradients of input, filters and bias) agrees with
-    /// the tensor-op convolution followed by `silu`, with and without a bias.
+    /// the tensor-op convolution followed by `silu`, with and without a bias. Each backward pass
+    /// builds its own leaves (input and filters): two passes through one leaf can lose a
+    /// gradient to another test's backward in Burn 0.21 (tracel-ai/burn#5573).
     #[test]
     fn cpu_conv_silu_matches_tensor_op_convolution() {
         use crate::ssm::mamba::CausalConv1d;
         type AD = CpuAutodiff;
         let device = Default::default();
         for (bias, k) in [(true, 4), (false, 3), (true, 1)] {
-            AD::seed(&device, 17);
-            let conv = CausalConv1d::<AD>::new(5, k, bias, &device);
-            let x =
-                Tensor::<AD, 3>::random([2, 7 + k - 1, 5], Distribution::Normal(0.0, 1.5), &device)
-                    .require_grad();
-            let w = Tensor::<AD, 3>::random([2, 7, 5], Distribution::Normal(0.0, 1.0), &device);
+            let (e, l) = (5, 7);
+            let bound = 1.0 / (k as f32).sqrt();
+            let weight = data(1, e * k, bound);
+            let bias_data = bias.then(|| data(2, e, bound));
+            let x_data = data(3, 2 * (l + k - 1) * e, 2.5);
+            let conv_on = |device: &crate::backend::CpuDevice| CausalConv1d::<AD> {
+                weight: burn::module::Param::from_tensor(
+                    Tensor::<AD, 2>::from_data(TensorData::new(weight.clone(), [e, k]), device)
+                        .require_grad(),
+                ),
+                bias: bias_data.as_ref().map(|b| {
+                    burn::module::Param::from_tensor(
+                        Tensor::<AD, 1>::from_data(TensorData::new(b.clone(), [e]), device)
+                            .require_grad(),
+                    )
+                }),
+            };
+            let input = || {
+                Tensor::<AD, 3>::from_data(
+                    TensorData::new(x_data.clone(), [2, l + k - 1, e]),
+                    &device,
+                )
+            };
+            let w = Tensor::<AD, 3>::from_data(
+                TensorData::new(data(4, 2 * l * e, 1.7), [2, l, e]),
+                &device,
+            );
             let run = |fast: bool| {
+                let conv = conv_on(&device);
+                let x = input().require_grad();
                 let y = if fast {
                     causal_conv_silu(&conv, x.clone())
                 } else {
@@ -270,6 +302,7 @@ mod tests {
                 );
             }
             // Plain CPU backend (no autodiff) takes the kernel as well.
+            let conv = conv_on(&device);
             let conv_plain = CausalConv1d::<Cpu> {
                 weight: burn::module::Param::from_tensor(conv.weight.val().inner()),
                 bias: conv
@@ -277,7 +310,7 @@ mod tests {
                     .as_ref()
                     .map(|b| burn::module::Param::from_tensor(b.val().inner())),
             };
-            let y_plain = vec_of(causal_conv_silu(&conv_plain, x.clone().inner()));
+            let y_plain = vec_of(causal_conv_silu(&conv_plain, input().inner()));
             assert!(max_abs_diff(&y_plain, &slow[0]) < 1e-5);
         }
     }
