@@ -995,16 +995,25 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
 
     // The crate's RoPE tables, to check them too.
     let crate_tables = rope.then(|| seqlayers::position::rope_tables(0, l, dk, 10_000.0));
-    fn input<B: Backend<Device = CpuDevice>>(
-        q: Tensor<B, 4>,
-        k: Tensor<B, 4>,
-        v: Tensor<B, 4>,
-        bias: &Option<(usize, Vec<f64>)>,
-        tables: &Option<(Vec<f32>, Vec<f32>)>,
+    /// The constants of one case: bias table, the crate's RoPE tables, sizes, score scale.
+    struct Constants<'a> {
+        bias: &'a Option<(usize, Vec<f64>)>,
+        tables: &'a Option<(Vec<f32>, Vec<f32>)>,
         l: usize,
         dk: usize,
         scale: f64,
+    }
+    fn input<B: Backend<Device = CpuDevice>>(
+        (q, k, v): (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+        c: &Constants<'_>,
     ) -> FusedAttentionInput<B> {
+        let Constants {
+            bias,
+            tables,
+            l,
+            dk,
+            scale,
+        } = *c;
         let prim = |t: Tensor<B, 2>| t.into_primitive().tensor();
         let table =
             |x: &Vec<f32>| prim(make::<B, 2>(x.iter().map(|&v| v as f64).collect(), [l, dk]));
@@ -1027,22 +1036,20 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
             scale: scale as f32,
         }
     }
+    let consts = Constants {
+        bias: &bias,
+        tables: &crate_tables,
+        l,
+        dk,
+        scale,
+    };
     let wrap = |p: burn::tensor::ops::FloatTensor<CpuAutodiff>| {
         Tensor::<CpuAutodiff, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(p))
     };
 
     // f32: the kernel with its autodiff node.
     let (q32, k32, v32) = (leaf32(&q, shape), leaf32(&k, shape), leaf32(&v, shape));
-    let inp = input(
-        q32.clone(),
-        k32.clone(),
-        v32.clone(),
-        &bias,
-        &crate_tables,
-        l,
-        dk,
-        scale,
-    );
+    let inp = input((q32.clone(), k32.clone(), v32.clone()), &consts);
     let out32 = wrap(fused_attention_forward(inp, false).0);
     let g32 = (out32.clone() * leaf32(&w, shape).detach())
         .sum()
@@ -1069,16 +1076,7 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
     // f64: the tensor-op backward (no kernel, no autodiff), with and without saved weights.
     let plain = |x: &Vec<f64>| make::<F64, 4>(x.clone(), shape);
     for saved in [false, true] {
-        let inp = input(
-            plain(&q),
-            plain(&k),
-            plain(&v),
-            &bias,
-            &crate_tables,
-            l,
-            dk,
-            scale,
-        );
+        let inp = input((plain(&q), plain(&k), plain(&v)), &consts);
         let (out, weights) = fused_attention_forward::<F64>(inp.clone(), saved);
         assert_eq!(
             weights.is_some(),
@@ -1113,16 +1111,7 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
     // The CPU kernel's backward called directly (without the autodiff node, weights recomputed).
     let plain32 =
         |x: &Vec<f64>| make::<Cpu, 4>(x.iter().map(|&v| v as f32 as f64).collect(), shape);
-    let inp = input(
-        plain32(&q),
-        plain32(&k),
-        plain32(&v),
-        &bias,
-        &crate_tables,
-        l,
-        dk,
-        scale,
-    );
+    let inp = input((plain32(&q), plain32(&k), plain32(&v)), &consts);
     let grads = fused_attention_backward::<Cpu>(inp, None, plain32(&w).into_primitive().tensor());
     let wrap32 = |p: burn::tensor::ops::FloatTensor<Cpu>| {
         Tensor::<Cpu, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(p))
