@@ -470,7 +470,7 @@ mod tests {
     use crate::backend::CpuAutodiff;
     use crate::data::{AssociativeRecall, RecallConfig};
     use burn::module::Param;
-    use burn::nn::{Linear, LinearConfig};
+    use burn::nn::Linear;
 
     /// Bag-of-tokens probe: mean one-hot of the tokens → linear. Cheap and differentiable.
     #[derive(Module, Debug)]
@@ -496,10 +496,27 @@ mod tests {
         }
     }
 
+    /// The probe with Burn's default `Linear` initialization, `U(−k, k)` with `k = 1/√16`, drawn
+    /// from a local RNG seeded here rather than from Burn's global generator: seeding that one
+    /// would race with the other unit tests drawing from it on other threads (no lock is shared
+    /// with them), so two "same seed" probes could differ.
     fn probe(device: &crate::backend::CpuDevice) -> Probe<CpuAutodiff> {
-        CpuAutodiff::seed(device, 1);
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(1);
+        let k = 1.0 / 16f32.sqrt();
+        let mut uniform = |shape: Vec<usize>| {
+            let n = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.random_range(-k..k)).collect();
+            TensorData::new(v, shape)
+        };
         Probe {
-            linear: LinearConfig::new(16, 16).init(device),
+            linear: Linear {
+                weight: Param::from_tensor(Tensor::from_data(uniform(vec![16, 16]), device)),
+                bias: Some(Param::from_tensor(Tensor::from_data(
+                    uniform(vec![16]),
+                    device,
+                ))),
+            },
             scale: Param::from_tensor(Tensor::ones([1], device)),
         }
     }
@@ -675,47 +692,75 @@ mod tests {
 
     #[test]
     fn bad_configs_are_errors() {
+        // Each config is refused for its own field, before any step: a validation that checked
+        // one field for another (or let training run into a NaN) would name another one.
         let device = Default::default();
-        for config in [
-            TrainConfig {
-                steps: 0,
-                ..quiet(1)
-            },
-            TrainConfig {
-                batch_size: 0,
-                ..quiet(1)
-            },
-            TrainConfig {
-                lr: -1.0,
-                ..quiet(1)
-            },
-            TrainConfig {
-                lr: f64::NAN,
-                ..quiet(1)
-            },
-            TrainConfig {
-                grad_clip: Some(0.0),
-                ..quiet(1)
-            },
-            TrainConfig {
-                schedule: LrSchedule::WarmupCosine {
-                    warmup_steps: 1,
-                    min_ratio: 2.0,
+        let cases: [(TrainConfig, &str); 7] = [
+            (
+                TrainConfig {
+                    steps: 0,
+                    ..quiet(1)
                 },
-                ..quiet(1)
-            },
-            TrainConfig {
-                early_stop: Some(EarlyStop {
-                    target: f64::NAN,
-                    patience: 1,
-                }),
-                ..quiet(1)
-            },
-        ] {
-            assert!(
-                train(probe(&device), &task(), &config, &device, &mut Silent).is_err(),
-                "{config:?}"
-            );
+                "steps",
+            ),
+            (
+                TrainConfig {
+                    batch_size: 0,
+                    ..quiet(1)
+                },
+                "batch_size",
+            ),
+            (
+                TrainConfig {
+                    lr: -1.0,
+                    ..quiet(1)
+                },
+                "lr",
+            ),
+            (
+                TrainConfig {
+                    lr: f64::NAN,
+                    ..quiet(1)
+                },
+                "lr",
+            ),
+            (
+                TrainConfig {
+                    grad_clip: Some(0.0),
+                    ..quiet(1)
+                },
+                "grad_clip",
+            ),
+            (
+                TrainConfig {
+                    schedule: LrSchedule::WarmupCosine {
+                        warmup_steps: 1,
+                        min_ratio: 2.0,
+                    },
+                    ..quiet(1)
+                },
+                "schedule.min_ratio",
+            ),
+            (
+                TrainConfig {
+                    early_stop: Some(EarlyStop {
+                        target: f64::NAN,
+                        patience: 1,
+                    }),
+                    ..quiet(1)
+                },
+                "early_stop.target",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = train(probe(&device), &task(), &config, &device, &mut Silent).unwrap_err();
+            // Zero counts are `ZeroSize`, bad values `OutOfRange`; both name the field.
+            let named = match &err {
+                SeqError::ZeroSize { name } => *name,
+                SeqError::OutOfRange { name, .. } => *name,
+                _ => "",
+            };
+            assert_eq!(named, field, "{config:?}: {err:?}");
         }
     }
 }

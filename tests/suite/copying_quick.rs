@@ -1,6 +1,7 @@
 //! The `--quick` run of the `copying` example through its driver (`examples/common/copying.rs`).
 
 use crate::harness::copying::{CopyingOptions, copying};
+use seqlayers::SeqError;
 use seqlayers::backend::CpuAutodiff;
 use seqlayers::data::CopyKind;
 use seqlayers::model::CopyModel;
@@ -59,19 +60,34 @@ fn copying_quick_writes_every_output() {
 
 #[test]
 fn copying_options_reject_impossible_settings() {
+    // Each check is an `InvalidConfig` whose message says which setting: a check that refused
+    // every option set (or refused them for another reason) would not say the right thing.
+    let invalid = |e: SeqError, needle: &str| {
+        assert!(
+            matches!(&e, SeqError::InvalidConfig(m) if m.contains(needle)),
+            "expected InvalidConfig mentioning {needle:?}, got {e:?}"
+        );
+    };
     let mut o = CopyingOptions::default().quick();
     o.eval_len = (9, 3);
-    assert!(o.runs().unwrap_err().to_string().contains("MIN ≤ MAX"));
+    invalid(o.runs().unwrap_err(), "MIN ≤ MAX");
     let mut o = CopyingOptions::default().quick();
     o.train_len = (2, 8); // a 2-letter string has no answer after a trigram key
-    assert!(o.runs().unwrap_err().to_string().contains("longer than n"));
+    invalid(o.runs().unwrap_err(), "longer than n");
     let mut o = CopyingOptions::default().quick();
     o.sweep_only = true;
     assert!(o.runs().unwrap().iter().all(|r| r.sweep));
     o.state_sizes.clear();
-    assert!(o.runs().unwrap_err().to_string().contains("nothing to run"));
+    invalid(o.runs().unwrap_err(), "nothing to run");
+    // Zero parallel jobs: refused by name before any training (a worker pool of zero threads
+    // would otherwise return an empty result, or hang on the queue).
     let mut o = CopyingOptions::default().quick();
     o.jobs = 0;
     o.out_dir = std::env::temp_dir().join(format!("seqlayers-copy-jobs0-{}", std::process::id()));
-    assert!(copying::<CpuAutodiff>(&o, &Default::default()).is_err());
+    let err = copying::<CpuAutodiff>(&o, &Default::default()).unwrap_err();
+    assert!(
+        matches!(err, SeqError::ZeroSize { name } if name.starts_with("jobs")),
+        "{err:?}"
+    );
+    std::fs::remove_dir_all(&o.out_dir).ok();
 }

@@ -1,10 +1,12 @@
 //! Incremental decoding of whole stacks and language models: step-by-step and chunked logits
 //! equal one full forward pass, cached greedy generation equals recomputing the prefix, padded
-//! prompts give the answers of unpadded ones; and the layers on a second CPU backend
-//! (`NdArray<f64>`, tensor-op paths) agree with the kernels of `NdArray<f32>`.
+//! prompts give the answers of unpadded ones; and the tensor-op paths (backend type
+//! `NdArray<f64>`, computing in f32: see the test) agree with the kernels of `NdArray<f32>`.
 
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use seqlayers::SeqError;
 use seqlayers::backend::Cpu;
 use seqlayers::decode::{Decoder, GenerateConfig, generate_greedy, generate_greedy_padded};
 use seqlayers::model::{LanguageModel, LanguageModelConfig};
@@ -176,40 +178,95 @@ fn cached_greedy_generation_equals_recomputing_the_prefix() {
 fn decoding_errors_name_the_problem() {
     let m = model::<Cpu>("mamba,attention", PositionEncoding::None, NormKind::Rms);
     let cfg = GenerateConfig::new(3);
+    // The index of the empty prompt, not the first one: a check of `prompts[0]` only would miss it.
     let err = generate_greedy(&m, &[vec![1], vec![]], cfg, &dev()).unwrap_err();
-    assert!(err.to_string().contains("prompt 1 is empty"), "{err}");
+    assert!(
+        matches!(&err, SeqError::InvalidConfig(msg) if msg.contains("prompt 1 is empty")),
+        "{err:?}"
+    );
+    // Id V itself is out (an off-by-one `id > V` check would let it through to the embedding).
     let err = m.forward(ids(&[vec![1, VOCAB as u32]])).unwrap_err();
-    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
-    // A state made for another batch size.
+    assert!(
+        matches!(&err, SeqError::TokenOutOfRange { id, vocab_size: VOCAB, .. } if *id == VOCAB as i64),
+        "{err:?}"
+    );
+    // A state made for another batch size: expected is the state's batch, got the input's.
     let state = m.init_state(2, &dev());
     let err = m.forward_with_state(ids(&[vec![1, 2]]), state).unwrap_err();
-    assert!(err.to_string().contains("batch size"), "{err}");
-    // A learned table shorter than the sequence.
+    assert!(
+        matches!(
+            &err,
+            SeqError::ShapeMismatch { what, expected, got }
+                if what.contains("batch size") && expected == "2" && got == "1"
+        ),
+        "{err:?}"
+    );
+    // A learned table shorter than the sequence: a typed error with the table's capacity and the
+    // length asked for (clamping to the last row, the other policy, would return Ok).
     let short = model::<Cpu>("attention", PositionEncoding::learned(4), NormKind::Rms);
-    assert!(short.forward(ids(&tokens(1, 5, 0))).is_err());
+    let err = short.forward(ids(&tokens(1, 5, 0))).unwrap_err();
+    assert_eq!(
+        err,
+        SeqError::SequenceTooLong {
+            what: "learned position table",
+            len: 5,
+            max: 4
+        }
+    );
 }
 
-/// The second CPU backend: `NdArray<f64>` runs the tensor-op bodies of the fused scan and
-/// attention, `NdArray<f32>` the Rust kernels; with the same weights they agree.
+/// The tensor-op paths, selected by the backend **type** `NdArray<f64>`: the crate routes each
+/// fused operation by the backend's `TypeId`, so on this type every operation runs its
+/// Burn tensor-op body while `NdArray<f32>` runs the Rust kernels; with the same weights the two
+/// agree, in a full forward and in one decoding step with state.
+///
+/// This is **not** an f64 computation, and cannot be one in this process. `NdArray<f32>` and
+/// `NdArray<f64>` share the device `NdArrayDevice::Cpu`, and Burn 0.21 keeps one default float
+/// dtype per device and process, settled by the first tensor created without a dtype: here the
+/// f32 model built first settles it as f32. From then on a tensor the f64-typed backend creates
+/// without a dtype is f32: `copy_params`' parameters, and the tensors the crate itself creates
+/// (RoPE and sinusoidal tables, attention masks, the LSTM's zero state, Mamba's state). Giving
+/// the parameters an explicit `DType::F64` does not help: the crate's own f32 tensors then meet
+/// them and burn-ndarray panics on the dtype mismatch, which the test checks for every case. So
+/// it asserts what it really compares, f32 tensor ops against f32 kernels; the f64 references of
+/// the backward passes are in `reference_f64.rs`, written in plain tensor ops with explicit
+/// dtypes.
 #[test]
-fn layers_agree_on_a_second_backend() {
+fn tensor_op_paths_agree_with_the_cpu_kernels() {
     type F64 = burn_ndarray::NdArray<f64>;
     let rows = tokens(2, 10, 5);
     for (spec, position, norm) in cases() {
         let m32 = model::<Cpu>(spec, position.clone(), norm);
         let m64 = copy_params(&m32, model::<F64>(spec, position.clone(), norm));
         let a = values(m32.forward(ids(&rows)).unwrap());
-        let b: Vec<f32> = m64
-            .forward(ids::<F64>(&rows))
-            .unwrap()
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap();
+        let out = m64.forward(ids::<F64>(&rows)).unwrap();
+        // What this compares: f32 values on the f64 backend type (see the doc comment).
+        assert_eq!(
+            out.dtype(),
+            DType::F32,
+            "{spec}: the NdArray<f64> model's dtype"
+        );
+        let b: Vec<f32> = out.into_data().convert::<f32>().to_vec().unwrap();
         let diff = max_abs_diff(&a, &b);
         assert!(
             diff <= 2e-5,
-            "{spec} {position:?}: f32 kernels vs f64 tensor ops: {diff:e}"
+            "{spec} {position:?}: f32 kernels vs f32 tensor ops: {diff:e}"
+        );
+        // True f64 fails on the crate's own default-dtype (f32) tensors, as documented above.
+        let true_f64 = m64.clone().map(&mut ToF64);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            true_f64.forward(ids::<F64>(&rows)).map(|y| y.dtype())
+        }));
+        let message = run.map(|r| format!("{r:?}")).unwrap_or_else(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        assert!(
+            message.contains("ata type mismatch"),
+            "{spec} {position:?}: an explicitly f64 model now gives {message}; the crate \
+             creates its tensors in the parameters' dtype, so make this test compute in f64"
         );
         // Decoding with state on the second backend too.
         let s64 = m64.init_state(2, &Default::default());
@@ -224,6 +281,24 @@ fn layers_agree_on_a_second_backend() {
         let first: Vec<f32> = (0..2)
             .flat_map(|b| a[b * 10 * v..b * 10 * v + v].to_vec())
             .collect();
-        assert!(max_abs_diff(&step, &first) <= 2e-5, "{spec}: f64 step");
+        assert!(
+            max_abs_diff(&step, &first) <= 2e-5,
+            "{spec}: tensor-op step"
+        );
+    }
+}
+
+/// Every float parameter re-created with an explicit `DType::F64`.
+struct ToF64;
+
+impl ModuleMapper<burn_ndarray::NdArray<f64>> for ToF64 {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: Param<Tensor<burn_ndarray::NdArray<f64>, D>>,
+    ) -> Param<Tensor<burn_ndarray::NdArray<f64>, D>> {
+        param.map(|t| {
+            let data = t.into_data().convert::<f64>();
+            Tensor::from_data(data, (&Default::default(), DType::F64))
+        })
     }
 }

@@ -3,6 +3,7 @@
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
+use seqlayers::SeqError;
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::data::{Batch, Metric, Targets, Task};
 use seqlayers::decode::{GenerateConfig, generate_greedy};
@@ -61,9 +62,12 @@ fn uniform_model_has_the_hand_derived_loss_and_metrics() {
         ids: vec![0; 8],
         loss_mask: vec![false; 8],
     };
+    // A batch that scores nothing must be refused as such, not evaluated (with the `max(1)`
+    // guards it would give loss 0, perplexity 1 and accuracy 0) nor refused as a shape error.
+    let err = evaluate_batch(&m, &bad, &dev()).unwrap_err();
     assert!(
-        evaluate_batch(&m, &bad, &dev()).is_err(),
-        "a batch that scores nothing"
+        matches!(&err, SeqError::InvalidConfig(msg) if msg.contains("scores no position")),
+        "{err:?}"
     );
 }
 

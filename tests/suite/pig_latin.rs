@@ -77,8 +77,24 @@ fn bad_files_and_words_are_typed_errors() {
         matches!(bad, SeqError::BadData { line: 2, .. }),
         "names the line: {bad}"
     );
-    assert!(pig_latin("Hello").is_err());
-    assert!(PigLatinVocab::encode("it's").is_err());
+    // Each refusal names the offending character: an implementation that lowercased "Hello" or
+    // dropped the apostrophe would return Ok, and one that refused for another reason (e.g. an
+    // empty-word check run on every input) would name no character.
+    let upper = pig_latin("Hello").unwrap_err();
+    assert!(
+        matches!(&upper, SeqError::InvalidConfig(m) if m.contains("`Hello` contains `H`")),
+        "{upper:?}"
+    );
+    let empty = pig_latin("").unwrap_err();
+    assert!(
+        matches!(&empty, SeqError::InvalidConfig(m) if m.contains("empty word")),
+        "{empty:?}"
+    );
+    let apostrophe = PigLatinVocab::encode("it's").unwrap_err();
+    assert!(
+        matches!(&apostrophe, SeqError::InvalidConfig(m) if m.contains("`it's` contains `'`")),
+        "{apostrophe:?}"
+    );
 }
 
 fn pairs(words: &[&str]) -> Vec<WordPair> {
@@ -151,8 +167,20 @@ fn models_refuse_the_other_layout() {
     let all = pairs(&WORDS[..2]);
     let ed = PigLatinTask::new(&all, &all, Seq2SeqLayout::EncoderDecoder).unwrap();
     let cat = PigLatinTask::new(&all, &all, Seq2SeqLayout::Concatenated).unwrap();
-    assert!(evaluate_batch(&mamba(), &ed.batch_of(&all).unwrap(), &dev()).is_err());
-    assert!(evaluate_batch(&transformer(), &cat.batch_of(&all).unwrap(), &dev()).is_err());
+    // Each model refuses for the layout reason. A one-stream model that ignored the source and
+    // scored the decoder tokens alone would return Ok; so would an encoder–decoder that read the
+    // concatenated stream with an empty source. The message says which way round it went.
+    let one_stream = evaluate_batch(&mamba(), &ed.batch_of(&all).unwrap(), &dev()).unwrap_err();
+    assert!(
+        matches!(&one_stream, SeqError::InvalidConfig(m) if m.contains("reads one token stream")),
+        "{one_stream:?}"
+    );
+    let two_streams =
+        evaluate_batch(&transformer(), &cat.batch_of(&all).unwrap(), &dev()).unwrap_err();
+    assert!(
+        matches!(&two_streams, SeqError::InvalidConfig(m) if m.contains("needs a source sequence")),
+        "{two_streams:?}"
+    );
 }
 
 fn ids(rows: &[Vec<u32>]) -> Tensor<Cpu, 2, Int> {

@@ -6,11 +6,11 @@ use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::data::{AssociativeRecall, RecallConfig};
 use seqlayers::model::{ClassifierConfig, ModelKind, StackClassifier};
 use seqlayers::position::PositionEncoding;
-use seqlayers::stack::{LayerKind, StackConfig, parse_layers};
+use seqlayers::stack::{LayerKind, MixerBlock, Norm, SequenceStack, StackConfig, parse_layers};
 use seqlayers::train::{EarlyStop, TrainConfig, evaluate_lengths, train};
 use seqlayers::{SeqError, ssm::ScanKind};
 
-use crate::common::seeded;
+use crate::common::{max_abs_diff, seeded};
 
 fn classifier(model: ModelKind, max_len: usize) -> StackClassifier<Cpu> {
     let device = Default::default();
@@ -106,7 +106,7 @@ fn stack_configs_are_validated() {
         Err(SeqError::OddRopeDim { .. })
     ));
     let stack = seeded(2, || {
-        StackConfig::new(8, parse_layers("mamba,attention,lstm").unwrap())
+        StackConfig::new(8, parse_layers("mamba,attention+mlp,lstm").unwrap())
             .try_init::<Cpu>(&device)
             .unwrap()
     });
@@ -114,13 +114,81 @@ fn stack_configs_are_validated() {
     let x = seeded(3, || {
         Tensor::<Cpu, 3>::random([2, 5, 8], Distribution::Normal(0.0, 1.0), &device)
     });
-    assert_eq!(stack.forward(x).dims(), [2, 5, 8]);
+    let y = stack.forward(x.clone());
+    assert_eq!(y.dims(), [2, 5, 8]);
+    // The values, against the stack written again from its blocks' parts: pre-norm residual
+    // sublayers `h + f(rmsnorm(h))`, the norm written out by hand, the LSTM run by Burn's own
+    // `Lstm::forward` (not the crate's kernel). The two plausible misplacements, post-norm
+    // `rmsnorm(h + f(h))` and a dropped residual `f(rmsnorm(h))`, give outputs far from the
+    // stack's, so this comparison tells them apart (checked below).
+    let y = y.into_data().to_vec::<f32>().unwrap();
+    let by_hand = |placement| {
+        stack_by_hand(&stack, x.clone(), placement)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let diff = max_abs_diff(&y, &by_hand(Placement::PreNorm));
+    assert!(diff <= 1e-5, "stack vs pre-norm by hand: {diff:e}");
+    for wrong in [Placement::PostNorm, Placement::NoResidual] {
+        let diff = max_abs_diff(&y, &by_hand(wrong));
+        assert!(diff > 0.1, "{wrong:?} is not told apart: {diff:e}");
+    }
     let task = AssociativeRecall::new(RecallConfig::new(1)).unwrap();
     let wrong_width = ClassifierConfig::new(ModelKind::Mamba.stack_config(4, 8), 16);
     assert!(matches!(
         wrong_width.try_init::<Cpu>(task.embedding(&device), &device),
         Err(SeqError::ShapeMismatch { .. })
     ));
+}
+
+/// Where a block puts its norm and residual.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// `h + f(norm(h))`: the crate's (and GPT-2's, Mamba's) pre-norm block.
+    PreNorm,
+    /// `norm(h + f(h))`: the original Transformer's post-norm block.
+    PostNorm,
+    /// `f(norm(h))`: no skip connection.
+    NoResidual,
+}
+
+/// `stack.forward(x)` written again from the blocks' parameters and sublayers, every block
+/// RMS-normed, with the given `placement`.
+fn stack_by_hand(
+    stack: &SequenceStack<Cpu>,
+    x: Tensor<Cpu, 3>,
+    placement: Placement,
+) -> Tensor<Cpu, 3> {
+    // `h / sqrt(mean(h²) + ε) · γ` over the last axis.
+    let rms = |norm: &Norm<Cpu>, h: Tensor<Cpu, 3>| {
+        let Norm::Rms(n) = norm else {
+            panic!("the stack is RMS-normed")
+        };
+        let d = n.gamma.val().dims()[0];
+        let ms = h.clone().powf_scalar(2.0).mean_dim(2); // [B, L, 1]
+        h / (ms + n.epsilon).sqrt() * n.gamma.val().reshape([1, 1, d])
+    };
+    let sublayer =
+        |norm: &Norm<Cpu>, h: Tensor<Cpu, 3>, f: &dyn Fn(Tensor<Cpu, 3>) -> Tensor<Cpu, 3>| {
+            match placement {
+                Placement::PreNorm => h.clone() + f(rms(norm, h)),
+                Placement::PostNorm => rms(norm, h.clone() + f(h)),
+                Placement::NoResidual => f(rms(norm, h)),
+            }
+        };
+    let mut h = x;
+    for block in &stack.blocks {
+        h = match &block.mixer {
+            MixerBlock::Mamba(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z)),
+            MixerBlock::Attention(b) => sublayer(&b.norm, h, &|z| b.attention.forward(z)),
+            MixerBlock::Lstm(b) => sublayer(&b.norm, h, &|z| b.lstm.forward(z, None).0),
+        };
+        if let Some(m) = &block.mlp {
+            h = sublayer(&m.norm, h, &|z| m.mlp.forward(z));
+        }
+    }
+    h
 }
 
 /// Trains `model` on the induction head at L = 16 and returns the accuracy at L. Everything is

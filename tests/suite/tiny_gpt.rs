@@ -90,15 +90,23 @@ fn similarities_have_their_hand_computed_scores() {
             }
         }
     }
+    // A zero cosine temperature (a division by zero in the scores) is refused at init, naming
+    // the temperature: a model that built and produced NaN/inf scores would return Ok.
+    let err = lm(
+        CausalMasking::PreSoftmax,
+        QkvSharing::Separate,
+        Similarity::Cosine { temperature: 0.0 },
+        true,
+    )
+    .try_init::<Cpu>(&dev())
+    .map(|_| ())
+    .unwrap_err();
     assert!(
-        lm(
-            CausalMasking::PreSoftmax,
-            QkvSharing::Separate,
-            Similarity::Cosine { temperature: 0.0 },
-            true
-        )
-        .try_init::<Cpu>(&dev())
-        .is_err()
+        matches!(
+            err,
+            SeqError::OutOfRange { name: "cosine similarity temperature", value, .. } if value == 0.0
+        ),
+        "{err:?}"
     );
 }
 
@@ -248,8 +256,27 @@ fn sampling_is_seeded_and_top_k_one_is_greedy() {
             seq.push(t);
         }
     }
-    assert!(generate_sample(&model, &prompts, hot.with_temperature(0.0), &dev()).is_err());
-    assert!(generate_sample(&model, &prompts, hot.with_top_k(0), &dev()).is_err());
+    // Each bad setting is refused by name: T = 0 (logits / 0, or silently greedy) and top-k = 0
+    // (an empty candidate set, or silently "no limit") would otherwise give text or NaN.
+    let err = generate_sample(&model, &prompts, hot.with_temperature(0.0), &dev()).unwrap_err();
+    assert!(
+        matches!(err, SeqError::OutOfRange { name: "temperature", value, .. } if value == 0.0),
+        "{err:?}"
+    );
+    let err =
+        generate_sample(&model, &prompts, hot.with_temperature(f64::NAN), &dev()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SeqError::OutOfRange {
+                name: "temperature",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = generate_sample(&model, &prompts, hot.with_top_k(0), &dev()).unwrap_err();
+    assert_eq!(err, SeqError::ZeroSize { name: "top_k" });
 }
 
 #[test]
@@ -356,6 +383,17 @@ fn tiny_gpt_quick_writes_every_output() {
     ] {
         assert!(report.contains(needle), "report misses {needle}");
     }
-    assert!(Ablation::parse("similarity=cosine:0.5").is_ok() && Ablation::parse("bogus").is_err());
+    // The temperature after `:` is read, not replaced by the 0.1 default; an unknown name and a
+    // non-numeric temperature are refused with messages that say which.
+    assert_eq!(
+        Ablation::parse("similarity=cosine:0.5"),
+        Ok(Ablation::Similarity(Similarity::Cosine {
+            temperature: 0.5
+        }))
+    );
+    let err = Ablation::parse("bogus").unwrap_err();
+    assert!(err.contains("unknown ablation `bogus`"), "{err}");
+    let err = Ablation::parse("similarity=cosine:hot").unwrap_err();
+    assert!(err.contains("must be a number"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
