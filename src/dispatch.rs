@@ -1,30 +1,255 @@
-//! Run-time routing of the fused operations to the backends that have a kernel.
+//! Which implementation each fused operation takes on a backend: the one routing helper of the
+//! crate, and the query that reports it ([`kernels`], [`kernel_path`]).
 //!
-//! Every layer is generic over any `B: Backend`. The fused scan and fused attention have Rust
-//! kernels for the CPU backend (`NdArray<f32>` and its `Autodiff`) and a custom autodiff node
-//! for CUDA; for any other backend (`Wgpu`, `NdArray<f64>`, `Candle`, `Fusion` wrappers, other
-//! checkpointing strategies) they run the tensor-op formulation. A trait bound would have
-//! forced users to implement a crate trait for their backend, which the orphan rule forbids, so
-//! the choice is made here by comparing types at run time (a `TypeId` check per call).
+//! The crate has six custom operations ([`FusedOp`]): the token-wise linear map, the causal
+//! conv + SiLU, the SiLU/softplus activations, the selective scan, scaled dot-product attention
+//! and the LSTM recurrence. Each has a Rust kernel with a hand-written backward for the CPU
+//! backend (`NdArray<f32>`, and `Autodiff<NdArray<f32>>` where the kernel's backward is one graph
+//! node); the scan and attention also have one autodiff node over tensor ops for CUDA training.
+//! Every other backend (`Wgpu`, `NdArray<f64>`, `Candle`, `Fusion` wrappers, `Autodiff` with
+//! another checkpointing strategy) runs the same operation written in Burn tensor ops.
+//!
+//! # Why a run-time check and not a backend trait
+//! Burn's own pattern for custom kernels (`examples/custom-wgpu-kernel`) is an extension trait
+//! on `Backend` with a default body in tensor ops (the `_reference`), implemented for the
+//! backends that have a kernel, and layers generic over that trait. Here that would mean every
+//! layer, model and user function bounded by `B: SeqBackend`, and an `impl SeqBackend` for every
+//! backend a user might pick: the crate cannot write one blanket `impl<B: Backend>` with the
+//! tensor-op defaults and also the `NdArray<f32>` one (overlapping impls, no specialization in
+//! stable Rust), and a user cannot implement it for `Wgpu` (orphan rule: neither the trait nor
+//! the type is theirs). So the layers stay generic over any `burn::tensor::backend::Backend`, and
+//! [`route`] compares `B` with the backends that have kernels at run time (a `TypeId` check per
+//! call, nanoseconds beside the operation). The kernels themselves still sit behind crate traits
+//! (`AttentionBackend`, `SsmBackend`) with tensor-op default bodies, in Burn's style.
+//!
+//! A fallback that costs memory or time (the scan's `[B, L, E, N]` tensors, attention's
+//! `[B, H, Lq, Lk]` weights, the LSTM's ~20 tracked ops per token) is reported once per
+//! operation and backend with a `log` warning, like nanoGPT's "using slow attention". Install a
+//! logger (`env_logger`, `tracing-log`, …) to see it.
 
-use std::any::Any;
+use std::any::{Any, TypeId, type_name};
+use std::fmt;
+use std::sync::Mutex;
 
-/// `Ok(t as U)` when `T` and `U` are the same type, `Err(t)` otherwise.
-pub(crate) fn cast<T: Any, U: Any>(t: T) -> std::result::Result<U, T> {
-    let boxed: Box<dyn Any> = Box::new(t);
-    match boxed.downcast::<U>() {
-        Ok(u) => Ok(*u),
-        Err(boxed) => match boxed.downcast::<T>() {
-            Ok(t) => Err(*t),
-            Err(_) => unreachable!("a boxed T is a T"),
-        },
+use burn::tensor::backend::Backend;
+
+use crate::backend::{Cpu, CpuAutodiff};
+
+/// The crate's custom operations, each with a fast path on some backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FusedOp {
+    /// Token-wise affine map `x · W + b` (every projection).
+    Linear,
+    /// Mamba's causal depthwise convolution followed by SiLU.
+    ConvSilu,
+    /// Element-wise SiLU and softplus.
+    Activation,
+    /// The selective scan (`ScanKind::Fused`).
+    Scan,
+    /// Scaled dot-product attention with an additive bias and RoPE.
+    Attention,
+    /// The LSTM recurrence.
+    Lstm,
+}
+
+impl FusedOp {
+    /// Every operation.
+    pub const ALL: [FusedOp; 6] = [
+        FusedOp::Linear,
+        FusedOp::ConvSilu,
+        FusedOp::Activation,
+        FusedOp::Scan,
+        FusedOp::Attention,
+        FusedOp::Lstm,
+    ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FusedOp::Linear => "linear",
+            FusedOp::ConvSilu => "conv+silu",
+            FusedOp::Activation => "silu/softplus",
+            FusedOp::Scan => "selective scan",
+            FusedOp::Attention => "attention",
+            FusedOp::Lstm => "lstm recurrence",
+        }
+    }
+
+    /// What the tensor-op fallback costs, for the warning; `None` when it costs about the same
+    /// as the kernel (Burn's own `linear`, element-wise ops, shifted multiply-adds).
+    fn fallback_cost(self) -> Option<&'static str> {
+        match self {
+            FusedOp::Scan => Some(
+                "the parallel scan in tensor ops, which allocates [B, L, E, N] tensors (the \
+                 kernel keeps [B, E, N])",
+            ),
+            FusedOp::Attention => Some(
+                "attention in tensor ops, which keeps the [B, H, Lq, Lk] weights for the backward",
+            ),
+            FusedOp::Lstm => Some("the recurrence in tensor ops, about 20 tracked ops per token"),
+            FusedOp::Linear | FusedOp::ConvSilu | FusedOp::Activation => None,
+        }
+    }
+
+    /// Whether CUDA training records this op as one node (tensor-op backward).
+    fn has_cuda_node(self) -> bool {
+        matches!(self, FusedOp::Scan | FusedOp::Attention)
     }
 }
 
-/// `t as U` where the caller knows `T = U` (the way back after a successful [`cast`]).
+impl fmt::Display for FusedOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How an operation runs on a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// The crate's Rust CPU kernel (`NdArray<f32>`).
+    CpuKernel,
+    /// The CPU kernel, with its hand-written backward as one autodiff node
+    /// (`Autodiff<NdArray<f32>>`).
+    CpuKernelNode,
+    /// One autodiff node whose forward and backward are tensor ops (`Autodiff<Cuda>`).
+    TensorOpNode,
+    /// Burn tensor ops, differentiated op by op if the backend is an `Autodiff`.
+    TensorOps,
+}
+
+impl KernelPath {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::CpuKernel => "cpu kernel",
+            KernelPath::CpuKernelNode => "cpu kernel + backward node",
+            KernelPath::TensorOpNode => "tensor ops as one node",
+            KernelPath::TensorOps => "tensor ops",
+        }
+    }
+}
+
+impl fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The backends the crate has kernels for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Cpu,
+    CpuAutodiff,
+    #[cfg(feature = "cuda")]
+    CudaAutodiff,
+    Other,
+}
+
+fn target<B: Backend>() -> Target {
+    let id = TypeId::of::<B>();
+    if id == TypeId::of::<Cpu>() {
+        return Target::Cpu;
+    }
+    if id == TypeId::of::<CpuAutodiff>() {
+        return Target::CpuAutodiff;
+    }
+    #[cfg(feature = "cuda")]
+    if id == TypeId::of::<crate::backend::CudaAutodiff>() {
+        return Target::CudaAutodiff;
+    }
+    Target::Other
+}
+
+/// The path `op` takes on backend `B`.
+///
+/// ```
+/// use seqlayers::backend::{Cpu, CpuAutodiff};
+/// use seqlayers::{FusedOp, KernelPath, kernel_path};
+///
+/// assert_eq!(kernel_path::<CpuAutodiff>(FusedOp::Scan), KernelPath::CpuKernelNode);
+/// assert_eq!(kernel_path::<Cpu>(FusedOp::Attention), KernelPath::CpuKernel);
+/// type F64 = burn_ndarray::NdArray<f64>;
+/// assert_eq!(kernel_path::<F64>(FusedOp::Lstm), KernelPath::TensorOps);
+/// ```
+pub fn kernel_path<B: Backend>(op: FusedOp) -> KernelPath {
+    match target::<B>() {
+        Target::Cpu => KernelPath::CpuKernel,
+        Target::CpuAutodiff => KernelPath::CpuKernelNode,
+        #[cfg(feature = "cuda")]
+        Target::CudaAutodiff if op.has_cuda_node() => KernelPath::TensorOpNode,
+        _ => {
+            let _ = op.has_cuda_node();
+            KernelPath::TensorOps
+        }
+    }
+}
+
+/// The path of every operation on backend `B`, in [`FusedOp::ALL`] order.
+pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 6] {
+    FusedOp::ALL.map(|op| (op, kernel_path::<B>(op)))
+}
+
+/// A value of the caller's backend `B` moved to the concrete type of the path it takes:
+/// `C` on `NdArray<f32>`, `A` on `Autodiff<NdArray<f32>>`, unchanged otherwise.
+pub(crate) enum Routed<T, C, A> {
+    /// On the CPU kernel.
+    Cpu(C),
+    /// On the CPU kernel with its autodiff node.
+    CpuAutodiff(A),
+    /// On CUDA training's tensor-op node (the caller casts to its CUDA type).
+    #[cfg(feature = "cuda")]
+    CudaAutodiff(T),
+    /// On tensor ops.
+    Other(T),
+}
+
+/// Routes `value` (the inputs of `op` on backend `B`, e.g. `FusedScanInput<B>`) to the path
+/// [`kernel_path`] names: the one routing helper of every fused op. `C` and `A` are the same
+/// input type on `Cpu` and `CpuAutodiff`. Warns once per op and backend when the fallback is
+/// costly.
+pub(crate) fn route<B: Backend, T: Any, C: Any, A: Any>(op: FusedOp, value: T) -> Routed<T, C, A> {
+    match kernel_path::<B>(op) {
+        KernelPath::CpuKernel => Routed::Cpu(same(value)),
+        KernelPath::CpuKernelNode => Routed::CpuAutodiff(same(value)),
+        #[cfg(feature = "cuda")]
+        KernelPath::TensorOpNode => Routed::CudaAutodiff(value),
+        #[cfg(not(feature = "cuda"))]
+        KernelPath::TensorOpNode => unreachable!("no CUDA backend in this build"),
+        KernelPath::TensorOps => {
+            warn_fallback::<B>(op);
+            Routed::Other(value)
+        }
+    }
+}
+
+/// Logs once per `(op, B)` that `op` falls back to a costly tensor-op formulation on `B`.
+fn warn_fallback<B: Backend>(op: FusedOp) {
+    static WARNED: Mutex<Vec<(FusedOp, TypeId)>> = Mutex::new(Vec::new());
+    let Some(cost) = op.fallback_cost() else {
+        return;
+    };
+    let key = (op, TypeId::of::<B>());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.contains(&key) {
+        return;
+    }
+    warned.push(key);
+    drop(warned);
+    log::warn!(
+        "seqlayers: no fused {op} kernel for backend `{}`; using {cost} (reported once)",
+        type_name::<B>()
+    );
+}
+
+/// `t as U` where `T` and `U` are the same type at run time (the way to a concrete backend's
+/// type after [`route`], and back).
 pub(crate) fn same<T: Any, U: Any>(t: T) -> U {
-    match cast::<T, U>(t) {
-        Ok(u) => u,
-        Err(_) => unreachable!("dispatch only casts a type back to itself"),
+    match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
+        Ok(u) => *u,
+        Err(_) => unreachable!(
+            "routing casts a type only to itself: {} is not {}",
+            type_name::<T>(),
+            type_name::<U>()
+        ),
     }
 }

@@ -25,6 +25,7 @@ pub mod stack;
 pub mod train;
 
 pub use burn;
+pub use dispatch::{FusedOp, KernelPath, kernel_path, kernels};
 pub use error::{Result, SeqError};
 
 /// The README's code blocks, compiled and run as doctests.

@@ -29,8 +29,9 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
+use crate::backend::prim;
 use crate::backend::{Cpu, CpuAutodiff};
-use crate::dispatch::{cast, same};
+use crate::dispatch::{FusedOp, Routed, route, same};
 use crate::ndarray_io::{tensor, values};
 
 /// `layer(x)` for `x [.., D_in]` → `[.., D_out]`, as one product over all leading axes.
@@ -73,17 +74,18 @@ pub(crate) fn affine<B: Backend, const D: usize>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    let x = match cast::<Tensor<B, D>, Tensor<CpuAutodiff, D>>(x) {
-        Ok(x) => return same(autodiff_affine(x, same(weight), bias.map(same))),
-        Err(x) => x,
-    };
-    let x = match cast::<Tensor<B, D>, Tensor<Cpu, D>>(x) {
-        Ok(x) => {
+    let x = match route::<B, _, Tensor<Cpu, D>, Tensor<CpuAutodiff, D>>(FusedOp::Linear, x) {
+        Routed::CpuAutodiff(x) => {
+            return same(autodiff_affine(x, same(weight), bias.map(same)));
+        }
+        Routed::Cpu(x) => {
             let b = bias.map(|b: Tensor<B, 1>| prim::<Cpu, 1>(same(b)));
             let y = forward(&prim(x), &prim::<Cpu, 2>(same(weight)), b.as_ref());
             return same(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(y)));
         }
-        Err(x) => x,
+        #[cfg(feature = "cuda")]
+        Routed::CudaAutodiff(x) => x,
+        Routed::Other(x) => x,
     };
     if D <= 2 {
         return linear(x, weight, bias);
@@ -94,10 +96,6 @@ pub(crate) fn affine<B: Backend, const D: usize>(
     let mut out = dims;
     out[D - 1] = y.dims()[1];
     y.reshape(out) // [.., D_out]
-}
-
-fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
-    t.into_primitive().tensor()
 }
 
 /// Sizes of one affine map.

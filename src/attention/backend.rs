@@ -92,26 +92,19 @@ pub fn fused_attention_forward<B: Backend>(
     save_weights: bool,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
     use crate::backend::{Cpu, CpuAutodiff};
-    use crate::dispatch::{cast, same};
-    let input = match cast::<_, FusedAttentionInput<Cpu>>(input) {
-        Ok(i) => return same(Cpu::fused_attention_forward(i, save_weights)),
-        Err(i) => i,
-    };
-    let input = match cast::<_, FusedAttentionInput<CpuAutodiff>>(input) {
-        Ok(i) => return same(CpuAutodiff::fused_attention_forward(i, save_weights)),
-        Err(i) => i,
-    };
-    #[cfg(feature = "cuda")]
-    let input = match cast::<_, FusedAttentionInput<crate::backend::CudaAutodiff>>(input) {
-        Ok(i) => {
-            return same(crate::backend::CudaAutodiff::fused_attention_forward(
-                i,
-                save_weights,
-            ));
-        }
-        Err(i) => i,
-    };
-    tensor_op_forward(input, save_weights)
+    use crate::dispatch::{FusedOp, Routed, route, same};
+    type OnCpu = FusedAttentionInput<Cpu>;
+    type OnCpuAutodiff = FusedAttentionInput<CpuAutodiff>;
+    match route::<B, _, OnCpu, OnCpuAutodiff>(FusedOp::Attention, input) {
+        Routed::Cpu(i) => same(Cpu::fused_attention_forward(i, save_weights)),
+        Routed::CpuAutodiff(i) => same(CpuAutodiff::fused_attention_forward(i, save_weights)),
+        #[cfg(feature = "cuda")]
+        Routed::CudaAutodiff(i) => same(crate::backend::CudaAutodiff::fused_attention_forward(
+            same(i),
+            save_weights,
+        )),
+        Routed::Other(i) => tensor_op_forward(i, save_weights),
+    }
 }
 
 /// Gradients of `Σ dO ⊙ O` with respect to `Q`, `K`, `V` on any backend (the kernel on
@@ -121,16 +114,20 @@ pub fn fused_attention_backward<B: Backend>(
     weights: Option<FloatTensor<B>>,
     d_out: FloatTensor<B>,
 ) -> FusedAttentionGrads<B> {
-    use crate::backend::Cpu;
-    use crate::dispatch::{cast, same};
-    type CpuArgs = (
-        FusedAttentionInput<Cpu>,
-        Option<FloatTensor<Cpu>>,
-        FloatTensor<Cpu>,
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::dispatch::{FusedOp, Routed, route, same};
+    type Args<B> = (
+        FusedAttentionInput<B>,
+        Option<FloatTensor<B>>,
+        FloatTensor<B>,
     );
-    match cast::<_, CpuArgs>((input, weights, d_out)) {
-        Ok((i, w, d)) => same(Cpu::fused_attention_backward(i, w, d)),
-        Err((i, w, d)) => tensor_op_backward(i, w, d),
+    match route::<B, _, Args<Cpu>, Args<CpuAutodiff>>(FusedOp::Attention, (input, weights, d_out)) {
+        Routed::Cpu((i, w, d)) => same(Cpu::fused_attention_backward(i, w, d)),
+        // A backward called on the autodiff backend itself: tensor ops, differentiable.
+        Routed::CpuAutodiff((i, w, d)) => same(tensor_op_backward(i, w, d)),
+        #[cfg(feature = "cuda")]
+        Routed::CudaAutodiff((i, w, d)) => tensor_op_backward(i, w, d),
+        Routed::Other((i, w, d)) => tensor_op_backward(i, w, d),
     }
 }
 

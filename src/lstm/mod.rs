@@ -24,7 +24,7 @@ use burn::nn::{Lstm, LstmState};
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::backend::{Cpu, CpuAutodiff, prim, wrap};
-use crate::dispatch::{cast, same};
+use crate::dispatch::{FusedOp, Routed, route, same};
 use crate::error::{Result, SeqError, ensure_nonzero};
 
 /// Runs `lstm` over `x` `[B, L, D]` from `state` (zeros when `None`), like [`Lstm::forward`]:
@@ -239,21 +239,20 @@ pub fn lstm_recurrence<B: Backend>(
     let [bs, l, g] = xw.dims();
     let dims = kernel::LstmDims { b: bs, l, h: g / 4 };
     let prims: Prims<B> = (prim(xw), prim(w_h), h0.map(prim), c0.map(prim));
-    let prims = match cast::<Prims<B>, Prims<Cpu>>(prims) {
-        Ok((xw, w_h, h0, c0)) => {
-            let (h, c) = autodiff::cpu_forward(dims, xw, w_h, h0, c0);
-            return (wrap(same(h)), wrap(same(c)));
-        }
-        Err(p) => p,
-    };
-    let prims = match cast::<Prims<B>, Prims<CpuAutodiff>>(prims) {
-        Ok((xw, w_h, h0, c0)) => {
-            let (h, c) = autodiff::autodiff_forward(dims, xw, w_h, h0, c0);
-            return (wrap(same(h)), wrap(same(c)));
-        }
-        Err(p) => p,
-    };
-    let (xw, w_h, h0, c0) = prims;
+    let (xw, w_h, h0, c0) =
+        match route::<B, _, Prims<Cpu>, Prims<CpuAutodiff>>(FusedOp::Lstm, prims) {
+            Routed::Cpu((xw, w_h, h0, c0)) => {
+                let (h, c) = autodiff::cpu_forward(dims, xw, w_h, h0, c0);
+                return (wrap(same(h)), wrap(same(c)));
+            }
+            Routed::CpuAutodiff((xw, w_h, h0, c0)) => {
+                let (h, c) = autodiff::autodiff_forward(dims, xw, w_h, h0, c0);
+                return (wrap(same(h)), wrap(same(c)));
+            }
+            #[cfg(feature = "cuda")]
+            Routed::CudaAutodiff(p) => p,
+            Routed::Other(p) => p,
+        };
     recurrence_tensor_ops(wrap(xw), wrap(w_h), h0.map(wrap), c0.map(wrap))
 }
 

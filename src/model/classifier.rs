@@ -88,38 +88,19 @@ impl<B: Backend> StackClassifier<B> {
 impl<B: Backend> StackClassifier<B> {
     /// Rows of the fixed embedding `V` for `tokens` `[B, L]` → `[B, L, d]`.
     ///
-    /// `V` is a constant, so the lookup is a plain gather on the host (the ids and the `K × d`
-    /// table are read back, the rows uploaded): no gradient is lost, and it is much faster than
-    /// a backend `select` on the CPU backend, which copies row by row.
+    /// A backend `select` of the rows (a gather on every backend; the table stays where it is).
     ///
-    /// Errors on an empty batch or sequence and on an id outside `0..K` (checked on the ids
-    /// already read back for the gather, so the check costs no extra pass).
+    /// Errors on an empty batch or sequence and on an id outside `0..K` (the id range is read
+    /// back, two scalars, as every model's id check does).
     fn embed(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
         let [batch, len] = tokens.dims();
-        ensure_nonzero("batch size", batch)?;
-        ensure_nonzero("sequence length", len)?;
         let [vocab, dim] = self.embedding.dims();
-        let device = tokens.device();
-        let ids = tokens.into_data().convert::<i64>();
-        let ids = ids.as_slice::<i64>().expect("converted to i64");
-        let table = self.embedding.to_data().convert::<f32>();
-        let table = table.as_slice::<f32>().expect("converted to f32");
-        let mut rows = Vec::with_capacity(batch * len * dim);
-        for &id in ids {
-            let row = usize::try_from(id)
-                .ok()
-                .filter(|&i| i < vocab)
-                .ok_or_else(|| SeqError::TokenOutOfRange {
-                    what: "token".into(),
-                    id,
-                    vocab_size: vocab,
-                })?;
-            rows.extend_from_slice(&table[row * dim..(row + 1) * dim]);
-        }
-        Ok(Tensor::from_data(
-            TensorData::new(rows, [batch, len, dim]),
-            &device,
-        ))
+        super::check_token_ids(&tokens, vocab, "token")?;
+        let rows = self
+            .embedding
+            .clone()
+            .select(0, tokens.reshape([batch * len])); // [B·L, d]
+        Ok(rows.reshape([batch, len, dim])) // [B, L, d]
     }
 }
 

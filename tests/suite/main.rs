@@ -23,6 +23,7 @@ mod pig_latin;
 mod position;
 mod public_api;
 mod reference_f64;
+mod routing;
 mod scan_agreement;
 mod scan_grad;
 mod scan_util;

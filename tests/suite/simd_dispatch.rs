@@ -15,15 +15,16 @@ use seqlayers::simd::{SimdLevel, env_cap, report, with_max_level};
 use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, selective_scan};
 
 /// Set in the child process only.
-const CHILD: &str = "SEQLAYERS_TEST_SIMD_CHILD";
+pub const CHILD: &str = "SEQLAYERS_TEST_SIMD_CHILD";
 
-/// Runs `simd_dispatch::{name}` alone in a new process of this binary, with `SEQLAYERS_SIMD`
-/// set to `cap` (or unset), and asserts that it ran and passed.
-fn run_child(name: &str, cap: Option<&str>) {
+/// Runs the test `path` (e.g. `simd_dispatch::child_counts_each_level`) alone in a new process
+/// of this binary, with `SEQLAYERS_SIMD` set to `cap` (or unset), and asserts that it ran and
+/// passed. The child finds [`CHILD`] set.
+pub fn run_child(path: &str, cap: Option<&str>) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut cmd = Command::new(exe);
     cmd.args([
-        &format!("simd_dispatch::{name}"),
+        path,
         "--exact",
         "--ignored",
         "--test-threads=1",
@@ -39,7 +40,7 @@ fn run_child(name: &str, cap: Option<&str>) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
-        "child {name} (SEQLAYERS_SIMD={cap:?}) failed:\n{stdout}\n{stderr}"
+        "child {path} (SEQLAYERS_SIMD={cap:?}) failed:\n{stdout}\n{stderr}"
     );
 }
 
@@ -73,13 +74,13 @@ fn run_kernels() {
 
 #[test]
 fn the_level_asked_for_is_the_level_that_ran() {
-    run_child("child_counts_each_level", None);
+    run_child("simd_dispatch::child_counts_each_level", None);
 }
 
 #[test]
 fn seqlayers_simd_caps_every_kernel_and_a_bad_value_is_reported() {
-    run_child("child_env_cap_scalar", Some("scalar"));
-    run_child("child_env_cap_unknown", Some("sse9"));
+    run_child("simd_dispatch::child_env_cap_scalar", Some("scalar"));
+    run_child("simd_dispatch::child_env_cap_unknown", Some("sse9"));
 }
 
 #[test]

@@ -21,33 +21,36 @@ use burn::tensor::{Shape, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
 use super::conv::CausalConv1d;
-use super::cpu_fast::{Downcast, silu, silu_derivative, values};
+use super::cpu_fast::{silu, silu_derivative, values};
 use crate::backend::{Cpu, CpuAutodiff};
+use crate::dispatch::{FusedOp, Routed, route, same};
 
 /// `silu(conv(x_ext))`: `x_ext [B, K−1+L, E]` → `[B, L, E]`, with the CPU fast path.
 pub fn causal_conv_silu<B: Backend>(conv: &CausalConv1d<B>, x_ext: Tensor<B, 3>) -> Tensor<B, 3> {
     let w = conv.weight.val(); // [E, K]
     let bias = conv.bias.as_ref().map(|b| b.val()); // [E]
-    match Downcast::new(x_ext) {
-        Downcast::Autodiff(x) => {
-            let w: Tensor<CpuAutodiff, 2> = super::cpu_fast::cast(w);
-            let bias: Option<Tensor<CpuAutodiff, 1>> = bias.map(super::cpu_fast::cast);
-            super::cpu_fast::cast(autodiff_forward(x, w, bias))
+    match route::<B, _, Tensor<Cpu, 3>, Tensor<CpuAutodiff, 3>>(FusedOp::ConvSilu, x_ext) {
+        Routed::CpuAutodiff(x) => {
+            let w: Tensor<CpuAutodiff, 2> = same(w);
+            let bias: Option<Tensor<CpuAutodiff, 1>> = bias.map(same);
+            same(autodiff_forward(x, w, bias))
         }
-        Downcast::Plain(x) => {
-            let w: Tensor<Cpu, 2> = super::cpu_fast::cast(w);
-            let bias: Option<Tensor<Cpu, 1>> = bias.map(super::cpu_fast::cast);
+        Routed::Cpu(x) => {
+            let w: Tensor<Cpu, 2> = same(w);
+            let bias: Option<Tensor<Cpu, 1>> = bias.map(same);
             let prim = |t: Tensor<Cpu, 2>| t.into_primitive().tensor();
             let out = forward(
                 &x.into_primitive().tensor(),
                 &prim(w),
                 bias.map(|b| b.into_primitive().tensor()).as_ref(),
             );
-            super::cpu_fast::cast(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(
+            same(Tensor::<Cpu, 3>::from_primitive(TensorPrimitive::Float(
                 out,
             )))
         }
-        Downcast::Other(x) => silu(conv.forward(x)),
+        #[cfg(feature = "cuda")]
+        Routed::CudaAutodiff(x) => silu(conv.forward(x)),
+        Routed::Other(x) => silu(conv.forward(x)),
     }
 }
 

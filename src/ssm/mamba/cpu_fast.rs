@@ -15,8 +15,6 @@
 //! - `silu(x) = x σ(x)`, `silu'(x) = σ(x) (1 + x (1 − σ(x)))`.
 //! - `softplus(v) = ln(1 + eᵛ)` (= `v` for `v > 20`, like the reference), `softplus'(v) = σ(v)`.
 
-use std::any::Any;
-
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
     grads::Gradients,
@@ -28,6 +26,7 @@ use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
 use crate::backend::{Cpu, CpuAutodiff};
+use crate::dispatch::{FusedOp, Routed, route, same};
 pub(super) use crate::ndarray_io::values;
 
 /// `silu(x) = x · σ(x)`, element-wise, with the CPU fast path.
@@ -49,34 +48,6 @@ pub fn softplus_tensor_ops<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tenso
 /// `silu'(x) = σ(x) (1 + x (1 − σ(x)))`.
 pub(super) fn silu_derivative(x: f32) -> f32 {
     Activation::Silu.derivative(x)
-}
-
-/// A tensor of the caller's backend `B`, sorted by which concrete CPU backend it is.
-pub(super) enum Downcast<B: Backend, const D: usize> {
-    /// `B = CpuAutodiff`.
-    Autodiff(Tensor<CpuAutodiff, D>),
-    /// `B = Cpu`.
-    Plain(Tensor<Cpu, D>),
-    /// Any other backend.
-    Other(Tensor<B, D>),
-}
-
-impl<B: Backend, const D: usize> Downcast<B, D> {
-    pub(super) fn new(x: Tensor<B, D>) -> Self {
-        let any: Box<dyn Any> = Box::new(x);
-        let any = match any.downcast::<Tensor<CpuAutodiff, D>>() {
-            Ok(t) => return Downcast::Autodiff(*t),
-            Err(any) => any,
-        };
-        let any = match any.downcast::<Tensor<Cpu, D>>() {
-            Ok(t) => return Downcast::Plain(*t),
-            Err(any) => any,
-        };
-        match any.downcast::<Tensor<B, D>>() {
-            Ok(t) => Downcast::Other(*t),
-            Err(_) => unreachable!("a Tensor<B, D> is always a Tensor<B, D>"),
-        }
-    }
 }
 
 /// Which element-wise function.
@@ -138,23 +109,17 @@ impl Activation {
 
 /// Routes `x` to the kernel for `Cpu` / `CpuAutodiff`, to tensor ops otherwise.
 fn dispatch<B: Backend, const D: usize>(x: Tensor<B, D>, f: Activation) -> Tensor<B, D> {
-    match Downcast::new(x) {
-        Downcast::Autodiff(t) => cast(autodiff_forward(t, f)),
-        Downcast::Plain(t) => {
+    match route::<B, _, Tensor<Cpu, D>, Tensor<CpuAutodiff, D>>(FusedOp::Activation, x) {
+        Routed::CpuAutodiff(t) => same(autodiff_forward(t, f)),
+        Routed::Cpu(t) => {
             let prim = t.into_primitive().tensor();
-            cast(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
+            same(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(
                 f.forward(&prim),
             )))
         }
-        Downcast::Other(t) => f.tensor_ops(t),
-    }
-}
-
-/// Converts a tensor of the concrete backend back to the caller's `B` (same type at run time).
-pub(super) fn cast<T: Any, U: Any>(t: T) -> U {
-    match (Box::new(t) as Box<dyn Any>).downcast::<U>() {
-        Ok(u) => *u,
-        Err(_) => unreachable!("dispatch only casts a type to itself"),
+        #[cfg(feature = "cuda")]
+        Routed::CudaAutodiff(t) => f.tensor_ops(t),
+        Routed::Other(t) => f.tensor_ops(t),
     }
 }
 

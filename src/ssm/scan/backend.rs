@@ -84,27 +84,20 @@ pub fn fused_scan_forward<B: Backend>(
     save_checkpoints: bool,
 ) -> FusedScanOutput<B> {
     use crate::backend::{Cpu, CpuAutodiff};
-    use crate::dispatch::{cast, same};
-    let input = match cast::<_, FusedScanInput<Cpu>>(input) {
-        Ok(i) => return same(Cpu::fused_scan_forward(disc, i, save_checkpoints)),
-        Err(i) => i,
-    };
-    let input = match cast::<_, FusedScanInput<CpuAutodiff>>(input) {
-        Ok(i) => return same(CpuAutodiff::fused_scan_forward(disc, i, save_checkpoints)),
-        Err(i) => i,
-    };
-    #[cfg(feature = "cuda")]
-    let input = match cast::<_, FusedScanInput<crate::backend::CudaAutodiff>>(input) {
-        Ok(i) => {
-            return same(crate::backend::CudaAutodiff::fused_scan_forward(
-                disc,
-                i,
-                save_checkpoints,
-            ));
-        }
-        Err(i) => i,
-    };
-    tensor_op_forward(disc, input)
+    use crate::dispatch::{FusedOp, Routed, route, same};
+    type OnCpu = FusedScanInput<Cpu>;
+    type OnCpuAutodiff = FusedScanInput<CpuAutodiff>;
+    match route::<B, _, OnCpu, OnCpuAutodiff>(FusedOp::Scan, input) {
+        Routed::Cpu(i) => same(Cpu::fused_scan_forward(disc, i, save_checkpoints)),
+        Routed::CpuAutodiff(i) => same(CpuAutodiff::fused_scan_forward(disc, i, save_checkpoints)),
+        #[cfg(feature = "cuda")]
+        Routed::CudaAutodiff(i) => same(crate::backend::CudaAutodiff::fused_scan_forward(
+            disc,
+            same(i),
+            save_checkpoints,
+        )),
+        Routed::Other(i) => tensor_op_forward(disc, i),
+    }
 }
 
 /// Gradients of the fused selective scan on any backend, given `dy` `[B, L, E]`, `dh_L`
@@ -117,20 +110,22 @@ pub fn fused_scan_backward<B: Backend>(
     dy: FloatTensor<B>,
     dh_last: FloatTensor<B>,
 ) -> FusedScanGrads<B> {
-    use crate::backend::Cpu;
-    use crate::dispatch::{cast, same};
-    match cast::<
-        _,
-        (
-            FusedScanInput<Cpu>,
-            Option<FloatTensor<Cpu>>,
-            FloatTensor<Cpu>,
-            FloatTensor<Cpu>,
-        ),
-    >((input, checkpoints, dy, dh_last))
-    {
-        Ok((i, ck, dy, dh)) => same(Cpu::fused_scan_backward(disc, i, ck, dy, dh)),
-        Err((i, _, dy, dh)) => reference_backward(disc, i, dy, dh),
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::dispatch::{FusedOp, Routed, route, same};
+    type Args<B> = (
+        FusedScanInput<B>,
+        Option<FloatTensor<B>>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+    );
+    let args = (input, checkpoints, dy, dh_last);
+    match route::<B, _, Args<Cpu>, Args<CpuAutodiff>>(FusedOp::Scan, args) {
+        Routed::Cpu((i, ck, dy, dh)) => same(Cpu::fused_scan_backward(disc, i, ck, dy, dh)),
+        // A backward called on the autodiff backend itself: tensor ops, differentiable.
+        Routed::CpuAutodiff((i, _, dy, dh)) => same(reference_backward(disc, i, dy, dh)),
+        #[cfg(feature = "cuda")]
+        Routed::CudaAutodiff((i, _, dy, dh)) => reference_backward(disc, i, dy, dh),
+        Routed::Other((i, _, dy, dh)) => reference_backward(disc, i, dy, dh),
     }
 }
 
