@@ -9,8 +9,9 @@
 use std::process::Command;
 
 use burn::nn::LstmConfig;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
-use seqlayers::backend::{Cpu, CpuDevice};
+use seqlayers::backend::Cpu;
 use seqlayers::simd::{SimdLevel, env_cap, report, with_max_level};
 use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, selective_scan};
 
@@ -48,16 +49,16 @@ fn counts() -> [u64; 3] {
     SimdLevel::ALL.map(SimdLevel::runs)
 }
 
-/// One fused-scan forward and one fused-LSTM forward on the CPU backend (both kernels dispatch
-/// by level).
-fn run_kernels() {
-    let device = CpuDevice::default();
+/// One fused-scan forward and one fused-LSTM forward on backend `B` (on the CPU backend both
+/// kernels dispatch by SIMD level).
+pub fn run_scan_and_lstm<B: Backend>() {
+    let device = Default::default();
     let (b, l, e, n) = (2, 5, 3, 4);
-    let rand = |shape: [usize; 3]| Tensor::<Cpu, 3>::random(shape, Distribution::Default, &device);
+    let rand = |shape: [usize; 3]| Tensor::<B, 3>::random(shape, Distribution::Default, &device);
     let input = SelectiveScanInput {
         x: rand([b, l, e]),
         delta: rand([b, l, e]).exp(),
-        a: Tensor::<Cpu, 2>::random([e, n], Distribution::Default, &device)
+        a: Tensor::<B, 2>::random([e, n], Distribution::Default, &device)
             .exp()
             .neg(),
         b: rand([b, l, n]),
@@ -67,9 +68,13 @@ fn run_kernels() {
     };
     let (y, _) = selective_scan(ScanKind::Fused, Discretization::Simplified, input).unwrap();
     assert_eq!(y.dims(), [b, l, e]);
-    let lstm = LstmConfig::new(e, 4, true).init::<Cpu>(&device);
+    let lstm = LstmConfig::new(e, 4, true).init::<B>(&device);
     let (h, _) = seqlayers::lstm::lstm_forward(&lstm, rand([b, l, e]), None);
     assert_eq!(h.dims(), [b, l, 4]);
+}
+
+fn run_kernels() {
+    run_scan_and_lstm::<Cpu>();
 }
 
 #[test]
