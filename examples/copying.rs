@@ -95,9 +95,9 @@ fn main() {
     let args = CopyingArgs::parse();
     let options = or_exit(copying_options(&args));
     common::memory::keep_freed_memory();
-    common::parallel::one_core_per_job(args.jobs);
+    common::parallel::one_core_per_job(args.run.jobs);
     let started = Instant::now();
-    let outcomes = with_backend!(args.device.as_str(), |B, device| {
+    let outcomes = with_backend!(args.run.device.as_str(), |B, device| {
         copying::<B>(&options, &device)
     });
     let outcomes = or_exit(outcomes);

@@ -110,9 +110,9 @@ fn main() {
         TinyGptMode::Train(t) => {
             let options = or_exit(train_options(&t));
             common::memory::keep_freed_memory();
-            common::parallel::one_core_per_job(t.jobs);
+            common::parallel::one_core_per_job(t.run.jobs);
             let started = Instant::now();
-            let result = with_backend!(t.device.as_str(), |B, device| {
+            let result = with_backend!(t.run.device.as_str(), |B, device| {
                 tiny_gpt::<B>(&options, &device)
             });
             let (outcomes, _) = or_exit(result);

@@ -98,6 +98,17 @@ pub fn at_least_one(flag: &str, value: usize) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `Ok` when every value given is at least 1; `None` (a flag left out) passes. The first
+/// `(flag, Some(0))` is the error, naming its flag.
+pub fn at_least_one_each(flags: &[(&str, Option<usize>)]) -> Result<(), CliError> {
+    for &(flag, value) in flags {
+        if let Some(v) = value {
+            at_least_one(flag, v)?;
+        }
+    }
+    Ok(())
+}
+
 /// `Ok` when every entry of the comma-separated `values` is at least 1 and none repeats.
 pub fn positive_list(flag: &str, values: &[usize]) -> Result<(), CliError> {
     for &v in values {
@@ -182,15 +193,57 @@ pub fn read_text_file(path: &Path, what: &str) -> seqlayers::Result<String> {
     Ok(text)
 }
 
-/// Flags of the recall examples (every one optional).
-#[derive(Parser, Debug)]
-pub struct RecallArgs {
-    /// Output directory for CSV files, PNG plots and report.md.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Tiny budget (L = 16, 20 steps, 4 evaluated lengths) that finishes in well under a minute.
+/// The flags every experiment example has (`induction_head`, `associative_recall`, `copying`,
+/// `pig_latin`, `tiny_gpt train`): trainings at once, a smoke budget, the output folder and the
+/// backend. Each example's flags `#[command(flatten)]` it, so the four are declared and checked
+/// ([`RunArgs::check`]) once; an example may reword a flag's help with `mut_arg` (the recall
+/// examples do).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
+    /// thread).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// A smoke run that finishes in seconds.
     #[arg(long)]
     pub quick: bool,
+    /// Output folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl RunArgs {
+    /// `Ok` for a backend this build has (see [`check_device`]) and `--jobs` of at least 1.
+    pub fn check(&self) -> Result<(), CliError> {
+        check_device(&self.device)?;
+        at_least_one("--jobs", self.jobs)
+    }
+
+    /// The output folder: `--out`, else `default`.
+    pub fn out_dir(&self, default: &str) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from(default))
+    }
+}
+
+/// Flags of the recall examples (every one optional).
+#[derive(Parser, Debug)]
+// The shared `RunArgs` keep the recall examples' own help of `--out`, `--quick` and `--jobs`
+// (this doc comment is the `--help` header, so the note is a plain comment).
+#[command(
+    mut_arg("out", |a| a.help("Output directory for CSV files, PNG plots and report.md")),
+    mut_arg("quick", |a| a.help(
+        "Tiny budget (L = 16, 20 steps, 4 evaluated lengths) that finishes in well under a minute"
+    )),
+    mut_arg("jobs", |a| a.help(
+        "Trainings run at the same time, one thread each; above 1 the kernels and matrix products \
+         of each run one thread (results are bit-identical for any value; ms/step then includes \
+         the contention between them)"
+    )),
+)]
+pub struct RecallArgs {
     /// Seed of data, embedding and initialization.
     #[arg(long, default_value_t = 0, conflicts_with = "seeds")]
     pub seed: u64,
@@ -242,17 +295,13 @@ pub struct RecallArgs {
     /// Evaluate the convergence curve every this many steps.
     #[arg(long)]
     pub eval_every: Option<usize>,
-    /// Trainings run at the same time, one thread each; above 1 the kernels and matrix products
-    /// of each run one thread (results are bit-identical for any value; ms/step then includes
-    /// the contention between them).
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
     /// associative_recall only: run just these problems (comma-separated, 2 and/or 3).
     #[arg(long, value_delimiter = ',')]
     pub problem: Vec<usize>,
-    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// `--jobs`, `--quick` (the tiny budget: L = 16, 20 steps, 4 evaluated lengths), `--out`
+    /// (default: `results/<example>`) and `--device`, with the recall examples' help texts.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl RecallArgs {
@@ -263,9 +312,8 @@ impl RecallArgs {
         example: &str,
         default_out: &str,
     ) -> Result<ExperimentOptions, CliError> {
-        check_device(&self.device)?;
-        at_least_one("--jobs", self.jobs)?;
-        for (flag, value) in [
+        self.run.check()?;
+        at_least_one_each(&[
             ("--len", self.train_len),
             ("--steps", self.steps),
             ("--batch", self.batch),
@@ -274,11 +322,7 @@ impl RecallArgs {
             ("--heads", self.heads),
             ("--eval-every", self.eval_every),
             ("--plateau-steps", self.plateau_steps),
-        ] {
-            if let Some(v) = value {
-                at_least_one(flag, v)?;
-            }
-        }
+        ])?;
         if let Some(lr) = self.lr {
             positive_number("--lr", lr)?;
         }
@@ -305,13 +349,10 @@ impl RecallArgs {
     /// Experiment options from the flags, starting at the library defaults.
     pub fn options(&self, default_out: &str) -> ExperimentOptions {
         let mut o = ExperimentOptions::default();
-        if self.quick {
+        if self.run.quick {
             o = o.quick();
         }
-        o.out_dir = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(default_out));
+        o.out_dir = self.run.out_dir(default_out);
         o.seeds = if self.seeds.is_empty() {
             vec![self.seed]
         } else {
@@ -346,7 +387,7 @@ impl RecallArgs {
         if let Some(v) = self.eval_every {
             o.eval_every = v;
         }
-        o.jobs = self.jobs;
+        o.jobs = self.run.jobs;
         o
     }
 }

@@ -18,7 +18,7 @@ use seqlayers::train::{
 };
 use seqlayers::{Result, SeqError};
 
-use super::cli::{CliError, at_least_one, check_device, distinct, positive_list, positive_number};
+use super::cli::{CliError, RunArgs, at_least_one_each, distinct, positive_list, positive_number};
 use super::experiments::{prepare_out_dir, write_files};
 use super::parallel::{INIT_LOCK, run_parallel};
 use super::progress::Progress;
@@ -355,26 +355,16 @@ pub struct CopyingArgs {
     /// Comma-separated seeds: mean and range over them.
     #[arg(long, value_delimiter = ',')]
     pub seeds: Vec<u64>,
-    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
-    /// thread).
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
-    /// A smoke run that finishes in seconds.
-    #[arg(long)]
-    pub quick: bool,
-    /// Output folder.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// `--jobs`, `--quick`, `--out` and `--device`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl CopyingArgs {
     /// The options of these flags, unchecked (defaults where a flag is missing).
     pub fn options(&self) -> CopyingOptions {
         let mut o = CopyingOptions::default();
-        if self.quick {
+        if self.run.quick {
             o = o.quick();
         }
         if !self.tasks.is_empty() {
@@ -418,17 +408,14 @@ impl CopyingArgs {
         } else if !self.seeds.is_empty() {
             o.seeds = self.seeds.clone();
         }
-        o.jobs = self.jobs;
+        o.jobs = self.run.jobs;
         // The longest example must fit a packed row.
         let longest = o
             .task(CopyKind::PrefixNgram)
             .example_len(o.train_len.1)
             .max(2 * o.train_len.1 + 3);
         o.context = o.context.max(longest);
-        o.out_dir = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("results/copying"));
+        o.out_dir = self.run.out_dir("results/copying");
         o
     }
 }
@@ -437,9 +424,8 @@ impl CopyingArgs {
 /// Hard-ALiBi's windowed heads against the heads, every run (tasks, lengths, budget) and every
 /// model (built once on the CPU and dropped).
 pub fn copying_options(args: &CopyingArgs) -> std::result::Result<CopyingOptions, CliError> {
-    check_device(&args.device)?;
-    at_least_one("--jobs", args.jobs)?;
-    for (flag, value) in [
+    args.run.check()?;
+    at_least_one_each(&[
         ("--vocab", args.vocab),
         ("--ngram", args.ngram),
         ("--steps", args.steps),
@@ -450,11 +436,7 @@ pub fn copying_options(args: &CopyingArgs) -> std::result::Result<CopyingOptions
         ("--mamba-layers", args.mamba_layers),
         ("--context", args.context),
         ("--eval-samples", args.eval_samples),
-    ] {
-        if let Some(v) = value {
-            at_least_one(flag, v)?;
-        }
-    }
+    ])?;
     if let Some(v) = args.vocab
         && v > 26
     {

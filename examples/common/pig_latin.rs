@@ -27,7 +27,7 @@ use seqlayers::train::{
 use seqlayers::{Result, SeqError};
 
 use super::cli::{
-    CliError, at_least_one, check_device, distinct, positive_list, positive_number, read_text_file,
+    CliError, RunArgs, at_least_one_each, distinct, positive_list, positive_number, read_text_file,
 };
 use super::experiments::{prepare_out_dir, write_files};
 use super::parallel::{INIT_LOCK, run_parallel};
@@ -80,19 +80,9 @@ pub struct PigLatinArgs {
     /// Seed of split, data order and initialization.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
-    /// thread).
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
-    /// A smoke run that finishes in seconds.
-    #[arg(long)]
-    pub quick: bool,
-    /// Output folder.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// `--jobs`, `--quick`, `--out` and `--device`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl PigLatinArgs {
@@ -100,7 +90,7 @@ impl PigLatinArgs {
     /// checked here, see [`pig_latin_options`].
     pub fn options(&self) -> std::result::Result<PigLatinOptions, String> {
         let mut o = PigLatinOptions::default();
-        if self.quick {
+        if self.run.quick {
             o = o.quick();
         }
         if !self.models.is_empty() {
@@ -139,11 +129,8 @@ impl PigLatinArgs {
         o.transformer_layers = self.transformer_layers.unwrap_or(o.transformer_layers);
         o.mamba_layers = self.mamba_layers.unwrap_or(o.mamba_layers);
         o.seed = self.seed;
-        o.jobs = self.jobs;
-        o.out_dir = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("results/pig_latin"));
+        o.jobs = self.run.jobs;
+        o.out_dir = self.run.out_dir("results/pig_latin");
         Ok(o)
     }
 }
@@ -152,18 +139,13 @@ impl PigLatinArgs {
 /// every word list the runs read (present, UTF-8 text, usable pairs or words) and every model
 /// (built once on the CPU and dropped).
 pub fn pig_latin_options(args: &PigLatinArgs) -> std::result::Result<PigLatinOptions, CliError> {
-    check_device(&args.device)?;
-    at_least_one("--jobs", args.jobs)?;
-    for (flag, value) in [
+    args.run.check()?;
+    at_least_one_each(&[
         ("--steps", args.steps),
         ("--batch", args.batch),
         ("--transformer-layers", args.transformer_layers),
         ("--mamba-layers", args.mamba_layers),
-    ] {
-        if let Some(v) = value {
-            at_least_one(flag, v)?;
-        }
-    }
+    ])?;
     if let Some(epochs) = args.epochs {
         positive_number("--epochs", epochs)?;
     }

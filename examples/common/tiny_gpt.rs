@@ -28,7 +28,9 @@ use seqlayers::train::{
     evaluate_lengths, train,
 };
 
-use super::cli::{CliError, at_least_one, check_device, distinct, positive_number, read_text_file};
+use super::cli::{
+    CliError, RunArgs, at_least_one, at_least_one_each, distinct, positive_number, read_text_file,
+};
 use super::experiments::{prepare_out_dir, write_files};
 use super::parallel::{INIT_LOCK, run_parallel};
 use super::progress::Progress;
@@ -372,22 +374,12 @@ pub struct TrainArgs {
     /// Seed of split, data order, initialization and sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
-    /// thread).
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
-    /// A smoke run that finishes in seconds.
-    #[arg(long)]
-    pub quick: bool,
-    /// Output folder.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// Do not save checkpoints.
     #[arg(long)]
     pub no_save: bool,
-    /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// `--jobs`, `--quick`, `--out` and `--device`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Flags of `tiny_gpt generate`.
@@ -417,7 +409,7 @@ impl TrainArgs {
     /// The options of these flags, unchecked (defaults where a flag is missing).
     pub fn options(&self) -> TinyGptOptions {
         let mut o = TinyGptOptions::default();
-        if self.quick {
+        if self.run.quick {
             o = o.quick();
         }
         if !self.ablations.is_empty() {
@@ -438,12 +430,9 @@ impl TrainArgs {
         o.dropout = self.dropout.unwrap_or(o.dropout);
         o.resume = self.resume.clone();
         o.seed = self.seed;
-        o.jobs = self.jobs;
+        o.jobs = self.run.jobs;
         o.save = !self.no_save;
-        o.out_dir = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("results/tiny_gpt"));
+        o.out_dir = self.run.out_dir("results/tiny_gpt");
         o
     }
 }
@@ -452,19 +441,14 @@ impl TrainArgs {
 /// (present, UTF-8, long enough for the split and the block size) and every model of the grid
 /// (built once on the CPU and dropped).
 pub fn train_options(args: &TrainArgs) -> std::result::Result<TinyGptOptions, CliError> {
-    check_device(&args.device)?;
-    at_least_one("--jobs", args.jobs)?;
-    for (flag, value) in [
+    args.run.check()?;
+    at_least_one_each(&[
         ("--block-size", args.block_size),
         ("--d-model", args.d_model),
         ("--layers", args.layers),
         ("--steps", args.steps),
         ("--batch", args.batch),
-    ] {
-        if let Some(v) = value {
-            at_least_one(flag, v)?;
-        }
-    }
+    ])?;
     if let Some(w) = args.words
         && w < 2
     {
