@@ -18,6 +18,7 @@ mod linear;
 pub mod lstm;
 pub mod model;
 mod ndarray_io;
+mod nn;
 pub mod position;
 pub mod simd;
 pub mod ssm;

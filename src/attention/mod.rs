@@ -36,6 +36,7 @@ mod mask;
 mod mha;
 mod sdpa;
 
+pub use crate::nn::MASKED;
 pub use backend::{
     FusedAttentionGrads, FusedAttentionInput, RopeTables, fused_attention_backward,
     fused_attention_forward,
@@ -44,4 +45,4 @@ pub use cache::KvCache;
 pub use config::{AttentionConfig, CausalMasking, QkvSharing, Similarity};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};
 pub use mha::{CrossKv, MultiHeadAttention};
-pub use sdpa::{AttentionOutput, MASKED, attention_with_similarity, scaled_dot_product_attention};
+pub use sdpa::{AttentionOutput, attention_with_similarity, scaled_dot_product_attention};

@@ -5,14 +5,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
 use super::{ScoreMask, Similarity};
-
-/// Score of a masked query/key pair: effectively `−∞`.
-///
-/// `exp(MASKED − max)` underflows to exactly `0` in f32, so every row with at least one
-/// visible key gets precisely the weights of a `−∞` mask. Being finite, a row whose keys are
-/// *all* masked (e.g. a left-padded query under a causal mask) gets finite weights instead of
-/// `0/0 = NaN`, which would otherwise poison the gradients of the whole batch.
-pub const MASKED: f32 = -1.0e30;
+use crate::nn::MASKED;
 
 /// Output of [`scaled_dot_product_attention`].
 #[derive(Debug, Clone)]

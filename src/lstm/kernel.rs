@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use crate::simd::SimdLevel;
-use crate::ssm::scan::{Fused, LANES, MulAdd, Plain, fast_exp, hsum};
+use crate::simd::{Fused, LANES, MulAdd, Plain, fast_exp, hsum};
 
 /// Sizes of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

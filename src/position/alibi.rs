@@ -13,7 +13,7 @@
 //! The bias tables here are plain row-major `Vec<f32>` of shape `[H, Lq, Lk]`; query row `r`
 //! has absolute position `q_offset + r`, key column `j` absolute position `j`.
 
-use crate::attention::MASKED;
+use crate::nn::MASKED;
 
 /// ALiBi slopes `m_h = 2^(−8h/H)` for `h = 1..=n_heads`.
 pub fn alibi_slopes(n_heads: usize) -> Vec<f32> {

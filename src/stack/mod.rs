@@ -14,7 +14,6 @@
 //! every layer kind, ≤ 1e-5 in f32).
 
 mod mlp;
-mod norm;
 mod state;
 
 use std::fmt;
@@ -25,8 +24,8 @@ use burn::nn::{Lstm, LstmConfig, LstmState};
 use burn::prelude::*;
 use burn::serde::{Deserialize, Serialize};
 
+pub use crate::nn::{Norm, NormKind};
 pub use mlp::{Mlp, MlpConfig};
-pub use norm::{Norm, NormKind};
 pub use state::{LayerState, StackState};
 
 use crate::attention::{

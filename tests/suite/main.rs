@@ -15,6 +15,7 @@ mod experiments_quick;
 /// The examples' experiment drivers (`examples/common`), mounted to run their quick versions.
 #[path = "../../examples/common/mod.rs"]
 mod harness;
+mod layering;
 mod lstm;
 mod mamba;
 mod mamba_state;

@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Tensor};
 use super::mixer::Mamba;
 use super::state::MambaState;
 use crate::error::Result;
-use crate::stack::Norm;
+use crate::nn::Norm;
 
 /// A residual Mamba block, built by
 /// [`MambaConfig::try_init_block`](super::MambaConfig::try_init_block).

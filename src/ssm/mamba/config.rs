@@ -9,9 +9,9 @@ use super::init;
 use super::mixer::Mamba;
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
+use crate::nn::NormKind;
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::ScanKind;
-use crate::stack::NormKind;
 
 /// Configuration of a [`Mamba`] mixer and of a [`MambaBlock`].
 ///

@@ -28,7 +28,6 @@ pub use backend::{
     FusedScanGrads, FusedScanInput, FusedScanOutput, fused_scan_backward, fused_scan_forward,
     reference_backward,
 };
-pub(crate) use fused_kernel::{Fused, LANES, MulAdd, Plain, fast_exp, hsum};
 pub use log_space::{LOG_ZERO, scan_log_space};
 pub use parallel::scan_parallel;
 pub use sequential::scan_sequential;
