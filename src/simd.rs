@@ -201,6 +201,42 @@ macro_rules! call_at_level {
 }
 pub(crate) use call_at_level;
 
+/// Defines a kernel entry `$name(level, …)` and its three variants, each running
+/// `$body::<[generics,] M>(…)` with `M` the multiply-add of its build: the baseline target
+/// (`$generic`, [`Plain`]), AVX2 + FMA (`$avx2`) and AVX-512F + FMA (`$avx512`), both [`Fused`].
+/// `$name` picks the variant with [`call_at_level`]. The one "compile per SIMD level" macro of
+/// the crate (the scan's tasks and the LSTM's rows). Optional generic parameters go before the
+/// argument list: `simd_variants!(f, f_generic, f_avx2, f_avx512, f_body, <K: Coeffs> (k: K) -> R)`.
+macro_rules! simd_variants {
+    ($name:ident, $generic:ident, $avx2:ident, $avx512:ident, $body:ident,
+     $(<$($g:ident : $gb:path),*>)? ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        fn $generic $(<$($g: $gb),*>)? ($($arg: $ty),*) -> $ret {
+            $body::<$($($g,)*)? $crate::simd::Plain>($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx2 $(<$($g: $gb),*>)? ($($arg: $ty),*) -> $ret {
+            $body::<$($($g,)*)? $crate::simd::Fused>($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn $avx512 $(<$($g: $gb),*>)? ($($arg: $ty),*) -> $ret {
+            $body::<$($($g,)*)? $crate::simd::Fused>($($arg),*)
+        }
+
+        /// Runs the variant for `level` (read once on the calling thread, see [`crate::simd`]).
+        fn $name $(<$($g: $gb),*>)? (level: $crate::simd::SimdLevel, $($arg: $ty),*) -> $ret {
+            $crate::simd::call_at_level!(level,
+                avx512: $avx512($($arg),*),
+                avx2: $avx2($($arg),*),
+                baseline: $generic($($arg),*))
+        }
+    };
+}
+pub(crate) use simd_variants;
+
 // ---- SIMD math shared by the CPU kernels (scan, LSTM), compiled once per level by each
 // kernel's variants. ----
 

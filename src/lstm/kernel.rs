@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use crate::simd::SimdLevel;
-use crate::simd::{Fused, LANES, MulAdd, Plain, fast_exp, hsum};
+use crate::simd::{LANES, MulAdd, fast_exp, hsum};
 
 /// Sizes of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,40 +144,10 @@ fn dot<M: MulAdd>(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// Defines `$name(level, …)` running `$body::<M>(…)` compiled for the baseline target (plain
-/// multiply-add), AVX2 + FMA and AVX-512F + FMA.
-macro_rules! simd_variants {
-    ($name:ident, $generic:ident, $avx2:ident, $avx512:ident, $body:ident,
-     ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
-        fn $generic($($arg: $ty),*) -> $ret {
-            $body::<Plain>($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn $avx2($($arg: $ty),*) -> $ret {
-            $body::<Fused>($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        fn $avx512($($arg: $ty),*) -> $ret {
-            $body::<Fused>($($arg),*)
-        }
-
-        fn $name(level: SimdLevel, $($arg: $ty),*) -> $ret {
-            crate::simd::call_at_level!(level,
-                avx512: $avx512($($arg),*),
-                avx2: $avx2($($arg),*),
-                baseline: $generic($($arg),*))
-        }
-    };
-}
-
-simd_variants!(forward_row, forward_row_generic, forward_row_avx2, forward_row_avx512, forward_row_body,
+crate::simd::simd_variants!(forward_row, forward_row_generic, forward_row_avx2, forward_row_avx512, forward_row_body,
     (dims: LstmDims, input: LstmKernelInput<'_>, b: usize, h_out: &mut [f32], c_out: &mut [f32], gates_out: &mut [f32]) -> ());
 
-simd_variants!(backward_row, backward_row_generic, backward_row_avx2, backward_row_avx512, backward_row_body,
+crate::simd::simd_variants!(backward_row, backward_row_generic, backward_row_avx2, backward_row_avx512, backward_row_body,
     (dims: LstmDims, bw: LstmBackwardInput<'_>, b: usize) -> RowGrads);
 
 /// One batch row of the forward: writes `h`, `c`, `gates` of row `b`.

@@ -36,7 +36,7 @@
 
 use rayon::prelude::*;
 
-use crate::simd::{Fused, LANES, MulAdd, Plain, SimdLevel, fast_exp, hsum};
+use crate::simd::{LANES, MulAdd, SimdLevel, fast_exp, hsum};
 use crate::ssm::discretization::Discretization;
 
 /// Steps per checkpoint chunk.
@@ -181,6 +181,7 @@ impl Coeffs for Generalized {
 /// Kernel-side `(Ā, F)` for one scalar pair (for tests against the closed forms).
 #[cfg(test)]
 fn kernel_coeffs(disc: Discretization, dt: f32, a: f32) -> (f32, f32) {
+    use crate::simd::Plain;
     match disc {
         Discretization::ZeroOrderHold => Zoh.coeffs::<Plain>(dt, a),
         Discretization::Simplified => Simplified.coeffs::<Plain>(dt, a),
@@ -324,40 +325,8 @@ struct FwdTask {
     ckpt: Vec<f32>,
 }
 
-/// Defines `$name` running `$body` for one task, compiled three times: for the baseline target,
-/// with AVX2 + FMA and with AVX-512F + FMA enabled, so the loops over `N` use 4-, 8- or 16-wide
-/// vectors; the caller passes the [`SimdLevel`] to run.
-macro_rules! dispatch_task {
-    ($name:ident, $generic:ident, $avx2:ident, $avx512:ident, $body:ident,
-     ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
-        fn $generic<K: Coeffs>($($arg: $ty),*) -> $ret {
-            $body::<K, Plain>($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn $avx2<K: Coeffs>($($arg: $ty),*) -> $ret {
-            $body::<K, Fused>($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        fn $avx512<K: Coeffs>($($arg: $ty),*) -> $ret {
-            $body::<K, Fused>($($arg),*)
-        }
-
-        /// Runs the variant for `level` (read once on the calling thread, see [`crate::simd`]).
-        fn $name<K: Coeffs>(level: SimdLevel, $($arg: $ty),*) -> $ret {
-            crate::simd::call_at_level!(level,
-                avx512: $avx512($($arg),*),
-                avx2: $avx2($($arg),*),
-                baseline: $generic($($arg),*))
-        }
-    };
-}
-
-dispatch_task!(forward_task, forward_task_generic, forward_task_avx2, forward_task_avx512, forward_task_body,
-    (k: K, dims: KernelDims, inp: KernelInput<'_>, save: bool, task: Task) -> FwdTask);
+crate::simd::simd_variants!(forward_task, forward_task_generic, forward_task_avx2, forward_task_avx512, forward_task_body,
+    <K: Coeffs> (k: K, dims: KernelDims, inp: KernelInput<'_>, save: bool, task: Task) -> FwdTask);
 
 /// Forward of one task: every channel of the block, all steps.
 #[inline(always)]
@@ -506,8 +475,8 @@ struct Adjoint<'a> {
     dh_last: &'a [f32],
 }
 
-dispatch_task!(backward_task, backward_task_generic, backward_task_avx2, backward_task_avx512, backward_task_body,
-    (k: K, dims: KernelDims, inp: KernelInput<'_>, adj: Adjoint<'_>, task: Task) -> BwdTask);
+crate::simd::simd_variants!(backward_task, backward_task_generic, backward_task_avx2, backward_task_avx512, backward_task_body,
+    <K: Coeffs> (k: K, dims: KernelDims, inp: KernelInput<'_>, adj: Adjoint<'_>, task: Task) -> BwdTask);
 
 /// Backward of one task: chunks last to first, recompute then adjoint (see the module docs).
 #[inline(always)]
