@@ -24,6 +24,20 @@ pub struct ClassifierConfig {
 }
 
 impl ClassifierConfig {
+    /// Like [`try_init`](Self::try_init) but panics with the validation message; for
+    /// configurations known to be valid.
+    ///
+    /// # Panics
+    /// When [`try_init`](Self::try_init) returns an error.
+    pub fn init<B: Backend>(
+        &self,
+        embedding: Tensor<B, 2>,
+        device: &B::Device,
+    ) -> StackClassifier<B> {
+        self.try_init(embedding, device)
+            .unwrap_or_else(|e| panic!("invalid ClassifierConfig: {e}"))
+    }
+
     /// Validates and builds the model around the fixed (untrained) embedding `[K, d]`.
     ///
     /// Every parameter is drawn here, not lazily at its first use (Burn's default for `nn`

@@ -71,6 +71,16 @@ pub struct EncoderDecoderConfig {
 }
 
 impl EncoderDecoderConfig {
+    /// Like [`try_init`](Self::try_init) but panics with the validation message; for
+    /// configurations known to be valid.
+    ///
+    /// # Panics
+    /// When [`try_init`](Self::try_init) returns an error.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> EncoderDecoder<B> {
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("invalid EncoderDecoderConfig: {e}"))
+    }
+
     /// Validates the configuration and builds the model, drawing every parameter now.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<EncoderDecoder<B>> {
         ensure_nonzero("vocab_size", self.vocab_size)?;

@@ -23,6 +23,16 @@ pub struct MlpConfig {
 }
 
 impl MlpConfig {
+    /// Like [`try_init`](Self::try_init) but panics with the validation message; for
+    /// configurations known to be valid.
+    ///
+    /// # Panics
+    /// When [`try_init`](Self::try_init) returns an error.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Mlp<B> {
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("invalid MlpConfig: {e}"))
+    }
+
     /// Validates the sizes and builds the sublayer, drawing every weight now.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<Mlp<B>> {
         ensure_nonzero("d_model", self.d_model)?;

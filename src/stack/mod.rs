@@ -167,6 +167,16 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
+    /// Like [`try_init`](Self::try_init) but panics with the validation message; for
+    /// configurations known to be valid.
+    ///
+    /// # Panics
+    /// When [`try_init`](Self::try_init) returns an error.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> SequenceStack<B> {
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("invalid StackConfig: {e}"))
+    }
+
     /// Validates the configuration and builds the stack, drawing every parameter now.
     pub fn try_init<B: Backend>(&self, device: &B::Device) -> crate::Result<SequenceStack<B>> {
         ensure_nonzero("d_model", self.d_model)?;
@@ -510,6 +520,15 @@ impl AttentionConfig {
             norm: NormKind::Rms.init(self.d_model, 1e-5, device),
             attention: self.try_init(device)?,
         })
+    }
+
+    /// Like [`try_init_block`](Self::try_init_block) but panics with the validation message.
+    ///
+    /// # Panics
+    /// When [`try_init_block`](Self::try_init_block) returns an error.
+    pub fn init_block<B: Backend>(&self, device: &B::Device) -> AttentionBlock<B> {
+        self.try_init_block(device)
+            .unwrap_or_else(|e| panic!("invalid AttentionConfig: {e}"))
     }
 }
 

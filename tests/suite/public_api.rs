@@ -412,3 +412,84 @@ fn small_predicates_by_hand() {
         vec!["T_rope", "T_nope", "T_alibi", "T_hard_alibi"]
     );
 }
+
+/// Every config's `init` builds what `try_init` builds, and panics with the typed error's
+/// message (naming the config) where `try_init` errors.
+#[test]
+fn every_config_init_matches_try_init_or_panics_with_its_message() {
+    use burn::module::Module;
+    use seqlayers::model::{ClassifierConfig, EncoderDecoderConfig, LanguageModelConfig};
+    use seqlayers::stack::{MlpConfig, StackConfig, parse_layers};
+
+    let device = seqlayers::backend::CpuDevice::default();
+    type B = seqlayers::backend::Cpu;
+    fn panic_text(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+        let err = std::panic::catch_unwind(f).expect_err("init must panic on an invalid config");
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
+    let stack = StackConfig::new(8, parse_layers("mamba,attention+mlp").unwrap());
+    // The parameter counts of `init` and `try_init` agree (both draw every parameter).
+    assert_eq!(
+        stack.init::<B>(&device).num_params(),
+        stack.try_init::<B>(&device).unwrap().num_params()
+    );
+    let lm = LanguageModelConfig::new(stack.clone(), 11);
+    assert_eq!(
+        lm.init::<B>(&device).num_params(),
+        lm.try_init::<B>(&device).unwrap().num_params()
+    );
+    let mlp = MlpConfig::new(8, 32);
+    assert_eq!(
+        mlp.init::<B>(&device).num_params(),
+        8 * 32 + 32 + 32 * 8 + 8
+    );
+    let s2s = EncoderDecoderConfig::new(11, 8);
+    assert_eq!(
+        s2s.init::<B>(&device).num_params(),
+        s2s.try_init::<B>(&device).unwrap().num_params()
+    );
+    let table = Tensor::<B, 2>::zeros([5, 8], &device);
+    let classifier = ClassifierConfig::new(stack.clone(), 3);
+    assert_eq!(
+        classifier.init::<B>(table.clone(), &device).num_params(),
+        classifier
+            .try_init::<B>(table, &device)
+            .unwrap()
+            .num_params()
+    );
+    let block = AttentionConfig::new(8, 2);
+    assert_eq!(
+        block.init_block::<B>(&device).num_params(),
+        block.try_init_block::<B>(&device).unwrap().num_params()
+    );
+
+    let bad_stack = StackConfig::new(0, parse_layers("mamba").unwrap());
+    let d = device;
+    let text = panic_text(move || {
+        bad_stack.init::<B>(&d);
+    });
+    assert!(
+        text.starts_with("invalid StackConfig: ") && text.contains("d_model"),
+        "{text}"
+    );
+    let text = panic_text(move || {
+        MlpConfig::new(8, 0).init::<B>(&d);
+    });
+    assert!(
+        text.starts_with("invalid MlpConfig: ") && text.contains("MLP hidden width"),
+        "{text}"
+    );
+    let text = panic_text(move || {
+        LanguageModelConfig::new(StackConfig::new(8, parse_layers("mamba").unwrap()), 0)
+            .init::<B>(&d);
+    });
+    assert!(
+        text.starts_with("invalid LanguageModelConfig: ") && text.contains("vocab_size"),
+        "{text}"
+    );
+    let text = panic_text(move || {
+        AttentionConfig::new(8, 3).init_block::<B>(&d);
+    });
+    assert!(text.starts_with("invalid AttentionConfig: "), "{text}");
+}
