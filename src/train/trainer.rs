@@ -15,10 +15,10 @@ use rand::rngs::StdRng;
 
 use super::objective::{SequenceModel, batch_loss, evaluate_batch};
 use crate::data::{Metric, Task};
-use crate::error::{Result, SeqError, ensure_nonzero};
+use crate::error::{SeqError, ensure_nonzero};
 
 /// Which optimizer to train with.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Config, Debug, Copy, PartialEq)]
 pub enum OptimizerKind {
     /// Adam (no weight decay).
     Adam,
@@ -30,7 +30,7 @@ pub enum OptimizerKind {
 }
 
 /// How the learning rate moves over the run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Config, Debug, Copy, PartialEq)]
 pub enum LrSchedule {
     /// The configured rate at every step.
     Constant,
@@ -67,7 +67,7 @@ impl LrSchedule {
 
 /// Stop once the test-batch score stays at or beyond `target` for `patience` evaluations (at or
 /// above for accuracy-like metrics, at or below for perplexity).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Config, Debug, Copy, PartialEq)]
 pub struct EarlyStop {
     /// Threshold on the task's metric.
     pub target: f64,
@@ -77,7 +77,7 @@ pub struct EarlyStop {
 
 /// Stop once the test-batch score has not beaten its best so far by more than `min_delta` for
 /// `patience` consecutive evaluations (a plateau; "better" in the metric's direction).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Config, Debug, Copy, PartialEq)]
 pub struct PlateauStop {
     /// Consecutive evaluations without improvement that end the run.
     pub patience: usize,
@@ -112,56 +112,52 @@ impl std::fmt::Display for StopReason {
 }
 
 /// Hyper-parameters of a training run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Config, Debug, PartialEq)]
 pub struct TrainConfig {
     /// Maximum number of optimizer steps.
+    #[config(default = 2000)]
     pub steps: usize,
     /// Sequences per minibatch.
+    #[config(default = 64)]
     pub batch_size: usize,
     /// Peak learning rate.
+    #[config(default = 1e-3)]
     pub lr: f64,
     /// Optimizer.
+    #[config(default = "OptimizerKind::Adam")]
     pub optimizer: OptimizerKind,
     /// Learning-rate schedule.
+    #[config(default = "LrSchedule::Constant")]
     pub schedule: LrSchedule,
     /// Clip the global gradient norm to this value (`None`: no clipping).
     pub grad_clip: Option<f32>,
     /// Evaluate on the fixed test batch every this many steps (the convergence curve).
+    #[config(default = 25)]
     pub eval_every: usize,
     /// Size of the fixed test batch.
+    #[config(default = 256)]
     pub test_batch: usize,
     /// Optional early stop.
+    #[config(default = "Some(EarlyStop { target: 0.99, patience: 4 })")]
     pub early_stop: Option<EarlyStop>,
     /// Optional stop on a plateau of the test-batch score.
     pub plateau_stop: Option<PlateauStop>,
     /// Seed of the training stream and of the test batch.
+    #[config(default = 0)]
     pub seed: u64,
 }
 
 impl Default for TrainConfig {
+    /// The same as [`TrainConfig::new`]: 2000 steps of Adam at 1e-3, batch 64, evaluated every
+    /// 25 steps on 256 examples, stopping early at 99% for 4 evaluations.
     fn default() -> Self {
-        Self {
-            steps: 2000,
-            batch_size: 64,
-            lr: 1e-3,
-            optimizer: OptimizerKind::Adam,
-            schedule: LrSchedule::Constant,
-            grad_clip: None,
-            eval_every: 25,
-            test_batch: 256,
-            early_stop: Some(EarlyStop {
-                target: 0.99,
-                patience: 4,
-            }),
-            plateau_stop: None,
-            seed: 0,
-        }
+        Self::new()
     }
 }
 
 impl TrainConfig {
     /// Checks every field.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> crate::Result<()> {
         ensure_nonzero("steps", self.steps)?;
         ensure_nonzero("batch_size", self.batch_size)?;
         ensure_nonzero("eval_every", self.eval_every)?;
@@ -304,7 +300,7 @@ pub fn train<B, M, T>(
     config: &TrainConfig,
     device: &B::Device,
     observer: &mut dyn TrainObserver,
-) -> Result<(M, TrainReport)>
+) -> crate::Result<(M, TrainReport)>
 where
     B: AutodiffBackend,
     M: SequenceModel<B> + AutodiffModule<B>,
@@ -332,7 +328,7 @@ where
     };
 
     let inner_device = device.clone();
-    let evaluate = |model: &M| -> Result<(f64, f64)> {
+    let evaluate = |model: &M| -> crate::Result<(f64, f64)> {
         let scores =
             evaluate_batch::<B::InnerBackend, _>(&model.valid(), &test_batch, &inner_device)?;
         Ok((scores.get(metric), scores.loss))
@@ -480,12 +476,12 @@ mod tests {
     }
 
     impl<B: Backend> SequenceModel<B> for Probe<B> {
-        fn logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+        fn logits(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
             let [batch, _] = tokens.dims();
             Ok(self.last_logits(tokens)?.reshape([batch, 1, 16]))
         }
 
-        fn last_logits(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 2>> {
+        fn last_logits(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 2>> {
             let [batch, len] = tokens.dims();
             let one_hot = tokens.reshape([batch * len]).one_hot::<2>(16).float(); // [B·L, K]
             let bag = one_hot

@@ -493,3 +493,46 @@ fn every_config_init_matches_try_init_or_panics_with_its_message() {
     });
     assert!(text.starts_with("invalid AttentionConfig: "), "{text}");
 }
+
+/// `TrainConfig` is a Burn `Config`: `new()` is the documented default, the builder sets
+/// fields, and it round-trips through its JSON file unchanged (nested enums and stops included).
+#[test]
+fn train_config_is_a_burn_config() {
+    use burn::config::Config;
+    use seqlayers::train::{EarlyStop, LrSchedule, OptimizerKind, PlateauStop, TrainConfig};
+
+    let default = TrainConfig::default();
+    assert_eq!(TrainConfig::new(), default);
+    assert_eq!(
+        (default.steps, default.batch_size, default.lr),
+        (2000, 64, 1e-3)
+    );
+    let config = TrainConfig::new()
+        .with_steps(300)
+        .with_optimizer(OptimizerKind::AdamW { weight_decay: 0.1 })
+        .with_schedule(LrSchedule::WarmupCosine {
+            warmup_steps: 20,
+            min_ratio: 0.1,
+        })
+        .with_grad_clip(Some(1.0))
+        .with_early_stop(None)
+        .with_plateau_stop(Some(PlateauStop {
+            patience: 5,
+            min_delta: 0.005,
+            min_steps: 100,
+        }));
+    assert_eq!(config.steps, 300);
+    let path = std::env::temp_dir().join(format!("seqlayers-train-{}.json", std::process::id()));
+    config.save(&path).unwrap();
+    let loaded = TrainConfig::load(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert_eq!(loaded, config);
+    assert_ne!(loaded, default);
+    assert_eq!(
+        default.early_stop,
+        Some(EarlyStop {
+            target: 0.99,
+            patience: 4
+        })
+    );
+}
