@@ -55,8 +55,8 @@ impl QkvSharing {
     }
 }
 
-/// How a query and a key are compared (the scores before the softmax); ablation switch of
-/// seed 004 §2.2. `d` is the head width.
+/// How a query and a key are compared (the scores before the softmax); an ablation switch.
+/// `d` is the head width.
 #[derive(Config, Debug, Copy, PartialEq)]
 pub enum Similarity {
     /// `q·k / √d` (standard).

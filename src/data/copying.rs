@@ -1,4 +1,4 @@
-//! Copying and n-gram lookup (seed 003: Jelassi et al., "Repeat After Me: Transformers are
+//! Copying and n-gram lookup (Jelassi et al., "Repeat After Me: Transformers are
 //! Better than State Space Models at Copying", ICML 2024).
 //!
 //! # Glossary

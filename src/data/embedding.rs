@@ -1,4 +1,4 @@
-//! The fixed token embedding of the recall homework.
+//! The fixed (untrained) token embedding of the recall tasks.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -2,11 +2,11 @@
 //!
 //! - [`AssociativeRecall`]: associative recall AR(M) with delay τ (seeds 000/001); the induction
 //!   head task is the special case M = 1.
-//! - [`CopyTask`]: copying and prefix/suffix n-gram lookup (seed 003).
-//! - [`PigLatinTask`]: English → Pig-Latin translation of words (seed 002), with the rule
-//!   [`pig_latin`] and the homework's word-pair files.
+//! - [`CopyTask`]: copying and prefix/suffix n-gram lookup (Jelassi et al., 2024).
+//! - [`PigLatinTask`]: English → Pig-Latin translation of words, with the rule
+//!   [`pig_latin`] and word-pair files.
 //! - [`LanguageModelTask`]: next-token prediction on a real text ([`TextCorpus`], character or
-//!   word [`Vocabulary`]), with the n-gram baselines ([`ngram_perplexity`]) (seed 004 §2).
+//!   word [`Vocabulary`]), with the n-gram baselines ([`ngram_perplexity`]).
 //!
 //! Batches are generated on the fly from a seeded RNG, so a run is reproducible from its seed
 //! and any sequence length can be drawn (training length L, evaluation up to 3L and beyond).

@@ -1,4 +1,4 @@
-//! Pig-Latin translation (seed 002): the rule, the homework's word-pair files, a seeded split,
+//! Pig-Latin translation: the rule, word-pair files (`english piglatin` lines), a seeded split,
 //! and [`PigLatinTask`], which batches pairs for an encoder–decoder or for one causal stack.
 //!
 //! # The rule, as the data files apply it
@@ -161,8 +161,8 @@ pub struct PairSet {
     pub duplicates: usize,
 }
 
-/// Reads `english piglatin` lines (the homework's format): keeps the unique pairs whose words
-/// use only the vocabulary (the homework's 3,198 / 22,402 pairs), counting the rest.
+/// Reads `english piglatin` lines: keeps the unique pairs whose words use only the vocabulary
+/// (3,198 / 22,402 pairs of the files in `data/piglatin/`), counting the rest.
 pub fn parse_pairs(text: &str, origin: &str) -> Result<PairSet> {
     let mut seen = std::collections::BTreeSet::new();
     let (mut skipped, mut duplicates) = (0, 0);
@@ -284,7 +284,7 @@ struct EncodedPair {
 /// Pig-Latin translation as a [`Task`]: word accuracy ([`Metric::ExactMatch`]) of the
 /// translation up to and including EOS.
 ///
-/// - `train_batch` follows the homework: all words of a minibatch share the source length
+/// - `train_batch`: all words of a minibatch share the source length
 ///   (so encoder and cross-attention need no padding); targets are right-padded.
 /// - `test_batch` mixes validation words of all lengths, right-padded with masks.
 /// - `sample(rng, n, len)` draws validation words of source length `len`.

@@ -38,7 +38,7 @@ pub struct RecallConfig {
 }
 
 impl RecallConfig {
-    /// The homework setting: `K = 16, d = 8, L = 64, τ = 1`, with `M` queries.
+    /// The standard small setting: `K = 16, d = 8, L = 64, τ = 1`, with `M` queries.
     pub fn new(n_queries: usize) -> Self {
         Self {
             vocab: 16,

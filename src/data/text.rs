@@ -1,4 +1,4 @@
-//! Language modelling on a real text (seed 004 §2): a [`Vocabulary`] (characters, or words with
+//! Language modelling on a real text: a [`Vocabulary`] (characters, or words with
 //! a cap and an unknown token), a [`TextCorpus`] split into training and validation by
 //! contiguous blocks, [`LanguageModelTask`] (random windows, every next token scored,
 //! perplexity), and the unigram/bigram baselines a model must beat.

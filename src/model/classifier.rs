@@ -1,5 +1,5 @@
 //! The recall model: fixed embedding → (absolute positions) → [`SequenceStack`] → norm → linear
-//! head on the last position, plus the named models of the homework ([`ModelKind`]).
+//! head on the last position, plus the named models of the recall comparison ([`ModelKind`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -135,7 +135,8 @@ impl<B: Backend> SequenceModel<B> for StackClassifier<B> {
     }
 }
 
-/// The models compared in the homework (seeds 000/001) plus an LSTM baseline.
+/// The models of the attention-versus-SSM recall comparison (transformers with three position
+/// encodings, Mamba, two hybrids) plus an LSTM baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModelKind {
     /// Two attention layers (no MLP) with a learned absolute positional table.
@@ -155,7 +156,7 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// All models, in the order the homework lists them (LSTM last).
+    /// All models: transformers, Mamba, the hybrids, then the LSTM.
     pub const ALL: [ModelKind; 7] = [
         ModelKind::TransformerLearned,
         ModelKind::TransformerRope,

@@ -2,7 +2,7 @@
 //! output head.
 //!
 //! - [`classifier`]: the recall classifier (fixed embedding → stack → norm → class logits at the
-//!   last position) and the homework's named models ([`ModelKind`]).
+//!   last position) and the named models of the recall comparison ([`ModelKind`]).
 //! - [`checkpoint`]: saving a model with its configuration and loading it back (Burn's
 //!   recorders, shapes checked, typed errors).
 //! - [`lm`]: the causal language model (embedding → positions → stack → norm → vocabulary

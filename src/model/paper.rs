@@ -1,4 +1,4 @@
-//! The models compared in "Repeat After Me" (seed 003), named as in its code, as
+//! The models compared in "Repeat After Me" (Jelassi et al., ICML 2024), named as in its code, as
 //! [`LanguageModelConfig`]s of matched size.
 
 use std::fmt;

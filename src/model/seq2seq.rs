@@ -1,5 +1,5 @@
 //! [`EncoderDecoder`]: the transformer of "Attention Is All You Need" at toy scale, for
-//! translation (seed 002's Pig-Latin).
+//! translation (e.g. English → Pig-Latin words, [`crate::data::PigLatinTask`]).
 //!
 //! ```text
 //! source [B, Ls] → E_src + PE → N_enc × (x + SA(LN x, padding); x + MLP(LN x)) → LN → memory
@@ -49,7 +49,7 @@ pub struct EncoderDecoderConfig {
     /// Decoder blocks.
     #[config(default = 2)]
     pub decoder_layers: usize,
-    /// Positions of both sides (sinusoidal, as in the paper and the homework).
+    /// Positions of both sides (sinusoidal, as in the paper).
     #[config(default = "PositionEncoding::Sinusoidal { base: 10000.0 }")]
     pub position: PositionEncoding,
     /// MLP hidden width as a multiple of `D`.

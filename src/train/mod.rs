@@ -15,7 +15,7 @@
 //! reports to an observer the caller chooses, and keeps `burn-train` and its dependency tree out
 //! of a crate meant to build quickly on a 2-core machine.
 //!
-//! The homework drivers (named runs, CSV files, reports, a progress bar) live with the examples
+//! The experiment drivers (named runs, CSV files, reports, a progress bar) live with the examples
 //! in `examples/common/`.
 
 mod eval;

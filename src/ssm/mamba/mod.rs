@@ -1,8 +1,8 @@
 //! The Mamba (S6) block: a selective state-space mixer with a depthwise causal convolution, a
 //! SiLU gate and input-dependent step sizes, plus its recurrent (token-by-token) form.
 //!
-//! Follows the reference `mamba_simple.py` (state-spaces/mamba) exactly; see
-//! the project reference sheet (§1, "Mamba block"):
+//! Follows the reference `mamba_simple.py` (state-spaces/mamba; Gu & Dao, 2023, Algorithm 2)
+//! exactly:
 //!
 //! ```text
 //! [x ; z]   = in_proj(u)                       u: [B, L, D] -> [B, L, 2E]
