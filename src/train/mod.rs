@@ -11,7 +11,7 @@
 //! Why not `burn-train`'s `Learner`: it is built around a fixed dataset read in epochs through
 //! data loaders, with its own metric loggers, dashboard and checkpoint files, while our tasks are
 //! seeded generators sampled at any length whose runs need per-step curves on a fixed test batch
-//! and several trainings side by side in threads. The loop here is about a hundred lines,
+//! and several trainings side by side in threads. The loop here is one function ([`train`], about 165 lines),
 //! reports to an observer the caller chooses, and keeps `burn-train` and its dependency tree out
 //! of a crate meant to build quickly on a 2-core machine.
 //!
