@@ -92,6 +92,7 @@ impl FusedOp {
     }
 
     /// Whether CUDA training records this op as one node (tensor-op backward).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     fn has_cuda_node(self) -> bool {
         matches!(self, FusedOp::Scan | FusedOp::Attention)
     }
@@ -171,16 +172,14 @@ fn target<B: Backend>() -> Target {
 /// type F64 = burn_ndarray::NdArray<f64>;
 /// assert_eq!(kernel_path::<F64>(FusedOp::Lstm), KernelPath::TensorOps);
 /// ```
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))] // `op` matters on CUDA only
 pub fn kernel_path<B: Backend>(op: FusedOp) -> KernelPath {
     match target::<B>() {
         Target::Cpu => KernelPath::CpuKernel,
         Target::CpuAutodiff => KernelPath::CpuKernelNode,
         #[cfg(feature = "cuda")]
         Target::CudaAutodiff if op.has_cuda_node() => KernelPath::TensorOpNode,
-        _ => {
-            let _ = op.has_cuda_node();
-            KernelPath::TensorOps
-        }
+        _ => KernelPath::TensorOps,
     }
 }
 

@@ -201,6 +201,19 @@ pub fn ensure_nonzero(name: &'static str, value: usize) -> Result<()> {
     }
 }
 
+/// `Err(ShapeMismatch)` naming `what` unless the shape `got` equals `expected`: the one shape
+/// check of the crate's `try_` entry points.
+pub(crate) fn ensure_shape(what: &'static str, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected == got {
+        return Ok(());
+    }
+    Err(SeqError::ShapeMismatch {
+        what,
+        expected: format!("{expected:?}"),
+        got: format!("{got:?}"),
+    })
+}
+
 /// Errors with [`SeqError::NonFinite`] on the first NaN or ±∞ in `x` (row-major order).
 ///
 /// Opt-in: it reads the whole tensor back to the host, so no forward pass calls it. The layers

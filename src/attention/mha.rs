@@ -579,11 +579,7 @@ fn check_padding<B: Backend>(
     len: usize,
 ) -> Result<()> {
     match padding {
-        Some(p) if p.dims() != [batch, len] => Err(SeqError::ShapeMismatch {
-            what,
-            expected: format!("{:?}", [batch, len]),
-            got: format!("{:?}", p.dims()),
-        }),
-        _ => Ok(()),
+        Some(p) => crate::error::ensure_shape(what, &[batch, len], &p.dims()),
+        None => Ok(()),
     }
 }

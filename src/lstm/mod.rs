@@ -25,7 +25,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::backend::{Cpu, CpuAutodiff, prim, wrap};
 use crate::dispatch::{FusedOp, Routed, route, same};
-use crate::error::{Result, SeqError, ensure_nonzero};
+use crate::error::{Result, SeqError, ensure_nonzero, ensure_shape};
 
 /// Runs `lstm` over `x` `[B, L, D]` from `state` (zeros when `None`), like [`Lstm::forward`]:
 /// returns every hidden state `[B, L, H]` and the last `(cell, hidden)` state `[B, H]` each.
@@ -117,13 +117,7 @@ pub(crate) fn check_state<B: Backend>(
         ("LSTM cell state [B, H]", cell),
         ("LSTM hidden state [B, H]", hidden),
     ] {
-        if t.dims() != [batch, d_hidden] {
-            return Err(SeqError::ShapeMismatch {
-                what,
-                expected: format!("{:?}", [batch, d_hidden]),
-                got: format!("{:?}", t.dims()),
-            });
-        }
+        ensure_shape(what, &[batch, d_hidden], &t.dims())?;
     }
     Ok(())
 }
@@ -149,22 +143,10 @@ pub fn try_lstm_recurrence<B: Backend>(
         });
     }
     let hd = g / 4;
-    if w_h.dims() != [hd, g] {
-        return Err(SeqError::ShapeMismatch {
-            what: "W_h [H, 4H]",
-            expected: format!("{:?}", [hd, g]),
-            got: format!("{:?}", w_h.dims()),
-        });
-    }
+    ensure_shape("W_h [H, 4H]", &[hd, g], &w_h.dims())?;
     for (what, t) in [("h0 [B, H]", &h0), ("c0 [B, H]", &c0)] {
-        if let Some(t) = t
-            && t.dims() != [bs, hd]
-        {
-            return Err(SeqError::ShapeMismatch {
-                what,
-                expected: format!("{:?}", [bs, hd]),
-                got: format!("{:?}", t.dims()),
-            });
+        if let Some(t) = t {
+            ensure_shape(what, &[bs, hd], &t.dims())?;
         }
     }
     Ok(lstm_recurrence(xw, w_h, h0, c0))

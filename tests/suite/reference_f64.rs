@@ -600,40 +600,45 @@ fn scalar_parameter_gradients_match_finite_differences() {
     let h = 1e-5;
     let loss_scale = loss(&r).abs().max(1.0);
     type Setter = fn(&mut MambaRef, Tensor<Ref, 1>);
-    let scalars: [(&str, Tensor<Ref, 1>, Vec<f32>, Setter); 4] = [
+    /// Name, values θ, f32 fused gradient, f64 reference gradient, how to set θ.
+    type Scalar<'a> = (&'a str, Tensor<Ref, 1>, Vec<f32>, Vec<f64>, Setter);
+    let conv_b = r.conv_b.as_ref().unwrap();
+    let dt_b = r.dt_proj.b.as_ref().unwrap();
+    let scalars: [Scalar; 4] = [
         (
             "dt_proj.bias (Δ bias)",
-            r.dt_proj.b.clone().unwrap(),
+            dt_b.clone(),
             grad32(&mixer32.dt_proj.bias.as_ref().unwrap().val(), &g32),
+            grad64(dt_b, &g64),
             |r, t| r.dt_proj.b = Some(t),
         ),
-        ("d", r.d.clone(), grad32(&mixer32.d.val(), &g32), |r, t| {
-            r.d = t
-        }),
+        (
+            "d",
+            r.d.clone(),
+            grad32(&mixer32.d.val(), &g32),
+            grad64(&r.d, &g64),
+            |r, t| r.d = t,
+        ),
         (
             "conv1d.bias",
-            r.conv_b.clone().unwrap(),
+            conv_b.clone(),
             grad32(&mixer32.conv1d.bias.as_ref().unwrap().val(), &g32),
+            grad64(conv_b, &g64),
             |r, t| r.conv_b = Some(t),
         ),
         (
             "a_log (flattened)",
             r.a_log.clone().flatten::<1>(0, 1),
             grad32(&mixer32.a_log.val(), &g32),
+            grad64(&r.a_log, &g64),
             |r, t| {
                 let [e, n] = r.a_log.dims();
                 r.a_log = t.reshape([e, n]);
             },
         ),
     ];
-    for (name, theta, g_f32, set) in scalars {
+    for (name, theta, g_f32, g_ref, set) in scalars {
         let theta: Vec<f64> = f64s(theta.inner());
-        let g_ref = match name {
-            "dt_proj.bias (Δ bias)" => grad64(r.dt_proj.b.as_ref().unwrap(), &g64),
-            "d" => grad64(&r.d, &g64),
-            "conv1d.bias" => grad64(r.conv_b.as_ref().unwrap(), &g64),
-            _ => grad64(&r.a_log, &g64),
-        };
         let entries = theta.len().min(6);
         let mut fd = Vec::with_capacity(entries);
         for i in 0..entries {

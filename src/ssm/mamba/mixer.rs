@@ -171,13 +171,7 @@ impl<B: Backend> Mamba<B> {
         }
         let plan = match padding {
             Some(m) => {
-                if m.dims() != [batch, len] {
-                    return Err(SeqError::ShapeMismatch {
-                        what: "padding mask [B, L]",
-                        expected: format!("{:?}", [batch, len]),
-                        got: format!("{:?}", m.dims()),
-                    });
-                }
+                crate::error::ensure_shape("padding mask [B, L]", &[batch, len], &m.dims())?;
                 Some(PaddingPlan::new(m))
             }
             None => None,

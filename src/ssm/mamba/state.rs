@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::error::{Result, SeqError};
+use crate::error::{Result, ensure_shape};
 
 /// Recurrent state of one [`Mamba`](super::Mamba) mixer.
 ///
@@ -54,20 +54,11 @@ impl<B: Backend> MambaState<B> {
     pub fn check(&self, batch: usize, d_inner: usize, d_conv: usize, d_state: usize) -> Result<()> {
         let want_conv = [batch, d_inner, d_conv.saturating_sub(1)];
         let want_ssm = [batch, d_inner, d_state];
-        if self.conv.dims() != want_conv {
-            return Err(SeqError::ShapeMismatch {
-                what: "MambaState::conv [B, E, K-1]",
-                expected: format!("{want_conv:?}"),
-                got: format!("{:?}", self.conv.dims()),
-            });
-        }
-        if self.ssm.dims() != want_ssm {
-            return Err(SeqError::ShapeMismatch {
-                what: "MambaState::ssm [B, E, N]",
-                expected: format!("{want_ssm:?}"),
-                got: format!("{:?}", self.ssm.dims()),
-            });
-        }
-        Ok(())
+        ensure_shape(
+            "MambaState::conv [B, E, K-1]",
+            &want_conv,
+            &self.conv.dims(),
+        )?;
+        ensure_shape("MambaState::ssm [B, E, N]", &want_ssm, &self.ssm.dims())
     }
 }

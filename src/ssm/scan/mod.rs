@@ -34,7 +34,7 @@ pub use sequential::scan_sequential;
 
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
-use crate::error::SeqError;
+use crate::error::{SeqError, ensure_shape};
 use crate::ssm::discretization::Discretization;
 
 /// Which algorithm runs the selective scan (default: [`ScanKind::Fused`]).
@@ -107,19 +107,6 @@ struct ScanShapes {
     h0: Option<Vec<usize>>,
 }
 
-/// `Err(ShapeMismatch)` unless `got == expected`.
-fn check_shape(what: &'static str, expected: &[usize], got: &[usize]) -> crate::Result<()> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(SeqError::ShapeMismatch {
-            what,
-            expected: format!("{expected:?}"),
-            got: format!("{got:?}"),
-        })
-    }
-}
-
 /// `Err(ShapeMismatch)` unless `shape` has `rank` axes.
 fn check_rank(what: &'static str, rank: usize, shape: &[usize]) -> crate::Result<()> {
     if shape.len() == rank {
@@ -142,15 +129,15 @@ fn validate_shapes(s: ScanShapes) -> crate::Result<(usize, usize, usize, usize)>
     crate::error::ensure_nonzero("sequence length", l)?;
     crate::error::ensure_nonzero("channels (E)", e)?;
     crate::error::ensure_nonzero("state size (N)", n)?;
-    check_shape("delta [B, L, E]", &[bs, l, e], &s.delta)?;
-    check_shape("A [E, N] (E from x)", &[e], &s.a[..1])?;
-    check_shape("B [B, L, N]", &[bs, l, n], &s.b)?;
-    check_shape("C [B, L, N]", &[bs, l, n], &s.c)?;
+    ensure_shape("delta [B, L, E]", &[bs, l, e], &s.delta)?;
+    ensure_shape("A [E, N] (E from x)", &[e], &s.a[..1])?;
+    ensure_shape("B [B, L, N]", &[bs, l, n], &s.b)?;
+    ensure_shape("C [B, L, N]", &[bs, l, n], &s.c)?;
     if let Some(d) = &s.d {
-        check_shape("D [E]", &[e], d)?;
+        ensure_shape("D [E]", &[e], d)?;
     }
     if let Some(h0) = &s.h0 {
-        check_shape("h0 [B, E, N]", &[bs, e, n], h0)?;
+        ensure_shape("h0 [B, E, N]", &[bs, e, n], h0)?;
     }
     Ok((bs, l, e, n))
 }
@@ -198,9 +185,9 @@ pub fn try_scan<B: Backend>(
     crate::error::ensure_nonzero("sequence length", l)?;
     crate::error::ensure_nonzero("channels (E)", e)?;
     crate::error::ensure_nonzero("state size (N)", n)?;
-    check_shape("b [B, L, E, N] (as a)", &[bs, l, e, n], &b.dims())?;
+    ensure_shape("b [B, L, E, N] (as a)", &[bs, l, e, n], &b.dims())?;
     if let Some(h0) = &h0 {
-        check_shape("h0 [B, E, N]", &[bs, e, n], &h0.dims())?;
+        ensure_shape("h0 [B, E, N]", &[bs, e, n], &h0.dims())?;
     }
     match kind {
         ScanKind::Sequential => Ok(scan_sequential(a, b, h0)),
