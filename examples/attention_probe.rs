@@ -8,6 +8,7 @@
 //! Run: `cargo run --release --example attention_probe`
 
 use burn::tensor::{Tensor, TensorData};
+use clap::Parser;
 use seqlayers::attention::{ScoreMask, scaled_dot_product_attention};
 use seqlayers::backend::{Cpu, CpuDevice};
 
@@ -66,6 +67,13 @@ fn attend(q: Vec3, keys: &[Vec3; 4], device: &CpuDevice) -> (Vec3, [f64; 4]) {
     )
 }
 
+/// No flags: the probes are the exercise's; `--help` says what the example does.
+#[derive(Parser, Debug)]
+#[command(
+    about = "Hand-built queries that make dot-product attention select, average and react to edited keys"
+)]
+struct Args {}
+
 struct Probe {
     name: &'static str,
     query: Vec3,
@@ -75,6 +83,7 @@ struct Probe {
 }
 
 fn main() {
+    Args::parse();
     let device = CpuDevice::default();
     let mean = |rows: &[Vec3]| {
         scale(

@@ -15,9 +15,10 @@ use clap::Parser;
 use seqlayers::backend::{Cpu, CpuDevice};
 use seqlayers::decode::{GenerateConfig, generate_greedy};
 use seqlayers::model::LanguageModelConfig;
+use seqlayers::nn::NormKind;
 use seqlayers::position::PositionEncoding;
 use seqlayers::simd::SimdLevel;
-use seqlayers::stack::{LayerKind, NormKind, StackConfig};
+use seqlayers::stack::{LayerKind, StackConfig};
 
 #[derive(Parser, Debug)]
 #[command(about = "Tokens per second of cached one-token decoding (attention, Mamba).")]

@@ -10,6 +10,7 @@ use clap::Parser;
 use seqlayers::data::{closest_pairs, random_unit_embedding};
 
 #[derive(Parser, Debug)]
+#[command(about = "The most similar token pairs of the recall examples' fixed random embedding")]
 struct Args {
     /// Vocabulary size K.
     #[arg(long, default_value_t = 16)]
@@ -17,7 +18,8 @@ struct Args {
     /// Comma-separated widths d.
     #[arg(long = "d", value_delimiter = ',', default_value = "8,64")]
     dims: Vec<usize>,
-    /// Embedding seed (the recall examples use their `--seed`, default 0).
+    /// The `--seed` of the recall run whose embedding to show (the embedding is drawn from
+    /// the run's base seed).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Pairs to list per width.

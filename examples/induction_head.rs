@@ -10,54 +10,11 @@
 
 mod common;
 
-use std::time::Instant;
-
 use clap::Parser;
-use common::cli::{RecallArgs, or_exit};
-use common::induction_head::{induction_head, induction_head_options};
-use common::plot::line_plot;
-use common::{convergence_series, length_series, warn_on_error};
+use common::cli::RecallArgs;
+use common::driver::drive;
+use common::induction_head::InductionHead;
 
 fn main() {
-    let args = RecallArgs::parse();
-    let options = or_exit(induction_head_options(&args));
-    common::memory::keep_freed_memory();
-    common::parallel::one_core_per_job(args.run.jobs);
-    let started = Instant::now();
-    let outcomes = with_backend!(args.run.device.as_str(), |B, device| {
-        induction_head::<B>(&options, &device)
-    });
-    let outcomes = or_exit(outcomes);
-    let mut delays: Vec<usize> = outcomes.iter().map(|o| o.run.task.delay).collect();
-    delays.dedup();
-    for tau in delays {
-        let group: Vec<_> = outcomes
-            .iter()
-            .filter(|o| o.run.task.delay == tau)
-            .collect();
-        let dir = &options.out_dir;
-        warn_on_error(line_plot(
-            &dir.join(format!("accuracy_vs_length_tau{tau}.png")),
-            &format!(
-                "Induction head, τ = {tau}: accuracy vs length (trained at L = {})",
-                options.train_len
-            ),
-            "sequence length",
-            "accuracy",
-            &length_series(&group, |o| o.series_name(options.seeds.len() > 1)),
-            false,
-        ));
-        warn_on_error(line_plot(
-            &dir.join(format!("convergence_tau{tau}.png")),
-            &format!(
-                "Induction head, τ = {tau}: test-batch accuracy (batch size {})",
-                options.batch_size
-            ),
-            "optimizer step",
-            "test-batch accuracy",
-            &convergence_series(&group, |o| o.series_name(options.seeds.len() > 1)),
-            false,
-        ));
-    }
-    common::print_report(&options.out_dir, started);
+    drive::<InductionHead>(&RecallArgs::parse());
 }

@@ -18,8 +18,7 @@ use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};
 use seqlayers::backend::{Cpu, CpuAutodiff};
-use seqlayers::ssm::mamba::{MambaBlock, MambaConfig};
-use seqlayers::ssm::scan::ScanKind;
+use seqlayers::ssm::{MambaBlock, MambaConfig, ScanKind};
 
 const BATCH: usize = 64;
 const LEN: usize = 64;

@@ -16,74 +16,15 @@
 
 mod common;
 
-use std::time::Instant;
-
 use clap::Parser;
 use common::cli::or_exit;
-use common::plot::{Series, line_plot};
+use common::driver::drive;
 use common::tiny_gpt::{
-    GenerateArgs, TinyGptArgs, TinyGptMode, TinyGptOptions, TinyGptOutcome, generate_vocabulary,
-    sample_windowed, tiny_gpt, train_options,
+    GenerateArgs, TinyGpt, TinyGptArgs, TinyGptMode, generate_vocabulary, sample_windowed,
 };
-use common::warn_on_error;
 use seqlayers::data::Vocabulary;
 use seqlayers::decode::{GenerateConfig, SampleConfig};
 use seqlayers::model::load_language_model;
-
-fn plots(options: &TinyGptOptions, outcomes: &[TinyGptOutcome]) {
-    let dir = &options.out_dir;
-    let curve = |pick: usize| -> Vec<Series> {
-        outcomes
-            .iter()
-            .map(|o| Series {
-                name: o.ablation.name(),
-                points: o
-                    .report
-                    .curve
-                    .iter()
-                    .filter(|p| p.step > 0)
-                    .map(|p| {
-                        (
-                            p.step as f64,
-                            if pick == 0 { p.test_score } else { p.mean_loss },
-                        )
-                    })
-                    .collect(),
-            })
-            .collect()
-    };
-    warn_on_error(line_plot(
-        &dir.join("val_ppl.png"),
-        "validation perplexity (full window)",
-        "step",
-        "perplexity",
-        &curve(0),
-        false,
-    ));
-    warn_on_error(line_plot(
-        &dir.join("train_loss.png"),
-        "training loss",
-        "step",
-        "mean loss (nats)",
-        &curve(1),
-        false,
-    ));
-    let lengths: Vec<Series> = outcomes
-        .iter()
-        .map(|o| Series {
-            name: o.ablation.name(),
-            points: o.lengths.iter().map(|l| (l.len as f64, l.score)).collect(),
-        })
-        .collect();
-    warn_on_error(line_plot(
-        &dir.join("context_length.png"),
-        "validation perplexity vs context length",
-        "context (tokens)",
-        "perplexity",
-        &lengths,
-        true,
-    ));
-}
 
 /// Generates from the checkpoint of `a` (whose flags and vocabulary were checked).
 fn generate(a: &GenerateArgs, vocabulary: &Vocabulary) -> seqlayers::Result<String> {
@@ -101,23 +42,11 @@ fn generate(a: &GenerateArgs, vocabulary: &Vocabulary) -> seqlayers::Result<Stri
 }
 
 fn main() {
-    let args = TinyGptArgs::parse();
-    match args.mode {
+    match TinyGptArgs::parse().mode {
         TinyGptMode::Generate(g) => {
             let vocabulary = or_exit(generate_vocabulary(&g));
             println!("{}", or_exit(generate(&g, &vocabulary)));
         }
-        TinyGptMode::Train(t) => {
-            let options = or_exit(train_options(&t));
-            common::memory::keep_freed_memory();
-            common::parallel::one_core_per_job(t.run.jobs);
-            let started = Instant::now();
-            let result = with_backend!(t.run.device.as_str(), |B, device| {
-                tiny_gpt::<B>(&options, &device)
-            });
-            let (outcomes, _) = or_exit(result);
-            plots(&options, &outcomes);
-            common::print_report(&options.out_dir, started);
-        }
+        TinyGptMode::Train(t) => drive::<TinyGpt>(&t),
     }
 }

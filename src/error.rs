@@ -223,7 +223,7 @@ pub(crate) fn ensure_shape(what: &'static str, expected: &[usize], got: &[usize]
 /// ```
 /// use seqlayers::backend::{Cpu, CpuDevice};
 /// use seqlayers::burn::tensor::Tensor;
-/// use seqlayers::error::ensure_finite;
+/// use seqlayers::ensure_finite;
 ///
 /// let x = Tensor::<Cpu, 2>::from_floats([[1.0, f32::NAN]], &CpuDevice::default());
 /// let e = ensure_finite(&x, "input").unwrap_err();

@@ -1,19 +1,24 @@
-//! Problems 2 and 3 of seeds 000/001: associative recall with M = 4, 8, 16 queries.
+//! Problems 2 and 3 of seeds 000/001: associative recall with M = 4, 8, 16 queries, as an
+//! [`Experiment`] (the `associative_recall` example).
 //!
 //! - Problem 2: K = 16, d = 8, τ = 1; Mamba, RoPE transformer and both hybrids.
 //! - Problem 3: d = 64 Mamba for M = 4, 8, 16 (τ = 1), and M = 16 with τ = 10.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 
 use seqlayers::model::ModelKind;
 use seqlayers::{Result, SeqError};
 
-use super::cli::{CliError, RecallArgs};
-use super::experiments::{ExperimentOptions, check_runs, prepare_out_dir, run_all, write_outputs};
-use super::recall::{RecallOutcome, RecallRun};
-use super::report::{findings, results_table, seed_summary};
+use super::cli::{CliError, RecallArgs, RunArgs};
+use super::driver::{Experiment, execute};
+use super::experiments::{ExperimentOptions, recall_options, run_all};
+use super::plot::line_plot;
+use super::recall::{RecallOutcome, RecallRun, csv_files};
+use super::report::{findings, pct, results_table, seed_summary};
+use super::{convergence_series, length_series, warn_on_error};
 
 /// The models of Problem 2.
 pub const PROBLEM2_MODELS: [ModelKind; 4] = [
@@ -72,9 +77,7 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
 pub fn associative_recall_options(
     args: &RecallArgs,
 ) -> std::result::Result<ExperimentOptions, CliError> {
-    let options = args.checked_options("associative_recall", "results/associative_recall")?;
-    check_runs(&associative_recall_runs(&options), options.jobs)?;
-    Ok(options)
+    recall_options(args, "associative_recall", associative_recall_runs)
 }
 
 /// Trains and evaluates Problems 2 and 3, writes CSV files and `report.md` to
@@ -83,15 +86,114 @@ pub fn associative_recall<B: AutodiffBackend>(
     options: &ExperimentOptions,
     device: &B::Device,
 ) -> Result<Vec<RecallOutcome>> {
-    if let Some(&p) = options.problems.iter().find(|&&p| p != 2 && p != 3) {
-        return Err(SeqError::InvalidConfig(format!(
-            "--problem {p}: the associative-recall example has Problems 2 and 3"
-        )));
+    execute::<AssociativeRecall, B>(options, device)
+}
+
+/// Problems 2 and 3, the `associative_recall` example.
+pub struct AssociativeRecall;
+
+impl Experiment for AssociativeRecall {
+    type Args = RecallArgs;
+    type Options = ExperimentOptions;
+    type Outcome = Vec<RecallOutcome>;
+
+    fn run_args(args: &RecallArgs) -> &RunArgs {
+        &args.run
     }
-    prepare_out_dir(&options.out_dir)?;
-    let outcomes = run_all::<B>(&associative_recall_runs(options), device, options.jobs)?;
-    write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
-    Ok(outcomes)
+
+    fn options(args: &RecallArgs) -> std::result::Result<ExperimentOptions, CliError> {
+        associative_recall_options(args)
+    }
+
+    fn out_dir(options: &ExperimentOptions) -> &Path {
+        &options.out_dir
+    }
+
+    fn check(options: &ExperimentOptions) -> Result<()> {
+        match options.problems.iter().find(|&&p| p != 2 && p != 3) {
+            Some(p) => Err(SeqError::InvalidConfig(format!(
+                "--problem {p}: the associative-recall example has Problems 2 and 3"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn run<B: AutodiffBackend>(
+        options: &ExperimentOptions,
+        device: &B::Device,
+    ) -> Result<Vec<RecallOutcome>> {
+        run_all::<B>(&associative_recall_runs(options), device, options.jobs)
+    }
+
+    fn csv(outcomes: &Vec<RecallOutcome>) -> Vec<(&'static str, String)> {
+        csv_files(outcomes)
+    }
+
+    fn report(options: &ExperimentOptions, outcomes: &Vec<RecallOutcome>) -> String {
+        report(options, outcomes)
+    }
+
+    /// Problem 2: accuracy against length per M; Problem 3: accuracy against length; each
+    /// problem's convergence curves.
+    fn plots(options: &ExperimentOptions, outcomes: &Vec<RecallOutcome>) {
+        let d2 = options.dims.first().copied().unwrap_or(8);
+        let (p2, p3): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.run.task.dim == d2);
+        let dir = &options.out_dir;
+        let several = options.seeds.len() > 1;
+        let mut ms: Vec<usize> = p2.iter().map(|o| o.run.task.n_queries).collect();
+        ms.sort_unstable();
+        ms.dedup();
+        for m in ms {
+            let group: Vec<_> = p2
+                .iter()
+                .copied()
+                .filter(|o| o.run.task.n_queries == m)
+                .collect();
+            warn_on_error(line_plot(
+                &dir.join(format!("p2_accuracy_vs_length_M{m}.png")),
+                &format!(
+                    "AR, M = {m}, d = {d2}: accuracy vs length (trained at L = {})",
+                    options.train_len
+                ),
+                "sequence length",
+                "accuracy",
+                &length_series(&group, |o| o.series_name(several)),
+                false,
+            ));
+        }
+        let label = |o: &RecallOutcome| {
+            if several {
+                format!("{} (seed {})", o.label(), o.run.train.seed)
+            } else {
+                o.label()
+            }
+        };
+        if !p3.is_empty() {
+            warn_on_error(line_plot(
+                &dir.join("p3_accuracy_vs_length.png"),
+                "AR, Mamba at larger d: accuracy vs length",
+                "sequence length",
+                "accuracy",
+                &length_series(&p3, label),
+                false,
+            ));
+        }
+        for (problem, group) in [(2, &p2), (3, &p3)] {
+            if !group.is_empty() {
+                warn_on_error(line_plot(
+                    &dir.join(format!("convergence_p{problem}.png")),
+                    &format!(
+                        "Problem {problem}: test-batch accuracy (batch size {})",
+                        options.batch_size
+                    ),
+                    "optimizer step",
+                    "test-batch accuracy",
+                    &convergence_series(group, label),
+                    false,
+                ));
+            }
+        }
+    }
 }
 
 fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
@@ -163,12 +265,11 @@ fn by_queries(outcomes: &[RecallOutcome]) -> String {
     for model in models {
         let _ = write!(s, "| {model} |");
         for &m in &ms {
-            let cell = outcomes
+            let acc = outcomes
                 .iter()
                 .find(|o| o.run.model == model && o.run.task.n_queries == m)
-                .and_then(|o| o.accuracy_at(o.run.task.train_len))
-                .map_or("–".into(), |a| format!("{:.1}%", 100.0 * a));
-            let _ = write!(s, " {cell} |");
+                .and_then(|o| o.accuracy_at(o.run.task.train_len));
+            let _ = write!(s, " {} |", pct(acc));
         }
         s.push('\n');
     }
@@ -180,7 +281,6 @@ fn width_effect(p2: &[RecallOutcome], p3: &[RecallOutcome]) -> String {
     let mut s = String::from(
         "\n### Effect of the width d on Mamba\n\n| M | τ | acc @ L (small d) | acc @ L (large d) | converged at (small d) | converged at (large d) |\n|---|---|---|---|---|---|\n",
     );
-    let pct = |x: Option<f64>| x.map_or("–".into(), |a| format!("{:.1}%", 100.0 * a));
     let conv = |o: Option<&RecallOutcome>| {
         o.map_or("–".into(), |o| {
             o.report

@@ -1,5 +1,6 @@
-//! Command-line flags shared by the recall examples, and how every experiment example checks
-//! its flags and input files and turns errors into exit codes.
+//! The flags every experiment example shares ([`RunArgs`], with the one meaning of `--seed` and
+//! `--seeds`), the recall examples' flags, and how every experiment example checks its flags and
+//! input files and turns errors into exit codes.
 //!
 //! A bad command line (a flag value, a missing or unreadable input file) ends the example with
 //! a message that says what to change and exit code [`EXIT_USAGE`] (2, clap's own code for a
@@ -193,11 +194,22 @@ pub fn read_text_file(path: &Path, what: &str) -> seqlayers::Result<String> {
     Ok(text)
 }
 
+/// The seed of a command line without `--seed` or `--seeds`.
+pub const DEFAULT_SEED: u64 = 0;
+
 /// The flags every experiment example has (`induction_head`, `associative_recall`, `copying`,
-/// `pig_latin`, `tiny_gpt train`): trainings at once, a smoke budget, the output folder and the
-/// backend. Each example's flags `#[command(flatten)]` it, so the four are declared and checked
-/// ([`RunArgs::check`]) once; an example may reword a flag's help with `mut_arg` (the recall
-/// examples do).
+/// `pig_latin`, `tiny_gpt train`), declared and checked ([`RunArgs::check`]) once: each
+/// example's flags `#[command(flatten)]` them. An example may reword a flag's help with
+/// `mut_arg` (the recall examples do); a flag left out keeps the example's own default.
+///
+/// **Seeds have one meaning in every example.** `--seed S` is the base seed of a run: every
+/// random draw of the run (data, split, order, fixed embedding, initialization, sampling)
+/// derives from it, as the example's module docs say; without a seed flag it is
+/// [`DEFAULT_SEED`], so a plain command line computes what it always has. `--seeds a,b,c`
+/// repeats every run once per seed and reports each configuration's mean and range (min–max)
+/// across them; `--seeds S` is `--seed S`. Examples whose report has no across-seed summary
+/// (`pig_latin`, `tiny_gpt`) refuse several seeds ([`RunArgs::one_seed`]): run them once per
+/// seed instead.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// Trainings at the same time (above 1, each runs its kernels and matrix products on one
@@ -207,24 +219,72 @@ pub struct RunArgs {
     /// A smoke run that finishes in seconds.
     #[arg(long)]
     pub quick: bool,
-    /// Output folder.
+    /// Output folder (default: `results/<example>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Backend: `cpu` (default) or `cuda` (needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Base seed of the run: data, split, order, embedding, initialization and sampling all
+    /// derive from it (default 0).
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Several seeds (comma-separated): every run once per seed, reported as mean and range.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Optimizer steps per training (at most, where the example stops early; default: its
+    /// budget).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Examples per optimizer step (sequences, packed rows, words or windows).
+    #[arg(long)]
+    pub batch: Option<usize>,
 }
 
 impl RunArgs {
-    /// `Ok` for a backend this build has (see [`check_device`]) and `--jobs` of at least 1.
+    /// `Ok` for a backend this build has (see [`check_device`]), `--jobs`, `--steps` and
+    /// `--batch` of at least 1, a positive `--lr` and `--seeds` without repeats.
     pub fn check(&self) -> Result<(), CliError> {
         check_device(&self.device)?;
-        at_least_one("--jobs", self.jobs)
+        at_least_one_each(&[
+            ("--jobs", Some(self.jobs)),
+            ("--steps", self.steps),
+            ("--batch", self.batch),
+        ])?;
+        if let Some(lr) = self.lr {
+            positive_number("--lr", lr)?;
+        }
+        distinct("--seeds", &self.seeds)
     }
 
-    /// The output folder: `--out`, else `default`.
-    pub fn out_dir(&self, default: &str) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| PathBuf::from(default))
+    /// The seeds to run: `--seeds`, else `--seed`, else [`DEFAULT_SEED`].
+    pub fn seeds(&self) -> Vec<u64> {
+        if self.seeds.is_empty() {
+            vec![self.seed.unwrap_or(DEFAULT_SEED)]
+        } else {
+            self.seeds.clone()
+        }
+    }
+
+    /// The one seed of an `example` without an across-seed report; several are an error.
+    pub fn one_seed(&self, example: &str) -> Result<u64, CliError> {
+        match self.seeds()[..] {
+            [seed] => Ok(seed),
+            _ => Err(CliError::usage(format!(
+                "--seeds: {example} runs one seed and has no across-seed report; give one seed \
+                 (--seed S) and run it once per seed"
+            ))),
+        }
+    }
+
+    /// The output folder: `--out`, else `results/<example>`.
+    pub fn out_dir(&self, example: &str) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| Path::new("results").join(example))
     }
 }
 
@@ -244,12 +304,6 @@ impl RunArgs {
     )),
 )]
 pub struct RecallArgs {
-    /// Seed of data, embedding and initialization.
-    #[arg(long, default_value_t = 0, conflicts_with = "seeds")]
-    pub seed: u64,
-    /// Several seeds (comma-separated): every run once per seed, reported as mean and range.
-    #[arg(long, value_delimiter = ',')]
-    pub seeds: Vec<u64>,
     /// Stop a run once its test-batch accuracy has not improved by 0.5 points for this many
     /// steps (besides the early stop at 99% and the step budget).
     #[arg(long)]
@@ -274,15 +328,6 @@ pub struct RecallArgs {
     /// Training length L.
     #[arg(long = "len")]
     pub train_len: Option<usize>,
-    /// Maximum optimizer steps per model.
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Minibatch size.
-    #[arg(long)]
-    pub batch: Option<usize>,
     /// Longest evaluated length (default 3L), e.g. 4096 to compare with the Mamba paper.
     #[arg(long)]
     pub eval_max: Option<usize>,
@@ -298,35 +343,25 @@ pub struct RecallArgs {
     /// associative_recall only: run just these problems (comma-separated, 2 and/or 3).
     #[arg(long, value_delimiter = ',')]
     pub problem: Vec<usize>,
-    /// `--jobs`, `--quick` (the tiny budget: L = 16, 20 steps, 4 evaluated lengths), `--out`
-    /// (default: `results/<example>`) and `--device`, with the recall examples' help texts.
+    /// The shared flags ([`RunArgs`]: `--jobs`, `--quick`, `--out`, `--device`, `--seed`,
+    /// `--seeds`, `--steps`, `--lr`, `--batch`), with the recall examples' help texts.
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 impl RecallArgs {
     /// [`RecallArgs::options`] after checking every flag value; `example` (`induction_head` or
-    /// `associative_recall`) decides whether `--problem` applies.
-    pub fn checked_options(
-        &self,
-        example: &str,
-        default_out: &str,
-    ) -> Result<ExperimentOptions, CliError> {
+    /// `associative_recall`) decides whether `--problem` applies and the default output folder.
+    pub fn checked_options(&self, example: &str) -> Result<ExperimentOptions, CliError> {
         self.run.check()?;
         at_least_one_each(&[
             ("--len", self.train_len),
-            ("--steps", self.steps),
-            ("--batch", self.batch),
             ("--eval-max", self.eval_max),
             ("--eval-samples", self.eval_samples),
             ("--heads", self.heads),
             ("--eval-every", self.eval_every),
             ("--plateau-steps", self.plateau_steps),
         ])?;
-        if let Some(lr) = self.lr {
-            positive_number("--lr", lr)?;
-        }
-        distinct("--seeds", &self.seeds)?;
         distinct("--models", &self.models)?;
         positive_list("--m", &self.n_queries)?;
         positive_list("--tau", &self.delays)?;
@@ -343,21 +378,22 @@ impl RecallArgs {
                 "--problem applies to associative_recall only; {example} runs one problem"
             )));
         }
-        Ok(self.options(default_out))
+        Ok(self.options(example))
     }
 
-    /// Experiment options from the flags, starting at the library defaults.
-    pub fn options(&self, default_out: &str) -> ExperimentOptions {
+    /// Experiment options from the flags, starting at the library defaults (output folder
+    /// `results/<example>` unless `--out` is given).
+    pub fn options(&self, example: &str) -> ExperimentOptions {
         let mut o = ExperimentOptions::default();
         if self.run.quick {
             o = o.quick();
         }
-        o.out_dir = self.run.out_dir(default_out);
-        o.seeds = if self.seeds.is_empty() {
-            vec![self.seed]
-        } else {
-            self.seeds.clone()
-        };
+        o.out_dir = self.run.out_dir(example);
+        o.seeds = self.run.seeds();
+        o.jobs = self.run.jobs;
+        o.steps = self.run.steps.unwrap_or(o.steps);
+        o.lr = self.run.lr.unwrap_or(o.lr);
+        o.batch_size = self.run.batch.unwrap_or(o.batch_size);
         o.plateau_steps = self.plateau_steps;
         o.plateau_after = self.plateau_after;
         o.problems = self.problem.clone();
@@ -365,29 +401,11 @@ impl RecallArgs {
         o.n_queries = self.n_queries.clone();
         o.delays = self.delays.clone();
         o.dims = self.dims.clone();
-        if let Some(v) = self.train_len {
-            o.train_len = v;
-        }
-        if let Some(v) = self.steps {
-            o.steps = v;
-        }
-        if let Some(v) = self.lr {
-            o.lr = v;
-        }
-        if let Some(v) = self.batch {
-            o.batch_size = v;
-        }
+        o.train_len = self.train_len.unwrap_or(o.train_len);
         o.eval_max_len = self.eval_max.or(o.eval_max_len);
-        if let Some(v) = self.eval_samples {
-            o.eval_samples = v;
-        }
-        if let Some(v) = self.heads {
-            o.n_heads = v;
-        }
-        if let Some(v) = self.eval_every {
-            o.eval_every = v;
-        }
-        o.jobs = self.run.jobs;
+        o.eval_samples = self.eval_samples.unwrap_or(o.eval_samples);
+        o.n_heads = self.heads.unwrap_or(o.n_heads);
+        o.eval_every = self.eval_every.unwrap_or(o.eval_every);
         o
     }
 }

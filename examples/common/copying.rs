@@ -18,10 +18,13 @@ use seqlayers::train::{
 };
 use seqlayers::{Result, SeqError};
 
-use super::cli::{CliError, RunArgs, at_least_one_each, distinct, positive_list, positive_number};
-use super::experiments::{prepare_out_dir, write_files};
+use super::cli::{CliError, RunArgs, at_least_one_each, distinct, positive_list};
+use super::driver::{Experiment, execute};
 use super::parallel::{INIT_LOCK, run_parallel};
+use super::plot::{Series, line_plot};
 use super::progress::Progress;
+use super::report::percent;
+use super::warn_on_error;
 
 /// Everything the `copying` example can change.
 #[derive(Debug, Clone)]
@@ -246,7 +249,7 @@ impl CopyingOptions {
         for r in &runs {
             CopyTask::new(r.task.clone())?;
             r.train.validate()?;
-            seqlayers::error::ensure_nonzero("eval_samples", r.eval_samples)?;
+            seqlayers::ensure_nonzero("eval_samples", r.eval_samples)?;
         }
         Ok(runs)
     }
@@ -306,15 +309,6 @@ pub struct CopyingArgs {
     /// Key length of the lookup tasks.
     #[arg(long)]
     pub ngram: Option<usize>,
-    /// Optimizer steps per training.
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Packed rows per step.
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
     /// Mamba state sizes of the sweep on `copy` (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub state_sizes: Option<Vec<usize>>,
@@ -349,13 +343,7 @@ pub struct CopyingArgs {
     /// Examples per evaluated length.
     #[arg(long)]
     pub eval_samples: Option<usize>,
-    /// Seed (shorthand for one seed).
-    #[arg(long, conflicts_with = "seeds")]
-    pub seed: Option<u64>,
-    /// Comma-separated seeds: mean and range over them.
-    #[arg(long, value_delimiter = ',')]
-    pub seeds: Vec<u64>,
-    /// `--jobs`, `--quick`, `--out` and `--device`.
+    /// The shared flags ([`RunArgs`]; `--batch` counts packed rows).
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -377,9 +365,9 @@ impl CopyingArgs {
         o.eval_len = self.eval_len.unwrap_or(o.eval_len);
         o.letters = self.vocab.unwrap_or(o.letters);
         o.ngram = self.ngram.unwrap_or(o.ngram);
-        o.steps = self.steps.unwrap_or(o.steps);
-        o.batch = self.batch.unwrap_or(o.batch);
-        o.lr = self.lr.unwrap_or(o.lr);
+        o.steps = self.run.steps.unwrap_or(o.steps);
+        o.batch = self.run.batch.unwrap_or(o.batch);
+        o.lr = self.run.lr.unwrap_or(o.lr);
         o.eval_samples = self.eval_samples.unwrap_or(o.eval_samples);
         if let Some(sizes) = &self.state_sizes {
             o.state_sizes = sizes.clone();
@@ -403,11 +391,7 @@ impl CopyingArgs {
             o.size.mamba_layers = l;
         }
         o.context = self.context.unwrap_or(o.context);
-        if let Some(seed) = self.seed {
-            o.seeds = vec![seed];
-        } else if !self.seeds.is_empty() {
-            o.seeds = self.seeds.clone();
-        }
+        o.seeds = self.run.seeds();
         o.jobs = self.run.jobs;
         // The longest example must fit a packed row.
         let longest = o
@@ -415,7 +399,7 @@ impl CopyingArgs {
             .example_len(o.train_len.1)
             .max(2 * o.train_len.1 + 3);
         o.context = o.context.max(longest);
-        o.out_dir = self.run.out_dir("results/copying");
+        o.out_dir = self.run.out_dir("copying");
         o
     }
 }
@@ -428,8 +412,6 @@ pub fn copying_options(args: &CopyingArgs) -> std::result::Result<CopyingOptions
     at_least_one_each(&[
         ("--vocab", args.vocab),
         ("--ngram", args.ngram),
-        ("--steps", args.steps),
-        ("--batch", args.batch),
         ("--d-model", args.d_model),
         ("--heads", args.heads),
         ("--windowed-heads", args.windowed_heads),
@@ -444,13 +426,9 @@ pub fn copying_options(args: &CopyingArgs) -> std::result::Result<CopyingOptions
             "--vocab {v}: the strings use the letters a–z; give at most 26"
         )));
     }
-    if let Some(lr) = args.lr {
-        positive_number("--lr", lr)?;
-    }
     if let Some(sizes) = &args.state_sizes {
         positive_list("--state-sizes", sizes)?;
     }
-    distinct("--seeds", &args.seeds)?;
     distinct("--task", &args.tasks)?;
     distinct("--models", &args.models)?;
     let o = args.options();
@@ -676,40 +654,144 @@ pub fn copying<B: AutodiffBackend>(
     options: &CopyingOptions,
     device: &B::Device,
 ) -> Result<Vec<CopyOutcome>> {
-    let runs = options.runs()?;
-    prepare_out_dir(&options.out_dir)?;
-    let cost = |r: &CopyRun| {
-        let per_layer = match r.model {
-            CopyModel::Lstm => 8,
-            CopyModel::Mamba => 3,
-            _ => 2,
+    execute::<Copying, B>(options, device)
+}
+
+/// The `copying` example.
+pub struct Copying;
+
+impl Experiment for Copying {
+    type Args = CopyingArgs;
+    type Options = CopyingOptions;
+    type Outcome = Vec<CopyOutcome>;
+
+    fn run_args(args: &CopyingArgs) -> &RunArgs {
+        &args.run
+    }
+
+    fn options(args: &CopyingArgs) -> std::result::Result<CopyingOptions, CliError> {
+        copying_options(args)
+    }
+
+    fn out_dir(options: &CopyingOptions) -> &Path {
+        &options.out_dir
+    }
+
+    fn check(options: &CopyingOptions) -> Result<()> {
+        options.runs().map(drop)
+    }
+
+    fn run<B: AutodiffBackend>(
+        options: &CopyingOptions,
+        device: &B::Device,
+    ) -> Result<Vec<CopyOutcome>> {
+        let cost = |r: &CopyRun| {
+            let per_layer = match r.model {
+                CopyModel::Lstm => 8,
+                CopyModel::Mamba => 3,
+                _ => 2,
+            };
+            r.train.steps * per_layer
         };
-        r.train.steps * per_layer
-    };
-    let outcomes = run_parallel(
-        &runs,
-        options.jobs,
-        cost,
-        |run| run_copy::<B>(run, device),
-        |k, total, o: &CopyOutcome| {
-            eprintln!(
-                "[{k}/{total}] {:<34} {:>7} params  {:>6.1} ms/step  exact in-dist {:>5.1}%  ({:.0} s)",
-                o.run.label,
-                o.params,
-                o.report.ms_per_step,
-                100.0 * o.report.curve.last().map_or(f64::NAN, |p| p.test_score),
-                o.wall_s
-            );
-        },
-    )?;
-    write_csv(&outcomes, &options.out_dir)?;
-    let path = options.out_dir.join("report.md");
-    std::fs::write(&path, report(options, &outcomes)).map_err(|e| SeqError::write(&path, e))?;
-    Ok(outcomes)
+        run_parallel(
+            &options.runs()?,
+            options.jobs,
+            cost,
+            |run| run_copy::<B>(run, device),
+            |k, total, o: &CopyOutcome| {
+                eprintln!(
+                    "[{k}/{total}] {:<34} {:>7} params  {:>6.1} ms/step  exact in-dist {:>5.1}%  ({:.0} s)",
+                    o.run.label,
+                    o.params,
+                    o.report.ms_per_step,
+                    100.0 * o.report.curve.last().map_or(f64::NAN, |p| p.test_score),
+                    o.wall_s
+                );
+            },
+        )
+    }
+
+    fn csv(outcomes: &Vec<CopyOutcome>) -> Vec<(&'static str, String)> {
+        csv_files(outcomes)
+    }
+
+    fn report(options: &CopyingOptions, outcomes: &Vec<CopyOutcome>) -> String {
+        report(options, outcomes)
+    }
+
+    /// Per task: exact match against training examples seen and against string length (first
+    /// seed); the state-size sweep's exact match against string length.
+    fn plots(options: &CopyingOptions, outcomes: &Vec<CopyOutcome>) {
+        let dir = &options.out_dir;
+        let seed = options.seeds[0];
+        for &kind in &options.tasks {
+            let group: Vec<&CopyOutcome> = outcomes
+                .iter()
+                .filter(|o| !o.run.sweep && o.run.task.kind == kind && o.run.train.seed == seed)
+                .collect();
+            let curves: Vec<Series> = group
+                .iter()
+                .map(|o| Series {
+                    name: o.run.model.to_string(),
+                    points: o
+                        .report
+                        .curve
+                        .iter()
+                        .filter(|p| p.step > 0)
+                        .map(|p| (p.step as f64 * o.examples_per_step, p.test_score))
+                        .collect(),
+                })
+                .collect();
+            warn_on_error(line_plot(
+                &dir.join(format!("sample_efficiency_{kind}.png")),
+                &format!("{kind}: exact match at training lengths vs examples seen (seed {seed})"),
+                "training examples seen",
+                "string exact match",
+                &curves,
+                true,
+            ));
+            let lengths: Vec<Series> = group
+                .iter()
+                .map(|o| Series {
+                    name: o.run.model.to_string(),
+                    points: o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect(),
+                })
+                .collect();
+            warn_on_error(line_plot(
+                &dir.join(format!("length_{kind}.png")),
+                &format!(
+                    "{kind}: exact match vs string length (trained on {}–{})",
+                    options.train_len.0, options.train_len.1
+                ),
+                "string length",
+                "string exact match",
+                &lengths,
+                true,
+            ));
+        }
+        let sweep: Vec<Series> = outcomes
+            .iter()
+            .filter(|o| in_sweep(o) && o.run.train.seed == seed)
+            .map(|o| Series {
+                name: format!("N = {}", o.run.size.d_state),
+                points: o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect(),
+            })
+            .collect();
+        if sweep.len() > 1 {
+            warn_on_error(line_plot(
+                &dir.join("state_size.png"),
+                "copy: Mamba exact match vs string length for several state sizes N",
+                "string length",
+                "string exact match",
+                &sweep,
+                true,
+            ));
+        }
+    }
 }
 
 /// `summary.csv`, `curves.csv`, `lengths.csv`.
-pub fn write_csv(outcomes: &[CopyOutcome], dir: &Path) -> Result<()> {
+pub fn csv_files(outcomes: &[CopyOutcome]) -> Vec<(&'static str, String)> {
     let mut summary = String::from(
         "task,model,d_state,seed,params,steps,examples_per_step,ms_per_step,wall_s,exact_in_dist\n",
     );
@@ -745,28 +827,11 @@ pub fn write_csv(outcomes: &[CopyOutcome], dir: &Path) -> Result<()> {
             let _ = writeln!(lengths, "{key},{},{:.4},{:.4}", l.len, l.exact, l.chars);
         }
     }
-    write_files(
-        dir,
-        [
-            ("summary.csv", summary),
-            ("curves.csv", curves),
-            ("lengths.csv", lengths),
-        ],
-    )
-}
-
-/// Mean and range of `values` as `m` or `m (lo–hi)` in percent.
-fn pct(values: &[f64]) -> String {
-    if values.is_empty() {
-        return "–".into();
-    }
-    let mean = values.iter().sum::<f64>() / values.len() as f64;
-    if values.len() == 1 {
-        return format!("{:.0}%", 100.0 * mean);
-    }
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{:.0}% ({:.0}–{:.0})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
+    vec![
+        ("summary.csv", summary),
+        ("curves.csv", curves),
+        ("lengths.csv", lengths),
+    ]
 }
 
 /// Whether `o` is a point of the Mamba state-size sweep on `copy`.
@@ -860,10 +925,10 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
                 "| {model} | {} | {:.1} | {} | {to90} | {} | {} | {} | {holds} |",
                 group[0].params,
                 group.iter().map(|o| o.report.ms_per_step).sum::<f64>() / group.len() as f64,
-                pct(&vals(&|o| o.report.curve.last().map(|p| p.test_score))),
-                pct(&vals(&|o| o.exact_at(max_train))),
-                pct(&vals(&|o| o.exact_at(mid))),
-                pct(&vals(&|o| o.exact_at(far))),
+                percent(&vals(&|o| o.report.curve.last().map(|p| p.test_score)), 0),
+                percent(&vals(&|o| o.exact_at(max_train)), 0),
+                percent(&vals(&|o| o.exact_at(mid)), 0),
+                percent(&vals(&|o| o.exact_at(far)), 0),
             );
         }
         r.push('\n');
@@ -983,7 +1048,7 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
                 .iter()
                 .map(|&l| {
                     let v: Vec<f64> = g.iter().filter_map(|o| o.exact_at(l)).collect();
-                    pct(&v)
+                    percent(&v, 0)
                 })
                 .collect();
             let _ = writeln!(

@@ -1,22 +1,23 @@
 //! The options shared by the homework experiments of seeds 000/001, and running many trainings.
 //!
 //! The examples `induction_head` and `associative_recall` parse flags into an
-//! [`ExperimentOptions`], call `induction_head` or `associative_recall` (sibling modules), and
-//! draw plots from the returned [`RecallOutcome`]s; the integration tests call the same
-//! functions with [`ExperimentOptions::quick`].
+//! [`ExperimentOptions`] and run the `Experiment`s of the sibling modules of those names through
+//! the shared driver; the integration tests call the same entry points with
+//! [`ExperimentOptions::quick`].
 
 use std::path::{Path, PathBuf};
 
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 
 use seqlayers::data::RecallConfig;
-use seqlayers::error::ensure_nonzero;
+use seqlayers::ensure_nonzero;
 use seqlayers::model::ModelKind;
 use seqlayers::train::{EarlyStop, PlateauStop, TrainConfig};
 use seqlayers::{Result, SeqError};
 
+use super::cli::{CliError, RecallArgs};
 use super::parallel::run_parallel;
-use super::recall::{RecallOutcome, RecallRun, check_run, run_recall, write_csv};
+use super::recall::{RecallOutcome, RecallRun, check_run, run_recall};
 
 /// Settings shared by the experiments (each has its defaults; flags override them).
 #[derive(Debug, Clone)]
@@ -250,12 +251,16 @@ pub fn run_all<B: AutodiffBackend>(
     )
 }
 
-/// Writes the CSV files and `report.md` into `dir`.
-pub fn write_outputs(dir: &Path, outcomes: &[RecallOutcome], report: &str) -> Result<()> {
-    write_csv(outcomes, dir)?;
-    let path = dir.join("report.md");
-    std::fs::write(&path, report).map_err(|e| SeqError::write(&path, e))?;
-    Ok(())
+/// The options of a recall example's command line, checked: every flag value, then every run
+/// of `runs` (task, budget, model) before any training starts.
+pub fn recall_options(
+    args: &RecallArgs,
+    example: &str,
+    runs: fn(&ExperimentOptions) -> Vec<RecallRun>,
+) -> std::result::Result<ExperimentOptions, CliError> {
+    let options = args.checked_options(example)?;
+    check_runs(&runs(&options), options.jobs)?;
+    Ok(options)
 }
 
 /// Creates the output folder (and checks that it can be written) before any training starts.
@@ -267,7 +272,10 @@ pub fn prepare_out_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes each `(file name, text)` into `dir`, naming the path that fails.
-pub fn write_files<const N: usize>(dir: &Path, files: [(&str, String); N]) -> Result<()> {
+pub fn write_files<'a>(
+    dir: &Path,
+    files: impl IntoIterator<Item = (&'a str, String)>,
+) -> Result<()> {
     for (name, text) in files {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| SeqError::write(&path, e))?;

@@ -1,16 +1,21 @@
-//! Problem 1 of seeds 000/001: the induction head (AR with M = 1) for τ = 1 and τ = 5.
+//! Problem 1 of seeds 000/001: the induction head (AR with M = 1) for τ = 1 and τ = 5, as an
+//! [`Experiment`] (the `induction_head` example).
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 
 use seqlayers::Result;
 use seqlayers::model::ModelKind;
 
-use super::cli::{CliError, RecallArgs};
-use super::experiments::{ExperimentOptions, check_runs, prepare_out_dir, run_all, write_outputs};
-use super::recall::{RecallOutcome, RecallRun};
-use super::report::{findings, results_table, seed_summary};
+use super::cli::{CliError, RecallArgs, RunArgs};
+use super::driver::{Experiment, execute};
+use super::experiments::{ExperimentOptions, recall_options, run_all};
+use super::plot::line_plot;
+use super::recall::{RecallOutcome, RecallRun, csv_files};
+use super::report::{findings, pct, results_table, seed_summary};
+use super::{convergence_series, length_series, warn_on_error};
 
 /// The six models of Problem 1.
 pub const PROBLEM1_MODELS: [ModelKind; 6] = [
@@ -49,21 +54,88 @@ pub fn induction_head_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
 pub fn induction_head_options(
     args: &RecallArgs,
 ) -> std::result::Result<ExperimentOptions, CliError> {
-    let options = args.checked_options("induction_head", "results/induction_head")?;
-    check_runs(&induction_head_runs(&options), options.jobs)?;
-    Ok(options)
+    recall_options(args, "induction_head", induction_head_runs)
 }
 
 /// Trains and evaluates Problem 1, writes CSV files and `report.md` to `options.out_dir`, and
-/// returns the outcomes (for plotting).
+/// returns the outcomes.
 pub fn induction_head<B: AutodiffBackend>(
     options: &ExperimentOptions,
     device: &B::Device,
 ) -> Result<Vec<RecallOutcome>> {
-    prepare_out_dir(&options.out_dir)?;
-    let outcomes = run_all::<B>(&induction_head_runs(options), device, options.jobs)?;
-    write_outputs(&options.out_dir, &outcomes, &report(options, &outcomes))?;
-    Ok(outcomes)
+    execute::<InductionHead, B>(options, device)
+}
+
+/// Problem 1, the `induction_head` example.
+pub struct InductionHead;
+
+impl Experiment for InductionHead {
+    type Args = RecallArgs;
+    type Options = ExperimentOptions;
+    type Outcome = Vec<RecallOutcome>;
+
+    fn run_args(args: &RecallArgs) -> &RunArgs {
+        &args.run
+    }
+
+    fn options(args: &RecallArgs) -> std::result::Result<ExperimentOptions, CliError> {
+        induction_head_options(args)
+    }
+
+    fn out_dir(options: &ExperimentOptions) -> &Path {
+        &options.out_dir
+    }
+
+    fn run<B: AutodiffBackend>(
+        options: &ExperimentOptions,
+        device: &B::Device,
+    ) -> Result<Vec<RecallOutcome>> {
+        run_all::<B>(&induction_head_runs(options), device, options.jobs)
+    }
+
+    fn csv(outcomes: &Vec<RecallOutcome>) -> Vec<(&'static str, String)> {
+        csv_files(outcomes)
+    }
+
+    fn report(options: &ExperimentOptions, outcomes: &Vec<RecallOutcome>) -> String {
+        report(options, outcomes)
+    }
+
+    /// Per delay: accuracy against length and the convergence curves, one curve per model.
+    fn plots(options: &ExperimentOptions, outcomes: &Vec<RecallOutcome>) {
+        let mut delays: Vec<usize> = outcomes.iter().map(|o| o.run.task.delay).collect();
+        delays.dedup();
+        let name = |o: &RecallOutcome| o.series_name(options.seeds.len() > 1);
+        for tau in delays {
+            let group: Vec<_> = outcomes
+                .iter()
+                .filter(|o| o.run.task.delay == tau)
+                .collect();
+            let dir = &options.out_dir;
+            warn_on_error(line_plot(
+                &dir.join(format!("accuracy_vs_length_tau{tau}.png")),
+                &format!(
+                    "Induction head, τ = {tau}: accuracy vs length (trained at L = {})",
+                    options.train_len
+                ),
+                "sequence length",
+                "accuracy",
+                &length_series(&group, name),
+                false,
+            ));
+            warn_on_error(line_plot(
+                &dir.join(format!("convergence_tau{tau}.png")),
+                &format!(
+                    "Induction head, τ = {tau}: test-batch accuracy (batch size {})",
+                    options.batch_size
+                ),
+                "optimizer step",
+                "test-batch accuracy",
+                &convergence_series(&group, name),
+                false,
+            ));
+        }
+    }
 }
 
 fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
@@ -107,7 +179,6 @@ fn delay_effect(outcomes: &[RecallOutcome]) -> String {
     s = s
         .replace("τ=a", &format!("τ={first}"))
         .replace("τ=b", &format!("τ={last}"));
-    let pct = |x: Option<f64>| x.map_or("–".into(), |a| format!("{:.1}%", 100.0 * a));
     let conv = |o: &RecallOutcome| {
         o.report
             .converged_at

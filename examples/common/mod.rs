@@ -6,6 +6,7 @@
 pub mod associative_recall;
 pub mod cli;
 pub mod copying;
+pub mod driver;
 pub mod experiments;
 pub mod induction_head;
 pub mod memory;
@@ -51,20 +52,6 @@ pub fn convergence_series(
                 .collect(),
         })
         .collect()
-}
-
-/// Prints the `report.md` written to `dir` and the wall time since `started` (the end of every
-/// experiment example).
-pub fn print_report(dir: &std::path::Path, started: std::time::Instant) {
-    println!(
-        "{}",
-        std::fs::read_to_string(dir.join("report.md")).unwrap_or_default()
-    );
-    println!(
-        "total wall time: {:.1} s; outputs in {}",
-        started.elapsed().as_secs_f64(),
-        dir.display()
-    );
 }
 
 /// Prints a plot error as a warning (plots are a convenience; the CSVs hold every number).

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use seqlayers::Result;
-use seqlayers::error::ensure_nonzero;
+use seqlayers::ensure_nonzero;
 
 /// Runs `run` on every item, `jobs` threads at a time, the most expensive items (by `cost`)
 /// first so that long runs do not end up alone at the tail. `done(k, total, outcome)` is called

@@ -19,8 +19,9 @@ use seqlayers::data::{
 };
 use seqlayers::decode::{GenerateConfig, generate_greedy};
 use seqlayers::model::{EncoderDecoder, EncoderDecoderConfig, LanguageModel, LanguageModelConfig};
+use seqlayers::nn::NormKind;
 use seqlayers::ssm::{Discretization, MambaConfig};
-use seqlayers::stack::{NormKind, StackConfig, parse_layers};
+use seqlayers::stack::{StackConfig, parse_layers};
 use seqlayers::train::{
     LrSchedule, OptimizerKind, Scores, TrainConfig, TrainReport, evaluate_batch, train,
 };
@@ -29,9 +30,12 @@ use seqlayers::{Result, SeqError};
 use super::cli::{
     CliError, RunArgs, at_least_one_each, distinct, positive_list, positive_number, read_text_file,
 };
-use super::experiments::{prepare_out_dir, write_files};
+use super::driver::{Experiment, execute};
 use super::parallel::{INIT_LOCK, run_parallel};
+use super::plot::{Series, heatmap, line_plot};
 use super::progress::Progress;
+use super::report::pct;
+use super::warn_on_error;
 
 /// Flags of the `pig_latin` example (every one optional).
 #[derive(clap::Parser, Debug)]
@@ -59,36 +63,25 @@ pub struct PigLatinArgs {
     /// Build the pairs from this word list with the rule instead of the files.
     #[arg(long)]
     pub words: Option<PathBuf>,
-    /// Optimizer steps of every run (default 3000).
-    #[arg(long, conflicts_with = "epochs")]
-    pub steps: Option<usize>,
-    /// Passes over the training words instead of a step count.
-    #[arg(long)]
+    /// Passes over the training words instead of a step count (`--steps`, default 3000).
+    #[arg(long, conflicts_with = "steps")]
     pub epochs: Option<f64>,
-    /// Words per minibatch.
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
     /// Blocks of the transformer's encoder and of its decoder.
     #[arg(long)]
     pub transformer_layers: Option<usize>,
     /// Mamba blocks.
     #[arg(long)]
     pub mamba_layers: Option<usize>,
-    /// Seed of split, data order and initialization.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// `--jobs`, `--quick`, `--out` and `--device`.
+    /// The shared flags ([`RunArgs`]; `--batch` counts words, one seed: it draws the split,
+    /// the data order and the initialization).
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 impl PigLatinArgs {
-    /// The options of these flags (defaults where a flag is missing); only `--sweep` is
-    /// checked here, see [`pig_latin_options`].
-    pub fn options(&self) -> std::result::Result<PigLatinOptions, String> {
+    /// The options of these flags (defaults where a flag is missing); only `--sweep` and the
+    /// one seed are checked here, see [`pig_latin_options`].
+    pub fn options(&self) -> std::result::Result<PigLatinOptions, CliError> {
         let mut o = PigLatinOptions::default();
         if self.run.quick {
             o = o.quick();
@@ -110,7 +103,7 @@ impl PigLatinArgs {
                 .filter(|s| s.as_str() != "none")
                 .map(|s| {
                     <Disc as clap::ValueEnum>::from_str(s, true)
-                        .map_err(|_| format!("--sweep: unknown discretization `{s}` (approx-zoh, exact-zoh, bilinear, none)"))
+                        .map_err(|_| CliError::usage(format!("--sweep: unknown discretization `{s}` (approx-zoh, exact-zoh, bilinear, none)")))
                 })
                 .collect::<std::result::Result<_, _>>()?;
         }
@@ -122,15 +115,15 @@ impl PigLatinArgs {
             // One word list replaces both files: train on it once.
             o.data = vec![DataSize::Small];
         }
-        o.steps = self.steps.unwrap_or(o.steps);
+        o.steps = self.run.steps.unwrap_or(o.steps);
         o.epochs = self.epochs.or(o.epochs);
-        o.batch = self.batch.unwrap_or(o.batch);
-        o.lr = self.lr.unwrap_or(o.lr);
+        o.batch = self.run.batch.unwrap_or(o.batch);
+        o.lr = self.run.lr.unwrap_or(o.lr);
         o.transformer_layers = self.transformer_layers.unwrap_or(o.transformer_layers);
         o.mamba_layers = self.mamba_layers.unwrap_or(o.mamba_layers);
-        o.seed = self.seed;
+        o.seed = self.run.one_seed("pig_latin")?;
         o.jobs = self.run.jobs;
-        o.out_dir = self.run.out_dir("results/pig_latin");
+        o.out_dir = self.run.out_dir("pig_latin");
         Ok(o)
     }
 }
@@ -141,16 +134,11 @@ impl PigLatinArgs {
 pub fn pig_latin_options(args: &PigLatinArgs) -> std::result::Result<PigLatinOptions, CliError> {
     args.run.check()?;
     at_least_one_each(&[
-        ("--steps", args.steps),
-        ("--batch", args.batch),
         ("--transformer-layers", args.transformer_layers),
         ("--mamba-layers", args.mamba_layers),
     ])?;
     if let Some(epochs) = args.epochs {
         positive_number("--epochs", epochs)?;
-    }
-    if let Some(lr) = args.lr {
-        positive_number("--lr", lr)?;
     }
     positive_list("--hidden", &args.hiddens)?;
     let models: Vec<&str> = args.models.iter().map(|m| m.name()).collect();
@@ -172,7 +160,7 @@ pub fn pig_latin_options(args: &PigLatinArgs) -> std::result::Result<PigLatinOpt
             dir.display()
         )));
     }
-    let o = args.options().map_err(CliError::Usage)?;
+    let o = args.options()?;
     if o.models.contains(&Translator::Transformer) {
         for &hidden in &o.hiddens {
             let heads = (hidden / 16).max(1);
@@ -886,49 +874,84 @@ pub fn run_pig_latin<B: AutodiffBackend>(
     }
 }
 
-/// Runs every training (`jobs` at a time) and writes CSV files and `report.md`.
+/// Runs every training (`jobs` at a time), writes CSV files and `report.md`, and returns the
+/// outcomes.
 pub fn pig_latin<B: AutodiffBackend>(
     options: &PigLatinOptions,
     device: &B::Device,
 ) -> Result<Vec<PigLatinOutcome>> {
-    let runs = options.runs();
-    prepare_out_dir(&options.out_dir)?;
-    let cost = |r: &PigLatinRun| {
-        let words = match r.data {
-            DataSize::Small => 3,
-            DataSize::Large => 22,
+    execute::<PigLatin, B>(options, device)
+}
+
+/// The `pig_latin` example.
+pub struct PigLatin;
+
+impl Experiment for PigLatin {
+    type Args = PigLatinArgs;
+    type Options = PigLatinOptions;
+    type Outcome = Vec<PigLatinOutcome>;
+
+    fn run_args(args: &PigLatinArgs) -> &RunArgs {
+        &args.run
+    }
+
+    fn options(args: &PigLatinArgs) -> std::result::Result<PigLatinOptions, CliError> {
+        pig_latin_options(args)
+    }
+
+    fn out_dir(options: &PigLatinOptions) -> &Path {
+        &options.out_dir
+    }
+
+    fn run<B: AutodiffBackend>(
+        options: &PigLatinOptions,
+        device: &B::Device,
+    ) -> Result<Vec<PigLatinOutcome>> {
+        let cost = |r: &PigLatinRun| {
+            let words = match r.data {
+                DataSize::Small => 3,
+                DataSize::Large => 22,
+            };
+            let per = match r.model {
+                Translator::Transformer => 2,
+                Translator::Mamba => 3,
+            };
+            words * per * r.hidden
         };
-        let per = match r.model {
-            Translator::Transformer => 2,
-            Translator::Mamba => 3,
-        };
-        words * per * r.hidden
-    };
-    let outcomes = run_parallel(
-        &runs,
-        options.jobs,
-        cost,
-        |run| run_pig_latin::<B>(options, run, device),
-        |k, total, o: &PigLatinOutcome| {
-            eprintln!(
-                "[{k}/{total}] {:<34} {:>7} params  {:>6.1} ms/step  val word acc {:>5.1}%  ({:.0} s)",
-                o.run.label(),
-                o.params,
-                o.report.ms_per_step,
-                100.0 * o.greedy_accuracy,
-                o.wall_s
-            );
-        },
-    )?;
-    write_csv(&outcomes, &options.out_dir)?;
-    let path = options.out_dir.join("report.md");
-    std::fs::write(&path, report(options, &outcomes)).map_err(|e| SeqError::write(&path, e))?;
-    Ok(outcomes)
+        run_parallel(
+            &options.runs(),
+            options.jobs,
+            cost,
+            |run| run_pig_latin::<B>(options, run, device),
+            |k, total, o: &PigLatinOutcome| {
+                eprintln!(
+                    "[{k}/{total}] {:<34} {:>7} params  {:>6.1} ms/step  val word acc {:>5.1}%  ({:.0} s)",
+                    o.run.label(),
+                    o.params,
+                    o.report.ms_per_step,
+                    100.0 * o.greedy_accuracy,
+                    o.wall_s
+                );
+            },
+        )
+    }
+
+    fn csv(outcomes: &Vec<PigLatinOutcome>) -> Vec<(&'static str, String)> {
+        csv_files(outcomes)
+    }
+
+    fn report(options: &PigLatinOptions, outcomes: &Vec<PigLatinOutcome>) -> String {
+        report(options, outcomes)
+    }
+
+    fn plots(options: &PigLatinOptions, outcomes: &Vec<PigLatinOutcome>) {
+        plots(options, outcomes)
+    }
 }
 
 /// `summary.csv`, `curves.csv`, `mistakes.csv`, `probes.csv` (the numbers behind the
 /// interpretability plots: per word, the cross-attention rows or Mamba's Δ and retention rows).
-pub fn write_csv(outcomes: &[PigLatinOutcome], dir: &Path) -> Result<()> {
+pub fn csv_files(outcomes: &[PigLatinOutcome]) -> Vec<(&'static str, String)> {
     let mut summary = String::from(
         "model,hidden,data,discretization,params,train_words,steps,ms_per_step,train_loss,train_word_acc,val_loss,val_word_acc_teacher_forced,val_word_acc_greedy,latency_ms_batch1,latency_ms_batch64,wall_s\n",
     );
@@ -980,19 +1003,12 @@ pub fn write_csv(outcomes: &[PigLatinOutcome], dir: &Path) -> Result<()> {
             let _ = writeln!(mistakes, "{key},{},{},{}", m.english, m.expected, m.got);
         }
     }
-    write_files(
-        dir,
-        [
-            ("summary.csv", summary),
-            ("curves.csv", curves),
-            ("mistakes.csv", mistakes),
-            ("probes.csv", probes),
-        ],
-    )
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
+    vec![
+        ("summary.csv", summary),
+        ("curves.csv", curves),
+        ("mistakes.csv", mistakes),
+        ("probes.csv", probes),
+    ]
 }
 
 /// `report.md`: setting, results table, findings computed from the numbers, mistakes,
@@ -1157,4 +1173,122 @@ pub fn report(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) -> String
     s.push_str("\n## Interpretability\n\nPlots `cross_attention_*.png` (transformer: which source letter each output letter reads, last decoder block, mean over heads) and `mamba_state_*.png` (Mamba: mean Δ of the first block at each input position, and the weight each position still has in the state when the Pig-Latin side starts).\n");
     s.push_str("\n## Scans\n\nThe parallel vs sequential scan comparison in time and precision against sequence length is the crate's `scan_precision` example and `cargo bench --bench scan`; results and commands in [../scan.md](../scan.md).\n");
     s
+}
+
+/// Loss and accuracy curves against epochs; per probed word, the cross-attention heatmap
+/// (transformer) or the mean Δ and state retention (Mamba).
+fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
+    let dir = &options.out_dir;
+    let epoch = |o: &PigLatinOutcome, step: usize| (step * o.batch) as f64 / o.train_words as f64;
+    for (what, file, pick) in [
+        ("training loss", "train_loss.png", 0),
+        ("validation loss", "val_loss.png", 1),
+        (
+            "validation word accuracy (fixed batch)",
+            "val_accuracy.png",
+            2,
+        ),
+    ] {
+        let series: Vec<Series> = outcomes
+            .iter()
+            .map(|o| Series {
+                name: o.run.label(),
+                points: o
+                    .report
+                    .curve
+                    .iter()
+                    .filter(|p| p.step > 0)
+                    .map(|p| {
+                        let y = [p.mean_loss, p.test_loss, p.test_score][pick];
+                        (
+                            epoch(o, p.step),
+                            if pick < 2 { y.max(1e-4).log10() } else { y },
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        let y_label = if pick < 2 {
+            format!("log10 {what}")
+        } else {
+            what.to_string()
+        };
+        warn_on_error(line_plot(
+            &dir.join(file),
+            &format!("Pig-Latin: {what}"),
+            "epoch",
+            &y_label,
+            &series,
+            false,
+        ));
+    }
+    for o in outcomes {
+        let tag = format!(
+            "{}_d{}_{}{}",
+            o.run.model.name(),
+            o.run.hidden,
+            o.run.data.name(),
+            if o.run.model == Translator::Mamba {
+                format!("_{}", o.run.disc.name())
+            } else {
+                String::new()
+            }
+        );
+        for p in &o.probes {
+            let letters: Vec<String> = p.english.chars().map(String::from).collect();
+            match o.run.model {
+                Translator::Transformer => {
+                    let outputs: Vec<String> = p
+                        .target
+                        .chars()
+                        .map(String::from)
+                        .chain(["</s>".to_string()])
+                        .collect();
+                    warn_on_error(heatmap(
+                        &dir.join(format!("cross_attention_{tag}_{}.png", p.english)),
+                        &format!("{} → {}: cross-attention (last block)", p.english, p.target),
+                        &outputs,
+                        &letters,
+                        &p.rows,
+                    ));
+                }
+                Translator::Mamba => {
+                    let n = p.english.len();
+                    let series = vec![
+                        Series {
+                            name: "mean Δ, block 1 (x SOS y)".into(),
+                            points: p.rows[0]
+                                .iter()
+                                .enumerate()
+                                .map(|(t, &v)| (t as f64, v))
+                                .collect(),
+                        },
+                        Series {
+                            name: "weight kept in the state at SOS".into(),
+                            points: p.rows[1]
+                                .iter()
+                                .enumerate()
+                                .take(n + 1)
+                                .map(|(t, &v)| (t as f64, v))
+                                .collect(),
+                        },
+                    ];
+                    warn_on_error(line_plot(
+                        &dir.join(format!("mamba_state_{tag}_{}.png", p.english)),
+                        &format!(
+                            "{} → {}: Δ and state retention (positions 0..{} are the English letters, {} = SOS)",
+                            p.english,
+                            p.target,
+                            n - 1,
+                            n
+                        ),
+                        "position",
+                        "value",
+                        &series,
+                        false,
+                    ));
+                }
+            }
+        }
+    }
 }

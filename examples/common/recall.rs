@@ -3,20 +3,18 @@
 //! `associative_recall` are thin command-line wrappers around [`run_recall`].
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::Instant;
 
+use seqlayers::Result;
 use seqlayers::backend::Cpu;
 use seqlayers::burn::module::{AutodiffModule, Module};
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::data::{AssociativeRecall, RecallConfig};
-use seqlayers::error::ensure_nonzero;
+use seqlayers::ensure_nonzero;
 use seqlayers::model::{ClassifierConfig, ModelKind};
 use seqlayers::stack::StackConfig;
 use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
-use seqlayers::{Result, SeqError};
 
-use super::experiments::write_files;
 use super::parallel::INIT_LOCK;
 use super::progress::Progress;
 
@@ -178,9 +176,8 @@ where
     })
 }
 
-/// Writes `summary.csv`, `curves.csv` and `lengths.csv` for `outcomes` into `dir`.
-pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| SeqError::write(dir, e))?;
+/// `summary.csv`, `curves.csv` and `lengths.csv` of `outcomes`.
+pub fn csv_files(outcomes: &[RecallOutcome]) -> Vec<(&'static str, String)> {
     let mut summary = String::from(
         "model,M,tau,d,seed,L,params,steps_run,stop,converged_at,ms_per_step,wall_s,acc_at_L,acc_at_2L,acc_at_3L\n",
     );
@@ -219,12 +216,9 @@ pub fn write_csv(outcomes: &[RecallOutcome], dir: &Path) -> Result<()> {
             let _ = writeln!(lengths, "{key},{},{:.4},{}", l.len, l.score, l.samples);
         }
     }
-    write_files(
-        dir,
-        [
-            ("summary.csv", summary),
-            ("curves.csv", curves),
-            ("lengths.csv", lengths),
-        ],
-    )
+    vec![
+        ("summary.csv", summary),
+        ("curves.csv", curves),
+        ("lengths.csv", lengths),
+    ]
 }

@@ -1,4 +1,5 @@
-//! Markdown summaries of recall runs: a results table and findings computed from the numbers.
+//! Markdown summaries of recall runs: a results table and findings computed from the numbers;
+//! and [`percent`], the one percentage formatter of every example's report.
 
 use std::fmt::Write as _;
 
@@ -25,8 +26,25 @@ pub fn solved_up_to(outcome: &RecallOutcome) -> Option<usize> {
     longest
 }
 
-fn pct(x: Option<f64>) -> String {
-    x.map_or("–".into(), |a| format!("{:.1}%", 100.0 * a))
+/// Fractions as a percentage with `decimals` decimals: one value as `"m%"`, several as their
+/// mean and range `"m% (lo–hi)"` (the seeds of one configuration), none as `"–"`.
+pub fn percent(values: &[f64], decimals: usize) -> String {
+    let p = |x: f64| format!("{:.*}", decimals, 100.0 * x);
+    match values {
+        [] => "–".into(),
+        [x] => format!("{}%", p(*x)),
+        _ => {
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{}% ({}–{})", p(mean), p(lo), p(hi))
+        }
+    }
+}
+
+/// A fraction (or none: `"–"`) with one decimal, as in most tables: [`percent`] of one value.
+pub fn pct(x: impl Into<Option<f64>>) -> String {
+    percent(x.into().as_slice(), 1)
 }
 
 /// A markdown table with one row per run.
@@ -60,21 +78,6 @@ pub fn results_table(outcomes: &[RecallOutcome]) -> String {
         );
     }
     s
-}
-
-/// Mean, minimum and maximum of `v` as `"m% (lo–hi)"` (one value: `"m%"`; none: `"–"`).
-fn pct_range(v: &[f64]) -> String {
-    if v.is_empty() {
-        return "–".into();
-    }
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if v.len() == 1 {
-        format!("{:.1}%", 100.0 * mean)
-    } else {
-        format!("{:.1}% ({:.1}–{:.1})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
-    }
 }
 
 /// The runs grouped by (model, M, τ, d) — the seeds of one configuration together — in order
@@ -121,9 +124,9 @@ pub fn seed_summary(outcomes: &[RecallOutcome]) -> String {
             g.len(),
             per_seed(g, &|o| o.report.steps_run.to_string()),
             per_seed(g, &|o| o.report.stop.to_string()),
-            pct_range(&vals(&|o| o.accuracy_at(l))),
-            pct_range(&vals(&|o| o.mean_accuracy(l + 1..=2 * l))),
-            pct_range(&vals(&|o| o.mean_accuracy(2 * l + 1..=3 * l))),
+            percent(&vals(&|o| o.accuracy_at(l)), 1),
+            percent(&vals(&|o| o.mean_accuracy(l + 1..=2 * l)), 1),
+            percent(&vals(&|o| o.mean_accuracy(2 * l + 1..=3 * l)), 1),
             per_seed(g, &|o| solved_up_to(o)
                 .map_or("–".into(), |n| n.to_string())),
         );

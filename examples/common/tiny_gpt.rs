@@ -21,19 +21,23 @@ use seqlayers::data::{
 };
 use seqlayers::decode::{Decoder, GenerateConfig, SampleConfig, generate_sample};
 use seqlayers::model::{LanguageModel, LanguageModelConfig, load_language_model, save_checkpoint};
+use seqlayers::nn::NormKind;
 use seqlayers::position::PositionEncoding;
-use seqlayers::stack::{NormKind, StackConfig, parse_layers};
+use seqlayers::stack::{StackConfig, parse_layers};
 use seqlayers::train::{
     LengthScore, LrSchedule, OptimizerKind, TrainConfig, TrainReport, evaluate_batch,
     evaluate_lengths, train,
 };
 
 use super::cli::{
-    CliError, RunArgs, at_least_one, at_least_one_each, distinct, positive_number, read_text_file,
+    CliError, DEFAULT_SEED, RunArgs, at_least_one, at_least_one_each, distinct, positive_number,
+    read_text_file,
 };
-use super::experiments::{prepare_out_dir, write_files};
+use super::driver::{Experiment, execute};
 use super::parallel::{INIT_LOCK, run_parallel};
+use super::plot::{Series, line_plot};
 use super::progress::Progress;
+use super::warn_on_error;
 
 /// One variant of the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -329,7 +333,7 @@ pub struct TinyGptArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum TinyGptMode {
     /// Train the ablation grid (or the ones given) and write the report.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate text from a saved checkpoint.
     Generate(GenerateArgs),
 }
@@ -356,28 +360,17 @@ pub struct TrainArgs {
     /// GPT blocks.
     #[arg(long)]
     pub layers: Option<usize>,
-    /// Optimizer steps.
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Windows per step.
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
     /// Dropout after the MLPs.
     #[arg(long)]
     pub dropout: Option<f64>,
     /// Continue training from this checkpoint (its config wins; one ablation).
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Seed of split, data order, initialization and sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Do not save checkpoints.
     #[arg(long)]
     pub no_save: bool,
-    /// `--jobs`, `--quick`, `--out` and `--device`.
+    /// The shared flags ([`RunArgs`]; `--batch` counts windows, one seed: it draws the split,
+    /// the data order, the initialization and the samples).
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -400,8 +393,9 @@ pub struct GenerateArgs {
     /// Sample among the k most likely tokens.
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
+    /// Base seed of the generation (the sampling; the first window's, each next window's one
+    /// more).
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
 }
 
@@ -424,15 +418,15 @@ impl TrainArgs {
         o.block_size = self.block_size.unwrap_or(o.block_size);
         o.d_model = self.d_model.unwrap_or(o.d_model);
         o.layers = self.layers.unwrap_or(o.layers);
-        o.steps = self.steps.unwrap_or(o.steps);
-        o.batch = self.batch.unwrap_or(o.batch);
-        o.lr = self.lr.unwrap_or(o.lr);
+        o.steps = self.run.steps.unwrap_or(o.steps);
+        o.batch = self.run.batch.unwrap_or(o.batch);
+        o.lr = self.run.lr.unwrap_or(o.lr);
         o.dropout = self.dropout.unwrap_or(o.dropout);
         o.resume = self.resume.clone();
-        o.seed = self.seed;
+        o.seed = self.run.seeds()[0];
         o.jobs = self.run.jobs;
         o.save = !self.no_save;
-        o.out_dir = self.run.out_dir("results/tiny_gpt");
+        o.out_dir = self.run.out_dir("tiny_gpt");
         o
     }
 }
@@ -442,12 +436,11 @@ impl TrainArgs {
 /// (built once on the CPU and dropped).
 pub fn train_options(args: &TrainArgs) -> std::result::Result<TinyGptOptions, CliError> {
     args.run.check()?;
+    args.run.one_seed("tiny_gpt")?;
     at_least_one_each(&[
         ("--block-size", args.block_size),
         ("--d-model", args.d_model),
         ("--layers", args.layers),
-        ("--steps", args.steps),
-        ("--batch", args.batch),
     ])?;
     if let Some(w) = args.words
         && w < 2
@@ -455,9 +448,6 @@ pub fn train_options(args: &TrainArgs) -> std::result::Result<TinyGptOptions, Cl
         return Err(CliError::usage(format!(
             "--words {w}: a word vocabulary needs at least 2 entries (<unk> and one word)"
         )));
-    }
-    if let Some(lr) = args.lr {
-        positive_number("--lr", lr)?;
     }
     if let Some(p) = args.dropout
         && !(0.0..1.0).contains(&p)
@@ -879,45 +869,96 @@ pub fn baselines(task: &LanguageModelTask) -> seqlayers::Result<(f64, f64)> {
     ))
 }
 
-/// Runs the grid and writes CSV files and `report.md`.
+/// Runs the grid, writes CSV files and `report.md`, and returns the outcomes and the
+/// (unigram, bigram) baselines.
 pub fn tiny_gpt<B: AutodiffBackend>(
     options: &TinyGptOptions,
     device: &B::Device,
 ) -> seqlayers::Result<(Vec<TinyGptOutcome>, (f64, f64))> {
-    prepare_out_dir(&options.out_dir)?;
-    let task = options.task()?;
-    let base = baselines(&task)?;
-    let cost = |a: &Ablation| match a {
-        Ablation::Mamba | Ablation::Hybrid => 3,
-        Ablation::Similarity(_) | Ablation::NaiveMask => 2,
-        _ => 1,
-    };
-    let outcomes = run_parallel(
-        &options.ablations,
-        options.jobs,
-        cost,
-        |a| run_tiny_gpt::<B>(options, &task, *a, device),
-        |k, total, o: &TinyGptOutcome| {
-            eprintln!(
-                "[{k}/{total}] {:<26} {:>8} params  {:>7.1} ms/step  val ppl {:>6.2} (causal {:>6.2})  ({:.0} s)",
-                o.ablation.name(),
-                o.params,
-                o.report.ms_per_step,
-                o.val_ppl,
-                o.val_ppl_causal,
-                o.wall_s
-            );
-        },
-    )?;
-    write_csv(&outcomes, &options.out_dir)?;
-    let path = options.out_dir.join("report.md");
-    std::fs::write(&path, report(options, &task, base, &outcomes))
-        .map_err(|e| SeqError::write(&path, e))?;
-    Ok((outcomes, base))
+    let results = execute::<TinyGpt, B>(options, device)?;
+    Ok((results.outcomes, results.baselines))
+}
+
+/// What a `tiny_gpt train` run returns.
+pub struct TinyGptResults {
+    /// One per ablation.
+    pub outcomes: Vec<TinyGptOutcome>,
+    /// (unigram, bigram) validation perplexity.
+    pub baselines: (f64, f64),
+    /// The corpus and task the models trained on.
+    pub task: LanguageModelTask,
+}
+
+/// `tiny_gpt train`.
+pub struct TinyGpt;
+
+impl Experiment for TinyGpt {
+    type Args = TrainArgs;
+    type Options = TinyGptOptions;
+    type Outcome = TinyGptResults;
+
+    fn run_args(args: &TrainArgs) -> &RunArgs {
+        &args.run
+    }
+
+    fn options(args: &TrainArgs) -> std::result::Result<TinyGptOptions, CliError> {
+        train_options(args)
+    }
+
+    fn out_dir(options: &TinyGptOptions) -> &Path {
+        &options.out_dir
+    }
+
+    fn run<B: AutodiffBackend>(
+        options: &TinyGptOptions,
+        device: &B::Device,
+    ) -> seqlayers::Result<TinyGptResults> {
+        let task = options.task()?;
+        let baselines = baselines(&task)?;
+        let cost = |a: &Ablation| match a {
+            Ablation::Mamba | Ablation::Hybrid => 3,
+            Ablation::Similarity(_) | Ablation::NaiveMask => 2,
+            _ => 1,
+        };
+        let outcomes = run_parallel(
+            &options.ablations,
+            options.jobs,
+            cost,
+            |a| run_tiny_gpt::<B>(options, &task, *a, device),
+            |k, total, o: &TinyGptOutcome| {
+                eprintln!(
+                    "[{k}/{total}] {:<26} {:>8} params  {:>7.1} ms/step  val ppl {:>6.2} (causal {:>6.2})  ({:.0} s)",
+                    o.ablation.name(),
+                    o.params,
+                    o.report.ms_per_step,
+                    o.val_ppl,
+                    o.val_ppl_causal,
+                    o.wall_s
+                );
+            },
+        )?;
+        Ok(TinyGptResults {
+            outcomes,
+            baselines,
+            task,
+        })
+    }
+
+    fn csv(results: &TinyGptResults) -> Vec<(&'static str, String)> {
+        csv_files(&results.outcomes)
+    }
+
+    fn report(options: &TinyGptOptions, results: &TinyGptResults) -> String {
+        report(options, &results.task, results.baselines, &results.outcomes)
+    }
+
+    fn plots(options: &TinyGptOptions, results: &TinyGptResults) {
+        plots(options, &results.outcomes)
+    }
 }
 
 /// `summary.csv`, `curves.csv`, `lengths.csv`, `samples.md`.
-pub fn write_csv(outcomes: &[TinyGptOutcome], dir: &Path) -> seqlayers::Result<()> {
+pub fn csv_files(outcomes: &[TinyGptOutcome]) -> Vec<(&'static str, String)> {
     let mut summary = String::from(
         "ablation,params,ms_per_step,train_tokens_per_s,generate_tokens_per_s,train_ppl,val_ppl,val_ppl_causal,leak,wall_s\n",
     );
@@ -951,15 +992,12 @@ pub fn write_csv(outcomes: &[TinyGptOutcome], dir: &Path) -> seqlayers::Result<(
         }
         let _ = writeln!(samples, "## {name}\n\n```text\n{}\n```\n", o.sample);
     }
-    write_files(
-        dir,
-        [
-            ("summary.csv", summary),
-            ("curves.csv", curves),
-            ("lengths.csv", lengths),
-            ("samples.md", samples),
-        ],
-    )
+    vec![
+        ("summary.csv", summary),
+        ("curves.csv", curves),
+        ("lengths.csv", lengths),
+        ("samples.md", samples),
+    ]
 }
 
 /// `report.md`.
@@ -1088,4 +1126,60 @@ pub fn report(
     }
     s.push_str("\nSamples: [samples.md](samples.md). Plots: `val_ppl.png`, `train_loss.png`, `context_length.png`.\n");
     s
+}
+
+/// Validation perplexity and training loss against steps; perplexity against context length.
+fn plots(options: &TinyGptOptions, outcomes: &[TinyGptOutcome]) {
+    let dir = &options.out_dir;
+    let curve = |pick: usize| -> Vec<Series> {
+        outcomes
+            .iter()
+            .map(|o| Series {
+                name: o.ablation.name(),
+                points: o
+                    .report
+                    .curve
+                    .iter()
+                    .filter(|p| p.step > 0)
+                    .map(|p| {
+                        (
+                            p.step as f64,
+                            if pick == 0 { p.test_score } else { p.mean_loss },
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    warn_on_error(line_plot(
+        &dir.join("val_ppl.png"),
+        "validation perplexity (full window)",
+        "step",
+        "perplexity",
+        &curve(0),
+        false,
+    ));
+    warn_on_error(line_plot(
+        &dir.join("train_loss.png"),
+        "training loss",
+        "step",
+        "mean loss (nats)",
+        &curve(1),
+        false,
+    ));
+    let lengths: Vec<Series> = outcomes
+        .iter()
+        .map(|o| Series {
+            name: o.ablation.name(),
+            points: o.lengths.iter().map(|l| (l.len as f64, l.score)).collect(),
+        })
+        .collect();
+    warn_on_error(line_plot(
+        &dir.join("context_length.png"),
+        "validation perplexity vs context length",
+        "context (tokens)",
+        "perplexity",
+        &lengths,
+        true,
+    ));
 }

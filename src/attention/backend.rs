@@ -9,7 +9,7 @@
 //! - `Q` `[B, H, Lq, dk]`, `K` `[B, H, Lk, dk]`, `V` `[B, H, Lk, dv]`; `s` the score scale.
 //! - `bias` `[1, Hb, Lq, Lk]`, `Hb ∈ {1, H}`: a constant (causal mask, ALiBi), no gradient.
 //! - `R_q`, `R_k`: optional RoPE rotations of `Q` and `K` (tables `cos`, `sin` `[L, dk]` in the
-//!   rotate-half layout of [`crate::position::rope_tables`]); `Q̃ = R_q Q`, `K̃ = R_k K`.
+//!   rotate-half layout of `position::rope_tables`); `Q̃ = R_q Q`, `K̃ = R_k K`.
 //! - `P = softmax(s·Q̃·K̃ᵀ + bias)` `[B, H, Lq, Lk]`, `O = P·V` `[B, H, Lq, dv]`.
 
 use burn::tensor::activation::softmax;
@@ -17,7 +17,7 @@ use burn::tensor::{Tensor, backend::Backend, ops::FloatTensor};
 
 use super::{ScoreMask, scaled_dot_product_attention};
 use crate::backend::{prim, wrap};
-use crate::position::{rotate_transpose_with, rotate_with};
+use crate::position::rope::{rotate_transpose_with, rotate_with};
 
 /// RoPE rotation tables of the queries and the keys, `[L, dk]` each (constants).
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct RopeTables<B: Backend> {
 }
 
 impl<B: Backend> RopeTables<B> {
-    /// `[L, dk]` → `[1, 1, L, dk]`, the shape [`rotate_with`] broadcasts.
+    /// `[L, dk]` → `[1, 1, L, dk]`, the shape `rotate_with` broadcasts.
     fn table(t: &FloatTensor<B>) -> Tensor<B, 4> {
         wrap::<B, 2>(t.clone()).unsqueeze::<4>()
     }
@@ -109,6 +109,7 @@ pub fn fused_attention_forward<B: Backend>(
 
 /// Gradients of `Σ dO ⊙ O` with respect to `Q`, `K`, `V` on any backend (the kernel on
 /// `NdArray<f32>`, tensor ops elsewhere), given the forward's weights or `None`.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))] // for `seqlayers::internals`
 pub fn fused_attention_backward<B: Backend>(
     input: FusedAttentionInput<B>,
     weights: Option<FloatTensor<B>>,

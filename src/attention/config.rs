@@ -4,8 +4,11 @@ use burn::config::Config;
 use burn::nn::LinearConfig;
 use burn::tensor::backend::Backend;
 
-use super::MultiHeadAttention;
+use burn::tensor::Tensor;
+
+use super::{AttentionInput, MultiHeadAttention};
 use crate::error::{SeqError, ensure_nonzero};
+use crate::nn::{NormKind, NormPlacement, Residual};
 use crate::position::PositionEncoding;
 
 /// Where the causal mask is applied.
@@ -174,5 +177,75 @@ impl AttentionConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> MultiHeadAttention<B> {
         self.try_init(device)
             .unwrap_or_else(|e| panic!("invalid AttentionConfig: {e}"))
+    }
+}
+
+/// A residual self-attention block: the crate's one [`Residual`] block around a
+/// [`MultiHeadAttention`], `x + attention(norm(x))` (pre-norm) or `norm(x + attention(x))`
+/// (post-norm). Build it with [`AttentionConfig::try_init_block`] or [`Residual::new`].
+pub type AttentionBlock<B> = Residual<B, MultiHeadAttention<B>>;
+
+impl AttentionConfig {
+    /// Builds a pre-norm residual [`AttentionBlock`] (RMSNorm, ε = 1e-5) around this layer, the
+    /// counterpart of [`MambaConfig::try_init_block`](crate::ssm::MambaConfig::try_init_block).
+    pub fn try_init_block<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> crate::Result<AttentionBlock<B>> {
+        Ok(Residual::new(
+            NormKind::Rms.init(self.d_model, 1e-5, device),
+            self.try_init(device)?,
+            NormPlacement::Pre,
+        ))
+    }
+
+    /// Like [`try_init_block`](Self::try_init_block) but panics with the validation message.
+    ///
+    /// # Panics
+    /// When [`try_init_block`](Self::try_init_block) returns an error.
+    pub fn init_block<B: Backend>(&self, device: &B::Device) -> AttentionBlock<B> {
+        self.try_init_block(device)
+            .unwrap_or_else(|e| panic!("invalid AttentionConfig: {e}"))
+    }
+}
+
+impl<B: Backend> Residual<B, MultiHeadAttention<B>> {
+    /// The block around any attention call: `x + attend(input with queries norm(x))`
+    /// (pre-norm) or `norm(x + attend(input))` (post-norm), where `x` are the input's queries.
+    /// For a padded self-attention (an encoder), cross-attention over a memory (a decoder) or
+    /// a cached memory. Errors as [`MultiHeadAttention::try_attend`].
+    pub fn try_attend(&self, input: AttentionInput<B>) -> crate::Result<Tensor<B, 3>> {
+        let x = input.queries().clone(); // [B, Lq, D]
+        self.check_input(&x)?;
+        Ok(match self.placement {
+            NormPlacement::Pre => {
+                x + self
+                    .mixer
+                    .try_attend(input.map_queries(|q| self.norm.forward(q)))?
+            }
+            NormPlacement::Post => self.norm.forward(x + self.mixer.try_attend(input)?),
+        })
+    }
+
+    /// [`try_attend`](Self::try_attend) also returning the attention weights
+    /// `[B, H, Lq, Lk]` (see [`MultiHeadAttention::attend_with_weights`]).
+    pub fn attend_with_weights(
+        &self,
+        input: AttentionInput<B>,
+    ) -> crate::Result<(Tensor<B, 3>, Tensor<B, 4>)> {
+        let x = input.queries().clone(); // [B, Lq, D]
+        self.check_input(&x)?;
+        Ok(match self.placement {
+            NormPlacement::Pre => {
+                let (y, w) = self
+                    .mixer
+                    .attend_with_weights(input.map_queries(|q| self.norm.forward(q)))?;
+                (x + y, w)
+            }
+            NormPlacement::Post => {
+                let (y, w) = self.mixer.attend_with_weights(input)?;
+                (self.norm.forward(x + y), w)
+            }
+        })
     }
 }

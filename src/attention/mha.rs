@@ -12,6 +12,7 @@ use super::{
 use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
 use crate::linear;
+use crate::nn::Mixer;
 use crate::position::{PositionEncoding, Rope, rope_tables};
 
 /// Multi-head scaled dot-product attention with a fused Q/K/V projection.
@@ -63,106 +64,211 @@ impl<B: Backend> CrossKv<B> {
     }
 }
 
+/// Where the keys and values of an attention call come from.
+#[derive(Debug, Clone)]
+enum KeyValues<B: Backend> {
+    /// The queries' own sequence: self-attention.
+    Own,
+    /// Another sequence `[B, Lk, D]`: cross-attention.
+    Context(Tensor<B, 3>),
+    /// Keys and values projected once by [`MultiHeadAttention::cross_keys_values`].
+    Cached(CrossKv<B>),
+}
+
+/// The input of one [`MultiHeadAttention`] call, built like burn-nn's `MhaInput`: the queries'
+/// sequence, where keys and values come from, and which keys are padding.
+///
+/// ```
+/// use seqlayers::attention::{AttentionConfig, AttentionInput};
+/// use seqlayers::backend::{Cpu, CpuDevice};
+/// use seqlayers::burn::tensor::{Bool, Distribution, Tensor};
+///
+/// let device = CpuDevice::default();
+/// let layer = AttentionConfig::new(16, 4).init::<Cpu>(&device);
+/// let x = Tensor::<Cpu, 3>::random([2, 5, 16], Distribution::Default, &device); // [B, L, D]
+/// let padding = Tensor::<Cpu, 2, Bool>::from_bool([[false; 5], [false, false, false, true, true]].into(), &device); // [B, L]
+/// let y = layer.try_attend(AttentionInput::self_attention(x.clone()).padding(padding)).unwrap();
+/// let (z, weights) = layer.attend_with_weights(AttentionInput::cross(y, x)).unwrap();
+/// assert_eq!(z.dims(), [2, 5, 16]);
+/// assert_eq!(weights.dims(), [2, 4, 5, 5]); // [B, H, Lq, Lk]
+/// ```
+#[derive(Debug, Clone)]
+pub struct AttentionInput<B: Backend> {
+    /// Queries' sequence `[B, Lq, D]`.
+    queries: Tensor<B, 3>,
+    /// Keys' and values' source.
+    key_values: KeyValues<B>,
+    /// Key padding `[B, Lk]` (`true` = padding).
+    padding: Option<Tensor<B, 2, Bool>>,
+}
+
+impl<B: Backend> AttentionInput<B> {
+    /// Self-attention over `x` `[B, L, D]` (causal and position-encoded as the layer is
+    /// configured).
+    pub fn self_attention(x: Tensor<B, 3>) -> Self {
+        AttentionInput {
+            queries: x,
+            key_values: KeyValues::Own,
+            padding: None,
+        }
+    }
+
+    /// Cross-attention: queries from `queries` `[B, Lq, D]`, keys and values from `context`
+    /// `[B, Lk, D]` (e.g. decoder over encoder states). Never causal and without position
+    /// encoding: the two sequences' positions are not comparable.
+    pub fn cross(queries: Tensor<B, 3>, context: Tensor<B, 3>) -> Self {
+        AttentionInput {
+            queries,
+            key_values: KeyValues::Context(context),
+            padding: None,
+        }
+    }
+
+    /// Cross-attention over keys and values projected once by
+    /// [`MultiHeadAttention::cross_keys_values`] (for every step of a decoder): the same numbers
+    /// as [`cross`](Self::cross) on their context. Their padding is the one given there.
+    pub fn cached(queries: Tensor<B, 3>, keys_values: CrossKv<B>) -> Self {
+        AttentionInput {
+            queries,
+            key_values: KeyValues::Cached(keys_values),
+            padding: None,
+        }
+    }
+
+    /// Marks padded keys, `[B, Lk]` with `true` = padding (never attended to); `Lk = L` for
+    /// self-attention. Not for [`cached`](Self::cached) inputs.
+    pub fn padding(mut self, padding: Tensor<B, 2, Bool>) -> Self {
+        self.padding = Some(padding);
+        self
+    }
+
+    /// The queries' sequence `[B, Lq, D]`.
+    pub fn queries(&self) -> &Tensor<B, 3> {
+        &self.queries
+    }
+
+    /// The same input with the queries replaced by `f(queries)` (a block's pre-norm).
+    pub(crate) fn map_queries(mut self, f: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>) -> Self {
+        self.queries = f(self.queries);
+        self
+    }
+
+    /// [`padding`](Self::padding) when `Some`.
+    pub fn maybe_padding(mut self, padding: Option<Tensor<B, 2, Bool>>) -> Self {
+        self.padding = padding;
+        self
+    }
+}
+
 impl<B: Backend> MultiHeadAttention<B> {
     /// Self-attention over `x` `[B, L, D]` → `[B, L, D]` (causal if configured).
     ///
     /// # Panics
     /// When `x` is not `[B, L, d_model]` with `B, L > 0` (see [`Self::try_forward`]).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.forward_masked(x, None)
+        self.attend(AttentionInput::self_attention(x))
     }
 
     /// [`forward`](Self::forward) returning an error instead of panicking (see
-    /// [`try_forward_masked`](Self::try_forward_masked)).
+    /// [`try_attend`](Self::try_attend)).
     pub fn try_forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
-        self.try_forward_masked(x, None)
+        self.try_attend(AttentionInput::self_attention(x))
     }
 
-    /// [`forward_masked`](Self::forward_masked) after O(1) shape checks:
-    /// [`SeqError::ZeroSize`] when `B` or `L` is 0 (no empty result: an empty softmax has no
-    /// value), [`SeqError::ShapeMismatch`] when the last axis of `x` is not `d_model` or
-    /// `padding` is not `[B, L]`.
+    /// [`try_attend`](Self::try_attend), panicking with its error.
+    ///
+    /// # Panics
+    /// On inputs that [`try_attend`](Self::try_attend) rejects.
+    pub fn attend(&self, input: AttentionInput<B>) -> Tensor<B, 3> {
+        self.try_attend(input)
+            .unwrap_or_else(|e| panic!("MultiHeadAttention: {e}"))
+    }
+
+    /// The attention output `[B, Lq, D]` for `input`, after O(1) shape checks:
+    /// [`SeqError::ZeroSize`] when `B`, `Lq` or `Lk` is 0 (no empty result: an empty softmax
+    /// has no value), [`SeqError::ShapeMismatch`] when a last axis is not `d_model`, the
+    /// context's batch differs from the queries', or the padding is not `[B, Lk]`,
+    /// [`SeqError::InvalidConfig`] for a padding on a [`cached`](AttentionInput::cached) input.
     ///
     /// # Non-finite values
-    /// Not checked (a read-back per call): a NaN or ±∞ in `x` reaches the scores of every query
-    /// of its batch row (a masked score is the score plus the mask, and a padded value is
+    /// Not checked (a read-back per call): a NaN or ±∞ in the input reaches the scores of every
+    /// query of its batch row (a masked score is the score plus the mask, and a padded value is
     /// multiplied by a zero weight, both still NaN), so the whole row's output may be NaN even
     /// when the bad value sits at a padded or future position. Other rows are unaffected. Use
     /// [`ensure_finite`](crate::error::ensure_finite) first for a typed error.
-    pub fn try_forward_masked(
-        &self,
-        x: Tensor<B, 3>,
-        padding: Option<Tensor<B, 2, Bool>>,
-    ) -> Result<Tensor<B, 3>> {
-        let [batch, len] = self.check_input("self-attention input [B, L, D]", &x)?;
-        check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
-        Ok(self.forward_masked(x, padding))
+    pub fn try_attend(&self, input: AttentionInput<B>) -> Result<Tensor<B, 3>> {
+        let AttentionInput {
+            queries,
+            key_values,
+            padding,
+        } = input;
+        match key_values {
+            KeyValues::Own => {
+                let [batch, len] = self.check_input("self-attention input [B, L, D]", &queries)?;
+                check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
+                Ok(self.forward_masked(queries, padding))
+            }
+            KeyValues::Context(context) => {
+                self.check_cross(&queries, &context, padding.as_ref())?;
+                Ok(self.forward_cross(queries, context, padding))
+            }
+            KeyValues::Cached(kv) => {
+                self.check_cached(&queries, &kv, padding.as_ref())?;
+                Ok(self.forward_cross_cached(queries, &kv))
+            }
+        }
     }
 
-    /// [`self_attention`](Self::self_attention) with the checks of
-    /// [`try_forward_masked`](Self::try_forward_masked).
-    pub fn try_self_attention(
+    /// [`try_attend`](Self::try_attend) also returning the attention weights `[B, H, Lq, Lk]`
+    /// (which key each query reads; for plots). Computed from tensor primitives, not the fused
+    /// op: the same numbers up to rounding.
+    pub fn attend_with_weights(
         &self,
-        x: Tensor<B, 3>,
-        padding: Option<Tensor<B, 2, Bool>>,
+        input: AttentionInput<B>,
     ) -> Result<(Tensor<B, 3>, Tensor<B, 4>)> {
-        let [batch, len] = self.check_input("self-attention input [B, L, D]", &x)?;
-        check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
-        Ok(self.self_attention(x, padding))
+        let AttentionInput {
+            queries,
+            key_values,
+            padding,
+        } = input;
+        match key_values {
+            KeyValues::Own => {
+                let [batch, len] = self.check_input("self-attention input [B, L, D]", &queries)?;
+                check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
+                Ok(self.self_attention(queries, padding))
+            }
+            KeyValues::Context(context) => {
+                self.check_cross(&queries, &context, padding.as_ref())?;
+                let (q, k, v) = self.project_cross(queries, context);
+                let mask = ScoreMask::none().with_key_padding(padding);
+                Ok(self.attend_heads_with_weights(q, k, v, &mask))
+            }
+            KeyValues::Cached(kv) => {
+                self.check_cached(&queries, &kv, padding.as_ref())?;
+                let q = self.project_queries(queries); // [B, H, Lq, d_head]
+                let mask = ScoreMask::none().with_key_padding(kv.padding.clone());
+                Ok(self.attend_heads_with_weights(q, kv.keys, kv.values, &mask))
+            }
+        }
     }
 
-    /// [`forward_cross`](Self::forward_cross) after O(1) shape checks: `queries` `[B, Lq, D]`
-    /// and `context` `[B, Lk, D]` with the same `B`, `B, Lq, Lk > 0` ([`SeqError::ZeroSize`]),
-    /// `D = d_model` and `context_padding` `[B, Lk]` ([`SeqError::ShapeMismatch`]). Non-finite
-    /// values propagate as in [`try_forward_masked`](Self::try_forward_masked).
-    pub fn try_forward_cross(
+    /// Errors unless `queries` fit the layer and the batch of the cached `kv`, with no padding
+    /// of their own.
+    fn check_cached(
         &self,
-        queries: Tensor<B, 3>,
-        context: Tensor<B, 3>,
-        context_padding: Option<Tensor<B, 2, Bool>>,
-    ) -> Result<Tensor<B, 3>> {
-        self.check_cross(&queries, &context, context_padding.as_ref())?;
-        Ok(self.forward_cross(queries, context, context_padding))
-    }
-
-    /// [`cross_attention`](Self::cross_attention) with the checks of
-    /// [`try_forward_cross`](Self::try_forward_cross).
-    pub fn try_cross_attention(
-        &self,
-        queries: Tensor<B, 3>,
-        context: Tensor<B, 3>,
-        context_padding: Option<Tensor<B, 2, Bool>>,
-    ) -> Result<(Tensor<B, 3>, Tensor<B, 4>)> {
-        self.check_cross(&queries, &context, context_padding.as_ref())?;
-        Ok(self.cross_attention(queries, context, context_padding))
-    }
-
-    /// [`cross_keys_values`](Self::cross_keys_values) after checking `context` `[B, Lk, D]`
-    /// (`B, Lk > 0`, `D = d_model`) and `context_padding` `[B, Lk]`.
-    pub fn try_cross_keys_values(
-        &self,
-        context: Tensor<B, 3>,
-        context_padding: Option<Tensor<B, 2, Bool>>,
-    ) -> Result<CrossKv<B>> {
-        let [batch, len] = self.check_input("cross-attention context [B, Lk, D]", &context)?;
-        check_padding(
-            "context padding mask [B, Lk]",
-            context_padding.as_ref(),
-            batch,
-            len,
-        )?;
-        Ok(self.cross_keys_values(context, context_padding))
-    }
-
-    /// [`forward_cross_cached`](Self::forward_cross_cached) after checking `queries`
-    /// `[B, Lq, D]` against the layer and the batch size of `context`.
-    pub fn try_forward_cross_cached(
-        &self,
-        queries: Tensor<B, 3>,
-        context: &CrossKv<B>,
-    ) -> Result<Tensor<B, 3>> {
-        let [batch, _] = self.check_input("cross-attention queries [B, Lq, D]", &queries)?;
-        let (kv_batch, _) = context.dims();
+        queries: &Tensor<B, 3>,
+        kv: &CrossKv<B>,
+        padding: Option<&Tensor<B, 2, Bool>>,
+    ) -> Result<()> {
+        if padding.is_some() {
+            return Err(SeqError::InvalidConfig(
+                "a cached cross-attention context carries its own padding; give it to \
+                 `cross_keys_values` instead of `AttentionInput::padding`"
+                    .into(),
+            ));
+        }
+        let [batch, _] = self.check_input("cross-attention queries [B, Lq, D]", queries)?;
+        let (kv_batch, _) = kv.dims();
         if batch != kv_batch {
             return Err(SeqError::ShapeMismatch {
                 what: "batch size of the queries vs the cached cross-attention context",
@@ -170,9 +276,11 @@ impl<B: Backend> MultiHeadAttention<B> {
                 got: batch.to_string(),
             });
         }
-        Ok(self.forward_cross_cached(queries, context))
+        Ok(())
     }
+}
 
+impl<B: Backend> MultiHeadAttention<B> {
     /// Errors unless `x` is `[B, L, d_model]` with `B, L > 0`; returns `[B, L]`.
     fn check_input(&self, what: &'static str, x: &Tensor<B, 3>) -> Result<[usize; 2]> {
         let [batch, len, d] = x.dims();
@@ -213,46 +321,24 @@ impl<B: Backend> MultiHeadAttention<B> {
         )
     }
 
-    /// Self-attention with an optional key padding mask `[B, L]` (`true` = padding token,
-    /// never attended to).
-    ///
-    /// # Panics
-    /// On shapes that [`try_forward_masked`](Self::try_forward_masked) rejects.
-    pub fn forward_masked(
-        &self,
-        x: Tensor<B, 3>,
-        padding: Option<Tensor<B, 2, Bool>>,
-    ) -> Tensor<B, 3> {
+    /// Self-attention with an optional key padding mask `[B, L]`, unchecked.
+    fn forward_masked(&self, x: Tensor<B, 3>, padding: Option<Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
         let [_, len, _] = x.dims();
         let device = x.device();
         // RoPE (if any) is applied inside the fused op: Q and K stay unrotated here.
         let (q, k, v, mask) = self.self_attention_inputs(x, padding, false);
-        self.attend(q, k, v, &mask, self.rope_tables(len, &device))
+        self.attend_heads(q, k, v, &mask, self.rope_tables(len, &device))
     }
 
-    /// Attention weights `A'` `[B, H, L, L]` of a self-attention call (for plots).
-    ///
-    /// # Panics
-    /// On shapes that [`try_self_attention`](Self::try_self_attention) rejects.
-    pub fn attention_weights(
-        &self,
-        x: Tensor<B, 3>,
-        padding: Option<Tensor<B, 2, Bool>>,
-    ) -> Tensor<B, 4> {
-        self.self_attention(x, padding).1
-    }
-
-    /// Self-attention returning both the output `[B, L, D]` and the weights `[B, H, L, L]`.
-    ///
-    /// # Panics
-    /// On shapes that [`try_self_attention`](Self::try_self_attention) rejects.
-    pub fn self_attention(
+    /// Self-attention returning the output `[B, L, D]` and the weights `[B, H, L, L]`,
+    /// unchecked.
+    fn self_attention(
         &self,
         x: Tensor<B, 3>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> (Tensor<B, 3>, Tensor<B, 4>) {
         let (q, k, v, mask) = self.self_attention_inputs(x, padding, true);
-        self.attend_with_weights(q, k, v, &mask)
+        self.attend_heads_with_weights(q, k, v, &mask)
     }
 
     /// Q, K, V `[B, H, L, d_head]` (rotated if RoPE and `rotate`) and the score mask of
@@ -286,16 +372,8 @@ impl<B: Backend> MultiHeadAttention<B> {
         (q, k, v, mask)
     }
 
-    /// Cross-attention: queries from `queries` `[B, Lq, D]`, keys and values from `context`
-    /// `[B, Lk, D]` (e.g. decoder over encoder states) → `[B, Lq, D]`.
-    ///
-    /// Never causal and without position encoding: the two sequences' positions are not
-    /// comparable (positions enter through each sequence's own self-attention/embeddings).
-    /// `context_padding` `[B, Lk]` marks padded context tokens (`true`).
-    ///
-    /// # Panics
-    /// On shapes that [`try_forward_cross`](Self::try_forward_cross) rejects.
-    pub fn forward_cross(
+    /// Cross-attention of `queries` `[B, Lq, D]` over `context` `[B, Lk, D]`, unchecked.
+    fn forward_cross(
         &self,
         queries: Tensor<B, 3>,
         context: Tensor<B, 3>,
@@ -303,31 +381,38 @@ impl<B: Backend> MultiHeadAttention<B> {
     ) -> Tensor<B, 3> {
         let (q, k, v) = self.project_cross(queries, context);
         let mask = ScoreMask::none().with_key_padding(context_padding);
-        self.attend(q, k, v, &mask, None)
+        self.attend_heads(q, k, v, &mask, None)
     }
 
-    /// Incremental causal decoding: attends the new tokens `x` `[B, T, D]` (usually `T = 1`)
-    /// to everything in `cache` plus themselves, appends their keys/values, and returns
-    /// `[B, T, D]`. Feeding a sequence in pieces gives the outputs of one causal
-    /// [`forward`](Self::forward) (up to rounding) for every position encoding, including the
-    /// naive masking ablation when `T = 1` (a single new token has no future to leak).
+    /// Incremental causal decoding, the crate's state convention (see
+    /// [`Residual`](crate::nn::Residual)): attends the new tokens `x` `[B, T, D]` (usually
+    /// `T = 1`) to everything in `cache` plus themselves, appends their keys/values, and returns
+    /// `[B, T, D]` with the grown cache. Start with [`init_state`](Self::init_state). Feeding a
+    /// sequence in pieces gives the outputs of one causal [`forward`](Self::forward) (up to
+    /// rounding) for every position encoding, including the naive masking ablation when
+    /// `T = 1` (a single new token has no future to leak).
     ///
     /// Errors when the layer is not causal ([`SeqError::InvalidConfig`]), when `B` or `T` is 0
     /// ([`SeqError::ZeroSize`]), when the last axis of `x` is not `d_model` or the batch size
     /// differs from the cache's ([`SeqError::ShapeMismatch`]). Non-finite values propagate as in
-    /// [`try_forward_masked`](Self::try_forward_masked), and stay in the cache.
-    pub fn forward_step(&self, x: Tensor<B, 3>, cache: &mut KvCache<B>) -> Result<Tensor<B, 3>> {
+    /// [`try_attend`](Self::try_attend), and stay in the cache.
+    pub fn forward_with_state(
+        &self,
+        x: Tensor<B, 3>,
+        cache: KvCache<B>,
+    ) -> Result<(Tensor<B, 3>, KvCache<B>)> {
+        let mut cache = cache;
         if !self.causal {
             return Err(SeqError::InvalidConfig(
                 "incremental decoding needs causal self-attention; set `causal = true`".into(),
             ));
         }
-        let [batch, len] = self.check_input("forward_step input [B, T, D]", &x)?;
+        let [batch, len] = self.check_input("forward_with_state input [B, T, D]", &x)?;
         if let Some(cached) = cache.batch_size()
             && cached != batch
         {
             return Err(SeqError::ShapeMismatch {
-                what: "batch size of forward_step input vs its KvCache",
+                what: "batch size of forward_with_state input vs its KvCache",
                 expected: cached.to_string(),
                 got: batch.to_string(),
             });
@@ -347,7 +432,13 @@ impl<B: Backend> MultiHeadAttention<B> {
             offset + len,
             &device,
         );
-        Ok(self.attend(q, k, v, &mask, None))
+        Ok((self.attend_heads(q, k, v, &mask, None), cache))
+    }
+
+    /// The empty cache: the state before the first token (its batch size is set by the first
+    /// call).
+    pub fn init_state(&self, _batch: usize, _device: &B::Device) -> KvCache<B> {
+        KvCache::new()
     }
 
     /// `[B, L, D]` → `[B, H, L, d_head]`.
@@ -422,52 +513,36 @@ impl<B: Backend> MultiHeadAttention<B> {
     }
 
     /// Projects a fixed `context` `[B, Lk, D]` (e.g. the encoder output) into the keys and
-    /// values of cross-attention once, for [`forward_cross_cached`](Self::forward_cross_cached)
-    /// at every decoding step. `context_padding` `[B, Lk]` marks padded context tokens (`true`).
+    /// values of cross-attention once, for [`AttentionInput::cached`] at every decoding step.
+    /// `context_padding` `[B, Lk]` marks padded context tokens (`true`).
     ///
-    /// Does not check its inputs; [`try_cross_keys_values`](Self::try_cross_keys_values) does.
+    /// Errors unless `context` is `[B, Lk, D]` (`B, Lk > 0`, `D = d_model`) and
+    /// `context_padding` is `[B, Lk]`.
     pub fn cross_keys_values(
         &self,
         context: Tensor<B, 3>,
         context_padding: Option<Tensor<B, 2, Bool>>,
-    ) -> CrossKv<B> {
+    ) -> Result<CrossKv<B>> {
+        let [batch, len] = self.check_input("cross-attention context [B, Lk, D]", &context)?;
+        check_padding(
+            "context padding mask [B, Lk]",
+            context_padding.as_ref(),
+            batch,
+            len,
+        )?;
         let (keys, values) = self.project_keys_values(context); // 2 × [B, H, Lk, d_head]
-        CrossKv {
+        Ok(CrossKv {
             keys,
             values,
             padding: context_padding,
-        }
+        })
     }
 
-    /// Cross-attention of `queries` `[B, Lq, D]` over precomputed keys and values: the same
-    /// numbers as [`forward_cross`](Self::forward_cross) on their context.
-    ///
-    /// # Panics
-    /// On queries that [`try_forward_cross_cached`](Self::try_forward_cross_cached) rejects.
-    pub fn forward_cross_cached(
-        &self,
-        queries: Tensor<B, 3>,
-        context: &CrossKv<B>,
-    ) -> Tensor<B, 3> {
+    /// Cross-attention of `queries` `[B, Lq, D]` over precomputed keys and values, unchecked.
+    fn forward_cross_cached(&self, queries: Tensor<B, 3>, context: &CrossKv<B>) -> Tensor<B, 3> {
         let q = self.project_queries(queries); // [B, H, Lq, d_head]
         let mask = ScoreMask::none().with_key_padding(context.padding.clone());
-        self.attend(q, context.keys.clone(), context.values.clone(), &mask, None)
-    }
-
-    /// Cross-attention returning the output `[B, Lq, D]` and the weights `[B, H, Lq, Lk]`
-    /// (which context token each query reads; for heatmaps).
-    ///
-    /// # Panics
-    /// On shapes that [`try_cross_attention`](Self::try_cross_attention) rejects.
-    pub fn cross_attention(
-        &self,
-        queries: Tensor<B, 3>,
-        context: Tensor<B, 3>,
-        context_padding: Option<Tensor<B, 2, Bool>>,
-    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
-        let (q, k, v) = self.project_cross(queries, context);
-        let mask = ScoreMask::none().with_key_padding(context_padding);
-        self.attend_with_weights(q, k, v, &mask)
+        self.attend_heads(q, context.keys.clone(), context.values.clone(), &mask, None)
     }
 
     /// Applies RoPE (if configured) to queries at `q_offset` and keys at `k_offset`.
@@ -515,7 +590,7 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// operation ([`fused_attention_forward`]) when the mask is a plain additive bias (causal, ALiBi,
     /// Hard-ALiBi or none), the primitive path otherwise (padding, naive masking). `rope`
     /// rotates `q` and `k` first (inside the fused op).
-    fn attend(
+    fn attend_heads(
         &self,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
@@ -536,7 +611,7 @@ impl<B: Backend> MultiHeadAttention<B> {
                 Some(r) => r.rotate(q, k),
                 None => (q, k),
             };
-            return self.attend_with_weights(q, k, v, mask).0;
+            return self.attend_heads_with_weights(q, k, v, mask).0;
         }
         let input = FusedAttentionInput {
             q: prim(q),
@@ -551,9 +626,9 @@ impl<B: Backend> MultiHeadAttention<B> {
         linear::apply(&self.output, merged)
     }
 
-    /// [`attend`](Self::attend) from tensor primitives, also returning the weights
+    /// [`attend_heads`](Self::attend_heads) from tensor primitives, also returning the weights
     /// `[B, H, Lq, Lk]`.
-    fn attend_with_weights(
+    fn attend_heads_with_weights(
         &self,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
@@ -581,5 +656,33 @@ fn check_padding<B: Backend>(
     match padding {
         Some(p) => crate::error::ensure_shape(what, &[batch, len], &p.dims()),
         None => Ok(()),
+    }
+}
+
+impl<B: Backend> Mixer<B> for MultiHeadAttention<B> {
+    type State = KvCache<B>;
+
+    fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        MultiHeadAttention::forward(self, x)
+    }
+
+    fn try_forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+        MultiHeadAttention::try_forward(self, x)
+    }
+
+    fn init_state(&self, batch: usize, device: &B::Device) -> KvCache<B> {
+        MultiHeadAttention::init_state(self, batch, device)
+    }
+
+    fn forward_with_state(
+        &self,
+        x: Tensor<B, 3>,
+        state: KvCache<B>,
+    ) -> Result<(Tensor<B, 3>, KvCache<B>)> {
+        MultiHeadAttention::forward_with_state(self, x, state)
     }
 }

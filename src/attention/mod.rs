@@ -9,8 +9,8 @@
 //!
 //! Two paths compute the same thing: [`scaled_dot_product_attention`] from tensor primitives
 //! (used when the weights are asked for, with padding masks, and for the naive-masking
-//! ablation), and the fused operation ([`fused_attention_forward`]) (one op, a Rust kernel on the CPU
-//! backend, one autodiff node) used by `forward` otherwise.
+//! ablation), and the fused operation (one op, a Rust kernel on the CPU backend, one autodiff
+//! node, routed by [`crate::kernels`]) used by `forward` otherwise.
 //!
 //! # Glossary
 //! | symbol | meaning | shape |
@@ -26,7 +26,7 @@
 //! | `O = A'·V`, `W_O` | per-head output, output projection | `[B, L, D]` after merge |
 //! | `MASKED` | score given to a masked pair, effectively `−∞` | |
 
-mod backend;
+pub(crate) mod backend;
 mod cache;
 mod config;
 mod fused_autodiff;
@@ -36,13 +36,17 @@ mod mask;
 mod mha;
 mod sdpa;
 
-pub use crate::nn::MASKED;
-pub use backend::{
-    FusedAttentionGrads, FusedAttentionInput, RopeTables, fused_attention_backward,
-    fused_attention_forward,
-};
+pub(crate) use backend::{FusedAttentionInput, RopeTables, fused_attention_forward};
 pub use cache::KvCache;
-pub use config::{AttentionConfig, CausalMasking, QkvSharing, Similarity};
+pub use config::{AttentionBlock, AttentionConfig, CausalMasking, QkvSharing, Similarity};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};
-pub use mha::{CrossKv, MultiHeadAttention};
+pub use mha::{AttentionInput, CrossKv, MultiHeadAttention};
 pub use sdpa::{AttentionOutput, attention_with_similarity, scaled_dot_product_attention};
+
+/// Score of a masked query/key pair: effectively `−∞`.
+///
+/// `exp(MASKED − max)` underflows to exactly `0` in f32, so every row with at least one
+/// visible key gets precisely the weights of a `−∞` mask. Being finite, a row whose keys are
+/// *all* masked (e.g. a left-padded query under a causal mask) gets finite weights instead of
+/// `0/0 = NaN`, which would otherwise poison the gradients of the whole batch.
+pub const MASKED: f32 = crate::nn::MASKED;

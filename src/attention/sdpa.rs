@@ -21,7 +21,8 @@ pub struct AttentionOutput<B: Backend> {
 ///
 /// 1. `A = (scale·Q)·Kᵀ` — pairwise similarities (the scale is applied to `Q`, the smaller
 ///    tensor, which is the same as scaling `A`);
-/// 2. `A += bias` (masks as [`MASKED`], position biases), padded keys set to [`MASKED`];
+/// 2. `A += bias` (masks as [`MASKED`](crate::attention::MASKED), position biases), padded keys set
+///    to `MASKED`;
 /// 3. `A' = softmax(A)` over the keys;
 /// 4. `A' ⊙= keep` for naive post-softmax masking (if set);
 /// 5. `O = A'·V`.

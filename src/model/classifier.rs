@@ -10,8 +10,9 @@ use burn::prelude::*;
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
 use crate::linear;
+use crate::nn::Norm;
 use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
-use crate::stack::{LayerKind, Norm, SequenceStack, StackConfig};
+use crate::stack::{LayerKind, SequenceStack, StackConfig};
 use crate::train::SequenceModel;
 
 /// Builds a [`StackClassifier`].

@@ -19,8 +19,9 @@ use crate::decode::Decoder;
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
 use crate::linear;
+use crate::nn::Norm;
 use crate::position::AbsolutePosition;
-use crate::stack::{Norm, SequenceStack, StackConfig, StackState};
+use crate::stack::{SequenceStack, StackConfig, StackState};
 
 /// Configuration of a [`LanguageModel`].
 #[derive(Config, Debug)]

@@ -6,9 +6,10 @@ use std::str::FromStr;
 
 use super::LanguageModelConfig;
 use crate::error::{Result, SeqError};
+use crate::nn::NormKind;
 use crate::position::PositionEncoding;
 use crate::ssm::MambaConfig;
-use crate::stack::{LayerKind, LayerSpec, NormKind, StackConfig};
+use crate::stack::{LayerKind, LayerSpec, StackConfig};
 
 /// A model of the copying paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -24,14 +24,14 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use crate::attention::{AttentionConfig, CrossKv, KvCache, MultiHeadAttention};
+use crate::attention::{AttentionBlock, AttentionConfig, AttentionInput, CrossKv, KvCache};
 use crate::decode::{GenerateConfig, collect_until_stop};
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
 use crate::linear;
 use crate::model::check_token_ids;
+use crate::nn::{MlpBlock, MlpConfig, Norm, NormKind, NormPlacement, Residual};
 use crate::position::{AbsolutePosition, PositionEncoding};
-use crate::stack::{Mlp, MlpConfig, Norm, NormKind};
 
 /// Configuration of an [`EncoderDecoder`].
 #[derive(Config, Debug)]
@@ -110,22 +110,29 @@ impl EncoderDecoderConfig {
         let encoder = (0..self.encoder_layers)
             .map(|_| {
                 Ok(EncoderBlock {
-                    attention_norm: norm(),
-                    attention: attention(false, self.position.clone())?,
-                    mlp_norm: norm(),
-                    mlp: mlp()?,
+                    attention: Residual::new(
+                        norm(),
+                        attention(false, self.position.clone())?,
+                        NormPlacement::Pre,
+                    ),
+                    mlp: Residual::new(norm(), mlp()?, NormPlacement::Pre),
                 })
             })
             .collect::<crate::Result<Vec<_>>>()?;
         let decoder = (0..self.decoder_layers)
             .map(|_| {
                 Ok(DecoderBlock {
-                    self_norm: norm(),
-                    self_attention: attention(true, self.position.clone())?,
-                    cross_norm: norm(),
-                    cross_attention: attention(false, PositionEncoding::None)?,
-                    mlp_norm: norm(),
-                    mlp: mlp()?,
+                    self_attention: Residual::new(
+                        norm(),
+                        attention(true, self.position.clone())?,
+                        NormPlacement::Pre,
+                    ),
+                    cross_attention: Residual::new(
+                        norm(),
+                        attention(false, PositionEncoding::None)?,
+                        NormPlacement::Pre,
+                    ),
+                    mlp: Residual::new(norm(), mlp()?, NormPlacement::Pre),
                 })
             })
             .collect::<crate::Result<Vec<_>>>()?;
@@ -156,31 +163,21 @@ impl EncoderDecoderConfig {
 /// `x + SA(LN x)`, then `x + MLP(LN x)`.
 #[derive(Module, Debug)]
 pub struct EncoderBlock<B: Backend> {
-    /// Norm before self-attention.
-    pub attention_norm: Norm<B>,
-    /// Bidirectional self-attention (padding keys masked).
-    pub attention: MultiHeadAttention<B>,
-    /// Norm before the MLP.
-    pub mlp_norm: Norm<B>,
-    /// Position-wise MLP.
-    pub mlp: Mlp<B>,
+    /// Bidirectional self-attention (padding keys masked) in its residual block.
+    pub attention: AttentionBlock<B>,
+    /// Position-wise MLP in its residual block.
+    pub mlp: MlpBlock<B>,
 }
 
 /// `y + causal SA(LN y)`, then `y + CA(LN y, memory)`, then `y + MLP(LN y)`.
 #[derive(Module, Debug)]
 pub struct DecoderBlock<B: Backend> {
-    /// Norm before self-attention.
-    pub self_norm: Norm<B>,
-    /// Causal self-attention.
-    pub self_attention: MultiHeadAttention<B>,
-    /// Norm before cross-attention.
-    pub cross_norm: Norm<B>,
-    /// Cross-attention over the encoder memory.
-    pub cross_attention: MultiHeadAttention<B>,
-    /// Norm before the MLP.
-    pub mlp_norm: Norm<B>,
-    /// Position-wise MLP.
-    pub mlp: Mlp<B>,
+    /// Causal self-attention in its residual block.
+    pub self_attention: AttentionBlock<B>,
+    /// Cross-attention over the encoder memory in its residual block.
+    pub cross_attention: AttentionBlock<B>,
+    /// Position-wise MLP in its residual block.
+    pub mlp: MlpBlock<B>,
 }
 
 /// An encoder–decoder transformer (see the module docs).
@@ -235,9 +232,9 @@ impl<B: Backend> EncoderDecoder<B> {
             .position
             .try_forward(self.source_embedding.forward(source), 0)?; // [B, Ls, D]
         for block in &self.encoder {
-            let h = block.attention_norm.forward(x.clone());
-            x = x + block.attention.try_forward_masked(h, padding.clone())?; // [B, Ls, D]
-            x = x.clone() + block.mlp.forward(block.mlp_norm.forward(x)); // [B, Ls, D]
+            let input = AttentionInput::self_attention(x).maybe_padding(padding.clone());
+            x = block.attention.try_attend(input)?; // [B, Ls, D]
+            x = block.mlp.forward(x); // [B, Ls, D]
         }
         Ok(self.encoder_norm.forward(x))
     }
@@ -259,14 +256,11 @@ impl<B: Backend> EncoderDecoder<B> {
             .position
             .try_forward(self.target_embedding.forward(tokens), 0)?; // [B, Lt, D]
         for block in &self.decoder {
-            y = y.clone() + block.self_attention.forward(block.self_norm.forward(y)); // [B, Lt, D]
-            let q = block.cross_norm.forward(y.clone());
-            y = y + block.cross_attention.try_forward_cross(
-                q,
-                memory.clone(),
-                memory_padding.clone(),
-            )?; // [B, Lt, D]
-            y = y.clone() + block.mlp.forward(block.mlp_norm.forward(y)); // [B, Lt, D]
+            y = block.self_attention.forward(y); // [B, Lt, D]
+            let input =
+                AttentionInput::cross(y, memory.clone()).maybe_padding(memory_padding.clone());
+            y = block.cross_attention.try_attend(input)?; // [B, Lt, D]
+            y = block.mlp.forward(y); // [B, Lt, D]
         }
         Ok(linear::apply(&self.head, self.decoder_norm.forward(y))) // [B, Lt, V]
     }
@@ -296,9 +290,10 @@ impl<B: Backend> EncoderDecoder<B> {
                 .iter()
                 .map(|b| {
                     b.cross_attention
+                        .mixer
                         .cross_keys_values(memory.clone(), padding.clone())
                 })
-                .collect(),
+                .collect::<crate::Result<_>>()?,
             caches: vec![KvCache::new(); self.decoder.len()],
             position: 0,
         })
@@ -332,18 +327,21 @@ impl<B: Backend> EncoderDecoder<B> {
         let mut y = self
             .position
             .try_forward(self.target_embedding.forward(tokens), state.position)?; // [B, T, D]
+        let mut caches = Vec::with_capacity(self.decoder.len());
         for ((block, cache), cross) in self
             .decoder
             .iter()
-            .zip(state.caches.iter_mut())
+            .zip(std::mem::take(&mut state.caches))
             .zip(&state.cross)
         {
-            let h = block.self_norm.forward(y.clone());
-            y = y + block.self_attention.forward_step(h, cache)?; // [B, T, D]
-            let q = block.cross_norm.forward(y.clone());
-            y = y + block.cross_attention.forward_cross_cached(q, cross); // [B, T, D]
-            y = y.clone() + block.mlp.forward(block.mlp_norm.forward(y)); // [B, T, D]
+            let (h, cache) = block.self_attention.forward_with_state(y, cache)?; // [B, T, D]
+            caches.push(cache);
+            y = block
+                .cross_attention
+                .try_attend(AttentionInput::cached(h, cross.clone()))?; // [B, T, D]
+            y = block.mlp.forward(y); // [B, T, D]
         }
+        state.caches = caches;
         state.position += len;
         Ok((
             linear::apply(&self.head, self.decoder_norm.forward(y)),
@@ -365,15 +363,12 @@ impl<B: Backend> EncoderDecoder<B> {
             .try_forward(self.target_embedding.forward(tokens), 0)?; // [B, Lt, D]
         let mut maps = Vec::with_capacity(self.decoder.len());
         for block in &self.decoder {
-            y = y.clone() + block.self_attention.forward(block.self_norm.forward(y));
-            let q = block.cross_norm.forward(y.clone());
-            let (out, weights) =
-                block
-                    .cross_attention
-                    .try_cross_attention(q, memory.clone(), None)?;
+            y = block.self_attention.forward(y); // [B, Lt, D]
+            let (out, weights) = block
+                .cross_attention
+                .attend_with_weights(AttentionInput::cross(y, memory.clone()))?;
             maps.push(weights); // [B, H, Lt, Ls]
-            y = y + out;
-            y = y.clone() + block.mlp.forward(block.mlp_norm.forward(y));
+            y = block.mlp.forward(out); // [B, Lt, D]
         }
         Ok(maps)
     }

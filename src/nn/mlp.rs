@@ -6,7 +6,8 @@ use burn::nn::{Dropout, DropoutConfig, Gelu, Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::error::{SeqError, ensure_nonzero};
+use super::{Mixer, Residual};
+use crate::error::{SeqError, ensure_nonzero, ensure_shape};
 use crate::init::materialize;
 use crate::linear;
 
@@ -72,5 +73,48 @@ impl<B: Backend> Mlp<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let h = self.activation.forward(linear::apply(&self.up, x)); // [..., D_hidden]
         self.dropout.forward(linear::apply(&self.down, h)) // [..., D]
+    }
+}
+
+/// The MLP sublayer of a block: `x + mlp(norm(x))`.
+pub type MlpBlock<B> = Residual<B, Mlp<B>>;
+
+impl<B: Backend> Mlp<B> {
+    /// The width `D` of the input and output.
+    pub fn d_model(&self) -> usize {
+        self.up.weight.dims()[0]
+    }
+}
+
+/// Position-wise: no state (`()`), and a chunk's output does not depend on earlier chunks.
+impl<B: Backend> Mixer<B> for Mlp<B> {
+    type State = ();
+
+    fn d_model(&self) -> usize {
+        Mlp::d_model(self)
+    }
+
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        Mlp::forward(self, x)
+    }
+
+    fn try_forward(&self, x: Tensor<B, 3>) -> crate::Result<Tensor<B, 3>> {
+        let [batch, len, d] = x.dims();
+        ensure_shape(
+            "MLP input [B, L, D]",
+            &[batch, len, Mlp::d_model(self)],
+            &[batch, len, d],
+        )?;
+        Ok(Mlp::forward(self, x))
+    }
+
+    fn init_state(&self, _batch: usize, _device: &B::Device) -> Self::State {}
+
+    fn forward_with_state(
+        &self,
+        x: Tensor<B, 3>,
+        state: Self::State,
+    ) -> crate::Result<(Tensor<B, 3>, Self::State)> {
+        Ok((Mixer::try_forward(self, x)?, state))
     }
 }

@@ -1,21 +1,24 @@
 //! The bottom layer: what every layer family uses, importing nothing above it.
 //!
-//! - [`Norm`]/[`NormKind`]: the RMSNorm / LayerNorm of every residual block (re-exported as
-//!   `seqlayers::stack::{Norm, NormKind}`);
-//! - [`MASKED`]: the score of a masked query/key pair (re-exported as
-//!   `seqlayers::attention::MASKED`), used by attention and by the ALiBi tables.
+//! - [`Residual`], the one residual block (pre- or post-norm) around any [`Mixer`], and the
+//!   state convention every stateful layer follows;
+//! - [`Norm`]/[`NormKind`]: the RMSNorm / LayerNorm of every residual block;
+//! - [`Mlp`]: the position-wise feed-forward sublayer, a stateless [`Mixer`];
+//! - `MASKED`: the score of a masked query/key pair (public as
+//!   [`seqlayers::attention::MASKED`](crate::attention::MASKED)), used by attention and by the
+//!   ALiBi tables.
 //!
 //! The SIMD math the CPU kernels share lives with the SIMD levels in [`crate::simd`]. The
 //! layer order of the crate, bottom first, is checked by `tests/suite/layering.rs`.
 
+mod mlp;
 mod norm;
+mod residual;
 
+pub use mlp::{Mlp, MlpBlock, MlpConfig};
 pub use norm::{Norm, NormKind};
+pub use residual::{Mixer, NormPlacement, Residual};
 
-/// Score of a masked query/key pair: effectively `−∞`.
-///
-/// `exp(MASKED − max)` underflows to exactly `0` in f32, so every row with at least one
-/// visible key gets precisely the weights of a `−∞` mask. Being finite, a row whose keys are
-/// *all* masked (e.g. a left-padded query under a causal mask) gets finite weights instead of
-/// `0/0 = NaN`, which would otherwise poison the gradients of the whole batch.
-pub const MASKED: f32 = -1.0e30;
+/// Score of a masked query/key pair (public as [`crate::attention::MASKED`], where it is
+/// documented); here so that the ALiBi tables below attention can use it.
+pub(crate) const MASKED: f32 = -1.0e30;

@@ -38,7 +38,7 @@ pub fn alibi_bias(n_heads: usize, q_offset: usize, q_len: usize, k_len: usize) -
 }
 
 /// Hard-ALiBi bias, row-major `[n_heads, q_len, k_len]`: head `h < windowed_heads` gets `0`
-/// for `|i − j| ≤ h` and [`MASKED`] (effectively `−∞`) beyond; other heads get `0`.
+/// for `|i − j| ≤ h` and [`MASKED`](crate::attention::MASKED) (effectively `−∞`) beyond; other heads get `0`.
 pub fn hard_alibi_bias(
     n_heads: usize,
     windowed_heads: usize,

@@ -20,12 +20,13 @@
 
 mod absolute;
 mod alibi;
-mod rope;
+pub(crate) mod rope;
 mod sinusoidal;
 
 pub use absolute::{AbsoluteKind, AbsolutePosition};
 pub use alibi::{alibi_bias, alibi_slopes, hard_alibi_bias};
-pub use rope::{Rope, rope_tables, rotate_transpose_with, rotate_with};
+pub use rope::Rope;
+pub(crate) use rope::rope_tables;
 pub use sinusoidal::sinusoidal_table;
 
 use burn::config::Config;

@@ -1,42 +1,6 @@
 //! Discretization of the continuous diagonal state-space model.
 //!
-//! # Glossary
-//! - `A` (`a`): continuous state matrix, diagonal, one value per (channel `e`, state `n`); negative.
-//! - `B` (`b`): continuous input matrix (per time step in Mamba, shared by channels).
-//! - `C`, `D`: output matrix and skip connection.
-//! - `Δ` (`delta`): positive step size, per (batch, time, channel) in Mamba.
-//! - `Ā` (`abar`): discrete state transition; `B̄ = F · B` with `F` the *B̄-factor* (`bbar`).
-//! - `α` (`alpha`): weight of the explicit end in the generalized bilinear rule.
-//!
-//! # Derivation
-//! The continuous model is `h'(t) = A h(t) + B x(t)`, `y(t) = C h(t) + D x(t)`. A discretization
-//! turns it into `h_k = Ā h_{k−1} + B̄ x_k`, `y_k = C̄ h_k + D̄ x_k`. Since the output equation has
-//! no derivative in it, every rule below keeps **`C̄ = C` and `D̄ = D`**.
-//!
-//! **Zero-order hold (exact).** Hold `x` constant on `[t_{k−1}, t_k]` (length `Δ`). Variation
-//! of constants gives `h_k = e^{ΔA} h_{k−1} + (∫₀^Δ e^{sA} ds) B x_k`, and for a diagonal `A`
-//! the integral is `(e^{ΔA} − 1)/A`. Hence `Ā = exp(ΔA)`, `B̄ = (exp(ΔA) − 1)/A · B`
-//! (→ `ΔB` when `A → 0`).
-//!
-//! **Simplified (Mamba).** Mamba keeps `Ā = exp(ΔA)` but uses the first-order approximation
-//! `(e^{ΔA} − 1)/A ≈ Δ`, i.e. `B̄ = ΔB`.
-//!
-//! **Generalized bilinear (α ∈ [0, 1]).** For `x'(t) = f(x(t))` the rule is
-//! `x_{k} = x_{k−1} + Δ(α f(x_{k−1}) + (1−α) f(x_k))`. With `f(h) = A h + B x_k` (input held at
-//! `x_k` on the step):
-//! ```text
-//! h_k = h_{k−1} + Δ α (A h_{k−1} + B x_k) + Δ (1−α) (A h_k + B x_k)
-//! (1 − (1−α)ΔA) h_k = (1 + αΔA) h_{k−1} + ΔB x_k
-//! ```
-//! so `Ā = (1 + αΔA)/(1 − (1−α)ΔA)` and `B̄ = ΔB/(1 − (1−α)ΔA)`. `α = 1` is forward Euler
-//! (`Ā = 1 + ΔA`, `B̄ = ΔB`), `α = 0` backward Euler (`Ā = 1/(1 − ΔA)`), `α = ½` the bilinear
-//! (Tustin) transform used by S4. For `A < 0` the denominator is `≥ 1`, so the rule is always
-//! defined; forward Euler can give `Ā < 0` (unstable) when `ΔA < −2`.
-//!
-//! All rules agree to first order as `Δ → 0`: `Ā = 1 + ΔA + O(Δ²)`, `B̄ = ΔB + O(Δ²)`.
-//!
-//! The derivatives of `Ā` and `F` (used by the fused kernel's backward) are in
-//! [`Discretization::scalar_grad`].
+//! (The glossary and derivations are on [`Discretization`], public as `seqlayers::ssm::Discretization`.)
 
 use burn::tensor::{Tensor, backend::Backend};
 
@@ -47,7 +11,43 @@ const ZOH_SERIES_BELOW: f32 = 0.1;
 
 /// How the continuous SSM `(A, B, Δ)` becomes the discrete recurrence `(Ā, B̄)`.
 ///
-/// See the [module documentation](self) for the derivation of each rule.
+/// # Glossary
+/// - `A` (`a`): continuous state matrix, diagonal, one value per (channel `e`, state `n`); negative.
+/// - `B` (`b`): continuous input matrix (per time step in Mamba, shared by channels).
+/// - `C`, `D`: output matrix and skip connection.
+/// - `Δ` (`delta`): positive step size, per (batch, time, channel) in Mamba.
+/// - `Ā` (`abar`): discrete state transition; `B̄ = F · B` with `F` the *B̄-factor* (`bbar`).
+/// - `α` (`alpha`): weight of the explicit end in the generalized bilinear rule.
+///
+/// # Derivation
+/// The continuous model is `h'(t) = A h(t) + B x(t)`, `y(t) = C h(t) + D x(t)`. A discretization
+/// turns it into `h_k = Ā h_{k−1} + B̄ x_k`, `y_k = C̄ h_k + D̄ x_k`. Since the output equation has
+/// no derivative in it, every rule below keeps **`C̄ = C` and `D̄ = D`**.
+///
+/// **Zero-order hold (exact).** Hold `x` constant on `[t_{k−1}, t_k]` (length `Δ`). Variation
+/// of constants gives `h_k = e^{ΔA} h_{k−1} + (∫₀^Δ e^{sA} ds) B x_k`, and for a diagonal `A`
+/// the integral is `(e^{ΔA} − 1)/A`. Hence `Ā = exp(ΔA)`, `B̄ = (exp(ΔA) − 1)/A · B`
+/// (→ `ΔB` when `A → 0`).
+///
+/// **Simplified (Mamba).** Mamba keeps `Ā = exp(ΔA)` but uses the first-order approximation
+/// `(e^{ΔA} − 1)/A ≈ Δ`, i.e. `B̄ = ΔB`.
+///
+/// **Generalized bilinear (α ∈ [0, 1]).** For `x'(t) = f(x(t))` the rule is
+/// `x_{k} = x_{k−1} + Δ(α f(x_{k−1}) + (1−α) f(x_k))`. With `f(h) = A h + B x_k` (input held at
+/// `x_k` on the step):
+/// ```text
+/// h_k = h_{k−1} + Δ α (A h_{k−1} + B x_k) + Δ (1−α) (A h_k + B x_k)
+/// (1 − (1−α)ΔA) h_k = (1 + αΔA) h_{k−1} + ΔB x_k
+/// ```
+/// so `Ā = (1 + αΔA)/(1 − (1−α)ΔA)` and `B̄ = ΔB/(1 − (1−α)ΔA)`. `α = 1` is forward Euler
+/// (`Ā = 1 + ΔA`, `B̄ = ΔB`), `α = 0` backward Euler (`Ā = 1/(1 − ΔA)`), `α = ½` the bilinear
+/// (Tustin) transform used by S4. For `A < 0` the denominator is `≥ 1`, so the rule is always
+/// defined; forward Euler can give `Ā < 0` (unstable) when `ΔA < −2`.
+///
+/// All rules agree to first order as `Δ → 0`: `Ā = 1 + ΔA + O(Δ²)`, `B̄ = ΔB + O(Δ²)`.
+///
+/// The derivatives of `Ā` and `F` (used by the fused kernel's backward) are in
+/// [`Discretization::scalar_grad`].
 #[derive(burn::config::Config, Debug, Copy, PartialEq)]
 pub enum Discretization {
     /// Exact zero-order hold: `Ā = exp(ΔA)`, `B̄ = (exp(ΔA) − 1)/A · B`.

@@ -5,15 +5,16 @@
 //! - `Δ`: step size; `Ā`, `B̄`: the discretized transition and input matrices.
 //! - `h_t`: hidden state `[B, E, N]`; `E` channels, `N` state size, `L` length, `B` batch.
 //!
-//! [`discretization`] turns `(Δ, A, B)` into `(Ā, B̄)`; [`scan`] runs the recurrence
+//! `discretization` turns `(Δ, A, B)` into `(Ā, B̄)`; `scan` runs the recurrence
 //! `h_t = Ā_t ⊙ h_{t−1} + B̄_t x_t`, `y_t = ⟨h_t, C_t⟩ + D ⊙ x_t` four ways.
 
-pub mod discretization;
-pub mod mamba;
-pub mod scan;
+mod discretization;
+mod mamba;
+pub(crate) mod scan;
 
 pub use discretization::Discretization;
-pub use mamba::{Mamba, MambaBlock, MambaConfig, MambaState};
+pub use mamba::{CausalConv1d, Mamba, MambaBlock, MambaConfig, MambaState};
 pub use scan::{
     ScanKind, SelectiveScanInput, scan_log_space, scan_parallel, scan_sequential, selective_scan,
+    try_scan,
 };

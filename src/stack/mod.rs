@@ -1,8 +1,8 @@
 //! A stack of residual blocks built from a list of layer specs, with incremental decoding.
 //!
-//! Each block is pre-norm residual: `x ← x + mixer(norm(x))`, where the mixer is causal
-//! self-attention, a Mamba mixer or an LSTM, optionally followed by an MLP sublayer
-//! `x ← x + mlp(norm(x))` (a GPT block is `attention+mlp`). A stack is written as a
+//! Each block is the crate's pre-norm [`Residual`] block `x ← x + mixer(norm(x))`, where the
+//! mixer is causal self-attention, a Mamba mixer or an LSTM, optionally followed by an MLP
+//! sublayer `x ← x + mlp(norm(x))` (a GPT block is `attention+mlp`). A stack is written as a
 //! comma-separated list, e.g. `"mamba,attention+mlp"` (see [`parse_layers`]).
 //!
 //! # Decoding with state
@@ -13,28 +13,23 @@
 //! Feeding a sequence in pieces gives the outputs of one [`SequenceStack::forward`] (tested for
 //! every layer kind, ≤ 1e-5 in f32).
 
-mod mlp;
 mod state;
 
 use std::fmt;
 use std::str::FromStr;
 
 use burn::config::Config;
-use burn::nn::{Lstm, LstmConfig, LstmState};
 use burn::prelude::*;
 use burn::serde::{Deserialize, Serialize};
 
-pub use crate::nn::{Norm, NormKind};
-pub use mlp::{Mlp, MlpConfig};
 pub use state::{LayerState, StackState};
 
-use crate::attention::{
-    AttentionConfig, CausalMasking, MultiHeadAttention, QkvSharing, Similarity,
-};
+use crate::attention::{AttentionBlock, AttentionConfig, CausalMasking, QkvSharing, Similarity};
 use crate::error::{SeqError, ensure_nonzero};
-use crate::init::materialize;
+use crate::lstm::LstmBlock;
+use crate::nn::{MlpBlock, MlpConfig, NormKind, NormPlacement, Residual};
 use crate::position::PositionEncoding;
-use crate::ssm::mamba::{MambaBlock, MambaConfig};
+use crate::ssm::{MambaBlock, MambaConfig};
 
 /// The sequence mixer of one block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -186,37 +181,37 @@ impl StackConfig {
         let mut blocks = Vec::with_capacity(self.layers.len());
         for spec in &self.layers {
             let mixer = match spec.mixer {
-                LayerKind::Attention => MixerBlock::Attention(AttentionBlock {
-                    norm: norm(device),
-                    attention: AttentionConfig::new(self.d_model, self.n_heads)
+                LayerKind::Attention => MixerBlock::Attention(Residual::new(
+                    norm(device),
+                    AttentionConfig::new(self.d_model, self.n_heads)
                         .with_position(self.position.clone())
                         .with_masking(self.masking)
                         .with_sharing(self.sharing)
                         .with_similarity(self.similarity)
                         .try_init(device)?,
-                }),
+                    NormPlacement::Pre,
+                )),
                 LayerKind::Mamba => {
                     let mut config = self.mamba.clone().with_norm_eps(self.norm_eps);
                     config.d_model = self.d_model;
-                    MixerBlock::Mamba(MambaBlock {
-                        norm: norm(device),
-                        mixer: config.try_init(device)?,
-                    })
+                    MixerBlock::Mamba(Residual::new(
+                        norm(device),
+                        config.try_init(device)?,
+                        NormPlacement::Pre,
+                    ))
                 }
-                LayerKind::Lstm => MixerBlock::Lstm(LstmBlock {
-                    norm: norm(device),
-                    lstm: materialize(
-                        LstmConfig::new(self.d_model, self.d_model, true).init(device),
-                    ),
-                }),
+                LayerKind::Lstm => {
+                    MixerBlock::Lstm(crate::lstm::init_block(norm(device), self.d_model, device))
+                }
             };
             let mlp = if spec.mlp {
-                Some(MlpBlock {
-                    norm: norm(device),
-                    mlp: MlpConfig::new(self.d_model, self.mlp_ratio * self.d_model)
+                Some(Residual::new(
+                    norm(device),
+                    MlpConfig::new(self.d_model, self.mlp_ratio * self.d_model)
                         .with_dropout(self.dropout)
                         .try_init(device)?,
-                })
+                    NormPlacement::Pre,
+                ))
             } else {
                 None
             };
@@ -226,42 +221,7 @@ impl StackConfig {
     }
 }
 
-/// Pre-norm residual attention block: `x + attention(norm(x))`. Build it with
-/// [`AttentionConfig::try_init_block`] or from its public fields.
-#[derive(Module, Debug)]
-pub struct AttentionBlock<B: Backend> {
-    /// Pre-norm over `D`.
-    pub norm: Norm<B>,
-    /// Causal self-attention.
-    pub attention: MultiHeadAttention<B>,
-}
-
-impl<B: Backend> AttentionBlock<B> {
-    /// `x + attention(norm(x))`, `[B, L, D] → [B, L, D]`.
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        x.clone() + self.attention.forward(self.norm.forward(x))
-    }
-}
-
-/// Pre-norm residual LSTM block: `x + lstm(norm(x))`.
-#[derive(Module, Debug)]
-pub struct LstmBlock<B: Backend> {
-    /// Pre-norm over `D`.
-    pub norm: Norm<B>,
-    /// Burn's LSTM, hidden size `D`.
-    pub lstm: Lstm<B>,
-}
-
-/// Pre-norm residual MLP sublayer: `x + mlp(norm(x))`.
-#[derive(Module, Debug)]
-pub struct MlpBlock<B: Backend> {
-    /// Pre-norm over `D`.
-    pub norm: Norm<B>,
-    /// The feed-forward sublayer.
-    pub mlp: Mlp<B>,
-}
-
-/// The mixing half of a [`Block`].
+/// The mixing half of a [`Block`]: one [`Residual`] block of any mixer kind.
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // built once per layer; size is irrelevant
 pub enum MixerBlock<B: Backend> {
@@ -291,18 +251,10 @@ impl<B: Backend> Block<B> {
         let x = match &self.mixer {
             MixerBlock::Attention(b) => b.forward(x),
             MixerBlock::Mamba(b) => b.forward(x),
-            MixerBlock::Lstm(b) => {
-                let (h, _) = crate::lstm::lstm_forward(&b.lstm, b.norm.forward(x.clone()), None); // [B, L, D]
-                x + h
-            }
+            MixerBlock::Lstm(b) => b.forward(x),
         };
-        self.apply_mlp(x)
-    }
-
-    /// The MLP half (identity without one).
-    fn apply_mlp(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.mlp {
-            Some(m) => x.clone() + m.mlp.forward(m.norm.forward(x)),
+            Some(m) => m.forward(x),
             None => x,
         }
     }
@@ -310,9 +262,9 @@ impl<B: Backend> Block<B> {
     /// The state of this block before the first token.
     fn init_state(&self, batch: usize, device: &B::Device) -> LayerState<B> {
         match &self.mixer {
-            MixerBlock::Attention(_) => LayerState::Attention(Default::default()),
-            MixerBlock::Mamba(b) => LayerState::Mamba(b.zero_state(batch, device)),
-            MixerBlock::Lstm(_) => LayerState::Lstm(None),
+            MixerBlock::Attention(b) => LayerState::Attention(b.init_state(batch, device)),
+            MixerBlock::Mamba(b) => LayerState::Mamba(b.init_state(batch, device)),
+            MixerBlock::Lstm(b) => LayerState::Lstm(b.init_state(batch, device)),
         }
     }
 
@@ -323,24 +275,17 @@ impl<B: Backend> Block<B> {
         state: LayerState<B>,
     ) -> crate::Result<(Tensor<B, 3>, LayerState<B>)> {
         let (x, state) = match (&self.mixer, state) {
-            (MixerBlock::Attention(b), LayerState::Attention(mut cache)) => {
-                let y = b
-                    .attention
-                    .forward_step(b.norm.forward(x.clone()), &mut cache)?;
-                (x + y, LayerState::Attention(cache))
+            (MixerBlock::Attention(b), LayerState::Attention(s)) => {
+                let (y, s) = b.forward_with_state(x, s)?;
+                (y, LayerState::Attention(s))
             }
             (MixerBlock::Mamba(b), LayerState::Mamba(s)) => {
-                let (y, s) = b.forward_with_state(x, Some(s), None)?;
+                let (y, s) = b.forward_with_state(x, s)?;
                 (y, LayerState::Mamba(s))
             }
             (MixerBlock::Lstm(b), LayerState::Lstm(s)) => {
-                if let Some((cell, hidden)) = &s {
-                    let [batch, _, d] = x.dims();
-                    crate::lstm::check_state(batch, d, cell, hidden)?;
-                }
-                let s = s.map(|(cell, hidden)| LstmState::new(cell, hidden));
-                let (h, s) = crate::lstm::lstm_forward(&b.lstm, b.norm.forward(x.clone()), s); // [B, T, D]
-                (x + h, LayerState::Lstm(Some((s.cell, s.hidden))))
+                let (y, s) = b.forward_with_state(x, s)?;
+                (y, LayerState::Lstm(s))
             }
             (_, other) => {
                 return Err(SeqError::InvalidConfig(format!(
@@ -351,15 +296,19 @@ impl<B: Backend> Block<B> {
                 )));
             }
         };
-        Ok((self.apply_mlp(x), state))
+        let x = match &self.mlp {
+            Some(m) => m.forward_with_state(x, ())?.0,
+            None => x,
+        };
+        Ok((x, state))
     }
 
     /// The model width `D` of the block (the width of its pre-norm).
     pub fn d_model(&self) -> usize {
         match &self.mixer {
-            MixerBlock::Attention(b) => b.norm.d_model(),
-            MixerBlock::Mamba(b) => b.norm.d_model(),
-            MixerBlock::Lstm(b) => b.norm.d_model(),
+            MixerBlock::Attention(b) => b.d_model(),
+            MixerBlock::Mamba(b) => b.d_model(),
+            MixerBlock::Lstm(b) => b.d_model(),
         }
     }
 
@@ -506,29 +455,6 @@ impl<B: Backend> SequenceStack<B> {
     /// True when the stack has no block.
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
-    }
-}
-
-impl AttentionConfig {
-    /// Builds a pre-norm residual [`AttentionBlock`] (RMSNorm, ε = 1e-5) around this layer, the
-    /// counterpart of [`MambaConfig::try_init_block`].
-    pub fn try_init_block<B: Backend>(
-        &self,
-        device: &B::Device,
-    ) -> crate::Result<AttentionBlock<B>> {
-        Ok(AttentionBlock {
-            norm: NormKind::Rms.init(self.d_model, 1e-5, device),
-            attention: self.try_init(device)?,
-        })
-    }
-
-    /// Like [`try_init_block`](Self::try_init_block) but panics with the validation message.
-    ///
-    /// # Panics
-    /// When [`try_init_block`](Self::try_init_block) returns an error.
-    pub fn init_block<B: Backend>(&self, device: &B::Device) -> AttentionBlock<B> {
-        self.try_init_block(device)
-            .unwrap_or_else(|e| panic!("invalid AttentionConfig: {e}"))
     }
 }
 

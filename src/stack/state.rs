@@ -1,11 +1,11 @@
 //! The decoding state of a [`SequenceStack`](super::SequenceStack).
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::attention::KvCache;
 use crate::error::{Result, SeqError};
-use crate::ssm::mamba::MambaState;
+use crate::lstm::LstmCarry;
+use crate::ssm::MambaState;
 
 use super::LayerKind;
 
@@ -16,8 +16,8 @@ pub enum LayerState<B: Backend> {
     Attention(KvCache<B>),
     /// The last `K − 1` conv inputs and the SSM state `h`.
     Mamba(MambaState<B>),
-    /// `(cell c, hidden h)`, each `[B, D]` (`None` before the first token).
-    Lstm(Option<(Tensor<B, 2>, Tensor<B, 2>)>),
+    /// Cell and hidden state, each `[B, D]`.
+    Lstm(LstmCarry<B>),
 }
 
 impl<B: Backend> LayerState<B> {

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seqlayers::SeqError;
 use seqlayers::attention::{
-    AttentionConfig, CausalMasking, KvCache, MultiHeadAttention, QkvSharing,
+    AttentionConfig, AttentionInput, CausalMasking, KvCache, MultiHeadAttention, QkvSharing,
 };
 use seqlayers::backend::Cpu;
 use seqlayers::position::PositionEncoding;
@@ -117,7 +117,11 @@ fn matches_burn_multi_head_attention() {
     let diff = max_abs_diff(&values(ours.forward(x.clone())), &values(reference.context));
     assert!(diff <= 1e-5, "bidirectional: max |Δ| = {diff}");
     let diff = max_abs_diff(
-        &values(ours.attention_weights(x.clone(), None)),
+        &values(
+            ours.attend_with_weights(AttentionInput::self_attention(x.clone()))
+                .unwrap()
+                .1,
+        ),
         &values(reference.weights),
     );
     assert!(diff <= 1e-6, "weights: max |Δ| = {diff}");
@@ -130,7 +134,7 @@ fn matches_burn_multi_head_attention() {
     let pad = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(pad, [b, l]), &dev());
     let reference = burn_mha.forward(MhaInput::self_attn(x.clone()).mask_pad(pad.clone()));
     let diff = max_abs_diff(
-        &values(ours.forward_masked(x.clone(), Some(pad))),
+        &values(ours.attend(AttentionInput::self_attention(x.clone()).padding(pad))),
         &values(reference.context),
     );
     assert!(diff <= 1e-5, "padding: max |Δ| = {diff}");
@@ -150,7 +154,7 @@ fn matches_burn_multi_head_attention() {
     let c = tensor3(random_input(2, b, l + 3, d), [b, l + 3, d]);
     let reference = burn_mha.forward(MhaInput::new(x.clone(), c.clone(), c.clone()));
     let diff = max_abs_diff(
-        &values(ours.forward_cross(x, c, None)),
+        &values(ours.attend(AttentionInput::cross(x, c))),
         &values(reference.context),
     );
     assert!(diff <= 1e-5, "cross: max |Δ| = {diff}");
@@ -356,11 +360,10 @@ fn shared_projections_match_scalar_reference() {
         );
         assert_eq!(attn.qkv.weight.dims(), [d, sharing.n_projections() * d]);
         let out = values(attn.forward(tensor3(x.clone(), [b, l, d])));
-        let cross = values(attn.forward_cross(
+        let cross = values(attn.attend(AttentionInput::cross(
             tensor3(x.clone(), [b, l, d]),
             tensor3(c.clone(), [b, l + 2, d]),
-            None,
-        ));
+        )));
         for batch in 0..b {
             let xs = rows(&x, batch, l, d);
             let cs = rows(&c, batch, l + 2, d);
@@ -387,7 +390,14 @@ fn shared_qk_gives_symmetric_scores() {
             .with_bias(false),
         105,
     );
-    let w = values(attn.attention_weights(tensor3(random_input(6, 1, l, d), [1, l, d]), None));
+    let w = values(
+        attn.attend_with_weights(AttentionInput::self_attention(tensor3(
+            random_input(6, 1, l, d),
+            [1, l, d],
+        )))
+        .unwrap()
+        .1,
+    );
     let a = |i: usize, j: usize| w[i * l + j] as f64;
     for (i, j, k) in [(0, 1, 2), (1, 3, 4), (0, 2, 4), (4, 3, 1)] {
         let forward = a(i, j) * a(j, k) * a(k, i);
@@ -404,7 +414,15 @@ fn shared_qk_gives_symmetric_scores() {
             .with_bias(false),
         106,
     );
-    let w = values(separate.attention_weights(tensor3(random_input(6, 1, l, d), [1, l, d]), None));
+    let w = values(
+        separate
+            .attend_with_weights(AttentionInput::self_attention(tensor3(
+                random_input(6, 1, l, d),
+                [1, l, d],
+            )))
+            .unwrap()
+            .1,
+    );
     let a = |i: usize, j: usize| w[i * l + j] as f64;
     let worst = [(0, 1, 2), (1, 3, 4), (0, 2, 4), (4, 3, 1)]
         .iter()
@@ -488,8 +506,18 @@ fn naive_post_softmax_mask_leaks_the_future() {
     bidirectional.causal = false;
     let (l, h) = (8, 2);
     let x = tensor3(random_input(8, 1, l, 8), [1, l, 8]);
-    let wn = values(naive.attention_weights(x.clone(), None));
-    let wb = values(bidirectional.attention_weights(x, None));
+    let wn = values(
+        naive
+            .attend_with_weights(AttentionInput::self_attention(x.clone()))
+            .unwrap()
+            .1,
+    );
+    let wb = values(
+        bidirectional
+            .attend_with_weights(AttentionInput::self_attention(x))
+            .unwrap()
+            .1,
+    );
     for head in 0..h {
         for i in 0..l {
             let row = (head * l + i) * l;
@@ -528,7 +556,10 @@ fn padded_keys_are_invisible() {
     let mut mask = vec![false; l + pad_len];
     mask[l..].iter_mut().for_each(|m| *m = true);
     let mask = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(mask, [1, l + pad_len]), &dev());
-    let padded = values(attn.forward_masked(tensor3(junk, [1, l + pad_len, d]), Some(mask)));
+    let padded =
+        values(attn.attend(
+            AttentionInput::self_attention(tensor3(junk, [1, l + pad_len, d])).padding(mask),
+        ));
     let short = values(attn.forward(tensor3(x[..l * d].to_vec(), [1, l, d])));
     let diff = max_abs_diff(&padded[..l * d], &short);
     assert!(diff <= 1e-5, "padding changed real outputs by {diff}");
@@ -538,7 +569,9 @@ fn padded_keys_are_invisible() {
     let mut left = vec![false; l];
     left[0] = true;
     let left = Tensor::<Cpu, 2, Bool>::from_data(TensorData::new(left, [1, l]), &dev());
-    let out = values(causal.forward_masked(tensor3(x[..l * d].to_vec(), [1, l, d]), Some(left)));
+    let out = values(causal.attend(
+        AttentionInput::self_attention(tensor3(x[..l * d].to_vec(), [1, l, d])).padding(left),
+    ));
     // Rows 1.. still see keys 1..=i: the scalar reference with the same padding.
     let xs = rows(&x[..l * d], 0, l, d);
     let mut flags = vec![false; l];
@@ -637,15 +670,27 @@ fn every_configuration_error_is_returned() {
     let bidirectional = attention(AttentionConfig::new(8, 2).with_causal(false), 111);
     let mut cache = KvCache::new();
     let err = bidirectional
-        .forward_step(tensor3(vec![0.0; 8], [1, 1, 8]), &mut cache)
+        .forward_with_state(tensor3(vec![0.0; 8], [1, 1, 8]), cache.clone())
+        .map(|(y, next)| {
+            cache = next;
+            y
+        })
         .unwrap_err();
     assert!(matches!(err, SeqError::InvalidConfig(_)), "{err:?}");
     let causal = attention(AttentionConfig::new(8, 2), 112);
     causal
-        .forward_step(tensor3(vec![0.0; 16], [2, 1, 8]), &mut cache)
+        .forward_with_state(tensor3(vec![0.0; 16], [2, 1, 8]), cache.clone())
+        .map(|(y, next)| {
+            cache = next;
+            y
+        })
         .unwrap();
     let err = causal
-        .forward_step(tensor3(vec![0.0; 8], [1, 1, 8]), &mut cache)
+        .forward_with_state(tensor3(vec![0.0; 8], [1, 1, 8]), cache.clone())
+        .map(|(y, next)| {
+            cache = next;
+            y
+        })
         .unwrap_err();
     assert!(matches!(err, SeqError::ShapeMismatch { .. }), "{err:?}");
 }

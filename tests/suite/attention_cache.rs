@@ -37,7 +37,14 @@ fn decode(
             piece = pe.try_forward(piece, start).unwrap();
         }
         assert_eq!(cache.len(), start);
-        outputs.push(attn.forward_step(piece, &mut cache).unwrap());
+        outputs.push(
+            attn.forward_with_state(piece, cache.clone())
+                .map(|(y, next)| {
+                    cache = next;
+                    y
+                })
+                .unwrap(),
+        );
         start += len;
     }
     Tensor::cat(outputs, 1)
@@ -112,7 +119,12 @@ fn decoding_with_absolute_encodings_applied_at_the_offset() {
         let wrong: Vec<_> = (0..l)
             .map(|t| {
                 let piece = pe.try_forward(x.clone().narrow(1, t, 1), 0).unwrap();
-                attn.forward_step(piece, &mut cache).unwrap()
+                attn.forward_with_state(piece, cache.clone())
+                    .map(|(y, next)| {
+                        cache = next;
+                        y
+                    })
+                    .unwrap()
             })
             .collect();
         let diff = max_abs_diff(&values(Tensor::cat(wrong, 1)), &reference);

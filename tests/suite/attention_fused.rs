@@ -5,7 +5,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use seqlayers::attention::{AttentionConfig, MultiHeadAttention};
+use seqlayers::attention::{AttentionConfig, AttentionInput, MultiHeadAttention};
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::position::PositionEncoding;
 
@@ -34,7 +34,9 @@ fn run(
     let out = if fused {
         attn.forward(x.clone())
     } else {
-        attn.self_attention(x.clone(), None).0
+        attn.attend_with_weights(AttentionInput::self_attention(x.clone()))
+            .unwrap()
+            .0
     };
     let grads = (out.clone() * w).sum().backward();
     let grad = |t: Tensor<CpuAutodiff, 2>| values::<2>(t.grad(&grads).expect("tracked"));
@@ -98,7 +100,11 @@ fn fused_attention_without_autodiff_matches_primitives() {
                 .unwrap()
         });
         let fused = values(attn.forward(x.clone()));
-        let reference = values(attn.self_attention(x.clone(), None).0);
+        let reference = values(
+            attn.attend_with_weights(AttentionInput::self_attention(x.clone()))
+                .unwrap()
+                .0,
+        );
         let diff = max_abs_diff(&fused, &reference);
         assert!(diff <= 1e-5, "{position:?}: max |Δ| = {diff}");
     }

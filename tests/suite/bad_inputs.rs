@@ -23,21 +23,21 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, TensorPrimitive};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seqlayers::SeqError;
-use seqlayers::attention::{AttentionConfig, KvCache, MultiHeadAttention};
+use seqlayers::attention::{AttentionConfig, AttentionInput, KvCache, MultiHeadAttention};
 use seqlayers::backend::Cpu;
 use seqlayers::decode::{Decoder, GenerateConfig, generate_greedy, generate_greedy_padded};
-use seqlayers::error::ensure_finite;
-use seqlayers::lstm::{try_lstm_forward, try_lstm_recurrence};
+use seqlayers::ensure_finite;
+use seqlayers::internals::try_lstm_recurrence;
+use seqlayers::internals::{FusedScanInput, try_fused_scan_forward};
+use seqlayers::lstm::{LstmCarry, try_lstm_forward};
 use seqlayers::model::{
     ClassifierConfig, EncoderDecoderConfig, LanguageModel, LanguageModelConfig,
     load_language_model, save_checkpoint,
 };
 use seqlayers::position::PositionEncoding;
-use seqlayers::ssm::discretization::Discretization;
-use seqlayers::ssm::mamba::{Mamba, MambaBlock, MambaConfig, MambaState};
-use seqlayers::ssm::scan::{
-    FusedScanInput, ScanKind, SelectiveScanInput, selective_scan, try_fused_scan_forward, try_scan,
-};
+use seqlayers::ssm::Discretization;
+use seqlayers::ssm::{Mamba, MambaBlock, MambaConfig, MambaState};
+use seqlayers::ssm::{ScanKind, SelectiveScanInput, selective_scan, try_scan};
 use seqlayers::stack::{LayerState, SequenceStack, StackConfig, parse_layers};
 use seqlayers::train::SequenceModel;
 
@@ -419,7 +419,7 @@ fn mamba() -> (Mamba<Cpu>, MambaBlock<Cpu>) {
 #[test]
 fn mamba_mixer_and_block_reject_bad_shapes() {
     let (mixer, block) = mamba();
-    let state = |batch: usize| mixer.zero_state(batch, &dev());
+    let state = |batch: usize| mixer.init_state(batch, &dev());
     type Case = (&'static str, Tensor<Cpu, 3>, Want);
     let cases: Vec<Case> = vec![
         ("width 7", uniform([2, 3, 7], 1), Want::Shape("d_model")),
@@ -435,7 +435,7 @@ fn mamba_mixer_and_block_reject_bad_shapes() {
         // The block used to run its norm first and panic on a wrong width.
         expect(block.try_forward(x.clone()), want, &format!("block {case}"));
         expect(
-            block.forward_with_state(x.clone(), None, None),
+            crate::common::from_zero(&block, x.clone()),
             want,
             &format!("block with state {case}"),
         );
@@ -480,16 +480,19 @@ fn mamba_mixer_and_block_reject_bad_shapes() {
         ),
     ];
     for (case, s, m, want) in state_cases {
-        expect(
-            mixer.forward_with_state(x.clone(), s.clone(), m.clone()),
-            want,
-            &format!("mixer {case}"),
-        );
-        expect(
-            block.forward_with_state(x.clone(), s, m),
-            want,
-            &format!("block {case}"),
-        );
+        let s = s.unwrap_or_else(|| state(2));
+        let (from_mixer, from_block) = match m {
+            Some(m) => (
+                mixer.forward_padded(x.clone(), s.clone(), m.clone()),
+                block.forward_padded(x.clone(), s, m),
+            ),
+            None => (
+                mixer.forward_with_state(x.clone(), s.clone()),
+                block.forward_with_state(x.clone(), s),
+            ),
+        };
+        expect(from_mixer, want, &format!("mixer {case}"));
+        expect(from_block, want, &format!("block {case}"));
     }
     // One step: `[B, D]` against the state.
     type StepCase = (&'static str, Tensor<Cpu, 2>, MambaState<Cpu>, Want);
@@ -515,11 +518,11 @@ fn mamba_mixer_and_block_reject_bad_shapes() {
     ];
     for (case, x_t, s, want) in step_cases {
         expect(
-            mixer.try_step(x_t.clone(), s.clone()),
+            mixer.step(x_t.clone(), s.clone()),
             want,
             &format!("mixer {case}"),
         );
-        expect(block.try_step(x_t, s), want, &format!("block {case}"));
+        expect(block.step(x_t, s), want, &format!("block {case}"));
     }
 }
 
@@ -578,12 +581,16 @@ fn attention_rejects_bad_shapes_and_masks() {
     ];
     for (case, x, padding, want) in cases {
         expect(
-            mha.try_forward_masked(x.clone(), padding.clone()),
+            mha.try_attend(
+                AttentionInput::self_attention(x.clone()).maybe_padding(padding.clone()),
+            ),
             want,
             case,
         );
         expect(
-            mha.try_self_attention(x.clone(), padding.clone()),
+            mha.attend_with_weights(
+                AttentionInput::self_attention(x.clone()).maybe_padding(padding.clone()),
+            ),
             want,
             &format!("weights, {case}"),
         );
@@ -641,29 +648,31 @@ fn attention_rejects_bad_shapes_and_masks() {
     ];
     for (case, q, c, padding, want) in cross {
         expect(
-            mha.try_forward_cross(q.clone(), c.clone(), padding.clone()),
+            mha.try_attend(
+                AttentionInput::cross(q.clone(), c.clone()).maybe_padding(padding.clone()),
+            ),
             want,
             case,
         );
         expect(
-            mha.try_cross_attention(q, c, padding),
+            mha.attend_with_weights(AttentionInput::cross(q, c).maybe_padding(padding)),
             want,
             &format!("weights, {case}"),
         );
     }
     expect(
-        mha.try_cross_keys_values(ctx(), Some(mask(2, 4))),
+        mha.cross_keys_values(ctx(), Some(mask(2, 4))),
         Want::Shape("context padding mask"),
         "cached context padding",
     );
-    let kv = mha.try_cross_keys_values(ctx(), Some(mask(2, 5))).unwrap();
+    let kv = mha.cross_keys_values(ctx(), Some(mask(2, 5))).unwrap();
     expect(
-        mha.try_forward_cross_cached(uniform([3, 1, 8], 3), &kv),
+        mha.try_attend(AttentionInput::cached(uniform([3, 1, 8], 3), kv.clone())),
         Want::Shape("cached cross-attention context"),
         "cached context of another batch",
     );
     expect(
-        mha.try_forward_cross_cached(uniform([2, 1, 7], 3), &kv),
+        mha.try_attend(AttentionInput::cached(uniform([2, 1, 7], 3), kv.clone())),
         Want::Shape("queries"),
         "cached queries width 7",
     );
@@ -671,24 +680,45 @@ fn attention_rejects_bad_shapes_and_masks() {
     // Incremental decoding.
     let mut cache = KvCache::new();
     expect(
-        mha.forward_step(uniform([2, 1, 6], 4), &mut cache),
-        Want::Shape("forward_step input"),
+        mha.forward_with_state(uniform([2, 1, 6], 4), cache.clone())
+            .map(|(y, next)| {
+                cache = next;
+                y
+            }),
+        Want::Shape("forward_with_state input"),
         "step width 6",
     );
     expect(
-        mha.forward_step(uniform([2, 0, 8], 4), &mut cache),
+        mha.forward_with_state(uniform([2, 0, 8], 4), cache.clone())
+            .map(|(y, next)| {
+                cache = next;
+                y
+            }),
         Want::Zero("sequence length"),
         "step of no token",
     );
-    mha.forward_step(uniform([2, 1, 8], 4), &mut cache).unwrap();
+    mha.forward_with_state(uniform([2, 1, 8], 4), cache.clone())
+        .map(|(y, next)| {
+            cache = next;
+            y
+        })
+        .unwrap();
     expect(
-        mha.forward_step(uniform([3, 1, 8], 4), &mut cache),
+        mha.forward_with_state(uniform([3, 1, 8], 4), cache.clone())
+            .map(|(y, next)| {
+                cache = next;
+                y
+            }),
         Want::Shape("KvCache"),
         "step of another batch",
     );
+    // The state is passed by value: a failed step returns no state, and the caller's copy (a
+    // clone here) is untouched.
     assert_eq!(cache.len(), 1, "failed steps leave the cache alone");
     expect(
-        attention(false).forward_step(uniform([2, 1, 8], 4), &mut KvCache::new()),
+        attention(false)
+            .forward_with_state(uniform([2, 1, 8], 4), KvCache::new())
+            .map(|(y, _)| y),
         Want::Invalid("causal"),
         "step of a bidirectional layer",
     );
@@ -855,7 +885,10 @@ fn stacks_reject_bad_shapes_and_states() {
         "states in the wrong order",
     );
     let mut bad_lstm = stack.init_state(2, &dev());
-    bad_lstm.layers[2] = LayerState::Lstm(Some((uniform([2, 5], 1), uniform([2, 5], 2))));
+    bad_lstm.layers[2] = LayerState::Lstm(LstmCarry {
+        cell: uniform([2, 5], 1),
+        hidden: uniform([2, 5], 2),
+    });
     expect(
         stack.forward_with_state(x(), bad_lstm),
         Want::Shape("LSTM cell state"),
@@ -1141,7 +1174,8 @@ fn non_finite_inputs_propagate_within_their_batch_row() {
                 let mut pad = vec![false; 2 * 4];
                 pad[1] = true; // the bad value sits at a padded key
                 let pad = Tensor::from_data(TensorData::new(pad, [2, 4]), &dev());
-                mha.try_forward_masked(x, Some(pad)).unwrap()
+                mha.try_attend(AttentionInput::self_attention(x).padding(pad))
+                    .unwrap()
             }),
         ),
         ("stack", Box::new(|x| stack.try_forward(x).unwrap())),

@@ -690,6 +690,22 @@ const BAD: &[(&str, &[&str], &str)] = &[
         &["--device", "tpu"],
         "--device `tpu` is unknown",
     ),
+    // --- the shared seed flags: one seed where there is no across-seed report ---
+    (
+        "pig_latin",
+        &["--seeds", "1,2"],
+        "--seeds: pig_latin runs one seed",
+    ),
+    (
+        "pig_latin",
+        &["--seed", "1", "--seeds", "2"],
+        "cannot be used with",
+    ),
+    (
+        "tiny_gpt",
+        &["train", "--seeds", "1,2"],
+        "--seeds: tiny_gpt runs one seed",
+    ),
 ];
 
 /// Command lines the checks must accept (so that a check refusing everything fails).
@@ -734,6 +750,8 @@ const GOOD: &[(&str, &[&str])] = &[
     ("copying", &["--windowed-heads", "4"]),
     ("pig_latin", &["--quick", "--epochs", "0.5"]),
     ("pig_latin", &["--quick", "--words", "{tmp}/words.txt"]),
+    ("pig_latin", &["--quick", "--seeds", "3"]),
+    ("tiny_gpt", &["train", "--quick", "--seed", "3"]),
 ];
 
 #[test]
@@ -880,13 +898,56 @@ fn the_examples_leave_through_the_shared_exit_helper() {
         "pig_latin",
     ] {
         let source = std::fs::read_to_string(root.join(format!("{example}.rs"))).unwrap();
+        // The shared driver (`driver::drive`) ends every experiment through `or_exit`.
         assert!(
-            source.contains("or_exit("),
-            "{example} does not use cli::or_exit"
+            source.contains("drive::<") || source.contains("or_exit("),
+            "{example} does not use driver::drive or cli::or_exit"
         );
         assert!(
             !source.contains("process::exit(1)"),
             "{example} exits with 1 on its own"
         );
+    }
+    let driver = std::fs::read_to_string(root.join("common/driver.rs")).unwrap();
+    assert!(driver.contains("or_exit(") && !driver.contains("process::exit(1)"));
+}
+
+#[test]
+fn seed_flags_have_one_meaning_in_every_example() {
+    fn parse<T: Parser>(example: &str, args: &[&str]) -> T {
+        T::try_parse_from(std::iter::once(example).chain(args.iter().copied())).unwrap()
+    }
+    // No seed flag: seed 0 (the committed results); `--seeds S` is `--seed S`.
+    let recall = |args: &[&str]| {
+        parse::<RecallArgs>("induction_head", args)
+            .options("induction_head")
+            .seeds
+    };
+    let copying = |args: &[&str]| parse::<CopyingArgs>("copying", args).options().seeds;
+    for seeds in [recall, copying] {
+        assert_eq!(seeds(&[]), [0]);
+        assert_eq!(seeds(&["--seed", "3"]), [3]);
+        assert_eq!(seeds(&["--seeds", "3"]), [3]);
+        assert_eq!(seeds(&["--seeds", "3,4"]), [3, 4]);
+    }
+    let pig_latin = |args: &[&str]| {
+        parse::<PigLatinArgs>("pig_latin", args)
+            .options()
+            .unwrap()
+            .seed
+    };
+    let tiny_gpt = |args: &[&str]| {
+        let argv: Vec<&str> = std::iter::once("train")
+            .chain(args.iter().copied())
+            .collect();
+        match parse::<TinyGptArgs>("tiny_gpt", &argv).mode {
+            TinyGptMode::Train(t) => t.options().seed,
+            TinyGptMode::Generate(_) => unreachable!(),
+        }
+    };
+    for seed in [pig_latin, tiny_gpt] {
+        assert_eq!(seed(&[]), 0);
+        assert_eq!(seed(&["--seed", "3"]), 3);
+        assert_eq!(seed(&["--seeds", "3"]), 3);
     }
 }

@@ -125,3 +125,13 @@ where
     }
     module.clone().map(&mut Fresh)
 }
+
+/// `layer.forward_with_state(x, layer.init_state(B))`: any mixer or block from its empty state,
+/// returning the state after `x` as well.
+pub fn from_zero<B: burn::tensor::backend::Backend, M: seqlayers::nn::Mixer<B>>(
+    layer: &M,
+    x: Tensor<B, 3>,
+) -> seqlayers::Result<(Tensor<B, 3>, M::State)> {
+    let state = layer.init_state(x.dims()[0], &x.device());
+    layer.forward_with_state(x, state)
+}

@@ -4,13 +4,16 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bool, Distribution, Tensor, TensorData};
+use seqlayers::attention::AttentionBlock;
 use seqlayers::attention::AttentionConfig;
+use seqlayers::attention::AttentionInput;
 use seqlayers::backend::Cpu;
 use seqlayers::data::{AssociativeRecall, RecallConfig};
 use seqlayers::model::{ClassifierConfig, LanguageModelConfig};
+use seqlayers::nn::{Norm, NormKind, NormPlacement, Residual};
 use seqlayers::position::PositionEncoding;
 use seqlayers::ssm::MambaConfig;
-use seqlayers::stack::{AttentionBlock, MixerBlock, Norm, NormKind, StackConfig, parse_layers};
+use seqlayers::stack::{MixerBlock, StackConfig, parse_layers};
 
 use crate::common::{dev, max_abs_diff, seeded, values};
 
@@ -115,10 +118,13 @@ fn attention_and_mamba_read_the_same_padding_mask() {
         )
     });
     let tail = |y: Tensor<Cpu, 3>| values(y.narrow(1, pads, real));
-    let a = tail(attention.forward_masked(padded.clone(), Some(mask.clone())));
+    let a = tail(
+        attention.attend(AttentionInput::self_attention(padded.clone()).padding(mask.clone())),
+    );
     assert!(max_abs_diff(&a, &values(attention.forward(x.clone()))) < 1e-5);
-    let (m, _) = mamba.forward_with_state(padded, None, Some(mask)).unwrap();
-    let (m_ref, _) = mamba.forward_with_state(x, None, None).unwrap();
+    let zeros = mamba.init_state(padded.dims()[0], &dev());
+    let (m, _) = mamba.forward_padded(padded, zeros, mask).unwrap();
+    let (m_ref, _) = crate::common::from_zero(&mamba, x).unwrap();
     assert!(max_abs_diff(&tail(m), &values(m_ref)) < 1e-5);
 }
 
@@ -127,17 +133,18 @@ fn an_attention_block_can_be_built_from_outside_the_crate() {
     let config = AttentionConfig::new(8, 2).with_position(PositionEncoding::rope());
     let (from_config, by_hand, x) = seeded(6, || {
         let from_config = config.try_init_block::<Cpu>(&dev()).unwrap();
-        let by_hand = AttentionBlock {
-            norm: NormKind::Layer.init(8, 1e-5, &dev()),
-            attention: config.try_init::<Cpu>(&dev()).unwrap(),
-        };
+        let by_hand: AttentionBlock<Cpu> = Residual::new(
+            NormKind::Layer.init(8, 1e-5, &dev()),
+            config.try_init::<Cpu>(&dev()).unwrap(),
+            NormPlacement::Pre,
+        );
         let x = Tensor::<Cpu, 3>::random([2, 6, 8], Distribution::Normal(0.0, 1.0), &dev());
         (from_config, by_hand, x)
     });
     for block in [from_config, by_hand] {
         // x + attention(norm(x)): the residual is there.
         let y = block.forward(x.clone());
-        let branch = block.attention.forward(block.norm.forward(x.clone()));
+        let branch = block.mixer.forward(block.norm.forward(x.clone()));
         assert!(max_abs_diff(&values(y), &values(x.clone() + branch)) < 1e-6);
     }
 }

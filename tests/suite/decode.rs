@@ -10,8 +10,9 @@ use seqlayers::SeqError;
 use seqlayers::backend::Cpu;
 use seqlayers::decode::{Decoder, GenerateConfig, generate_greedy, generate_greedy_padded};
 use seqlayers::model::{LanguageModel, LanguageModelConfig};
+use seqlayers::nn::NormKind;
 use seqlayers::position::PositionEncoding;
-use seqlayers::stack::{NormKind, StackConfig, parse_layers};
+use seqlayers::stack::{StackConfig, parse_layers};
 
 use crate::common::{copy_params, dev, max_abs_diff, values};
 

@@ -5,7 +5,8 @@ use burn::backend::Autodiff;
 use burn::nn::{Lstm, LstmConfig, LstmState};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use seqlayers::backend::{Cpu, CpuAutodiff};
-use seqlayers::lstm::{lstm_forward, lstm_recurrence, recurrence_tensor_ops};
+use seqlayers::internals::{lstm_recurrence, recurrence_tensor_ops};
+use seqlayers::lstm::lstm_forward;
 
 use crate::common::{fresh_leaves, max_abs_diff, seeded};
 

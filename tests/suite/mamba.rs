@@ -7,9 +7,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use seqlayers::SeqError;
 use seqlayers::backend::{Cpu, CpuAutodiff};
-use seqlayers::ssm::discretization::Discretization;
-use seqlayers::ssm::mamba::{Mamba, MambaConfig};
-use seqlayers::ssm::scan::ScanKind;
+use seqlayers::ssm::Discretization;
+use seqlayers::ssm::ScanKind;
+use seqlayers::ssm::{Mamba, MambaConfig};
 
 fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
     t.into_data().iter::<f64>().collect()
@@ -196,16 +196,14 @@ fn forward_with_state_rejects_bad_shapes() {
     let m: Mamba<Cpu> = seeded(1, || MambaConfig::new(4).try_init(&device).unwrap());
     let x = Tensor::<Cpu, 3>::zeros([2, 3, 5], &device);
     assert!(matches!(
-        m.forward_with_state(x, None, None),
+        crate::common::from_zero(&m, x),
         Err(SeqError::ShapeMismatch { .. })
     ));
     let x = Tensor::<Cpu, 3>::zeros([2, 3, 4], &device);
-    let wrong_state = m.zero_state(3, &device);
+    let wrong_state = m.init_state(3, &device);
     // Each input is checked against its own shape: a batch-3 state fails on the state (its
     // first field, the convolution window), a [2, 4] mask on the mask.
-    let err = m
-        .forward_with_state(x.clone(), Some(wrong_state), None)
-        .unwrap_err();
+    let err = m.forward_with_state(x.clone(), wrong_state).unwrap_err();
     assert!(
         matches!(
             err,
@@ -217,7 +215,9 @@ fn forward_with_state_rejects_bad_shapes() {
         "{err:?}"
     );
     let wrong_mask = Tensor::<Cpu, 2>::ones([2, 4], &device).greater_elem(0.5);
-    let err = m.forward_with_state(x, None, Some(wrong_mask)).unwrap_err();
+    let err = m
+        .forward_padded(x, m.init_state(2, &device), wrong_mask)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -230,7 +230,7 @@ fn forward_with_state_rejects_bad_shapes() {
     );
     let empty = Tensor::<Cpu, 3>::zeros([2, 0, 4], &device);
     assert_eq!(
-        m.forward_with_state(empty, None, None).unwrap_err(),
+        crate::common::from_zero(&m, empty).unwrap_err(),
         SeqError::ZeroSize {
             name: "sequence length"
         }

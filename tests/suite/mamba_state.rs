@@ -4,11 +4,11 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Tensor, TensorData};
 use seqlayers::backend::Cpu;
-use seqlayers::ssm::discretization::Discretization;
-use seqlayers::ssm::mamba::{Mamba, MambaConfig, MambaState};
-use seqlayers::ssm::scan::ScanKind;
+use seqlayers::ssm::Discretization;
+use seqlayers::ssm::ScanKind;
+use seqlayers::ssm::{Mamba, MambaConfig, MambaState};
 
-use crate::common::{next_seed, seeded};
+use crate::common::{dev, next_seed, seeded};
 
 const D_MODEL: usize = 6;
 
@@ -112,7 +112,7 @@ fn run_steps(
     let mut ys = Vec::with_capacity(len);
     for t in 0..len {
         let x_t = x.clone().narrow(1, t, 1).reshape([batch, d]);
-        let (y, s) = m.step(x_t, state);
+        let (y, s) = m.step(x_t, state).unwrap();
         ys.push(y.unsqueeze_dim::<3>(1));
         state = s;
     }
@@ -127,8 +127,8 @@ fn step_by_step_matches_forward() {
             for d_conv in [1, 2, 4] {
                 let m = mixer(disc, scan, d_conv, 1);
                 let x = input(3, 11);
-                let (y_full, s_full) = m.forward_with_state(x.clone(), None, None).unwrap();
-                let (y_step, s_step) = run_steps(&m, x, m.zero_state(3, &device));
+                let (y_full, s_full) = crate::common::from_zero(&m, x.clone()).unwrap();
+                let (y_step, s_step) = run_steps(&m, x, m.init_state(3, &device));
                 let what = format!("{disc:?}/{scan:?}/K={d_conv}");
                 assert_close(y_step, y_full, tol(scan), &what);
                 assert_state_close(&s_step, &s_full, tol(scan), &what);
@@ -144,7 +144,7 @@ fn chunked_prefill_matches_full_forward() {
             let m = mixer(disc, scan, 4, 2);
             let len = 17;
             let x = input(2, len);
-            let (y_full, s_full) = m.forward_with_state(x.clone(), None, None).unwrap();
+            let (y_full, s_full) = crate::common::from_zero(&m, x.clone()).unwrap();
             // Chunk boundaries, including chunks shorter than K − 1 = 3.
             for cuts in [
                 vec![8],
@@ -153,20 +153,20 @@ fn chunked_prefill_matches_full_forward() {
                 vec![1, 3, 5, 12],
                 vec![2, 4, 6, 8, 10, 12, 14, 16],
             ] {
-                let mut state = None;
+                let mut state = m.init_state(x.dims()[0], &x.device());
                 let mut ys = Vec::new();
                 let mut start = 0;
                 for end in cuts.iter().copied().chain([len]) {
                     let (y, s) = m
-                        .forward_with_state(x.clone().narrow(1, start, end - start), state, None)
+                        .forward_with_state(x.clone().narrow(1, start, end - start), state)
                         .unwrap();
                     ys.push(y);
-                    state = Some(s);
+                    state = s;
                     start = end;
                 }
                 let what = format!("{disc:?}/{scan:?}/cuts {cuts:?}");
                 assert_close(Tensor::cat(ys, 1), y_full.clone(), tol(scan), &what);
-                assert_state_close(state.as_ref().unwrap(), &s_full, tol(scan), &what);
+                assert_state_close(&state, &s_full, tol(scan), &what);
             }
         }
     }
@@ -178,10 +178,8 @@ fn prefill_then_step_matches_full_forward() {
         for scan in [ScanKind::Sequential, ScanKind::Fused] {
             let m = mixer(disc, scan, 4, 3);
             let x = input(2, 10);
-            let (y_full, s_full) = m.forward_with_state(x.clone(), None, None).unwrap();
-            let (y_pre, s_pre) = m
-                .forward_with_state(x.clone().narrow(1, 0, 6), None, None)
-                .unwrap();
+            let (y_full, s_full) = crate::common::from_zero(&m, x.clone()).unwrap();
+            let (y_pre, s_pre) = crate::common::from_zero(&m, x.clone().narrow(1, 0, 6)).unwrap();
             let (y_gen, s_gen) = run_steps(&m, x.narrow(1, 6, 4), s_pre);
             let what = format!("{disc:?}/{scan:?}");
             assert_close(Tensor::cat(vec![y_pre, y_gen], 1), y_full, 1e-5, &what);
@@ -252,10 +250,14 @@ fn padded_batch_matches_unpadded_sequences() {
                     let seqs: Vec<Tensor<Cpu, 3>> = lens.iter().map(|&l| input(1, l)).collect();
                     // A non-trivial initial state: the end of some earlier prefix.
                     let init: Option<MambaState<Cpu>> = with_state
-                        .then(|| m.forward_with_state(input(batch, 5), None, None).unwrap().1);
+                        .then(|| crate::common::from_zero(&m, input(batch, 5)).unwrap().1);
                     let x = pad(&seqs, &rows);
                     let (y, s) = m
-                        .forward_with_state(x, init.clone(), Some(mask_from(&rows)))
+                        .forward_padded(
+                            x,
+                            init.clone().unwrap_or_else(|| m.init_state(batch, &dev())),
+                            mask_from(&rows),
+                        )
                         .unwrap();
                     let what = format!("{disc:?}/{scan:?}/{name}/state={with_state}");
                     for b in 0..batch {
@@ -263,8 +265,11 @@ fn padded_batch_matches_unpadded_sequences() {
                             conv: s0.conv.clone().narrow(0, b, 1),
                             ssm: s0.ssm.clone().narrow(0, b, 1),
                         });
-                        let (y_ref, s_ref) =
-                            m.forward_with_state(seqs[b].clone(), s_b, None).unwrap();
+                        let (y_ref, s_ref) = match s_b {
+                            Some(s_b) => m.forward_with_state(seqs[b].clone(), s_b),
+                            None => crate::common::from_zero(&m, seqs[b].clone()),
+                        }
+                        .unwrap();
                         let y_b = y.clone().narrow(0, b, 1);
                         let mut next = 0;
                         for (t, &real) in rows[b].iter().enumerate() {
@@ -298,11 +303,9 @@ fn padded_batch_matches_unpadded_sequences() {
 #[test]
 fn fully_padded_chunk_keeps_the_state() {
     let m = mixer(Discretization::Simplified, ScanKind::Fused, 4, 6);
-    let (_, s0) = m.forward_with_state(input(2, 7), None, None).unwrap();
+    let (_, s0) = crate::common::from_zero(&m, input(2, 7)).unwrap();
     let none = mask_from(&[vec![false; 5], vec![false; 5]]);
-    let (y, s1) = m
-        .forward_with_state(input(2, 5), Some(s0.clone()), Some(none))
-        .unwrap();
+    let (y, s1) = m.forward_padded(input(2, 5), s0.clone(), none).unwrap();
     assert_eq!(vec_of(y).iter().fold(0.0f64, |a, v| a.max(v.abs())), 0.0);
     assert_state_close(&s1, &s0, 0.0, "all-padding chunk");
 }
@@ -318,10 +321,10 @@ fn block_step_matches_block_forward() {
     });
     let x = input(2, 9);
     let y_full = block.forward(x.clone());
-    let mut state = block.zero_state(2, &device);
+    let mut state = block.init_state(2, &device);
     for t in 0..9 {
         let x_t = x.clone().narrow(1, t, 1).reshape([2, D_MODEL]);
-        let (y_t, s) = block.step(x_t, state);
+        let (y_t, s) = block.step(x_t, state).unwrap();
         state = s;
         let want = y_full.clone().narrow(1, t, 1).reshape([2, D_MODEL]);
         assert_close(y_t, want, 1e-5, &format!("block t{t}"));

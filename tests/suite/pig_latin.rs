@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use seqlayers::SeqError;
 use seqlayers::attention::AttentionConfig;
+use seqlayers::attention::AttentionInput;
 use seqlayers::backend::Cpu;
 use seqlayers::data::{
     PigLatinTask, PigLatinVocab, QuRule, Seq2SeqLayout, Task, WordPair, load_pairs, parse_pairs,
@@ -274,11 +275,18 @@ fn cached_translation_equals_uncached_and_cross_attention_cache_is_exact() {
         &dev(),
     );
     for mask in [None, Some(padding)] {
-        let plain = attention.forward_cross(queries.clone(), context.clone(), mask.clone());
-        let kv = attention.cross_keys_values(context.clone(), mask.clone());
-        let cached = attention.forward_cross_cached(queries.clone(), &kv);
-        let (with_weights, weights) =
-            attention.cross_attention(queries.clone(), context.clone(), mask.clone());
+        let plain = attention.attend(
+            AttentionInput::cross(queries.clone(), context.clone()).maybe_padding(mask.clone()),
+        );
+        let kv = attention
+            .cross_keys_values(context.clone(), mask.clone())
+            .unwrap();
+        let cached = attention.attend(AttentionInput::cached(queries.clone(), kv.clone()));
+        let (with_weights, weights) = attention
+            .attend_with_weights(
+                AttentionInput::cross(queries.clone(), context.clone()).maybe_padding(mask.clone()),
+            )
+            .unwrap();
         assert!(max_abs_diff(&values(plain.clone()), &values(cached)) <= 1e-6);
         assert!(max_abs_diff(&values(plain), &values(with_weights)) <= 1e-5);
         let w = values(weights); // [2, 2, 3, 5], rows sum to 1

@@ -8,11 +8,11 @@ use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seqlayers::SeqError;
-use seqlayers::attention::{AttentionConfig, MASKED};
+use seqlayers::attention::{AttentionConfig, AttentionInput, MASKED};
 use seqlayers::backend::Cpu;
+use seqlayers::internals::rope_tables;
 use seqlayers::position::{
-    OutOfRange, PositionEncoding, Rope, alibi_bias, alibi_slopes, hard_alibi_bias, rope_tables,
-    sinusoidal_table,
+    OutOfRange, PositionEncoding, Rope, alibi_bias, alibi_slopes, hard_alibi_bias, sinusoidal_table,
 };
 
 fn random(seed: u64, n: usize) -> Vec<f32> {
@@ -175,7 +175,11 @@ fn hard_alibi_heads_see_only_their_window() {
         101,
     );
     let x = Tensor::from_data(TensorData::new(random(22, l * d), [1, l, d]), &dev());
-    let w = values(attn.attention_weights(x, None)); // [1, H, L, L]
+    let w = values(
+        attn.attend_with_weights(AttentionInput::self_attention(x))
+            .unwrap()
+            .1,
+    ); // [1, H, L, L]
     let at = |head: usize, i: usize, j: usize| w[(head * l + i) * l + j];
     for i in 0..l {
         for j in 0..l {

@@ -12,8 +12,8 @@ use seqlayers::model::CopyModel;
 use seqlayers::position::{
     AbsoluteKind, AbsolutePosition, OutOfRange, PositionEncoding, sinusoidal_table,
 };
-use seqlayers::ssm::mamba::{Mamba, MambaConfig, MambaState};
-use seqlayers::ssm::scan::ScanKind;
+use seqlayers::ssm::ScanKind;
+use seqlayers::ssm::{Mamba, MambaConfig, MambaState};
 
 use crate::common::{attention, dev, fresh_leaves, max_abs_diff, seeded, values};
 
@@ -59,13 +59,11 @@ fn mamba_try_step_equals_the_scanned_forward() {
     let m = mixer(1);
     let (batch, len) = (2, 5);
     let x = normal(2, [batch, len, 4]);
-    let (y, last) = m.forward_with_state(x.clone(), None, None).unwrap();
-    let mut state = m.zero_state(batch, &dev());
+    let (y, last) = crate::common::from_zero(&m, x.clone()).unwrap();
+    let mut state = m.init_state(batch, &dev());
     for t in 0..len {
         let x_t = x.clone().narrow(1, t, 1).reshape([batch, 4]);
-        let (y_t, next) = m.try_step(x_t.clone(), state.clone()).unwrap();
-        let (y_step, _) = m.step(x_t, state);
-        assert_eq!(values(y_t.clone()), values(y_step));
+        let (y_t, next) = m.step(x_t, state).unwrap();
         let want = values(y.clone().narrow(1, t, 1).reshape([batch, 4]));
         let diff = max_abs_diff(&values(y_t), &want);
         assert!(diff < 1e-5, "t = {t}: max |Δ| = {diff}");
@@ -76,7 +74,7 @@ fn mamba_try_step_equals_the_scanned_forward() {
     assert!(max_abs_diff(&values(state.ssm), &values(last.ssm)) < 1e-5);
 }
 
-/// The block's `try_step` is `x + mixer.try_step(rmsnorm(x))` with the RMSNorm written out by
+/// The block's `try_step` is `x + mixer.step(rmsnorm(x))` with the RMSNorm written out by
 /// hand (γ = 1 at init, ε = 1e-5): a step that forgot the residual or the norm fails.
 #[test]
 fn mamba_block_try_step_is_residual_around_the_normed_mixer_step() {
@@ -94,9 +92,9 @@ fn mamba_block_try_step_is_residual_around_the_normed_mixer_step() {
         normed.extend(row.iter().map(|v| v / rms));
     }
     let normed = Tensor::<Cpu, 2>::from_data(TensorData::new(normed, [2, 4]), &dev());
-    let state = block.mixer.zero_state(2, &dev());
-    let (mix, mix_state) = block.mixer.try_step(normed, state.clone()).unwrap();
-    let (y, next) = block.try_step(x, state).unwrap();
+    let state = block.mixer.init_state(2, &dev());
+    let (mix, mix_state) = block.mixer.step(normed, state.clone()).unwrap();
+    let (y, next) = block.step(x, state).unwrap();
     let want: Vec<f32> = xv.iter().zip(values(mix)).map(|(a, b)| a + b).collect();
     assert!(max_abs_diff(&values(y), &want) < 1e-5);
     assert!(max_abs_diff(&values(next.ssm), &values(mix_state.ssm)) < 1e-5);
@@ -207,13 +205,13 @@ fn detached_state_keeps_its_values_and_stops_the_gradient() {
         // Fresh parameter leaves per backward pass (common::fresh_leaves, burn#5573).
         let m = fresh_leaves(&m);
         let (x1, x2) = (chunk(0), chunk(3));
-        let (_, state) = m.forward_with_state(x1.clone(), None, None).unwrap();
+        let (_, state) = crate::common::from_zero(&m, x1.clone()).unwrap();
         let state: MambaState<Ad> = if detach { state.detach() } else { state };
         let carried = (
             values(state.conv.clone().inner()),
             values(state.ssm.clone().inner()),
         );
-        let (y2, _) = m.forward_with_state(x2.clone(), Some(state), None).unwrap();
+        let (y2, _) = m.forward_with_state(x2.clone(), state).unwrap();
         let out = values(y2.clone().inner());
         let grads = y2.sum().backward();
         let g1 = x1.grad(&grads).map(values);
@@ -253,15 +251,28 @@ fn cleared_kv_cache_starts_over_at_position_zero() {
     let first = normal(10, [1, 3, 8]);
     let second = normal(11, [2, 2, 8]); // another batch size: only legal after a clear
     let mut cache = KvCache::new();
-    attn.forward_step(first, &mut cache).unwrap();
+    attn.forward_with_state(first, cache.clone())
+        .map(|(y, next)| {
+            cache = next;
+            y
+        })
+        .unwrap();
     assert_eq!((cache.len(), cache.batch_size()), (3, Some(1)));
     cache.clear();
     assert_eq!(cache.len(), 0);
     assert!(cache.is_empty());
     assert_eq!(cache.batch_size(), None);
-    let reused = values(attn.forward_step(second.clone(), &mut cache).unwrap());
+    let reused = values(
+        attn.forward_with_state(second.clone(), cache.clone())
+            .map(|(y, next)| {
+                cache = next;
+                y
+            })
+            .unwrap(),
+    );
     let fresh = values(
-        attn.forward_step(second.clone(), &mut KvCache::new())
+        attn.forward_with_state(second.clone(), KvCache::new())
+            .map(|(y, _)| y)
             .unwrap(),
     );
     assert_eq!(reused, fresh);
@@ -419,7 +430,8 @@ fn small_predicates_by_hand() {
 fn every_config_init_matches_try_init_or_panics_with_its_message() {
     use burn::module::Module;
     use seqlayers::model::{ClassifierConfig, EncoderDecoderConfig, LanguageModelConfig};
-    use seqlayers::stack::{MlpConfig, StackConfig, parse_layers};
+    use seqlayers::nn::MlpConfig;
+    use seqlayers::stack::{StackConfig, parse_layers};
 
     let device = seqlayers::backend::CpuDevice::default();
     type B = seqlayers::backend::Cpu;

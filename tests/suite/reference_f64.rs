@@ -39,15 +39,15 @@ use burn::tensor::{DType, Element, Tensor, TensorData};
 use burn_ndarray::NdArray;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use seqlayers::attention::{
-    AttentionConfig, FusedAttentionInput, RopeTables, fused_attention_backward,
-    fused_attention_forward,
-};
+use seqlayers::attention::AttentionConfig;
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
+use seqlayers::internals::{
+    FusedAttentionInput, RopeTables, fused_attention_backward, fused_attention_forward,
+};
+use seqlayers::nn::{Norm, NormKind};
 use seqlayers::position::PositionEncoding;
 use seqlayers::simd::{SimdLevel, with_max_level};
 use seqlayers::ssm::{Discretization, Mamba, MambaBlock, MambaConfig, MambaState};
-use seqlayers::stack::{Norm, NormKind};
 
 type F64 = NdArray<f64>;
 /// The reference backend: Burn's own autodiff over f64 tensor ops.
@@ -489,10 +489,11 @@ fn compare_mamba(case: MambaCase, seed: u64, block: bool) -> f64 {
         .as_ref()
         .map(|(c, h)| (leaf32(c, [b, e, k - 1]), leaf32(h, [b, e, n])));
     let ms = state32.clone().map(|(conv, ssm)| MambaState { conv, ssm });
-    let out32 = if block {
-        mamba_block.forward_with_state(u32_.clone(), ms, None)
-    } else {
-        mixer.forward_with_state(u32_.clone(), ms, None)
+    let out32 = match (block, ms) {
+        (true, Some(ms)) => mamba_block.forward_with_state(u32_.clone(), ms),
+        (true, None) => crate::common::from_zero(&mamba_block, u32_.clone()),
+        (false, Some(ms)) => mixer.forward_with_state(u32_.clone(), ms),
+        (false, None) => crate::common::from_zero(mixer, u32_.clone()),
     }
     .unwrap()
     .0;
@@ -999,7 +1000,7 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
     let g64 = (out64.clone() * leaf64(&w, shape)).sum().backward();
 
     // The crate's RoPE tables, to check them too.
-    let crate_tables = rope.then(|| seqlayers::position::rope_tables(0, l, dk, 10_000.0));
+    let crate_tables = rope.then(|| seqlayers::internals::rope_tables(0, l, dk, 10_000.0));
     /// The constants of one case: bias table, the crate's RoPE tables, sizes, score scale.
     struct Constants<'a> {
         bias: &'a Option<(usize, Vec<f64>)>,

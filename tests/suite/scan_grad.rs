@@ -6,7 +6,7 @@ use crate::scan_util::{Dims, RawCase, max_rel_err, scan_f64, tensor, tracked, un
 use burn::tensor::{Tensor, TensorPrimitive};
 use rand::{SeedableRng, rngs::StdRng};
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
-use seqlayers::ssm::scan::{FusedScanInput, fused_scan_backward, reference_backward};
+use seqlayers::internals::{FusedScanInput, fused_scan_backward, reference_backward};
 use seqlayers::ssm::{Discretization, ScanKind, SelectiveScanInput, selective_scan};
 
 const DISCS: [Discretization; 4] = [
@@ -206,7 +206,7 @@ fn reference_backward_matches_cpu_kernel() {
             let dh = || prim(tensor::<Cpu, 3>(wh.clone(), [2, 3, 4], &device));
             let kernel = fused_scan_backward::<Cpu>(disc, mk(), None, dy(), dh());
             let reference = reference_backward::<Cpu>(disc, mk(), dy(), dh());
-            let flat = |g: seqlayers::ssm::scan::FusedScanGrads<Cpu>| {
+            let flat = |g: seqlayers::internals::FusedScanGrads<Cpu>| {
                 Grads([
                     values(wrap::<3>(g.x)),
                     values(wrap::<3>(g.delta)),

@@ -5,8 +5,9 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::data::{AssociativeRecall, RecallConfig};
 use seqlayers::model::{ClassifierConfig, ModelKind, StackClassifier};
+use seqlayers::nn::Norm;
 use seqlayers::position::PositionEncoding;
-use seqlayers::stack::{LayerKind, MixerBlock, Norm, SequenceStack, StackConfig, parse_layers};
+use seqlayers::stack::{LayerKind, MixerBlock, SequenceStack, StackConfig, parse_layers};
 use seqlayers::train::{EarlyStop, TrainConfig, evaluate_lengths, train};
 use seqlayers::{SeqError, ssm::ScanKind};
 
@@ -181,11 +182,11 @@ fn stack_by_hand(
     for block in &stack.blocks {
         h = match &block.mixer {
             MixerBlock::Mamba(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z)),
-            MixerBlock::Attention(b) => sublayer(&b.norm, h, &|z| b.attention.forward(z)),
-            MixerBlock::Lstm(b) => sublayer(&b.norm, h, &|z| b.lstm.forward(z, None).0),
+            MixerBlock::Attention(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z)),
+            MixerBlock::Lstm(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z, None).0),
         };
         if let Some(m) = &block.mlp {
-            h = sublayer(&m.norm, h, &|z| m.mlp.forward(z));
+            h = sublayer(&m.norm, h, &|z| m.mixer.forward(z));
         }
     }
     h

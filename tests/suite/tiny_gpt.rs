@@ -11,8 +11,9 @@ use seqlayers::backend::Cpu;
 use seqlayers::data::{Batch, Targets};
 use seqlayers::decode::{GenerateConfig, SampleConfig, generate_greedy, generate_sample};
 use seqlayers::model::{LanguageModel, LanguageModelConfig, load_language_model, save_checkpoint};
+use seqlayers::nn::NormKind;
 use seqlayers::position::PositionEncoding;
-use seqlayers::stack::{NormKind, StackConfig, parse_layers};
+use seqlayers::stack::{StackConfig, parse_layers};
 
 use crate::common::{dev, max_abs_diff, values};
 use crate::harness::tiny_gpt::{Ablation, TinyGptOptions, causal_perplexity, tiny_gpt};

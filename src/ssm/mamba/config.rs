@@ -9,7 +9,7 @@ use super::init;
 use super::mixer::Mamba;
 use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
-use crate::nn::NormKind;
+use crate::nn::{NormKind, NormPlacement, Residual};
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::ScanKind;
 
@@ -160,7 +160,7 @@ impl MambaConfig {
     pub fn try_init_block<B: Backend>(&self, device: &B::Device) -> crate::Result<MambaBlock<B>> {
         let mixer = self.try_init(device)?;
         let norm = NormKind::Rms.init(self.d_model, self.norm_eps, device);
-        Ok(MambaBlock { norm, mixer })
+        Ok(Residual::new(norm, mixer, NormPlacement::Pre))
     }
 
     /// Like [`MambaConfig::try_init_block`] but panics with the validation message.

@@ -26,6 +26,7 @@ use super::padding::PaddingPlan;
 use super::state::MambaState;
 use crate::error::{Result, SeqError};
 use crate::linear;
+use crate::nn::Mixer;
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::{ScanKind, SelectiveScanInput, selective_scan};
 
@@ -97,8 +98,8 @@ impl<B: Backend> Mamba<B> {
         self
     }
 
-    /// The state before the first token for a batch of `batch` sequences.
-    pub fn zero_state(&self, batch: usize, device: &B::Device) -> MambaState<B> {
+    /// The state before the first token for a batch of `batch` sequences (zeros).
+    pub fn init_state(&self, batch: usize, device: &B::Device) -> MambaState<B> {
         MambaState::zeros(batch, self.d_inner, self.d_conv, self.d_state, device)
     }
 
@@ -125,7 +126,7 @@ impl<B: Backend> Mamba<B> {
     /// If `x` is not `[B, L, d_model]` with `B, L > 0` (use [`Mamba::try_forward`] or
     /// [`Mamba::forward_with_state`] for a `Result`).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        match self.forward_with_state(x, None, None) {
+        match self.run(x, None, None) {
             Ok((y, _)) => y,
             Err(e) => panic!("Mamba::forward: {e}"),
         }
@@ -136,14 +137,13 @@ impl<B: Backend> Mamba<B> {
     /// last axis is not `d_model`. Non-finite inputs propagate (see
     /// [`Mamba::forward_with_state`]).
     pub fn try_forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
-        Ok(self.forward_with_state(x, None, None)?.0)
+        Ok(self.run(x, None, None)?.0)
     }
 
-    /// Runs the mixer on `x: [B, L, D]` starting from `state` (zero state if `None`), treating
-    /// positions where `padding: [B, L]` is `true` as padding (identity steps, zero output) —
-    /// the crate's one padding convention, the same as attention's key padding mask.
-    /// Returns the output `[B, L, D]` and the state after the last real token, so that
-    /// `forward(x[..a])` then `forward(x[a..])` from the returned state equals `forward(x)`.
+    /// Runs the mixer on `x: [B, L, D]` starting from `state` (from [`Mamba::init_state`] or an
+    /// earlier call). Returns the output `[B, L, D]` and the state after the last token, so
+    /// that `forward(x[..a])` then `forward(x[a..])` from the returned state equals
+    /// `forward(x)`: the crate's state convention (see [`Residual`](crate::nn::Residual)).
     ///
     /// # Errors
     /// - [`SeqError::ZeroSize`] when `B` or `L` is 0 (an empty batch or sequence is rejected,
@@ -157,6 +157,29 @@ impl<B: Backend> Mamba<B> {
     /// row from that position on. Other rows are unaffected. Use
     /// [`ensure_finite`](crate::error::ensure_finite) first for a typed error.
     pub fn forward_with_state(
+        &self,
+        x: Tensor<B, 3>,
+        state: MambaState<B>,
+    ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
+        self.run(x, Some(state), None)
+    }
+
+    /// [`forward_with_state`](Self::forward_with_state) treating positions where `padding`
+    /// `[B, L]` is `true` as padding (identity steps, zero output; the crate's one padding
+    /// convention, the same as attention's key padding mask): the returned state is the one
+    /// after the last real token. Same errors, and a mask that is not `[B, L]` is a
+    /// [`SeqError::ShapeMismatch`].
+    pub fn forward_padded(
+        &self,
+        x: Tensor<B, 3>,
+        state: MambaState<B>,
+        padding: Tensor<B, 2, Bool>,
+    ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
+        self.run(x, Some(state), Some(padding))
+    }
+
+    /// The whole forward: from `state` (zeros when `None`), with optional padding.
+    fn run(
         &self,
         x: Tensor<B, 3>,
         state: Option<MambaState<B>>,
@@ -260,22 +283,12 @@ impl<B: Backend> Mamba<B> {
         Ok((softplus(linear::apply(&self.dt_proj, dt_low)), self.a())) // [B, L, E], [E, N]
     }
 
-    /// One token of recurrent inference: `x_t: [B, D]` → `([B, D], next state)`.
-    ///
-    /// # Panics
-    /// If `x_t` or `state` do not match the mixer's sizes (see [`Mamba::try_step`]).
-    pub fn step(&self, x_t: Tensor<B, 2>, state: MambaState<B>) -> (Tensor<B, 2>, MambaState<B>) {
-        match self.try_step(x_t, state) {
-            Ok(r) => r,
-            Err(e) => panic!("Mamba::step: {e}"),
-        }
-    }
-
-    /// [`Mamba::step`] returning a shape error instead of panicking.
+    /// One token of recurrent inference: `x_t: [B, D]` → `([B, D], next state)`. Errors when
+    /// `x_t` or `state` do not match the mixer's sizes.
     ///
     /// Written with plain tensor ops (no scan): `h ← Ā ⊙ h + B̄ x`, `y = h·C + D x`, using
     /// [`Discretization::tensors`] for `(Ā, B̄)`.
-    pub fn try_step(
+    pub fn step(
         &self,
         x_t: Tensor<B, 2>,
         state: MambaState<B>,
@@ -337,5 +350,42 @@ impl<B: Backend> Mamba<B> {
             });
         }
         Ok(())
+    }
+}
+
+impl<B: Backend> Mixer<B> for Mamba<B> {
+    type State = MambaState<B>;
+
+    fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        Mamba::forward(self, x)
+    }
+
+    fn try_forward(&self, x: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+        Mamba::try_forward(self, x)
+    }
+
+    fn init_state(&self, batch: usize, device: &B::Device) -> MambaState<B> {
+        Mamba::init_state(self, batch, device)
+    }
+
+    fn forward_with_state(
+        &self,
+        x: Tensor<B, 3>,
+        state: MambaState<B>,
+    ) -> Result<(Tensor<B, 3>, MambaState<B>)> {
+        Mamba::forward_with_state(self, x, state)
+    }
+
+    /// The recurrent step of [`Mamba::step`] (tensor ops, no scan).
+    fn step(
+        &self,
+        x_t: Tensor<B, 2>,
+        state: MambaState<B>,
+    ) -> Result<(Tensor<B, 2>, MambaState<B>)> {
+        Mamba::step(self, x_t, state)
     }
 }

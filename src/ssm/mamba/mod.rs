@@ -35,25 +35,25 @@
 //! | z | gate branch | `z` |
 //!
 //! # Files
-//! - [`config`]: [`MambaConfig`] (all options, validation, `try_init`).
+//! - `config`: [`MambaConfig`] (all options, validation, `try_init`).
 //! - `init` (private): the reference initialisations (Δ bias, S4D-real `A_log`, uniform weights).
-//! - [`conv`]: [`CausalConv1d`], the depthwise causal convolution.
+//! - `conv`: [`CausalConv1d`], the depthwise causal convolution.
 //! - `cpu_conv`, `cpu_fast` (private): one-loop `silu(conv(x))`, `silu` and `softplus` with
 //!   custom backward on the CPU backend (tensor ops on the others).
-//! - [`state`]: [`MambaState`], the recurrent state (conv window + SSM state).
+//! - `state`: [`MambaState`], the recurrent state (conv window + SSM state).
 //! - `padding` (private): how a padding mask turns into identity steps.
-//! - [`mixer`]: [`Mamba`], the mixer (`forward`, `forward_with_state`, `step`).
-//! - [`block`]: [`MambaBlock`], the residual block `x + mixer(rmsnorm(x))`.
+//! - `mixer`: [`Mamba`], the mixer (`forward`, `forward_with_state`, `step`).
+//! - `block`: [`MambaBlock`], the crate's residual block around the mixer, pre-norm `x + mixer(rmsnorm(x))`.
 
-pub mod block;
-pub mod config;
-pub mod conv;
+mod block;
+mod config;
+mod conv;
 mod cpu_conv;
 mod cpu_fast;
 mod init;
-pub mod mixer;
+mod mixer;
 mod padding;
-pub mod state;
+mod state;
 
 pub use block::MambaBlock;
 pub use config::MambaConfig;

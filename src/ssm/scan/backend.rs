@@ -103,6 +103,7 @@ pub fn fused_scan_forward<B: Backend>(
 /// Gradients of the fused selective scan on any backend, given `dy` `[B, L, E]`, `dh_L`
 /// `[B, E, N]` and the forward's `checkpoints` (if any): the Rust kernel on `NdArray<f32>`,
 /// [`reference_backward`] elsewhere.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))] // for `seqlayers::internals`
 pub fn fused_scan_backward<B: Backend>(
     disc: Discretization,
     input: FusedScanInput<B>,

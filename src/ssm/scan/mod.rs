@@ -24,11 +24,14 @@ mod log_space;
 mod parallel;
 mod sequential;
 
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // for `seqlayers::internals`
 pub use backend::{
     FusedScanGrads, FusedScanInput, FusedScanOutput, fused_scan_backward, fused_scan_forward,
     reference_backward,
 };
-pub use log_space::{LOG_ZERO, scan_log_space};
+#[cfg(feature = "internals")]
+pub use log_space::LOG_ZERO;
+pub use log_space::scan_log_space;
 pub use parallel::scan_parallel;
 pub use sequential::scan_sequential;
 
@@ -46,7 +49,7 @@ pub enum ScanKind {
     Parallel,
     /// Heinsen's log-space scan (cumulative sums of logs); see its precision note.
     LogSpace,
-    /// The fused backend op ([`fused_scan_forward`]): a kernel on the CPU backend.
+    /// The fused backend op (see [`crate::kernels`]): a kernel on the CPU backend.
     Fused,
 }
 
@@ -146,6 +149,7 @@ fn validate_shapes(s: ScanShapes) -> crate::Result<(usize, usize, usize, usize)>
 /// `B`, `C` rank 3, `A` rank 2, `D` rank 1, `h0` rank 3), their shapes and the discretization,
 /// with the errors of [`SelectiveScanInput::validate`]. [`fused_scan_forward`] itself trusts
 /// its caller (it is the op behind [`selective_scan`], which validates first).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))] // for `seqlayers::internals`
 pub fn try_fused_scan_forward<B: Backend>(
     disc: Discretization,
     input: FusedScanInput<B>,
