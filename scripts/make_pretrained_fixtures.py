@@ -255,8 +255,9 @@ def make_mamba(out: Path):
         "torch": torch.__version__,
         "computed_in": "float64 from the float32 weights (transformers casts A to float32 inside)",
         "max_abs_diff_float32_run": diff,
-        "hidden_states": "[num_hidden_layers + 1, batch, seq, hidden]: the input of each layer "
-                         "(embeddings first), then the output of norm_f",
+        "hidden_states": "[num_hidden_layers + 1, batch, seq, hidden], as transformers returns "
+                         "them for Mamba: the residual stream after each layer (no embedding "
+                         "entry), then norm_f of the last one",
         "lm_head": "tied to backbone.embeddings.weight (not in model.safetensors)",
     }
     write_expected(folder, tensors, meta)
@@ -297,6 +298,65 @@ def make_mamba(out: Path):
     for name in ("expected.json", "expected.safetensors"):
         shutil.copyfile(folder / name, ssm / name)
     print(f"mamba_tiny_ssm: {len(renamed)} tensors")
+
+
+def check_mamba_numpy(out: Path):
+    """Recompute the Mamba fixtures' logits in float64 numpy, independently of transformers.
+
+    This is the reference recurrence a Rust port must follow: RMSNorm (eps 1e-5) pre-norm
+    residual blocks; in_proj -> (u, z); causal depthwise conv over the last K inputs (left
+    zero padding) + bias, SiLU; x_proj -> (dt_raw [R], B [N], C [N]); dt = softplus(dt_proj);
+    h_t = exp(dt A) h_{t-1} + dt B_t u_t with A = -exp(A_log); y_t = C_t . h_t + D u_t;
+    y * SiLU(z) -> out_proj; final norm_f; logits = h E^T (tied).
+    """
+    from safetensors.numpy import load_file
+
+    for name in ("mamba_tiny_hf", "mamba_tiny_ssm"):
+        w = {k: v.astype(np.float64) for k, v in load_file(str(out / name / "model.safetensors")).items()}
+        if "backbone.embedding.weight" in w:
+            w["backbone.embeddings.weight"] = w.pop("backbone.embedding.weight")
+        ex = load_file(str(out / name / "expected.safetensors"))
+        emb = w["backbone.embeddings.weight"]
+
+        def rms(x, g, eps=1e-5):
+            return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * g
+
+        def silu(x):
+            return x / (1.0 + np.exp(-x))
+
+        h = emb[ex["input_ids"]]
+        layers = sorted({int(k.split(".")[2]) for k in w if k.startswith("backbone.layers.")})
+        states = []
+        for i in layers:
+            p = f"backbone.layers.{i}."
+            xz = rms(h, w[p + "norm.weight"]) @ w[p + "mixer.in_proj.weight"].T
+            e = xz.shape[-1] // 2
+            u, z = xz[..., :e], xz[..., e:]
+            cw = w[p + "mixer.conv1d.weight"][:, 0, :]  # [E, K]
+            k, length = cw.shape[1], u.shape[1]
+            padded = np.concatenate([np.zeros((u.shape[0], k - 1, e)), u], axis=1)
+            u = silu(sum(padded[:, j:j + length, :] * cw[:, j] for j in range(k))
+                     + w[p + "mixer.conv1d.bias"])
+            r = w[p + "mixer.dt_proj.weight"].shape[1]
+            n = w[p + "mixer.A_log"].shape[1]
+            dbc = u @ w[p + "mixer.x_proj.weight"].T
+            dt = np.logaddexp(0.0, dbc[..., :r] @ w[p + "mixer.dt_proj.weight"].T
+                              + w[p + "mixer.dt_proj.bias"])
+            bm, cm = dbc[..., r:r + n], dbc[..., r + n:]
+            a = -np.exp(w[p + "mixer.A_log"])
+            s = np.zeros((u.shape[0], e, n))
+            ys = []
+            for t in range(length):
+                s = np.exp(dt[:, t, :, None] * a) * s + dt[:, t, :, None] * bm[:, t, None, :] * u[:, t, :, None]
+                ys.append((s * cm[:, t, None, :]).sum(-1) + w[p + "mixer.D"] * u[:, t])
+            h = h + (np.stack(ys, 1) * silu(z)) @ w[p + "mixer.out_proj.weight"].T
+            states.append(h)
+        hn = rms(h, w["backbone.norm_f.weight"])
+        logits = hn @ emb.T
+        d_logits = np.abs(logits - ex["logits"]).max()
+        d_states = np.abs(np.stack(states + [hn]) - ex["hidden_states"]).max()
+        assert d_logits < 1e-5 and d_states < 1e-5, (name, d_logits, d_states)
+        print(f"{name}: numpy reference agrees, logits {d_logits:.1e}, hidden_states {d_states:.1e}")
 
 
 # --- (d) MiniLM -------------------------------------------------------------------------------------
@@ -407,6 +467,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     make_bert(args.out)
     make_mamba(args.out)
+    check_mamba_numpy(args.out)
     if args.skip_minilm:
         print("minilm: skipped (--skip-minilm)")
     elif (args.minilm / "model.safetensors").is_file():
