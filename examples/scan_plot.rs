@@ -5,7 +5,10 @@
 //! Reads `<criterion>/<group>/<method>/<L>/new/estimates.json` (median point estimate, ns),
 //! prints a markdown table per group and writes `scan.png` (one panel per group) to `--out`.
 
-mod common;
+// Only the plotting module of the experiment drivers (`common/`), not all of them.
+#[allow(dead_code)]
+#[path = "common/plot.rs"]
+mod plot;
 
 use std::path::{Path, PathBuf};
 
@@ -69,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn plot(path: &Path, medians: &[Vec<Vec<Option<f64>>>]) -> Result<(), Box<dyn std::error::Error>> {
-    let text = common::plot::font_ready();
+    let text = plot::font_ready();
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, GROUPS.len()));

@@ -9,7 +9,10 @@
 //! of `y` per method and length, with the accumulated decay `S = max Σ_t Δ_t |A|` that governs
 //! the log-space error, and writes `scan_precision.png` to `--out` (default `docs/results/`).
 
-mod common;
+// Only the plotting module of the experiment drivers (`common/`), not all of them.
+#[allow(dead_code)]
+#[path = "common/plot.rs"]
+mod plot;
 
 use std::path::PathBuf;
 
@@ -120,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn plot(path: &PathBuf, curves: &[Vec<(f64, f64)>]) -> Result<(), Box<dyn std::error::Error>> {
-    let text = common::plot::font_ready();
+    let text = plot::font_ready();
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let x_max = curves[0].last().map_or(16.0, |p| p.0);

@@ -10,8 +10,6 @@
 //! The side-by-side comparison with PyTorch + mambapy (same machine, same invocation) is
 //! `python3 bench/pytorch/compare.py`, which runs this example with `--tsv`.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
