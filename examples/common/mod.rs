@@ -1,6 +1,22 @@
-//! The experiment drivers of the homework examples (the library stays a library): flags,
-//! the associative-recall runs and their reports, a progress display, plotting and backend
+//! The experiment drivers of the homework examples (the library stays a library): the shared
+//! flags ([`cli::RunArgs`], one meaning of `--seed`/`--seeds`), the one driver
+//! ([`driver::Experiment`], [`driver::drive`]: options → runs → CSV → report → plots), the five
+//! experiments (`induction_head`, `associative_recall`, `copying`, `pig_latin`, `tiny_gpt`), the
+//! one percentage formatter ([`report::percent`]), a progress display, plotting and backend
 //! selection. `tests/suite` mounts this folder to run the `--quick` versions as tests.
+//!
+//! **A folder, not a workspace member crate** (issue 22, item 5). A `seqlayers-experiments`
+//! member would be a real library: compiled once instead of once per example that mounts it and
+//! once more in the test suite, with plain visibility instead of `#![allow(dead_code)]` and its
+//! own dependencies (clap, plotters, indicatif, libc would leave seqlayers' dev-dependencies).
+//! It stays a folder because that is not clearly better today: the drivers have no user besides
+//! the examples and the suite, and a member needs a `[workspace]` in the root manifest, a second
+//! package in `Cargo.lock`, a dev-dependency cycle (seqlayers → experiments → seqlayers, next to
+//! the self dev-dependency that turns on `internals`), `--workspace` in CI's clippy and test
+//! commands, and the suite's `#[path]` mount replaced by the dependency. The examples would
+//! still have to live in the root package for `cargo run --release --example induction_head`.
+//! Worth doing when the drivers' build time matters more than those costs: the move is
+//! mechanical (this folder becomes `experiments/src`, `mod common;` becomes `use`).
 #![allow(dead_code)]
 
 pub mod associative_recall;
