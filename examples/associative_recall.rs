@@ -16,5 +16,6 @@ use common::cli::RecallArgs;
 use common::driver::drive;
 
 fn main() {
-    drive::<AssociativeRecall>(&RecallArgs::parse());
+    let args = RecallArgs::parse();
+    drive::<AssociativeRecall>(&args, &args.run);
 }

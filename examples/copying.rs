@@ -18,5 +18,6 @@ use common::copying::{Copying, CopyingArgs};
 use common::driver::drive;
 
 fn main() {
-    drive::<Copying>(&CopyingArgs::parse());
+    let args = CopyingArgs::parse();
+    drive::<Copying>(&args, &args.run);
 }

@@ -16,5 +16,6 @@ use common::driver::drive;
 use common::induction_head::InductionHead;
 
 fn main() {
-    drive::<InductionHead>(&RecallArgs::parse());
+    let args = RecallArgs::parse();
+    drive::<InductionHead>(&args, &args.run);
 }

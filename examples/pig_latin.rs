@@ -18,5 +18,6 @@ use common::driver::drive;
 use common::pig_latin::{PigLatin, PigLatinArgs};
 
 fn main() {
-    drive::<PigLatin>(&PigLatinArgs::parse());
+    let args = PigLatinArgs::parse();
+    drive::<PigLatin>(&args, &args.run);
 }

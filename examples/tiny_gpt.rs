@@ -47,6 +47,6 @@ fn main() {
             let vocabulary = or_exit(generate_vocabulary(&g));
             println!("{}", or_exit(generate(&g, &vocabulary)));
         }
-        TinyGptMode::Train(t) => drive::<TinyGpt>(&t),
+        TinyGptMode::Train(t) => drive::<TinyGpt>(&t, &t.run),
     }
 }

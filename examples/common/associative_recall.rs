@@ -12,7 +12,7 @@ use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::model::ModelKind;
 use seqlayers::{Result, SeqError};
 
-use super::cli::{CliError, RecallArgs, RunArgs};
+use super::cli::{CliError, RecallArgs};
 use super::driver::{Experiment, execute};
 use super::experiments::{ExperimentOptions, recall_options, run_all};
 use super::plot::line_plot;
@@ -97,10 +97,6 @@ impl Experiment for AssociativeRecall {
     type Options = ExperimentOptions;
     type Outcome = Vec<RecallOutcome>;
 
-    fn run_args(args: &RecallArgs) -> &RunArgs {
-        &args.run
-    }
-
     fn options(args: &RecallArgs) -> std::result::Result<ExperimentOptions, CliError> {
         associative_recall_options(args)
     }
@@ -118,11 +114,8 @@ impl Experiment for AssociativeRecall {
         }
     }
 
-    fn run<B: AutodiffBackend>(
-        options: &ExperimentOptions,
-        device: &B::Device,
-    ) -> Result<Vec<RecallOutcome>> {
-        run_all::<B>(&associative_recall_runs(options), device, options.jobs)
+    fn run<B: AutodiffBackend>(o: &Self::Options, device: &B::Device) -> Result<Self::Outcome> {
+        run_all::<B>(&associative_recall_runs(o), device, o.jobs)
     }
 
     fn csv(outcomes: &Vec<RecallOutcome>) -> Vec<(&'static str, String)> {

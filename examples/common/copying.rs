@@ -20,7 +20,7 @@ use seqlayers::{Result, SeqError};
 
 use super::cli::{CliError, RunArgs, at_least_one_each, distinct, positive_list};
 use super::driver::{Experiment, execute};
-use super::parallel::{INIT_LOCK, run_parallel};
+use super::parallel::{init_locked, run_parallel};
 use super::plot::{Series, line_plot};
 use super::progress::Progress;
 use super::report::percent;
@@ -457,15 +457,10 @@ pub fn copying_options(args: &CopyingArgs) -> std::result::Result<CopyingOptions
             continue;
         }
         built.push((r.model, r.size));
-        let vocab = CopyTask::new(r.task.clone())?.vocab_size();
-        // Building draws from the backend's global generator: hold the lock that keeps the
-        // seeded initializations of other threads reproducible.
-        let _guard = INIT_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        r.model
-            .config(r.size, vocab)
-            .try_init::<seqlayers::backend::Cpu>(&device)?;
+        let config = r
+            .model
+            .config(r.size, CopyTask::new(r.task.clone())?.vocab_size());
+        init_locked(|| config.try_init::<seqlayers::backend::Cpu>(&device))?;
     }
     Ok(o)
 }
@@ -568,15 +563,12 @@ impl CopyOutcome {
 pub fn run_copy<B: AutodiffBackend>(run: &CopyRun, device: &B::Device) -> Result<CopyOutcome> {
     let started = Instant::now();
     let task = CopyTask::new(run.task.clone())?;
-    let model = {
-        let _guard = INIT_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let model = init_locked(|| {
         B::seed(device, run.train.seed);
         run.model
             .config(run.size, task.vocab_size())
-            .try_init::<B>(device)?
-    };
+            .try_init::<B>(device)
+    })?;
     let params = model.num_params();
     // Examples per packed row, measured on batches the training never sees.
     let mut probe = StdRng::seed_from_u64(run.train.seed ^ 0xC0FF_EE00);
@@ -665,10 +657,6 @@ impl Experiment for Copying {
     type Options = CopyingOptions;
     type Outcome = Vec<CopyOutcome>;
 
-    fn run_args(args: &CopyingArgs) -> &RunArgs {
-        &args.run
-    }
-
     fn options(args: &CopyingArgs) -> std::result::Result<CopyingOptions, CliError> {
         copying_options(args)
     }
@@ -681,10 +669,7 @@ impl Experiment for Copying {
         options.runs().map(drop)
     }
 
-    fn run<B: AutodiffBackend>(
-        options: &CopyingOptions,
-        device: &B::Device,
-    ) -> Result<Vec<CopyOutcome>> {
+    fn run<B: AutodiffBackend>(o: &Self::Options, device: &B::Device) -> Result<Self::Outcome> {
         let cost = |r: &CopyRun| {
             let per_layer = match r.model {
                 CopyModel::Lstm => 8,
@@ -694,8 +679,8 @@ impl Experiment for Copying {
             r.train.steps * per_layer
         };
         run_parallel(
-            &options.runs()?,
-            options.jobs,
+            &o.runs()?,
+            o.jobs,
             cost,
             |run| run_copy::<B>(run, device),
             |k, total, o: &CopyOutcome| {
@@ -771,7 +756,7 @@ impl Experiment for Copying {
         }
         let sweep: Vec<Series> = outcomes
             .iter()
-            .filter(|o| in_sweep(o) && o.run.train.seed == seed)
+            .filter(|o| o.run.sweep && o.run.train.seed == seed)
             .map(|o| Series {
                 name: format!("N = {}", o.run.size.d_state),
                 points: o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect(),
@@ -832,11 +817,6 @@ pub fn csv_files(outcomes: &[CopyOutcome]) -> Vec<(&'static str, String)> {
         ("curves.csv", curves),
         ("lengths.csv", lengths),
     ]
-}
-
-/// Whether `o` is a point of the Mamba state-size sweep on `copy`.
-pub fn in_sweep(o: &CopyOutcome) -> bool {
-    o.run.sweep
 }
 
 /// The outcomes of the model comparison on `kind`, grouped per model (seeds together).
@@ -1007,7 +987,7 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
         }
     }
     // State sizes.
-    let sweep: Vec<&CopyOutcome> = outcomes.iter().filter(|o| in_sweep(o)).collect();
+    let sweep: Vec<&CopyOutcome> = outcomes.iter().filter(|o| o.run.sweep).collect();
     if !sweep.is_empty() {
         let sweep_lengths = options.sweep_eval_lengths();
         let (lo, hi) = options.sweep_train_len;

@@ -9,7 +9,7 @@ use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::Result;
 use seqlayers::model::ModelKind;
 
-use super::cli::{CliError, RecallArgs, RunArgs};
+use super::cli::{CliError, RecallArgs};
 use super::driver::{Experiment, execute};
 use super::experiments::{ExperimentOptions, recall_options, run_all};
 use super::plot::line_plot;
@@ -74,10 +74,6 @@ impl Experiment for InductionHead {
     type Options = ExperimentOptions;
     type Outcome = Vec<RecallOutcome>;
 
-    fn run_args(args: &RecallArgs) -> &RunArgs {
-        &args.run
-    }
-
     fn options(args: &RecallArgs) -> std::result::Result<ExperimentOptions, CliError> {
         induction_head_options(args)
     }
@@ -86,11 +82,8 @@ impl Experiment for InductionHead {
         &options.out_dir
     }
 
-    fn run<B: AutodiffBackend>(
-        options: &ExperimentOptions,
-        device: &B::Device,
-    ) -> Result<Vec<RecallOutcome>> {
-        run_all::<B>(&induction_head_runs(options), device, options.jobs)
+    fn run<B: AutodiffBackend>(o: &Self::Options, device: &B::Device) -> Result<Self::Outcome> {
+        run_all::<B>(&induction_head_runs(o), device, o.jobs)
     }
 
     fn csv(outcomes: &Vec<RecallOutcome>) -> Vec<(&'static str, String)> {

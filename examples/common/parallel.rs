@@ -54,6 +54,15 @@ pub fn run_parallel<I: Sync, O: Send>(
 /// draws its model while holding this lock.
 pub static INIT_LOCK: Mutex<()> = Mutex::new(());
 
+/// Runs `init` holding [`INIT_LOCK`]: a model's initialization (seeded in `init` with
+/// `B::seed`) or a check's unseeded build draws from the backend's global generator, which a
+/// run in another thread must not draw from in between, or the seeded runs would not be
+/// reproducible.
+pub fn init_locked<T>(init: impl FnOnce() -> T) -> T {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    init()
+}
+
 /// Gives each of `jobs` trainings run at once one core. With `jobs > 1` it caps the rayon pool
 /// (the fused CPU kernels) and matrixmultiply (every matrix product of burn-ndarray and of the
 /// projections) at one thread, unless `RAYON_NUM_THREADS` or `MATMUL_NUM_THREADS` is set.

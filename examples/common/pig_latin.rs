@@ -31,7 +31,7 @@ use super::cli::{
     CliError, RunArgs, at_least_one_each, distinct, positive_list, positive_number, read_text_file,
 };
 use super::driver::{Experiment, execute};
-use super::parallel::{INIT_LOCK, run_parallel};
+use super::parallel::{init_locked, run_parallel};
 use super::plot::{Series, heatmap, line_plot};
 use super::progress::Progress;
 use super::report::pct;
@@ -182,15 +182,14 @@ pub fn pig_latin_options(args: &PigLatinArgs) -> std::result::Result<PigLatinOpt
     }
     let device = Default::default();
     for run in &runs {
-        // Building draws from the backend's global generator: hold the lock that keeps the
-        // seeded initializations of other threads reproducible.
-        let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         match run.model {
             Translator::Transformer => {
-                transformer_config(&o, run.hidden).try_init::<Cpu>(&device)?;
+                let config = transformer_config(&o, run.hidden);
+                init_locked(|| config.try_init::<Cpu>(&device))?;
             }
             Translator::Mamba => {
-                mamba_config(&o, run.hidden, run.disc)?.try_init::<Cpu>(&device)?;
+                let config = mamba_config(&o, run.hidden, run.disc)?;
+                init_locked(|| config.try_init::<Cpu>(&device))?;
             }
         }
     }
@@ -852,21 +851,20 @@ pub fn run_pig_latin<B: AutodiffBackend>(
     }
     match run.model {
         Translator::Transformer => {
-            let model = {
-                let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            let model = init_locked(|| {
                 B::seed(device, options.seed);
-                transformer_config(options, run.hidden).try_init::<B>(device)?
-            };
+                transformer_config(options, run.hidden).try_init::<B>(device)
+            })?;
             finish!(model, |m: &EncoderDecoder<B::InnerBackend>| {
                 transformer_probes(m, device)
             })
         }
         Translator::Mamba => {
-            let model = {
-                let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            let config = mamba_config(options, run.hidden, run.disc)?;
+            let model = init_locked(|| {
                 B::seed(device, options.seed);
-                mamba_config(options, run.hidden, run.disc)?.try_init::<B>(device)?
-            };
+                config.try_init::<B>(device)
+            })?;
             finish!(model, |m: &LanguageModel<B::InnerBackend>| mamba_probes(
                 m, run.disc, device
             ))
@@ -891,10 +889,6 @@ impl Experiment for PigLatin {
     type Options = PigLatinOptions;
     type Outcome = Vec<PigLatinOutcome>;
 
-    fn run_args(args: &PigLatinArgs) -> &RunArgs {
-        &args.run
-    }
-
     fn options(args: &PigLatinArgs) -> std::result::Result<PigLatinOptions, CliError> {
         pig_latin_options(args)
     }
@@ -903,10 +897,7 @@ impl Experiment for PigLatin {
         &options.out_dir
     }
 
-    fn run<B: AutodiffBackend>(
-        options: &PigLatinOptions,
-        device: &B::Device,
-    ) -> Result<Vec<PigLatinOutcome>> {
+    fn run<B: AutodiffBackend>(o: &Self::Options, device: &B::Device) -> Result<Self::Outcome> {
         let cost = |r: &PigLatinRun| {
             let words = match r.data {
                 DataSize::Small => 3,
@@ -919,10 +910,10 @@ impl Experiment for PigLatin {
             words * per * r.hidden
         };
         run_parallel(
-            &options.runs(),
-            options.jobs,
+            &o.runs(),
+            o.jobs,
             cost,
-            |run| run_pig_latin::<B>(options, run, device),
+            |run| run_pig_latin::<B>(o, run, device),
             |k, total, o: &PigLatinOutcome| {
                 eprintln!(
                     "[{k}/{total}] {:<34} {:>7} params  {:>6.1} ms/step  val word acc {:>5.1}%  ({:.0} s)",

@@ -15,7 +15,7 @@ use seqlayers::model::{ClassifierConfig, ModelKind};
 use seqlayers::stack::StackConfig;
 use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
 
-use super::parallel::INIT_LOCK;
+use super::parallel::init_locked;
 use super::progress::Progress;
 
 /// Everything that defines one training + evaluation run.
@@ -124,13 +124,8 @@ pub fn check_run(run: &RecallRun) -> Result<()> {
     ensure_nonzero("eval_batch", run.eval_batch)?;
     let task = AssociativeRecall::new(run.task.clone())?;
     let device = Default::default();
-    // Building a model draws from the backend's global generator: hold the lock that keeps
-    // the seeded initializations of runs in other threads reproducible.
-    let _guard = INIT_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    ClassifierConfig::new(stack_config(run), run.task.vocab)
-        .try_init::<Cpu>(task.embedding(&device), &device)?;
+    let config = ClassifierConfig::new(stack_config(run), run.task.vocab);
+    init_locked(|| config.try_init::<Cpu>(task.embedding(&device), &device))?;
     Ok(())
 }
 
@@ -144,17 +139,11 @@ where
     let started = Instant::now();
     let task = AssociativeRecall::new(run.task.clone())?;
     let stack = stack_config(run);
-    let model = {
-        // The backend's seed is global: hold the lock from seeding to the end of the
-        // initialization (which draws every parameter, see `ClassifierConfig::try_init`) so
-        // that runs in parallel threads stay reproducible.
-        let _guard = INIT_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Seeding and the whole initialization (`try_init` draws every parameter) under the lock.
+    let model = init_locked(|| {
         B::seed(device, run.model_seed);
-        ClassifierConfig::new(stack, run.task.vocab)
-            .try_init::<B>(task.embedding(device), device)?
-    };
+        ClassifierConfig::new(stack, run.task.vocab).try_init::<B>(task.embedding(device), device)
+    })?;
     let params = model.num_params();
     let mut progress = Progress::new(&run.name, run.train.steps, run.progress);
     let (model, report) = train(model, &task, &run.train, device, &mut progress)?;

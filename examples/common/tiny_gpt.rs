@@ -34,7 +34,7 @@ use super::cli::{
     read_text_file,
 };
 use super::driver::{Experiment, execute};
-use super::parallel::{INIT_LOCK, run_parallel};
+use super::parallel::{init_locked, run_parallel};
 use super::plot::{Series, line_plot};
 use super::progress::Progress;
 use super::warn_on_error;
@@ -485,10 +485,7 @@ pub fn train_options(args: &TrainArgs) -> std::result::Result<TinyGptOptions, Cl
         let device = Default::default();
         for &ablation in &options.ablations {
             let config = options.model_config(ablation, vocab)?;
-            // Building draws from the backend's global generator: hold the lock that keeps
-            // the seeded initializations of other threads reproducible.
-            let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            config.try_init::<seqlayers::backend::Cpu>(&device)?;
+            init_locked(|| config.try_init::<seqlayers::backend::Cpu>(&device))?;
         }
     }
     Ok(options)
@@ -788,9 +785,11 @@ pub fn run_tiny_gpt<B: AutodiffBackend>(
         }
         None => {
             let config = options.model_config(ablation, vocab)?;
-            let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            B::seed(device, options.seed);
-            (config.try_init(device)?, config)
+            let model = init_locked(|| {
+                B::seed(device, options.seed);
+                config.try_init(device)
+            })?;
+            (model, config)
         }
     };
     let params = model.num_params();
@@ -897,10 +896,6 @@ impl Experiment for TinyGpt {
     type Options = TinyGptOptions;
     type Outcome = TinyGptResults;
 
-    fn run_args(args: &TrainArgs) -> &RunArgs {
-        &args.run
-    }
-
     fn options(args: &TrainArgs) -> std::result::Result<TinyGptOptions, CliError> {
         train_options(args)
     }
@@ -910,10 +905,10 @@ impl Experiment for TinyGpt {
     }
 
     fn run<B: AutodiffBackend>(
-        options: &TinyGptOptions,
+        o: &Self::Options,
         device: &B::Device,
-    ) -> seqlayers::Result<TinyGptResults> {
-        let task = options.task()?;
+    ) -> seqlayers::Result<Self::Outcome> {
+        let task = o.task()?;
         let baselines = baselines(&task)?;
         let cost = |a: &Ablation| match a {
             Ablation::Mamba | Ablation::Hybrid => 3,
@@ -921,10 +916,10 @@ impl Experiment for TinyGpt {
             _ => 1,
         };
         let outcomes = run_parallel(
-            &options.ablations,
-            options.jobs,
+            &o.ablations,
+            o.jobs,
             cost,
-            |a| run_tiny_gpt::<B>(options, &task, *a, device),
+            |a| run_tiny_gpt::<B>(o, &task, *a, device),
             |k, total, o: &TinyGptOutcome| {
                 eprintln!(
                     "[{k}/{total}] {:<26} {:>8} params  {:>7.1} ms/step  val ppl {:>6.2} (causal {:>6.2})  ({:.0} s)",
