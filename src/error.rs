@@ -131,6 +131,23 @@ pub enum SeqError {
         problem: String,
     },
 
+    /// A tensor of a pretrained checkpoint is missing or does not have the shape the model
+    /// needs (Hugging Face or state-spaces weights loaded through burn-store).
+    #[error(
+        "checkpoint `{path}`: tensor `{key}`: expected {expected}, found {found}; check that \
+         config.json describes these weights"
+    )]
+    CheckpointTensor {
+        /// The checkpoint file.
+        path: String,
+        /// The tensor's name in the file (e.g. `encoder.layer.0.attention.self.query.weight`).
+        key: String,
+        /// The shape the model needs.
+        expected: String,
+        /// What the file holds (`nothing` when the key is missing).
+        found: String,
+    },
+
     /// A token id is outside the model's vocabulary.
     #[error(
         "{what} id {id} is outside the vocabulary 0..{vocab_size}; check the tokenizer or vocab_size"
