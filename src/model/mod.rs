@@ -1,6 +1,8 @@
 //! Models: a [`SequenceStack`](crate::stack::SequenceStack) between an input embedding and an
 //! output head.
 //!
+//! - `bert`: a BERT-family encoder (post-norm blocks, padding masks, `[CLS]` / mean / pooler
+//!   pooling) and its classifier.
 //! - `classifier`: the recall classifier (fixed embedding → stack → norm → class logits at the
 //!   last position) and the named models of the recall comparison ([`ModelKind`]).
 //! - `checkpoint`: saving a model with its configuration and loading it back (Burn's
@@ -8,19 +10,30 @@
 //! - `lm`: the causal language model (embedding → positions → stack → norm → vocabulary
 //!   logits at every position, optional weight tying), decodable with state.
 //! - `paper`: the models of the copying paper (`T_rope`, …, `mamba`, `lstm`) at matched sizes.
+//! - `pretrained`: Hugging Face / state-spaces checkpoints (`config.json` +
+//!   `model.safetensors`) loaded through burn-store into a [`BertEncoder`] or a Mamba
+//!   [`LanguageModel`].
 //! - `seq2seq`: the encoder–decoder transformer (cross-attention) for translation, decodable
 //!   with caches.
 
+mod bert;
 mod checkpoint;
 mod classifier;
 mod lm;
 mod paper;
+mod pretrained;
 mod seq2seq;
+
+pub use bert::{
+    BertClassifier, BertClassifierConfig, BertConfig, BertEmbeddings, BertEncoder, BertLayer,
+    BertPooling, cls_token, l2_normalize, mean_pool, padding_from_attention_mask,
+};
 
 pub use checkpoint::{load_checkpoint, load_language_model, save_checkpoint};
 pub use classifier::{ClassifierConfig, ModelKind, StackClassifier};
 pub use lm::{LanguageModel, LanguageModelConfig};
 pub use paper::{CopyModel, CopyModelSize};
+pub use pretrained::{load_bert, load_mamba, read_bert_config, read_mamba_config};
 pub use seq2seq::{
     DecoderBlock, EncoderBlock, EncoderDecoder, EncoderDecoderConfig, EncoderDecoderState,
 };
