@@ -22,6 +22,7 @@ mod mamba_state;
 mod objective;
 mod pig_latin;
 mod position;
+mod pretrained;
 mod public_api;
 mod reference_f64;
 mod routing;
