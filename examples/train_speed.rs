@@ -15,7 +15,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use seqlayers::data::{AssociativeRecall, RecallConfig};
-use seqlayers::model::{ClassifierConfig, ModelKind};
+use seqlayers::model::ClassifierConfig;
+use seqlayers::presets::RecallModel;
 use seqlayers::simd::SimdLevel;
 use seqlayers::ssm::ScanKind;
 use seqlayers::train::{Silent, TrainConfig, train};
@@ -40,89 +41,101 @@ struct Args {
 type B = seqlayers::backend::CpuAutodiff;
 
 /// (key shared with `bench/pytorch/train_speed.py`, label, model, d, scan)
-const CASES: [(&str, &str, ModelKind, usize, ScanKind); 13] = [
+const CASES: [(&str, &str, RecallModel, usize, ScanKind); 13] = [
     (
         "attention-nope",
         "attention (NoPE)",
-        ModelKind::TransformerNope,
+        RecallModel::TransformerNope,
         8,
         ScanKind::Fused,
     ),
     (
         "attention-rope",
         "attention (RoPE)",
-        ModelKind::TransformerRope,
+        RecallModel::TransformerRope,
         8,
         ScanKind::Fused,
     ),
     (
         "attention-learned",
         "attention (learned PE)",
-        ModelKind::TransformerLearned,
+        RecallModel::TransformerLearned,
         8,
         ScanKind::Fused,
     ),
     (
         "hybrid",
         "hybrid Mamba→attention",
-        ModelKind::HybridA,
+        RecallModel::HybridA,
         8,
         ScanKind::Fused,
     ),
     (
         "mamba",
         "Mamba (fused scan)",
-        ModelKind::Mamba,
+        RecallModel::Mamba,
         8,
         ScanKind::Fused,
     ),
     (
         "mamba-sequential",
         "Mamba (sequential scan)",
-        ModelKind::Mamba,
+        RecallModel::Mamba,
         8,
         ScanKind::Sequential,
     ),
-    ("lstm", "LSTM (fused)", ModelKind::Lstm, 8, ScanKind::Fused),
+    (
+        "lstm",
+        "LSTM (fused)",
+        RecallModel::Lstm,
+        8,
+        ScanKind::Fused,
+    ),
     (
         "attention-nope",
         "attention (NoPE)",
-        ModelKind::TransformerNope,
+        RecallModel::TransformerNope,
         64,
         ScanKind::Fused,
     ),
     (
         "attention-rope",
         "attention (RoPE)",
-        ModelKind::TransformerRope,
+        RecallModel::TransformerRope,
         64,
         ScanKind::Fused,
     ),
     (
         "attention-learned",
         "attention (learned PE)",
-        ModelKind::TransformerLearned,
+        RecallModel::TransformerLearned,
         64,
         ScanKind::Fused,
     ),
     (
         "hybrid",
         "hybrid Mamba→attention",
-        ModelKind::HybridA,
+        RecallModel::HybridA,
         64,
         ScanKind::Fused,
     ),
     (
         "mamba",
         "Mamba (fused scan)",
-        ModelKind::Mamba,
+        RecallModel::Mamba,
         64,
         ScanKind::Fused,
     ),
-    ("lstm", "LSTM (fused)", ModelKind::Lstm, 64, ScanKind::Fused),
+    (
+        "lstm",
+        "LSTM (fused)",
+        RecallModel::Lstm,
+        64,
+        ScanKind::Fused,
+    ),
 ];
 
-fn measure(model: ModelKind, d: usize, scan: ScanKind, steps: usize) -> f64 {
+fn measure(model: RecallModel, d: usize, scan: ScanKind, steps: usize) -> f64 {
     let device = Default::default();
     let task = AssociativeRecall::new(RecallConfig::new(16).with_dim(d)).expect("valid task");
     let mut stack = model.stack_config(d, 64);

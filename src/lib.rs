@@ -30,11 +30,16 @@
 //! ## Models
 //! [`model`]: the causal [`LanguageModel`](model::LanguageModel), the recall classifier
 //! [`StackClassifier`](model::StackClassifier), the translation
-//! [`EncoderDecoder`](model::EncoderDecoder), and checkpoints.
+//! [`EncoderDecoder`](model::EncoderDecoder), the BERT-family
+//! [`BertEncoder`](model::BertEncoder) and its classifier, checkpoints, and pretrained Hugging
+//! Face / state-spaces weights ([`load_bert`](model::load_bert),
+//! [`load_mamba`](model::load_mamba)); [`presets`] names the models of the papers the crate
+//! reproduces.
 //!
 //! ## Tasks
 //! [`data`]: associative recall, copying and n-gram lookup, Pig-Latin and character language
-//! modelling, each a [`Task`](data::Task) that yields batches and scores predictions.
+//! modelling, each a [`Task`](data::Task) that yields batches and scores predictions; movie-review
+//! sentiment tokenized by a `tokenizer.json` [`Tokenizer`](data::Tokenizer).
 //!
 //! ## Training
 //! [`train`]: one loop ([`train()`](train::train)) for every task and model, configured by a
@@ -84,6 +89,7 @@ pub mod ssm;
 pub mod stack;
 
 pub mod model;
+pub mod presets;
 
 pub mod data;
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 
-use seqlayers::model::ModelKind;
+use seqlayers::presets::RecallModel;
 use seqlayers::{Result, SeqError};
 
 use super::cli::{CliError, RecallArgs};
@@ -21,11 +21,11 @@ use super::report::{findings, pct, results_table, seed_summary};
 use super::{convergence_series, length_series, warn_on_error};
 
 /// The models of Problem 2.
-pub const PROBLEM2_MODELS: [ModelKind; 4] = [
-    ModelKind::Mamba,
-    ModelKind::TransformerRope,
-    ModelKind::HybridA,
-    ModelKind::HybridB,
+pub const PROBLEM2_MODELS: [RecallModel; 4] = [
+    RecallModel::Mamba,
+    RecallModel::TransformerRope,
+    RecallModel::HybridA,
+    RecallModel::HybridB,
 ];
 
 /// The runs of Problems 2 and 3. `options.dims` is `[d of P2, d of P3]` (default `[8, 64]`),
@@ -62,11 +62,11 @@ pub fn associative_recall_runs(options: &ExperimentOptions) -> Vec<RecallRun> {
     }
     if wanted(3) {
         for &m in &ms {
-            runs.extend(options.runs_for(ModelKind::Mamba, task(m, d3, tau)));
+            runs.extend(options.runs_for(RecallModel::Mamba, task(m, d3, tau)));
         }
         if let Some(long_tau) = long_tau {
             let m_max = ms.iter().copied().max().unwrap_or(16);
-            runs.extend(options.runs_for(ModelKind::Mamba, task(m_max, d3, long_tau)));
+            runs.extend(options.runs_for(RecallModel::Mamba, task(m_max, d3, long_tau)));
         }
     }
     runs
@@ -246,7 +246,7 @@ fn by_queries(outcomes: &[RecallOutcome]) -> String {
     let mut ms: Vec<usize> = outcomes.iter().map(|o| o.run.task.n_queries).collect();
     ms.sort_unstable();
     ms.dedup();
-    let mut models: Vec<ModelKind> = outcomes.iter().map(|o| o.run.model).collect();
+    let mut models: Vec<RecallModel> = outcomes.iter().map(|o| o.run.model).collect();
     models.dedup();
     let mut s = String::from("\n### Accuracy at L as the number of queries M grows\n\n| model |");
     for m in &ms {
@@ -284,7 +284,7 @@ fn width_effect(p2: &[RecallOutcome], p3: &[RecallOutcome]) -> String {
     for big in p3 {
         let t = &big.run.task;
         let small = p2.iter().find(|o| {
-            o.run.model == ModelKind::Mamba
+            o.run.model == RecallModel::Mamba
                 && o.run.task.n_queries == t.n_queries
                 && o.run.task.delay == t.delay
         });

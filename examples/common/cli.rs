@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::experiments::ExperimentOptions;
 use clap::Parser;
 use seqlayers::SeqError;
-use seqlayers::model::ModelKind;
+use seqlayers::presets::RecallModel;
 
 /// Exit code of a command line the example cannot run: a bad flag value or input file.
 pub const EXIT_USAGE: i32 = 2;
@@ -315,7 +315,7 @@ pub struct RecallArgs {
     /// Comma-separated models (transformer-learned, transformer-rope, transformer-nope, mamba,
     /// hybrid-a, hybrid-b, lstm).
     #[arg(long, value_delimiter = ',')]
-    pub models: Vec<ModelKind>,
+    pub models: Vec<RecallModel>,
     /// Comma-separated query-set sizes M.
     #[arg(long = "m", value_delimiter = ',')]
     pub n_queries: Vec<usize>,

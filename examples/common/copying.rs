@@ -12,7 +12,7 @@ use seqlayers::burn::module::{AutodiffModule, Module};
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::data::{CopyConfig, CopyKind, CopyTask, Task};
 use seqlayers::decode::{GenerateConfig, generate_greedy};
-use seqlayers::model::{CopyModel, CopyModelSize};
+use seqlayers::presets::{CopyModel, CopyModelSize};
 use seqlayers::train::{
     LrSchedule, OptimizerKind, TrainConfig, TrainReport, evaluate_batch, train,
 };

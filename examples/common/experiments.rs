@@ -11,7 +11,7 @@ use seqlayers::burn::tensor::backend::AutodiffBackend;
 
 use seqlayers::data::RecallConfig;
 use seqlayers::ensure_nonzero;
-use seqlayers::model::ModelKind;
+use seqlayers::presets::RecallModel;
 use seqlayers::train::{EarlyStop, PlateauStop, TrainConfig};
 use seqlayers::{Result, SeqError};
 
@@ -25,7 +25,7 @@ pub struct ExperimentOptions {
     /// Directory for CSV files, plots and `report.md`.
     pub out_dir: PathBuf,
     /// Models to train (empty: the experiment's own list).
-    pub models: Vec<ModelKind>,
+    pub models: Vec<RecallModel>,
     /// Vocabulary size `K`.
     pub vocab: usize,
     /// Embedding width `d` (empty list: the experiment's own).
@@ -152,14 +152,14 @@ impl ExperimentOptions {
     }
 
     /// One run of `model` on `task` per seed.
-    pub(super) fn runs_for(&self, model: ModelKind, task: RecallConfig) -> Vec<RecallRun> {
+    pub(super) fn runs_for(&self, model: RecallModel, task: RecallConfig) -> Vec<RecallRun> {
         self.seeds
             .iter()
             .map(|&seed| self.run_for(model, task.clone().with_embedding_seed(seed), seed))
             .collect()
     }
 
-    fn run_for(&self, model: ModelKind, task: RecallConfig, seed: u64) -> RecallRun {
+    fn run_for(&self, model: RecallModel, task: RecallConfig, seed: u64) -> RecallRun {
         let max_len = self.eval_max_len.unwrap_or(3 * task.train_len);
         let eval_lengths = if self.sparse_eval {
             let mut v = vec![task.min_len(), task.train_len, 2 * task.train_len, max_len];

@@ -7,7 +7,7 @@ use std::path::Path;
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 
 use seqlayers::Result;
-use seqlayers::model::ModelKind;
+use seqlayers::presets::RecallModel;
 
 use super::cli::{CliError, RecallArgs};
 use super::driver::{Experiment, execute};
@@ -18,13 +18,13 @@ use super::report::{findings, pct, results_table, seed_summary};
 use super::{convergence_series, length_series, warn_on_error};
 
 /// The six models of Problem 1.
-pub const PROBLEM1_MODELS: [ModelKind; 6] = [
-    ModelKind::TransformerLearned,
-    ModelKind::TransformerRope,
-    ModelKind::TransformerNope,
-    ModelKind::Mamba,
-    ModelKind::HybridA,
-    ModelKind::HybridB,
+pub const PROBLEM1_MODELS: [RecallModel; 6] = [
+    RecallModel::TransformerLearned,
+    RecallModel::TransformerRope,
+    RecallModel::TransformerNope,
+    RecallModel::Mamba,
+    RecallModel::HybridA,
+    RecallModel::HybridB,
 ];
 
 /// The runs of Problem 1: every model × every delay (default τ ∈ {1, 5}), K = 16, d = 8, M = 1.

@@ -11,7 +11,8 @@ use seqlayers::burn::module::{AutodiffModule, Module};
 use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::data::{AssociativeRecall, RecallConfig};
 use seqlayers::ensure_nonzero;
-use seqlayers::model::{ClassifierConfig, ModelKind};
+use seqlayers::model::ClassifierConfig;
+use seqlayers::presets::RecallModel;
 use seqlayers::stack::StackConfig;
 use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
 
@@ -22,7 +23,7 @@ use super::progress::Progress;
 #[derive(Debug, Clone)]
 pub struct RecallRun {
     /// Model to train.
-    pub model: ModelKind,
+    pub model: RecallModel,
     /// Task parameters `(K, d, M, L, τ)`.
     pub task: RecallConfig,
     /// Optimizer, budget, early stop, data seed.

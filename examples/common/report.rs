@@ -323,14 +323,14 @@ mod tests {
     use super::super::recall::RecallRun;
     use super::*;
     use seqlayers::data::RecallConfig;
-    use seqlayers::model::ModelKind;
+    use seqlayers::presets::RecallModel;
     use seqlayers::train::{LengthScore, TrainConfig, TrainReport};
 
     fn outcome(train_len: usize, accuracies: &[(usize, f64)]) -> RecallOutcome {
         let task = RecallConfig::new(1).with_train_len(train_len);
         RecallOutcome {
             run: RecallRun {
-                model: ModelKind::Mamba,
+                model: RecallModel::Mamba,
                 eval_lengths: accuracies.iter().map(|&(n, _)| n).collect(),
                 train: TrainConfig::default(),
                 eval_samples: 1,

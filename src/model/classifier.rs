@@ -1,8 +1,5 @@
 //! The recall model: fixed embedding → (absolute positions) → [`SequenceStack`] → norm → linear
-//! head on the last position, plus the named models of the recall comparison ([`ModelKind`]).
-
-use std::fmt;
-use std::str::FromStr;
+//! head on the last position.
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -11,8 +8,8 @@ use crate::error::{SeqError, ensure_nonzero};
 use crate::init::materialize;
 use crate::linear;
 use crate::nn::Norm;
-use crate::position::{AbsolutePosition, OutOfRange, PositionEncoding};
-use crate::stack::{LayerKind, SequenceStack, StackConfig};
+use crate::position::AbsolutePosition;
+use crate::stack::{SequenceStack, StackConfig};
 use crate::train::SequenceModel;
 
 /// Builds a [`StackClassifier`].
@@ -133,96 +130,5 @@ impl<B: Backend> SequenceModel<B> for StackClassifier<B> {
         let [_, _, dim] = hidden.dims();
         let last = hidden.slice([0..batch, len - 1..len]).reshape([batch, dim]); // [B, d]
         Ok(self.head.forward(self.norm.forward(last))) // [B, K]
-    }
-}
-
-/// The models of the attention-versus-SSM recall comparison (transformers with three position
-/// encodings, Mamba, two hybrids) plus an LSTM baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ModelKind {
-    /// Two attention layers (no MLP) with a learned absolute positional table.
-    TransformerLearned,
-    /// Two attention layers with rotary embeddings.
-    TransformerRope,
-    /// Two attention layers with no positional encoding.
-    TransformerNope,
-    /// Two Mamba layers.
-    Mamba,
-    /// Mamba → attention, no positional encoding.
-    HybridA,
-    /// Mamba → attention → Mamba, no positional encoding.
-    HybridB,
-    /// Two LSTM layers.
-    Lstm,
-}
-
-impl ModelKind {
-    /// All models: transformers, Mamba, the hybrids, then the LSTM.
-    pub const ALL: [ModelKind; 7] = [
-        ModelKind::TransformerLearned,
-        ModelKind::TransformerRope,
-        ModelKind::TransformerNope,
-        ModelKind::Mamba,
-        ModelKind::HybridA,
-        ModelKind::HybridB,
-        ModelKind::Lstm,
-    ];
-
-    /// Short name used on the command line, in CSV files and plots.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ModelKind::TransformerLearned => "transformer-learned",
-            ModelKind::TransformerRope => "transformer-rope",
-            ModelKind::TransformerNope => "transformer-nope",
-            ModelKind::Mamba => "mamba",
-            ModelKind::HybridA => "hybrid-a",
-            ModelKind::HybridB => "hybrid-b",
-            ModelKind::Lstm => "lstm",
-        }
-    }
-
-    /// The stack of this model at width `d`. `max_len` sizes the learned positional table
-    /// (rows past the training length stay untrained and are used as they are).
-    pub fn stack_config(&self, d: usize, max_len: usize) -> StackConfig {
-        use LayerKind::{Attention as A, Lstm as S, Mamba as M};
-        let (layers, position) = match self {
-            ModelKind::TransformerLearned => (
-                vec![A, A],
-                PositionEncoding::Learned {
-                    max_len,
-                    out_of_range: OutOfRange::Error,
-                },
-            ),
-            ModelKind::TransformerRope => (vec![A, A], PositionEncoding::rope()),
-            ModelKind::TransformerNope => (vec![A, A], PositionEncoding::None),
-            ModelKind::Mamba => (vec![M, M], PositionEncoding::None),
-            ModelKind::HybridA => (vec![M, A], PositionEncoding::None),
-            ModelKind::HybridB => (vec![M, A, M], PositionEncoding::None),
-            ModelKind::Lstm => (vec![S, S], PositionEncoding::None),
-        };
-        StackConfig::new(d, layers.into_iter().map(Into::into).collect()).with_position(position)
-    }
-}
-
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ModelKind {
-    type Err = SeqError;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        let s = s.trim().to_ascii_lowercase();
-        ModelKind::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = ModelKind::ALL.iter().map(|m| m.name()).collect();
-                SeqError::InvalidConfig(format!(
-                    "unknown model `{s}`; choose one of {}",
-                    names.join(", ")
-                ))
-            })
     }
 }

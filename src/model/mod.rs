@@ -4,12 +4,11 @@
 //! - `bert`: a BERT-family encoder (post-norm blocks, padding masks, `[CLS]` / mean / pooler
 //!   pooling) and its classifier.
 //! - `classifier`: the recall classifier (fixed embedding → stack → norm → class logits at the
-//!   last position) and the named models of the recall comparison ([`ModelKind`]).
+//!   last position).
 //! - `checkpoint`: saving a model with its configuration and loading it back (Burn's
 //!   recorders, shapes checked, typed errors).
 //! - `lm`: the causal language model (embedding → positions → stack → norm → vocabulary
 //!   logits at every position, optional weight tying), decodable with state.
-//! - `paper`: the models of the copying paper (`T_rope`, …, `mamba`, `lstm`) at matched sizes.
 //! - `pretrained`: Hugging Face / state-spaces checkpoints (`config.json` +
 //!   `model.safetensors`) loaded through burn-store into a [`BertEncoder`] or a Mamba
 //!   [`LanguageModel`].
@@ -20,7 +19,6 @@ mod bert;
 mod checkpoint;
 mod classifier;
 mod lm;
-mod paper;
 mod pretrained;
 mod seq2seq;
 
@@ -30,9 +28,8 @@ pub use bert::{
 };
 
 pub use checkpoint::{load_checkpoint, load_language_model, save_checkpoint};
-pub use classifier::{ClassifierConfig, ModelKind, StackClassifier};
+pub use classifier::{ClassifierConfig, StackClassifier};
 pub use lm::{LanguageModel, LanguageModelConfig};
-pub use paper::{CopyModel, CopyModelSize};
 pub use pretrained::{load_bert, load_mamba, read_bert_config, read_mamba_config};
 pub use seq2seq::{
     DecoderBlock, EncoderBlock, EncoderDecoder, EncoderDecoderConfig, EncoderDecoderState,

@@ -4,7 +4,7 @@ use crate::harness::copying::{CopyingOptions, copying};
 use seqlayers::SeqError;
 use seqlayers::backend::CpuAutodiff;
 use seqlayers::data::CopyKind;
-use seqlayers::model::CopyModel;
+use seqlayers::presets::CopyModel;
 
 #[test]
 fn copying_quick_writes_every_output() {

@@ -5,7 +5,7 @@ use crate::harness::associative_recall::associative_recall;
 use crate::harness::experiments::{ExperimentOptions, run_all};
 use crate::harness::induction_head::{induction_head, induction_head_runs};
 use seqlayers::backend::CpuAutodiff;
-use seqlayers::model::ModelKind;
+use seqlayers::presets::RecallModel;
 
 fn quick(dir: &std::path::Path) -> ExperimentOptions {
     ExperimentOptions {
@@ -44,7 +44,7 @@ fn induction_head_quick_writes_every_output() {
     assert_eq!(summary.lines().count(), 13, "{summary}");
     assert_eq!(read(&dir, "lengths.csv").lines().count(), 1 + 12 * 4);
     let report = read(&dir, "report.md");
-    for model in ModelKind::ALL.iter().take(6) {
+    for model in RecallModel::ALL.iter().take(6) {
         assert!(report.contains(model.name()), "report misses {model}");
     }
     assert!(report.contains("Effect of the delay"));
@@ -84,7 +84,7 @@ fn associative_recall_runs_select_problems_and_the_long_delay() {
         seeds: vec![0, 1],
         ..ExperimentOptions::default()
     };
-    let describe = |o: &ExperimentOptions| -> Vec<(ModelKind, usize, usize, usize, u64)> {
+    let describe = |o: &ExperimentOptions| -> Vec<(RecallModel, usize, usize, usize, u64)> {
         associative_recall_runs(o)
             .iter()
             .map(|r| {
@@ -99,7 +99,7 @@ fn associative_recall_runs_select_problems_and_the_long_delay() {
     options.problems = vec![3];
     let p3 = describe(&options);
     assert_eq!(p3.len(), 2 * 4);
-    assert!(p3.iter().all(|r| r.0 == ModelKind::Mamba && r.3 == 64));
+    assert!(p3.iter().all(|r| r.0 == RecallModel::Mamba && r.3 == 64));
     assert_eq!(p3.iter().filter(|r| r.2 == 10).count(), 2);
     options.delays = vec![1];
     let p3 = describe(&options);
@@ -118,9 +118,9 @@ fn associative_recall_runs_select_problems_and_the_long_delay() {
 fn parallel_runs_give_the_same_results_in_the_same_order() {
     let options = ExperimentOptions {
         models: vec![
-            ModelKind::Mamba,
-            ModelKind::TransformerRope,
-            ModelKind::HybridA,
+            RecallModel::Mamba,
+            RecallModel::TransformerRope,
+            RecallModel::HybridA,
         ],
         delays: vec![1],
         progress: false,
@@ -157,7 +157,7 @@ fn parallel_runs_give_the_same_results_in_the_same_order() {
 #[test]
 fn runs_follow_the_options() {
     let options = ExperimentOptions {
-        models: vec![ModelKind::Mamba],
+        models: vec![RecallModel::Mamba],
         delays: vec![3],
         ..ExperimentOptions::default()
     };
@@ -195,7 +195,7 @@ fn runs_follow_the_options() {
 fn induction_head_with_seeds_reports_mean_and_range() {
     let dir = std::env::temp_dir().join(format!("seqlayers-ih-seeds-{}", std::process::id()));
     let options = ExperimentOptions {
-        models: vec![ModelKind::Mamba],
+        models: vec![RecallModel::Mamba],
         delays: vec![1],
         seeds: vec![1, 2],
         plateau_steps: Some(10),

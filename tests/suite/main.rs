@@ -33,3 +33,4 @@ mod simd_dispatch;
 mod simd_levels;
 mod stack;
 mod tiny_gpt;
+mod tokenizer;

@@ -8,10 +8,10 @@ use seqlayers::attention::{AttentionConfig, KvCache, MASKED, causal_keep, causal
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::data::{Metric, RecallConfig, closest_pairs};
 use seqlayers::decode::strip_padding;
-use seqlayers::model::CopyModel;
 use seqlayers::position::{
     AbsoluteKind, AbsolutePosition, OutOfRange, PositionEncoding, sinusoidal_table,
 };
+use seqlayers::presets::CopyModel;
 use seqlayers::ssm::ScanKind;
 use seqlayers::ssm::{Mamba, MambaConfig, MambaState};
 

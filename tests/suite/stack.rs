@@ -4,16 +4,17 @@
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::data::{AssociativeRecall, RecallConfig};
-use seqlayers::model::{ClassifierConfig, ModelKind, StackClassifier};
+use seqlayers::model::{ClassifierConfig, StackClassifier};
 use seqlayers::nn::Norm;
 use seqlayers::position::PositionEncoding;
+use seqlayers::presets::RecallModel;
 use seqlayers::stack::{LayerKind, MixerBlock, SequenceStack, StackConfig, parse_layers};
 use seqlayers::train::{EarlyStop, TrainConfig, evaluate_lengths, train};
 use seqlayers::{SeqError, ssm::ScanKind};
 
 use crate::common::{max_abs_diff, seeded};
 
-fn classifier(model: ModelKind, max_len: usize) -> StackClassifier<Cpu> {
+fn classifier(model: RecallModel, max_len: usize) -> StackClassifier<Cpu> {
     let device = Default::default();
     let task = AssociativeRecall::new(RecallConfig::new(1)).unwrap();
     seeded(1, || {
@@ -38,7 +39,7 @@ fn every_model_is_causal() {
     for t in b.iter_mut().skip(7) {
         *t = (*t + 7) % 16;
     }
-    for model in ModelKind::ALL {
+    for model in RecallModel::ALL {
         let net = classifier(model, 32);
         let ha = net.try_hidden(tokens(&a, len)).unwrap(); // [1, L, d]
         let hb = net.try_hidden(tokens(&b, len)).unwrap();
@@ -61,7 +62,7 @@ fn every_model_is_causal() {
 
 #[test]
 fn learned_positions_past_their_table_are_an_error_not_a_panic() {
-    let net = classifier(ModelKind::TransformerLearned, 16);
+    let net = classifier(RecallModel::TransformerLearned, 16);
     let ok = net.try_hidden(tokens(&[1; 16], 16));
     assert!(ok.is_ok());
     let err = net.try_hidden(tokens(&[1; 17], 17)).unwrap_err();
@@ -136,7 +137,7 @@ fn stack_configs_are_validated() {
         assert!(diff > 0.1, "{wrong:?} is not told apart: {diff:e}");
     }
     let task = AssociativeRecall::new(RecallConfig::new(1)).unwrap();
-    let wrong_width = ClassifierConfig::new(ModelKind::Mamba.stack_config(4, 8), 16);
+    let wrong_width = ClassifierConfig::new(RecallModel::Mamba.stack_config(4, 8), 16);
     assert!(matches!(
         wrong_width.try_init::<Cpu>(task.embedding(&device), &device),
         Err(SeqError::ShapeMismatch { .. })
@@ -196,7 +197,7 @@ fn stack_by_hand(
 /// seeded: the initialization (global generator, under the suite's init lock), the embedding
 /// (the task's `embedding_seed`), the training batches (`TrainConfig::seed`) and the test set,
 /// so the run, and the accuracy asserted on, is the same every time.
-fn learn_induction_head(model: ModelKind, scan: ScanKind, steps: usize) -> f64 {
+fn learn_induction_head(model: RecallModel, scan: ScanKind, steps: usize) -> f64 {
     let device = Default::default();
     let task = AssociativeRecall::new(RecallConfig::new(1).with_train_len(16)).unwrap();
     let mut stack = model.stack_config(8, 16);
@@ -225,7 +226,7 @@ fn learn_induction_head(model: ModelKind, scan: ScanKind, steps: usize) -> f64 {
 #[test]
 fn mamba_learns_the_induction_head() {
     // Chance is 1/15; a working selective scan and its gradients solve the task.
-    let acc = learn_induction_head(ModelKind::Mamba, ScanKind::Fused, 600);
+    let acc = learn_induction_head(RecallModel::Mamba, ScanKind::Fused, 600);
     assert!(acc > 0.9, "Mamba accuracy at L: {acc}");
 }
 
@@ -233,6 +234,6 @@ fn mamba_learns_the_induction_head() {
 fn rope_transformer_learns_the_induction_head() {
     // Two attention layers at d = 8 learn more slowly than Mamba (see docs/results): after 1000
     // steps they are far above chance (1/15) though not yet perfect (0.76 seen at 600 steps).
-    let acc = learn_induction_head(ModelKind::TransformerRope, ScanKind::Fused, 1000);
+    let acc = learn_induction_head(RecallModel::TransformerRope, ScanKind::Fused, 1000);
     assert!(acc > 0.5, "RoPE transformer accuracy at L: {acc}");
 }

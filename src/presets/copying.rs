@@ -4,8 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::LanguageModelConfig;
 use crate::error::{Result, SeqError};
+use crate::model::LanguageModelConfig;
 use crate::nn::NormKind;
 use crate::position::PositionEncoding;
 use crate::ssm::MambaConfig;
