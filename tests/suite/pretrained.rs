@@ -9,6 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{ModuleStore, SafetensorsStore};
 use seqlayers::SeqError;
 use seqlayers::backend::Cpu;
+use seqlayers::data::cache_dir;
 use seqlayers::decode::Decoder;
 use seqlayers::model::{
     BertClassifierConfig, BertConfig, BertEncoder, BertPooling, cls_token, l2_normalize, load_bert,
@@ -564,20 +565,9 @@ fn bert_config_is_validated() {
 // MiniLM (the real weights, when fetched)
 // ---------------------------------------------------------------------------------------------
 
-/// The folder `scripts/fetch_pretrained.sh` fills:
-/// `${SEQLAYERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/seqlayers}/all-minilm-l6-v2`.
+/// The fetched all-MiniLM-L6-v2 folder (see [`cache_dir`]).
 fn minilm_dir() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let cache = env("SEQLAYERS_CACHE").or_else(|| {
-        env("XDG_CACHE_HOME")
-            .or_else(|| env("HOME").map(|h| h.join(".cache")))
-            .map(|c| c.join("seqlayers"))
-    })?;
-    Some(cache.join("all-minilm-l6-v2"))
+    Some(cache_dir()?.join("all-minilm-l6-v2"))
 }
 
 /// seqlayers' MiniLM sentence embedding (mean-pooled, L2-normalized) equals
@@ -585,11 +575,15 @@ fn minilm_dir() -> Option<PathBuf> {
 #[test]
 fn minilm_sentence_embedding_matches_sentence_transformers() {
     let Some(dir) = minilm_dir().filter(|d| d.join("model.safetensors").is_file()) else {
-        println!(
-            "skipped: all-MiniLM-L6-v2 is not in the cache folder ({:?}); run \
-             scripts/fetch_pretrained.sh",
+        let why = format!(
+            "all-MiniLM-L6-v2 is not in the cache folder ({:?}); run scripts/fetch_pretrained.sh",
             minilm_dir()
         );
+        assert!(
+            std::env::var_os("SEQLAYERS_REQUIRE_PRETRAINED").is_none(),
+            "SEQLAYERS_REQUIRE_PRETRAINED is set but {why}"
+        );
+        println!("skipped: {why}");
         return;
     };
     let encoder = load_bert::<Cpu>(&dir, &dev()).unwrap();
