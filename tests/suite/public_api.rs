@@ -547,4 +547,30 @@ fn train_config_is_a_burn_config() {
             patience: 4
         })
     );
+    // Every optimizer, with its hyper-parameters, survives the JSON file.
+    for optimizer in [
+        OptimizerKind::Adam,
+        OptimizerKind::sgd(0.9),
+        OptimizerKind::Sgd {
+            momentum: 0.8,
+            dampening: 0.1,
+            nesterov: true,
+            weight_decay: 1e-4,
+        },
+        OptimizerKind::rms_prop(),
+        OptimizerKind::RmsProp {
+            alpha: 0.9,
+            momentum: 0.5,
+            epsilon: 1e-6,
+            centered: true,
+            weight_decay: 0.01,
+        },
+        OptimizerKind::ada_grad(),
+    ] {
+        let config = TrainConfig::new().with_optimizer(optimizer);
+        config.save(&path).unwrap();
+        let loaded = TrainConfig::load(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!(loaded, config, "{}", optimizer.name());
+    }
 }
