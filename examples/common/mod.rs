@@ -1,9 +1,10 @@
 //! The experiment drivers of the homework examples (the library stays a library): the shared
 //! flags ([`cli::RunArgs`], one meaning of `--seed`/`--seeds`), the one driver
-//! ([`driver::Experiment`], [`driver::drive`]: options → runs → CSV → report → plots), the five
-//! experiments (`induction_head`, `associative_recall`, `copying`, `pig_latin`, `tiny_gpt`), the
-//! one percentage formatter ([`report::percent`]), a progress display, plotting and backend
-//! selection. `tests/suite` mounts this folder to run the `--quick` versions as tests.
+//! ([`driver::Experiment`], [`driver::drive`]: options → runs → CSV → report → plots), the six
+//! experiments (`induction_head`, `associative_recall`, `copying`, `pig_latin`, `tiny_gpt`,
+//! `sentiment`), the one percentage formatter ([`report::percent`]), a progress display,
+//! plotting and backend selection. `tests/suite` mounts this folder to run the `--quick`
+//! versions as tests.
 //!
 //! **A folder, not a workspace member crate** (issue 22, item 5). A `seqlayers-experiments`
 //! member would be a real library: compiled once instead of once per example that mounts it and
@@ -32,6 +33,7 @@ pub mod plot;
 pub mod progress;
 pub mod recall;
 pub mod report;
+pub mod sentiment;
 pub mod tiny_gpt;
 
 use plot::Series;

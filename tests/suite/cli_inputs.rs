@@ -16,6 +16,7 @@ use crate::harness::cli::{CliError, EXIT_FAILURE, EXIT_USAGE, RecallArgs, read_t
 use crate::harness::copying::{CopyingArgs, copying_options};
 use crate::harness::induction_head::induction_head_options;
 use crate::harness::pig_latin::{PigLatinArgs, pig_latin_options};
+use crate::harness::sentiment::{SentimentArgs, sentiment_options};
 use crate::harness::tiny_gpt::{
     TinyGptArgs, TinyGptMode, VocabularyFile, generate_vocabulary, train_options,
 };
@@ -116,6 +117,10 @@ fn check(example: &str, args: &[String]) -> Result<(), (i32, String)> {
         "pig_latin" => {
             let a = PigLatinArgs::try_parse_from(argv).map_err(clap_error)?;
             pig_latin_options(&a).map(drop).map_err(ours)
+        }
+        "sentiment" => {
+            let a = SentimentArgs::try_parse_from(argv).map_err(clap_error)?;
+            sentiment_options(&a).map(drop).map_err(ours)
         }
         other => panic!("no example {other}"),
     }
@@ -690,6 +695,117 @@ const BAD: &[(&str, &[&str], &str)] = &[
         &["--device", "tpu"],
         "--device `tpu` is unknown",
     ),
+    // --- sentiment ---
+    (
+        "sentiment",
+        &["--quick", "--max-length", "0"],
+        "--max-length must be at least 1",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--max-length", "2"],
+        "--max-length 2: a sentence needs [CLS], [SEP] and at least one token",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--max-length", "65"],
+        "--max-length 65 exceeds the model's 64 positions",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--epochs", "0"],
+        "--epochs must be at least 1",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--scratch-epochs", "0"],
+        "--scratch-epochs must be at least 1",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--steps", "5"],
+        "--steps does not apply: sentiment trains by epochs",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--jobs", "2"],
+        "--jobs 2: sentiment trains one model at a time",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--seeds", "1,2"],
+        "--seeds: sentiment runs one seed",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--grid-batch", "16,0"],
+        "--grid-batch lists 0",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--grid-batch", "16,16"],
+        "--grid-batch lists `16` twice",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--grid-lr", "0"],
+        "--grid-lr must be a number above 0",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--grid-lr", "1e-3,0.001"],
+        "--grid-lr lists `0.001` twice",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--optimizers", "lbfgs"],
+        "--optimizers: unknown optimizer `lbfgs`",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--optimizers", "sgd:fast"],
+        "`fast` in `sgd:fast` is not a learning rate",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--optimizers", "sgd:0"],
+        "the learning rate must be a number above 0",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--optimizers", "sgd,sgd:0.1"],
+        "--optimizers lists `sgd` twice",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--optimizers", "none,sgd"],
+        "--optimizers none: give `none` alone",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--baselines", "probe,bow"],
+        "--baselines: unknown baseline `bow`",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--baselines", "probe,probe"],
+        "--baselines lists `probe` twice",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--pooling", "max"],
+        "invalid value 'max' for '--pooling",
+    ),
+    (
+        "sentiment",
+        &["--model-dir", "{tmp}/nowhere"],
+        "run `bash scripts/fetch_pretrained.sh`",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--device", "tpu"],
+        "--device `tpu` is unknown",
+    ),
     // --- the shared seed flags: one seed where there is no across-seed report ---
     (
         "pig_latin",
@@ -752,6 +868,33 @@ const GOOD: &[(&str, &[&str])] = &[
     ("pig_latin", &["--quick", "--words", "{tmp}/words.txt"]),
     ("pig_latin", &["--quick", "--seeds", "3"]),
     ("tiny_gpt", &["train", "--quick", "--seed", "3"]),
+    ("sentiment", &["--quick"]),
+    (
+        "sentiment",
+        &[
+            "--quick",
+            "--optimizers",
+            "none",
+            "--baselines",
+            "probe,mamba",
+            "--pooling",
+            "cls",
+            "--max-length",
+            "64",
+            "--seed",
+            "2",
+        ],
+    ),
+    (
+        "sentiment",
+        &[
+            "--quick",
+            "--optimizers",
+            "adagrad:0.05,sgd",
+            "--search-train",
+            "0",
+        ],
+    ),
 ];
 
 #[test]

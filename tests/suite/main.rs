@@ -29,6 +29,7 @@ mod routing;
 mod scan_agreement;
 mod scan_grad;
 mod scan_util;
+mod sentiment_quick;
 mod simd_dispatch;
 mod simd_levels;
 mod stack;
