@@ -197,25 +197,31 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// when the bad value sits at a padded or future position. Other rows are unaffected. Use
     /// [`ensure_finite`](crate::error::ensure_finite) first for a typed error.
     pub fn try_attend(&self, input: AttentionInput<B>) -> Result<Tensor<B, 3>> {
+        self.check_attention_input(&input)?;
         let AttentionInput {
             queries,
             key_values,
             padding,
         } = input;
-        match key_values {
+        Ok(match key_values {
+            KeyValues::Own => self.forward_masked(queries, padding),
+            KeyValues::Context(context) => self.forward_cross(queries, context, padding),
+            KeyValues::Cached(kv) => self.forward_cross_cached(queries, &kv),
+        })
+    }
+
+    /// The O(1) checks of [`try_attend`](Self::try_attend) and
+    /// [`attend_with_weights`](Self::attend_with_weights).
+    fn check_attention_input(&self, input: &AttentionInput<B>) -> Result<()> {
+        let padding = input.padding.as_ref();
+        match &input.key_values {
             KeyValues::Own => {
-                let [batch, len] = self.check_input("self-attention input [B, L, D]", &queries)?;
-                check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
-                Ok(self.forward_masked(queries, padding))
+                let [batch, len] =
+                    self.check_input("self-attention input [B, L, D]", &input.queries)?;
+                check_padding("key padding mask [B, L]", padding, batch, len)
             }
-            KeyValues::Context(context) => {
-                self.check_cross(&queries, &context, padding.as_ref())?;
-                Ok(self.forward_cross(queries, context, padding))
-            }
-            KeyValues::Cached(kv) => {
-                self.check_cached(&queries, &kv, padding.as_ref())?;
-                Ok(self.forward_cross_cached(queries, &kv))
-            }
+            KeyValues::Context(context) => self.check_cross(&input.queries, context, padding),
+            KeyValues::Cached(kv) => self.check_cached(&input.queries, kv, padding),
         }
     }
 
@@ -226,30 +232,25 @@ impl<B: Backend> MultiHeadAttention<B> {
         &self,
         input: AttentionInput<B>,
     ) -> Result<(Tensor<B, 3>, Tensor<B, 4>)> {
+        self.check_attention_input(&input)?;
         let AttentionInput {
             queries,
             key_values,
             padding,
         } = input;
-        match key_values {
-            KeyValues::Own => {
-                let [batch, len] = self.check_input("self-attention input [B, L, D]", &queries)?;
-                check_padding("key padding mask [B, L]", padding.as_ref(), batch, len)?;
-                Ok(self.self_attention(queries, padding))
-            }
+        Ok(match key_values {
+            KeyValues::Own => self.self_attention(queries, padding),
             KeyValues::Context(context) => {
-                self.check_cross(&queries, &context, padding.as_ref())?;
                 let (q, k, v) = self.project_cross(queries, context);
                 let mask = ScoreMask::none().with_key_padding(padding);
-                Ok(self.attend_heads_with_weights(q, k, v, &mask))
+                self.attend_heads_with_weights(q, k, v, &mask)
             }
             KeyValues::Cached(kv) => {
-                self.check_cached(&queries, &kv, padding.as_ref())?;
                 let q = self.project_queries(queries); // [B, H, Lq, d_head]
                 let mask = ScoreMask::none().with_key_padding(kv.padding.clone());
-                Ok(self.attend_heads_with_weights(q, kv.keys, kv.values, &mask))
+                self.attend_heads_with_weights(q, kv.keys, kv.values, &mask)
             }
-        }
+        })
     }
 
     /// Errors unless `queries` fit the layer and the batch of the cached `kv`, with no padding
