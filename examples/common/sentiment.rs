@@ -1819,9 +1819,9 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
         s,
         "Every run: constant learning rate, gradient norm clipped at {}, cross-entropy; after each \
          epoch the model is scored in evaluation mode on the whole validation set and on a fixed \
-         sample of as many training sentences, and the epoch with the best validation accuracy is \
-         kept (its test accuracy is in `summary.csv`).\n",
-        o.grad_clip
+         sample of {} training sentences (the first of the run's training set), and the epoch with \
+         the best validation accuracy is kept.\n",
+        o.grad_clip, o.train_sample
     );
 
     // Q1
@@ -2009,9 +2009,7 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
                 {
                     "The curves part: the training loss keeps falling while the validation \
                      loss rises — the model starts to fit its training sentences (memorizing) \
-                     faster than it learns what carries over; the pretrained encoder starts \
-                     close to a good solution, so most of the validation gain comes in the \
-                     first epoch."
+                     faster than it learns what carries over."
                 } else if trained.len() > 1 {
                     "Training and validation curves move together over these epochs: no sign of \
                      over-fitting yet."
@@ -2019,6 +2017,18 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
                     "One epoch: no trend to read."
                 }
             );
+            if let Some(start) = f.at(0) {
+                let total = bv.validation.accuracy - start.validation.accuracy;
+                if total > 0.0 && bv.epoch > 1 {
+                    let _ = writeln!(
+                        s,
+                        "Of the validation gain from the untrained head ({}) to the best epoch, \
+                         {:.0}% came in the first epoch.\n",
+                        pct(start.validation.accuracy),
+                        100.0 * (first.validation.accuracy - start.validation.accuracy) / total
+                    );
+                }
+            }
         }
     }
     s.push_str(
@@ -2047,9 +2057,9 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
         let _ = writeln!(
             s,
             "**Q4.5** Optimizers at batch {}, {} epochs on {} sentences, each at a learning rate \
-             suited to it (SGD's step is lr · g, so with momentum 0.9 it needs a far larger rate \
-             than the adaptive methods, whose steps are normalized to about lr per parameter: at \
-             AdamW's {} SGD would barely move), `optimizers.png`:\n",
+             suited to it (SGD's step is lr · g, up to 10× that with momentum 0.9, not normalized \
+             per parameter as in the adaptive methods, whose steps are about lr, so SGD runs at a \
+             far larger rate than AdamW's {}), `optimizers.png`:\n",
             o.batch, o.epochs, opt_runs[0].run.train_size, o.lr
         );
         s.push_str("| optimizer | lr | train loss, epoch 1 → last | val acc per epoch | best val acc | s/step |\n|---|---|---|---|---|---|\n");
@@ -2083,11 +2093,35 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
                 .total_cmp(&b.best().validation.accuracy)
         });
         if let Some(b) = best {
+            let fell: Vec<String> = opt_runs
+                .iter()
+                .filter_map(|r| {
+                    let last = r.trained().last()?;
+                    (r.best().validation.accuracy - last.validation.accuracy > 0.02).then(|| {
+                        format!(
+                            "{} ({} at epoch {} → {} at epoch {})",
+                            r.run.optimizer.name(),
+                            pct(r.best().validation.accuracy),
+                            r.best_epoch,
+                            pct(last.validation.accuracy),
+                            last.epoch
+                        )
+                    })
+                })
+                .collect();
             let _ = writeln!(
                 s,
-                "\nBest validation accuracy: {} ({}).\n",
+                "\nBest validation accuracy: {} ({}).{}\n",
                 b.run.optimizer.name(),
-                pct(b.best().validation.accuracy)
+                pct(b.best().validation.accuracy),
+                if fell.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " Fell more than 2 points below its best by the last epoch: {}.",
+                        fell.join("; ")
+                    )
+                }
             );
         }
     }
@@ -2225,6 +2259,18 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
                  from-scratch runs show what the same data teaches without pretraining \
                  (`baselines.png`: validation accuracy per epoch).\n",
                 parts.join("; ")
+            );
+        }
+        let rising: Vec<String> = baselines
+            .iter()
+            .filter(|r| r.best_epoch == r.run.epochs && r.run.epochs > 1)
+            .map(|r| format!("{} ({} epochs)", r.run.model.name(), r.run.epochs))
+            .collect();
+        if !rising.is_empty() {
+            let _ = writeln!(
+                s,
+                "Best at their last epoch, so more epochs might still help: {}.\n",
+                rising.join(", ")
             );
         }
     }
