@@ -12,10 +12,10 @@ works here: Debian 12's `python3-torch` (1.13, 152 MB download, 650 MB installed
 whose import does not need torch 2 (3.x imports the transformers Trainer):
 
     apt-get install --no-install-recommends python3-torch
-    /usr/bin/python3 -m venv --system-site-packages /tmp/fxenv
-    echo "numpy==1.24.2" > /tmp/np.txt   # keep Debian's numpy (torch 1.13 is built against it)
-    /tmp/fxenv/bin/pip install -c /tmp/np.txt "transformers==4.49.0" "sentence-transformers==2.7.0"
-    /tmp/fxenv/bin/python scripts/make_pretrained_fixtures.py
+    python3 -m venv --system-site-packages .venv-fixtures   # Debian's python3, which has torch
+    # keep Debian's numpy (torch 1.13 is built against it)
+    .venv-fixtures/bin/pip install "numpy==1.24.2" "transformers==4.49.0" "sentence-transformers==2.7.0"
+    .venv-fixtures/bin/python scripts/make_pretrained_fixtures.py
 
 Outputs (each folder has expected.json and expected.safetensors with the same tensors):
 

@@ -791,7 +791,7 @@ pub fn movie_review_data(o: &SentimentOptions) -> Result<Dataset> {
         source: format!(
             "{} rated movie-review sentences (`{}`)",
             reviews.len(),
-            o.reviews.display()
+            portable(&o.reviews)
         ),
         total: reviews.len(),
         dropped,
@@ -1792,6 +1792,15 @@ fn minutes(s: f64) -> String {
 
 /// `report.md`: the setting, answers to the seed's questions Q1–Q5 in this crate's terms, and
 /// the tables, computed from the numbers.
+/// `path` for a committed report: inside the cache folder as `$SEQLAYERS_CACHE/…` (the folder
+/// `scripts/fetch_pretrained.sh` fills, which differs between machines), otherwise as given.
+fn portable(path: &Path) -> String {
+    match cache_dir().and_then(|cache| path.strip_prefix(cache).ok().map(Path::to_path_buf)) {
+        Some(inside) => format!("$SEQLAYERS_CACHE/{}", inside.display()),
+        None => path.display().to_string(),
+    }
+}
+
 pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
     let d = &out.data;
     let mut s = String::from("# Movie-review sentiment: fine-tuning MiniLM (seed 004 §3)\n\n");
@@ -1802,7 +1811,7 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
     } else {
         format!(
             "all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads; `{}`)",
-            o.model_dir.display()
+            portable(&o.model_dir)
         )
     };
     let _ = writeln!(
