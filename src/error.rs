@@ -218,6 +218,31 @@ pub fn ensure_nonzero(name: &'static str, value: usize) -> Result<()> {
     }
 }
 
+/// [`SeqError::OutOfRange`] naming `name` unless `value` is finite and `> 0`: the one check of
+/// the crate's positive real settings (rates, epsilons, scales).
+pub(crate) fn ensure_positive(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(SeqError::OutOfRange {
+        name,
+        value,
+        expected: "a finite value > 0",
+    })
+}
+
+/// [`SeqError::OutOfRange`] naming `name` unless `value` is finite and `≥ 0`.
+pub(crate) fn ensure_non_negative(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        return Ok(());
+    }
+    Err(SeqError::OutOfRange {
+        name,
+        value,
+        expected: "a finite value ≥ 0",
+    })
+}
+
 /// `Err(ShapeMismatch)` naming `what` unless the shape `got` equals `expected`: the one shape
 /// check of the crate's `try_` entry points.
 pub(crate) fn ensure_shape(what: &'static str, expected: &[usize], got: &[usize]) -> Result<()> {

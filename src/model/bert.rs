@@ -40,7 +40,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::attention::{AttentionBlock, AttentionConfig, AttentionInput};
-use crate::error::{SeqError, ensure_nonzero, ensure_shape};
+use crate::error::{SeqError, ensure_nonzero, ensure_positive, ensure_shape};
 use crate::init::materialize;
 use crate::linear;
 use crate::nn::{MlpBlock, MlpConfig, NormKind, NormPlacement, Residual};
@@ -156,13 +156,7 @@ impl BertConfig {
             ("layer_norm_eps", self.layer_norm_eps),
             ("initializer_range", self.initializer_range),
         ] {
-            if !(value.is_finite() && value > 0.0) {
-                return Err(SeqError::OutOfRange {
-                    name,
-                    value,
-                    expected: "a finite value > 0",
-                });
-            }
+            ensure_positive(name, value)?;
         }
         Ok(())
     }

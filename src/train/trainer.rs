@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 
 use super::objective::{SequenceModel, batch_loss, evaluate_batch};
 use crate::data::{Batch, Metric, Task};
-use crate::error::{SeqError, ensure_nonzero};
+use crate::error::{SeqError, ensure_non_negative, ensure_nonzero, ensure_positive};
 
 /// Which optimizer to train with (burn-optim's implementations; the learning rate, its
 /// schedule and gradient clipping come from [`TrainConfig`]).
@@ -135,32 +135,10 @@ impl OptimizerKind {
                 })
             }
         };
-        let non_negative = |name: &'static str, value: f64| {
-            if value.is_finite() && value >= 0.0 {
-                Ok(())
-            } else {
-                Err(SeqError::OutOfRange {
-                    name,
-                    value,
-                    expected: "a finite value ≥ 0",
-                })
-            }
-        };
-        let positive = |name: &'static str, value: f64| {
-            if value.is_finite() && value > 0.0 {
-                Ok(())
-            } else {
-                Err(SeqError::OutOfRange {
-                    name,
-                    value,
-                    expected: "a finite value > 0",
-                })
-            }
-        };
         match *self {
             OptimizerKind::Adam => Ok(()),
             OptimizerKind::AdamW { weight_decay } => {
-                non_negative("optimizer.weight_decay", weight_decay as f64)
+                ensure_non_negative("optimizer.weight_decay", weight_decay as f64)
             }
             OptimizerKind::Sgd {
                 momentum,
@@ -170,7 +148,7 @@ impl OptimizerKind {
             } => {
                 in_unit("optimizer.momentum", momentum)?;
                 in_unit("optimizer.dampening", dampening)?;
-                non_negative("optimizer.weight_decay", weight_decay as f64)
+                ensure_non_negative("optimizer.weight_decay", weight_decay as f64)
             }
             OptimizerKind::RmsProp {
                 alpha,
@@ -181,17 +159,17 @@ impl OptimizerKind {
             } => {
                 in_unit("optimizer.alpha", alpha as f64)?;
                 in_unit("optimizer.momentum", momentum as f64)?;
-                positive("optimizer.epsilon", epsilon as f64)?;
-                non_negative("optimizer.weight_decay", weight_decay as f64)
+                ensure_positive("optimizer.epsilon", epsilon as f64)?;
+                ensure_non_negative("optimizer.weight_decay", weight_decay as f64)
             }
             OptimizerKind::AdaGrad {
                 lr_decay,
                 epsilon,
                 weight_decay,
             } => {
-                non_negative("optimizer.lr_decay", lr_decay)?;
-                positive("optimizer.epsilon", epsilon as f64)?;
-                non_negative("optimizer.weight_decay", weight_decay as f64)
+                ensure_non_negative("optimizer.lr_decay", lr_decay)?;
+                ensure_positive("optimizer.epsilon", epsilon as f64)?;
+                ensure_non_negative("optimizer.weight_decay", weight_decay as f64)
             }
         }
     }
@@ -420,13 +398,7 @@ impl TrainConfig {
         ensure_nonzero("eval_every", self.eval_every)?;
         ensure_nonzero("test_batch", self.test_batch)?;
         self.optimizer.validate()?;
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(SeqError::OutOfRange {
-                name: "lr",
-                value: self.lr,
-                expected: "a finite value > 0",
-            });
-        }
+        ensure_positive("lr", self.lr)?;
         if let Some(clip) = self.grad_clip
             && !(clip.is_finite() && clip > 0.0)
         {
@@ -457,13 +429,7 @@ impl TrainConfig {
         }
         if let Some(stop) = self.plateau_stop {
             ensure_nonzero("plateau_stop.patience", stop.patience)?;
-            if !(stop.min_delta.is_finite() && stop.min_delta >= 0.0) {
-                return Err(SeqError::OutOfRange {
-                    name: "plateau_stop.min_delta",
-                    value: stop.min_delta,
-                    expected: "a finite value ≥ 0",
-                });
-            }
+            ensure_non_negative("plateau_stop.min_delta", stop.min_delta)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use super::block::MambaBlock;
 use super::conv::CausalConv1d;
 use super::init;
 use super::mixer::Mamba;
-use crate::error::{SeqError, ensure_nonzero};
+use crate::error::{SeqError, ensure_nonzero, ensure_positive};
 use crate::init::materialize;
 use crate::nn::{NormKind, NormPlacement, Residual};
 use crate::ssm::discretization::Discretization;
@@ -89,10 +89,10 @@ impl MambaConfig {
                 self.expand, self.d_model
             )));
         }
-        positive("dt_min", self.dt_min)?;
-        positive("dt_max", self.dt_max)?;
-        positive("dt_scale", self.dt_scale)?;
-        positive("norm_eps", self.norm_eps)?;
+        ensure_positive("dt_min", self.dt_min)?;
+        ensure_positive("dt_max", self.dt_max)?;
+        ensure_positive("dt_scale", self.dt_scale)?;
+        ensure_positive("norm_eps", self.norm_eps)?;
         if !(self.dt_init_floor.is_finite() && self.dt_init_floor >= 0.0) {
             return Err(SeqError::OutOfRange {
                 name: "dt_init_floor",
@@ -170,18 +170,5 @@ impl MambaConfig {
     pub fn init_block<B: Backend>(&self, device: &B::Device) -> MambaBlock<B> {
         self.try_init_block(device)
             .unwrap_or_else(|e| panic!("invalid MambaConfig: {e}"))
-    }
-}
-
-/// `value` must be finite and strictly positive.
-fn positive(name: &'static str, value: f64) -> crate::Result<()> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(SeqError::OutOfRange {
-            name,
-            value,
-            expected: "a finite value > 0",
-        })
     }
 }
