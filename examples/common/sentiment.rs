@@ -86,7 +86,7 @@ use super::driver::{Experiment, execute};
 use super::parallel::init_locked;
 use super::plot::{Series, line_plot};
 use super::progress::Progress;
-use super::report::pct;
+use super::report::{pct, percent};
 use super::warn_on_error;
 
 /// The folder of the tiny random BERT fixture that `--quick` fine-tunes.
@@ -145,6 +145,10 @@ pub struct SentimentArgs {
     /// `SentimentOptions::group_by_length`).
     #[arg(long)]
     pub no_length_groups: bool,
+    /// No search: the final model is AdamW at `--batch`, `--lr` for `--epochs` on the whole
+    /// training set (the best validation epoch kept), e.g. the setting an earlier search chose.
+    #[arg(long)]
+    pub no_search: bool,
     /// Folder of the pretrained model (config.json, model.safetensors, tokenizer.json; default:
     /// the cache folder's all-minilm-l6-v2).
     #[arg(long)]
@@ -154,8 +158,10 @@ pub struct SentimentArgs {
     #[arg(long)]
     pub reviews: Option<PathBuf>,
     /// The shared flags ([`RunArgs`]): `--lr` and `--batch` are AdamW's setting in the optimizer
-    /// comparison and the baselines' batch; one seed (split, order, initialization, dropout);
-    /// `--steps` does not apply (training counts epochs).
+    /// comparison and the baselines' batch; `--seed` seeds the split, order, initialization and
+    /// dropout; `--seeds a,b,c` runs the search and the optimizer comparison on the first seed,
+    /// and the final model and the baselines once per seed (the first seed's split throughout),
+    /// reported as mean and range; `--steps` does not apply (training counts epochs).
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -297,6 +303,12 @@ pub struct SentimentOptions {
     pub out_dir: PathBuf,
     /// Seed of the split, the data order, the initializations and dropout.
     pub seed: u64,
+    /// Further seeds of the final comparison: the final model and the baselines are trained
+    /// again with each (data order, initialization, dropout; the split stays `seed`'s).
+    pub extra_seeds: Vec<u64>,
+    /// Run the search; without it the final model is AdamW at (`batch`, `lr`) for `epochs`
+    /// epochs on the whole training set.
+    pub search: bool,
     /// Folder with config.json, model.safetensors (and tokenizer.json unless `quick`).
     pub model_dir: PathBuf,
     /// The rated sentences (unused when `quick`).
@@ -364,6 +376,8 @@ impl Default for SentimentOptions {
             quick: false,
             out_dir: PathBuf::from("results/sentiment"),
             seed: 0,
+            extra_seeds: Vec::new(),
+            search: true,
             model_dir: cache.join(MINILM_DIR),
             reviews: cache.join(MOVIE_REVIEWS_FILE),
             quick_sentences: 400,
@@ -480,7 +494,10 @@ pub fn sentiment_options(args: &SentimentArgs) -> std::result::Result<SentimentO
     if run.quick {
         o = o.quick();
     }
-    o.seed = run.one_seed("sentiment")?;
+    let seeds = run.seeds();
+    o.seed = seeds[0];
+    o.extra_seeds = seeds[1..].to_vec();
+    o.search = !args.no_search;
     o.out_dir = run.out_dir("sentiment");
     o.max_length = args.max_length.unwrap_or(o.max_length);
     o.epochs = args.epochs.unwrap_or(o.epochs);
@@ -1066,6 +1083,8 @@ pub struct Run {
     pub epochs: usize,
     /// Training sentences (the first of the seeded training split).
     pub train_size: usize,
+    /// Seed of the data order, the initialization and dropout.
+    pub seed: u64,
 }
 
 impl Run {
@@ -1169,8 +1188,10 @@ pub struct SentimentOutcome {
     pub data: DataSummary,
     /// Padded shape `[B, L]` of the first training batch of the final run.
     pub example_batch: [usize; 2],
-    /// Every run, in order: search, optimizer comparison, final, baselines.
+    /// Every run of the first seed, in order: search, optimizer comparison, final, baselines.
     pub runs: Vec<RunOutcome>,
+    /// The final model and the baselines again with each further seed, seed by seed.
+    pub repeats: Vec<RunOutcome>,
     /// The search's choice: run index and epoch.
     pub selected: Option<(usize, usize)>,
     /// Index of the final model's run.
@@ -1211,7 +1232,7 @@ where
         .with_schedule(LrSchedule::Constant)
         .with_grad_clip(Some(o.grad_clip))
         .with_early_stop(None)
-        .with_seed(o.seed);
+        .with_seed(run.seed);
     let mut stepper = TrainStep::<B, M>::new(&config)?;
     let validation = eval_batches(&data.validation, data.pad_id, o.eval_batch);
     let sample: Vec<Example> = data
@@ -1254,7 +1275,7 @@ where
     let mut model = model;
     let mut order: Vec<usize> = (0..train.len()).collect();
     // The data order's own stream (the trainer's convention: `seed` draws the batches).
-    let mut rng = StdRng::seed_from_u64(o.seed);
+    let mut rng = StdRng::seed_from_u64(run.seed);
     let mut diverged = None;
     let mut train_time = 0.0;
     'epochs: for epoch in 1..=run.epochs {
@@ -1389,10 +1410,11 @@ pub fn epoch_batches(
 fn bert_classifier<B: AutodiffBackend>(
     o: &SentimentOptions,
     pretrained: bool,
+    seed: u64,
     device: &B::Device,
 ) -> Result<BertClassifier<B>> {
     init_locked(|| {
-        B::seed(device, o.seed);
+        B::seed(device, seed);
         let encoder = if pretrained {
             load_bert::<B>(&o.model_dir, device)?
         } else {
@@ -1416,7 +1438,8 @@ pub fn run_one<B: AutodiffBackend>(
     let started = Instant::now();
     let mut outcome = match run.model {
         ModelKind::FineTune | ModelKind::Scratch => {
-            let model = bert_classifier::<B>(o, run.model == ModelKind::FineTune, device)?;
+            let model =
+                bert_classifier::<B>(o, run.model == ModelKind::FineTune, run.seed, device)?;
             let trained = model.num_params();
             fit(model, run, data, o, device, trained)?.0
         }
@@ -1427,7 +1450,7 @@ pub fn run_one<B: AutodiffBackend>(
                 probe_features(&encoder, data, o.pooling.bert(), o.eval_batch, device)?;
             let d = features.dims()[1];
             let model = init_locked(|| {
-                B::seed(device, o.seed);
+                B::seed(device, run.seed);
                 FeatureProbe::<B> {
                     features: Tensor::from_inner(features),
                     head: LinearConfig::new(d, 2).init(device),
@@ -1441,7 +1464,7 @@ pub fn run_one<B: AutodiffBackend>(
         ModelKind::Transformer | ModelKind::Mamba => {
             let stack = small_stack(run.model, o.small_width)?;
             let model = init_locked(|| -> Result<StackSentiment<B>> {
-                B::seed(device, o.seed);
+                B::seed(device, run.seed);
                 let body = LanguageModelConfig::new(stack, data.vocab_size)
                     .with_tie_embeddings(true)
                     .try_init::<B>(device)?;
@@ -1484,7 +1507,7 @@ fn eval_timing<B: AutodiffBackend>(
     data: &Dataset,
     device: &B::Device,
 ) -> Result<EvalTiming> {
-    let model = bert_classifier::<B>(o, true, device)?;
+    let model = bert_classifier::<B>(o, true, o.seed, device)?;
     let batches = eval_batches(&data.validation, data.pad_id, o.eval_batch);
     let batch = batches
         .last()
@@ -1511,7 +1534,8 @@ pub fn planned_runs(o: &SentimentOptions, train_len: usize) -> Vec<Run> {
         weight_decay: WEIGHT_DECAY,
     };
     let mut runs = Vec::new();
-    for &batch in &o.grid_batch {
+    let grid_batch: &[usize] = if o.search { &o.grid_batch } else { &[] };
+    for &batch in grid_batch {
         for &lr in &o.grid_lr {
             runs.push(Run {
                 role: Role::Search,
@@ -1521,6 +1545,7 @@ pub fn planned_runs(o: &SentimentOptions, train_len: usize) -> Vec<Run> {
                 batch,
                 epochs: o.epochs,
                 train_size: search_size,
+                seed: o.seed,
             });
         }
     }
@@ -1533,6 +1558,7 @@ pub fn planned_runs(o: &SentimentOptions, train_len: usize) -> Vec<Run> {
             batch: o.batch,
             epochs: o.epochs,
             train_size: search_size,
+            seed: o.seed,
         };
         let in_grid = runs
             .iter()
@@ -1551,8 +1577,8 @@ pub fn planned_runs(o: &SentimentOptions, train_len: usize) -> Vec<Run> {
     runs
 }
 
-/// The baselines' runs on the whole training set.
-pub fn baseline_runs(o: &SentimentOptions, train_len: usize) -> Vec<Run> {
+/// The baselines' runs on the whole training set, with `seed`.
+pub fn baseline_runs(o: &SentimentOptions, train_len: usize, seed: u64) -> Vec<Run> {
     let adamw = OptimizerKind::AdamW {
         weight_decay: WEIGHT_DECAY,
     };
@@ -1573,6 +1599,7 @@ pub fn baseline_runs(o: &SentimentOptions, train_len: usize) -> Vec<Run> {
                 _ => o.baseline_epochs,
             },
             train_size: train_len,
+            seed,
         })
         .collect()
 }
@@ -1615,23 +1642,49 @@ pub fn run_sentiment<B: AutodiffBackend>(
     }
     let selected = select(&runs);
     let mut final_run = None;
-    if let Some((i, epoch)) = selected {
-        let chosen = runs[i].run;
-        if chosen.train_size < train_len {
-            let run = Run {
+    let chosen = match selected {
+        Some((i, epoch)) if runs[i].run.train_size == train_len => {
+            final_run = Some(i);
+            Some(Run {
                 role: Role::Final,
                 epochs: epoch,
-                train_size: train_len,
-                ..chosen
-            };
-            runs.push(run_one::<B>(o, &run, &data, device)?);
-            final_run = Some(runs.len() - 1);
-        } else {
-            final_run = Some(i);
+                ..runs[i].run
+            })
         }
-    }
-    for run in baseline_runs(o, train_len) {
+        Some((i, epoch)) => Some(Run {
+            role: Role::Final,
+            epochs: epoch,
+            train_size: train_len,
+            ..runs[i].run
+        }),
+        None if !o.search => Some(Run {
+            role: Role::Final,
+            model: ModelKind::FineTune,
+            optimizer: OptimizerKind::AdamW {
+                weight_decay: WEIGHT_DECAY,
+            },
+            lr: o.lr,
+            batch: o.batch,
+            epochs: o.epochs,
+            train_size: train_len,
+            seed: o.seed,
+        }),
+        None => None,
+    };
+    if let (Some(run), None) = (chosen, final_run) {
         runs.push(run_one::<B>(o, &run, &data, device)?);
+        final_run = Some(runs.len() - 1);
+    }
+    for run in baseline_runs(o, train_len, o.seed) {
+        runs.push(run_one::<B>(o, &run, &data, device)?);
+    }
+    // The final comparison again with every further seed (the split stays the first seed's).
+    let mut repeats = Vec::new();
+    for &seed in &o.extra_seeds {
+        let again = chosen.map(|run| Run { seed, ..run });
+        for run in again.into_iter().chain(baseline_runs(o, train_len, seed)) {
+            repeats.push(run_one::<B>(o, &run, &data, device)?);
+        }
     }
     let eval_timing = Some(eval_timing::<B>(o, &data, device)?);
     let first = final_run.map(|i| runs[i].run).unwrap_or(Run {
@@ -1642,6 +1695,7 @@ pub fn run_sentiment<B: AutodiffBackend>(
         batch: o.batch,
         epochs: 1,
         train_size: train_len,
+        seed: o.seed,
     });
     // The final run's first batch, drawn as `fit` draws it.
     let mut rng = StdRng::seed_from_u64(o.seed);
@@ -1654,6 +1708,7 @@ pub fn run_sentiment<B: AutodiffBackend>(
         data: data.summary.clone(),
         example_batch: [example.batch, example.len],
         runs,
+        repeats,
         selected,
         final_run,
         eval_timing,
@@ -1727,18 +1782,19 @@ impl Experiment for Sentiment {
 /// `summary.csv` (one row per run) and `curves.csv` (one row per run and epoch).
 pub fn csv_files(outcome: &SentimentOutcome) -> Vec<(&'static str, String)> {
     let mut summary = String::from(
-        "role,model,optimizer,lr,batch,epochs,train_size,params,trained_params,steps,s_per_step,s_per_epoch,best_epoch,train_acc_at_best,val_loss_at_best,val_acc_at_best,test_loss,test_acc,diverged_at_step,wall_s\n",
+        "role,seed,model,optimizer,lr,batch,epochs,train_size,params,trained_params,steps,s_per_step,s_per_epoch,best_epoch,train_acc_at_best,val_loss_at_best,val_acc_at_best,test_loss,test_acc,diverged_at_step,wall_s\n",
     );
     let mut curves = String::from(
-        "role,model,optimizer,lr,batch,train_size,epoch,train_loss,train_eval_loss,train_eval_acc,val_loss,val_acc,train_s\n",
+        "role,seed,model,optimizer,lr,batch,train_size,epoch,train_loss,train_eval_loss,train_eval_acc,val_loss,val_acc,train_s\n",
     );
-    for r in &outcome.runs {
+    for r in outcome.runs.iter().chain(&outcome.repeats) {
         let run = &r.run;
         let best = r.best();
         let _ = writeln!(
             summary,
-            "{},{},{},{},{},{},{},{},{},{},{:.4},{:.2},{},{:.5},{:.5},{:.5},{:.5},{:.5},{},{:.1}",
+            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.2},{},{:.5},{:.5},{:.5},{:.5},{:.5},{},{:.1}",
             run.role.name(),
+            run.seed,
             run.model.name(),
             run.optimizer.name(),
             run.lr,
@@ -1762,8 +1818,9 @@ pub fn csv_files(outcome: &SentimentOutcome) -> Vec<(&'static str, String)> {
         for p in &r.curve {
             let _ = writeln!(
                 curves,
-                "{},{},{},{},{},{},{},{:.5},{:.5},{:.5},{:.5},{:.5},{:.2}",
+                "{},{},{},{},{},{},{},{},{:.5},{:.5},{:.5},{:.5},{:.5},{:.2}",
                 run.role.name(),
+                run.seed,
                 run.model.name(),
                 run.optimizer.name(),
                 run.lr,
@@ -1892,7 +1949,7 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
         d.validation,
         d.test,
         match o.search_train {
-            Some(n) if n < d.train => format!(
+            Some(n) if n < d.train && o.search => format!(
                 " The search and the optimizer comparison train on the first {n} training \
                  sentences (a seeded subset); the chosen setting is retrained on all {}.",
                 d.train
@@ -2215,6 +2272,18 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
                 }
             );
         }
+    } else if !o.search {
+        let _ = writeln!(
+            s,
+            "**Q4.6–Q4.7** No search in this run (`--no-search`): the final model is AdamW at batch \
+             {}, lr {}, {} epoch{} on all {} training sentences, the best validation epoch kept \
+             (the setting is given on the command line, e.g. the one a full run's search chose).\n",
+            o.batch,
+            o.lr,
+            o.epochs,
+            if o.epochs == 1 { "" } else { "s" },
+            d.train
+        );
     }
 
     // Q5 and baselines
@@ -2283,8 +2352,103 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
             );
         }
     }
+    s.push_str(&seed_section(o, out, &baselines));
     s.push_str(&time_section(o, out));
     s.push_str("## Files\n\n`summary.csv` (one row per run: setting, timing, the kept epoch's accuracies, its test accuracy), `curves.csv` (per run and epoch: training loss, training-sample and validation loss and accuracy), `curves.png` (Q4.1), `optimizers.png` / `optimizers_loss.png` (Q4.5), `search.png` (Q4.6), `baselines.png`.\n");
+    s
+}
+
+/// The final comparison across seeds: each model's test and validation accuracy as mean and
+/// range over the first seed's run (`compared`) and its repeats, and each baseline's distance
+/// from the fine-tuned model seed by seed.
+fn seed_section(o: &SentimentOptions, out: &SentimentOutcome, compared: &[&RunOutcome]) -> String {
+    if out.repeats.is_empty() || compared.is_empty() {
+        return String::new();
+    }
+    let seeds: Vec<u64> = std::iter::once(o.seed)
+        .chain(o.extra_seeds.iter().copied())
+        .collect();
+    let of_model = |model: ModelKind| -> Vec<&RunOutcome> {
+        compared
+            .iter()
+            .copied()
+            .filter(|r| r.run.model == model)
+            .chain(out.repeats.iter().filter(|r| r.run.model == model))
+            .collect()
+    };
+    let mut s = format!(
+        "### The final comparison on {} seeds\n\nSeeds {:?}: each seed draws the data order, \
+         the new head's (or the whole model's) initialization and dropout; the split is seed \
+         {}'s throughout, so every model is scored on the same {} test sentences. Mean \
+         (min–max) over the seeds:\n\n\
+         | model | test acc | val acc (kept epoch) | test acc per seed | kept epoch per seed |\n\
+         |---|---|---|---|---|\n",
+        seeds.len(),
+        seeds,
+        o.seed,
+        out.data.test
+    );
+    let mut fine_tuned: Vec<f64> = Vec::new();
+    for first in compared {
+        let runs = of_model(first.run.model);
+        let test: Vec<f64> = runs.iter().map(|r| r.test.accuracy).collect();
+        let val: Vec<f64> = runs.iter().map(|r| r.best().validation.accuracy).collect();
+        if first.run.model == ModelKind::FineTune {
+            fine_tuned = test.clone();
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            first.run.model.name(),
+            percent(&test, 1),
+            percent(&val, 1),
+            test.iter().map(|&a| pct(a)).collect::<Vec<_>>().join(", "),
+            runs.iter()
+                .map(|r| r.best_epoch.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if fine_tuned.len() == seeds.len() {
+        let mut parts = Vec::new();
+        for first in compared
+            .iter()
+            .filter(|r| r.run.model != ModelKind::FineTune)
+        {
+            let test: Vec<f64> = of_model(first.run.model)
+                .iter()
+                .map(|r| r.test.accuracy)
+                .collect();
+            if test.len() != fine_tuned.len() {
+                continue;
+            }
+            let gaps: Vec<f64> = fine_tuned
+                .iter()
+                .zip(&test)
+                .map(|(f, b)| 100.0 * (f - b))
+                .collect();
+            let lo = gaps.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = gaps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            parts.push(format!(
+                "{} by {:.1} to {:.1} points{}",
+                first.run.model.name(),
+                lo,
+                hi,
+                if lo > 0.0 {
+                    " (every seed)"
+                } else {
+                    " (not on every seed)"
+                }
+            ));
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nThe fine-tuned model's test accuracy above each baseline's, seed by seed: {}.\n",
+                parts.join("; ")
+            );
+        }
+    }
     s
 }
 
@@ -2311,6 +2475,22 @@ fn time_section(o: &SentimentOptions, out: &SentimentOutcome) -> String {
             "| {} | {} | {} | {} |",
             role.name(),
             runs.len(),
+            seen,
+            minutes(wall)
+        );
+    }
+    if !out.repeats.is_empty() {
+        let seen: usize = out
+            .repeats
+            .iter()
+            .map(|r| r.run.train_size * r.trained().count())
+            .sum();
+        let wall: f64 = out.repeats.iter().map(|r| r.wall_s).sum();
+        let _ = writeln!(
+            s,
+            "| final + baselines, seeds {:?} | {} | {} | {} |",
+            o.extra_seeds,
+            out.repeats.len(),
             seen,
             minutes(wall)
         );

@@ -733,8 +733,8 @@ const BAD: &[(&str, &[&str], &str)] = &[
     ),
     (
         "sentiment",
-        &["--quick", "--seeds", "1,2"],
-        "--seeds: sentiment runs one seed",
+        &["--quick", "--seeds", "1,2,1"],
+        "--seeds lists `1` twice",
     ),
     (
         "sentiment",

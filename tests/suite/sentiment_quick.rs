@@ -12,8 +12,8 @@ use seqlayers::model::{LanguageModelConfig, load_bert};
 use seqlayers::train::{SequenceModel, token_tensor};
 
 use crate::harness::sentiment::{
-    Example, ModelKind, Role, SentimentOptions, StackSentiment, batch_of, epoch_batches, sentiment,
-    small_stack,
+    Baseline, Example, ModelKind, Role, SentimentArgs, SentimentOptions, StackSentiment, batch_of,
+    epoch_batches, sentiment, sentiment_options, small_stack,
 };
 
 fn read(dir: &std::path::Path, name: &str) -> String {
@@ -128,6 +128,103 @@ fn sentiment_quick_writes_every_output() {
         "adagrad",
         "frozen encoder + linear probe",
         "small Mamba, from scratch",
+    ] {
+        assert!(report.contains(needle), "report misses {needle}:\n{report}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `--seeds 5,6 --no-search`: the final model (the command line's setting) and the baselines
+/// once per seed on the first seed's split, the across-seed table in the report, a `seed`
+/// column in the CSV files.
+#[test]
+fn sentiment_quick_repeats_the_final_comparison_per_seed() {
+    use clap::Parser;
+    let dir =
+        std::env::temp_dir().join(format!("seqlayers-sentiment-seeds-{}", std::process::id()));
+    let args = SentimentArgs::try_parse_from([
+        "sentiment",
+        "--quick",
+        "--seeds",
+        "5,6",
+        "--no-search",
+        "--optimizers",
+        "none",
+        "--baselines",
+        "probe,mamba",
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    let options = SentimentOptions {
+        progress: false,
+        ..sentiment_options(&args).unwrap()
+    };
+    assert_eq!(
+        (options.seed, options.extra_seeds.as_slice()),
+        (5, &[6][..])
+    );
+    assert!(!options.search);
+    assert_eq!(options.baselines, [Baseline::Probe, Baseline::Mamba]);
+    let out = sentiment::<CpuAutodiff>(&options, &Default::default()).unwrap();
+    let describe = |runs: &[crate::harness::sentiment::RunOutcome]| -> Vec<(Role, ModelKind, u64)> {
+        runs.iter()
+            .map(|r| (r.run.role, r.run.model, r.run.seed))
+            .collect()
+    };
+    let kinds = [ModelKind::FineTune, ModelKind::Probe, ModelKind::Mamba];
+    let roles = [Role::Final, Role::Baseline, Role::Baseline];
+    let expect = |seed| -> Vec<(Role, ModelKind, u64)> {
+        roles
+            .iter()
+            .zip(&kinds)
+            .map(|(&r, &k)| (r, k, seed))
+            .collect()
+    };
+    assert_eq!(describe(&out.runs), expect(5));
+    assert_eq!(describe(&out.repeats), expect(6));
+    assert_eq!(out.selected, None);
+    let (first, again) = (&out.runs[0].run, &out.repeats[0].run);
+    assert_eq!(
+        (first.lr, first.batch, first.epochs, first.train_size),
+        (options.lr, options.batch, options.epochs, out.data.train)
+    );
+    assert_eq!(
+        (again.lr, again.batch, again.epochs, again.train_size),
+        (first.lr, first.batch, first.epochs, first.train_size)
+    );
+    // Another seed trains another model on the same split: the same test set, other curves.
+    for (a, b) in out.runs.iter().zip(&out.repeats) {
+        assert_eq!(a.test.n, b.test.n);
+        assert_ne!(
+            a.curve
+                .iter()
+                .map(|p| p.train_loss)
+                .skip(1)
+                .collect::<Vec<_>>(),
+            b.curve
+                .iter()
+                .map(|p| p.train_loss)
+                .skip(1)
+                .collect::<Vec<_>>(),
+            "{:?}",
+            a.run
+        );
+    }
+    let summary = read(&dir, "summary.csv");
+    assert!(summary.starts_with("role,seed,"));
+    let seeds: Vec<&str> = summary
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(seeds, ["5", "5", "5", "6", "6", "6"]);
+    let report = read(&dir, "report.md");
+    for needle in [
+        "The final comparison on 2 seeds",
+        "Q4.6–Q4.7** No search",
+        "| fine-tuned |",
+        "The fine-tuned model's test accuracy above each baseline's",
     ] {
         assert!(report.contains(needle), "report misses {needle}:\n{report}");
     }
