@@ -2,7 +2,7 @@
 //! crate, and the query that reports it ([`kernels`], [`kernel_path`]).
 //!
 //! The crate has six custom operations ([`FusedOp`]): the token-wise linear map, the causal
-//! conv + SiLU, the SiLU/softplus activations, the selective scan, scaled dot-product attention
+//! conv + SiLU, the GELU/SiLU/softplus activations, the selective scan, scaled dot-product attention
 //! and the LSTM recurrence. Each has a Rust kernel with a hand-written backward for the CPU
 //! backend (`NdArray<f32>`, and `Autodiff<NdArray<f32>>` where the kernel's backward is one graph
 //! node); the scan and attention also have one autodiff node over tensor ops for CUDA training.
@@ -42,7 +42,7 @@ pub enum FusedOp {
     Linear,
     /// Mamba's causal depthwise convolution followed by SiLU.
     ConvSilu,
-    /// Element-wise SiLU and softplus.
+    /// Element-wise GELU, SiLU and softplus.
     Activation,
     /// The selective scan (`ScanKind::Fused`).
     Scan,
@@ -68,7 +68,7 @@ impl FusedOp {
         match self {
             FusedOp::Linear => "linear",
             FusedOp::ConvSilu => "conv+silu",
-            FusedOp::Activation => "silu/softplus",
+            FusedOp::Activation => "gelu/silu/softplus",
             FusedOp::Scan => "selective scan",
             FusedOp::Attention => "attention",
             FusedOp::Lstm => "lstm recurrence",

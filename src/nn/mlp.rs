@@ -2,11 +2,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Gelu, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::{Mixer, Residual};
+use super::{Mixer, Residual, gelu};
 use crate::error::{SeqError, ensure_nonzero, ensure_shape};
 use crate::init::materialize;
 use crate::linear;
@@ -47,7 +47,6 @@ impl MlpConfig {
         }
         let mlp = Mlp {
             up: LinearConfig::new(self.d_model, self.d_hidden).init(device),
-            activation: Gelu::new(),
             down: LinearConfig::new(self.d_hidden, self.d_model).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
         };
@@ -55,13 +54,12 @@ impl MlpConfig {
     }
 }
 
-/// Position-wise feed-forward sublayer `[B, L, D] → [B, L, D]` (GELU, exact erf form).
+/// Position-wise feed-forward sublayer `[B, L, D] → [B, L, D]` (GELU, exact erf form, with its
+/// exact derivative: [`gelu`]).
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     /// `W₁`, `[D, D_hidden]`.
     pub up: Linear<B>,
-    /// The nonlinearity.
-    pub activation: Gelu,
     /// `W₂`, `[D_hidden, D]`.
     pub down: Linear<B>,
     /// Output dropout (identity at inference).
@@ -71,7 +69,7 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// `W₂ GELU(W₁ x + b₁) + b₂`, for any rank (the last axis is `D`).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let h = self.activation.forward(linear::apply(&self.up, x)); // [..., D_hidden]
+        let h = gelu(linear::apply(&self.up, x)); // [..., D_hidden]
         self.dropout.forward(linear::apply(&self.down, h)) // [..., D]
     }
 }

@@ -4,7 +4,7 @@
 //! `K − 1` sums over `[B, L, E]`, each swept again by autodiff, plus the two ops of `silu`. On
 //! the CPU backend (`burn-ndarray` f32, with or without `Autodiff`) this file computes the same
 //! function in one pass and its gradients in one more, recomputing the pre-activation instead of
-//! storing it. Other backends use the tensor ops. Dispatch as in [`super::cpu_fast`].
+//! storing it. Other backends use the tensor ops. Dispatch as in `crate::nn::activation`.
 //!
 //! # Glossary
 //! - `x_ext [B, K−1+L, E]`: input with the `K − 1` previous inputs prepended.
@@ -21,9 +21,10 @@ use burn::tensor::{Shape, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_ndarray::NdArrayTensor;
 
 use super::conv::CausalConv1d;
-use super::cpu_fast::{silu, silu_derivative, values};
 use crate::backend::{Cpu, CpuAutodiff};
 use crate::dispatch::{FusedOp, Routed, route, same};
+use crate::ndarray_io::values;
+use crate::nn::{silu, silu_derivative};
 
 /// `silu(conv(x_ext))`: `x_ext [B, K−1+L, E]` → `[B, L, E]`, with the CPU fast path.
 pub fn causal_conv_silu<B: Backend>(conv: &CausalConv1d<B>, x_ext: Tensor<B, 3>) -> Tensor<B, 3> {

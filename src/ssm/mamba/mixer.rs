@@ -21,12 +21,12 @@ use burn::tensor::{Bool, Tensor};
 
 use super::conv::CausalConv1d;
 use super::cpu_conv::causal_conv_silu;
-use super::cpu_fast::{silu, softplus};
 use super::padding::PaddingPlan;
 use super::state::MambaState;
 use crate::error::{Result, SeqError};
 use crate::linear;
 use crate::nn::Mixer;
+use crate::nn::{silu, softplus};
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::{ScanKind, SelectiveScanInput, selective_scan};
 

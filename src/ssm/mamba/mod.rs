@@ -38,8 +38,8 @@
 //! - `config`: [`MambaConfig`] (all options, validation, `try_init`).
 //! - `init` (private): the reference initialisations (Δ bias, S4D-real `A_log`, uniform weights).
 //! - `conv`: [`CausalConv1d`], the depthwise causal convolution.
-//! - `cpu_conv`, `cpu_fast` (private): one-loop `silu(conv(x))`, `silu` and `softplus` with
-//!   custom backward on the CPU backend (tensor ops on the others).
+//! - `cpu_conv` (private): one-loop `silu(conv(x))` with a custom backward on the CPU backend
+//!   (tensor ops on the others); `silu` and `softplus` come from `crate::nn`'s activations.
 //! - `state`: [`MambaState`], the recurrent state (conv window + SSM state).
 //! - `padding` (private): how a padding mask turns into identity steps.
 //! - `mixer`: [`Mamba`], the mixer (`forward`, `forward_with_state`, `step`).
@@ -49,7 +49,6 @@ mod block;
 mod config;
 mod conv;
 mod cpu_conv;
-mod cpu_fast;
 mod init;
 mod mixer;
 mod padding;
