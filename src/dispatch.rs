@@ -1,9 +1,9 @@
 //! Which implementation each fused operation takes on a backend: the one routing helper of the
 //! crate, and the query that reports it ([`kernels`], [`kernel_path`]).
 //!
-//! The crate has six custom operations ([`FusedOp`]): the token-wise linear map, the causal
-//! conv + SiLU, the GELU/SiLU/softplus activations, the selective scan, scaled dot-product attention
-//! and the LSTM recurrence. Each has a Rust kernel with a hand-written backward for the CPU
+//! The crate has seven custom operations ([`FusedOp`]): the token-wise linear map, the causal
+//! conv + SiLU, the GELU/SiLU/softplus activations, the selective scan, scaled dot-product
+//! attention, the LSTM recurrence and LayerNorm/RMSNorm. Each has a Rust kernel with a hand-written backward for the CPU
 //! backend (`NdArray<f32>`, and `Autodiff<NdArray<f32>>` where the kernel's backward is one graph
 //! node); the scan and attention also have one autodiff node over tensor ops for CUDA training.
 //! Every other backend (`Wgpu`, `NdArray<f64>`, `Candle`, `Fusion` wrappers, `Autodiff` with
@@ -50,17 +50,20 @@ pub enum FusedOp {
     Attention,
     /// The LSTM recurrence.
     Lstm,
+    /// LayerNorm / RMSNorm over the last axis.
+    Norm,
 }
 
 impl FusedOp {
     /// Every operation.
-    pub const ALL: [FusedOp; 6] = [
+    pub const ALL: [FusedOp; 7] = [
         FusedOp::Linear,
         FusedOp::ConvSilu,
         FusedOp::Activation,
         FusedOp::Scan,
         FusedOp::Attention,
         FusedOp::Lstm,
+        FusedOp::Norm,
     ];
 
     /// A short name for reports.
@@ -72,6 +75,7 @@ impl FusedOp {
             FusedOp::Scan => "selective scan",
             FusedOp::Attention => "attention",
             FusedOp::Lstm => "lstm recurrence",
+            FusedOp::Norm => "layer/rms norm",
         }
     }
 
@@ -87,7 +91,7 @@ impl FusedOp {
                 "attention in tensor ops, which keeps the [B, H, Lq, Lk] weights for the backward",
             ),
             FusedOp::Lstm => Some("the recurrence in tensor ops, about 20 tracked ops per token"),
-            FusedOp::Linear | FusedOp::ConvSilu | FusedOp::Activation => None,
+            FusedOp::Linear | FusedOp::ConvSilu | FusedOp::Activation | FusedOp::Norm => None,
         }
     }
 
@@ -184,7 +188,7 @@ pub fn kernel_path<B: Backend>(op: FusedOp) -> KernelPath {
 }
 
 /// The path of every operation on backend `B`, in [`FusedOp::ALL`] order.
-pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 6] {
+pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 7] {
     FusedOp::ALL.map(|op| (op, kernel_path::<B>(op)))
 }
 

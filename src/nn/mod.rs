@@ -16,12 +16,13 @@
 mod activation;
 mod mlp;
 mod norm;
+mod norm_kernel;
 mod residual;
 
 pub use activation::gelu;
 pub(crate) use activation::{silu, silu_derivative, softplus};
 pub use mlp::{Mlp, MlpBlock, MlpConfig};
-pub use norm::{Norm, NormKind};
+pub use norm::{LayerNorm, Norm, NormKind};
 pub use residual::{Mixer, NormPlacement, Residual};
 
 /// Score of a masked query/key pair (public as [`crate::attention::MASKED`], where it is

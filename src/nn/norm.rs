@@ -1,10 +1,12 @@
 //! The normalization of the residual blocks: RMSNorm (Mamba, LLaMA) or LayerNorm (GPT).
 
 use burn::config::Config;
-use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
+use burn::module::{Module, Param};
+use burn::nn::{LayerNormConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+
+use super::norm_kernel::{NormOp, normalize};
 
 /// Which normalization a block applies before its sublayers.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -24,13 +26,31 @@ impl NormKind {
                     .with_epsilon(epsilon)
                     .init(device),
             ),
-            NormKind::Layer => Norm::Layer(
-                LayerNormConfig::new(d_model)
+            NormKind::Layer => {
+                let burn_norm = LayerNormConfig::new(d_model)
                     .with_epsilon(epsilon)
-                    .init(device),
-            ),
+                    .init(device);
+                Norm::Layer(LayerNorm {
+                    gamma: burn_norm.gamma,
+                    beta: burn_norm.beta,
+                    epsilon,
+                })
+            }
         })
     }
+}
+
+/// LayerNorm over the last axis, `(x − μ) / √(σ² + ε) · γ + β`: Burn's `LayerNorm` with the
+/// same parameters and names (so checkpoints and the pretrained loaders see the same record),
+/// and `ε` readable, which the crate's one-op kernel needs.
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    /// The scale `γ`, `[D]`.
+    pub gamma: Param<Tensor<B, 1>>,
+    /// The shift `β`, `[D]`.
+    pub beta: Option<Param<Tensor<B, 1>>>,
+    /// `ε`, added to the variance.
+    pub epsilon: f64,
 }
 
 /// A normalization layer of either kind.
@@ -51,11 +71,18 @@ impl<B: Backend> Norm<B> {
         }
     }
 
-    /// Normalizes over the last axis.
+    /// Normalizes over the last axis (one op with a hand-written backward on the CPU backend:
+    /// see `norm_kernel`; Burn's tensor ops elsewhere).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            Norm::Rms(n) => n.forward(x),
-            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => normalize(NormOp::Rms, x, n.gamma.val(), None, n.epsilon),
+            Norm::Layer(n) => normalize(
+                NormOp::Layer,
+                x,
+                n.gamma.val(),
+                n.beta.as_ref().map(|b| b.val()),
+                n.epsilon,
+            ),
         }
     }
 }
