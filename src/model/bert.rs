@@ -33,8 +33,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
-    Linear, LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig,
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
@@ -43,7 +42,7 @@ use crate::attention::{AttentionBlock, AttentionConfig, AttentionInput};
 use crate::error::{SeqError, ensure_nonzero, ensure_positive, ensure_shape};
 use crate::init::materialize;
 use crate::linear;
-use crate::nn::{MlpBlock, MlpConfig, NormKind, NormPlacement, Residual};
+use crate::nn::{LayerNorm, MlpBlock, MlpConfig, NormKind, NormPlacement, Residual};
 use crate::train::SequenceModel;
 
 /// Configuration of a [`BertEncoder`]. The fields are those of Hugging Face's `config.json` of
@@ -178,7 +177,7 @@ impl BertConfig {
             word_embeddings: table(self.vocab_size),
             position_embeddings: table(self.max_position_embeddings),
             token_type_embeddings: table(self.type_vocab_size),
-            layer_norm: LayerNormConfig::new(d).with_epsilon(eps).init(device),
+            layer_norm: LayerNorm::new(d, eps, device),
             dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
         };
         let layers = (0..self.num_hidden_layers)

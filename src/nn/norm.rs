@@ -26,16 +26,7 @@ impl NormKind {
                     .with_epsilon(epsilon)
                     .init(device),
             ),
-            NormKind::Layer => {
-                let burn_norm = LayerNormConfig::new(d_model)
-                    .with_epsilon(epsilon)
-                    .init(device);
-                Norm::Layer(LayerNorm {
-                    gamma: burn_norm.gamma,
-                    beta: burn_norm.beta,
-                    epsilon,
-                })
-            }
+            NormKind::Layer => Norm::Layer(LayerNorm::new(d_model, epsilon, device)),
         })
     }
 }
@@ -51,6 +42,31 @@ pub struct LayerNorm<B: Backend> {
     pub beta: Option<Param<Tensor<B, 1>>>,
     /// `ε`, added to the variance.
     pub epsilon: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    /// A LayerNorm of width `d_model` with `γ = 1`, `β = 0`.
+    pub fn new(d_model: usize, epsilon: f64, device: &B::Device) -> Self {
+        let burn_norm = LayerNormConfig::new(d_model)
+            .with_epsilon(epsilon)
+            .init(device);
+        crate::init::materialize(LayerNorm {
+            gamma: burn_norm.gamma,
+            beta: burn_norm.beta,
+            epsilon,
+        })
+    }
+
+    /// Normalizes over the last axis (the crate's one-op kernel on the CPU backend).
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        normalize(
+            NormOp::Layer,
+            x,
+            self.gamma.val(),
+            self.beta.as_ref().map(|b| b.val()),
+            self.epsilon,
+        )
+    }
 }
 
 /// A normalization layer of either kind.
@@ -76,13 +92,7 @@ impl<B: Backend> Norm<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Norm::Rms(n) => normalize(NormOp::Rms, x, n.gamma.val(), None, n.epsilon),
-            Norm::Layer(n) => normalize(
-                NormOp::Layer,
-                x,
-                n.gamma.val(),
-                n.beta.as_ref().map(|b| b.val()),
-                n.epsilon,
-            ),
+            Norm::Layer(n) => n.forward(x),
         }
     }
 }
