@@ -23,6 +23,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use seqlayers::burn::module::AutodiffModule;
+use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::data::{Batch, Targets};
 use seqlayers::model::{
     BertClassifier, BertClassifierConfig, BertConfig, BertPooling, LanguageModel,
@@ -47,12 +48,23 @@ struct Args {
     /// The case to run (gpt-96, gpt-384, encoder-384, mamba-384); default: all of them.
     #[arg(long)]
     only: Option<String>,
+    /// The CPU backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Ndarray)]
+    backend: BackendChoice,
     /// Print `key<TAB>ms<TAB>peak MiB<TAB>parameters` lines only (for `bench/pytorch/compare_models.py`).
     #[arg(long)]
     tsv: bool,
 }
 
-type B = seqlayers::backend::CpuAutodiff;
+/// Which backend runs the step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendChoice {
+    /// burn-ndarray (f32) with the crate's kernels: the default CPU backend.
+    Ndarray,
+    /// burn-flex, Burn 0.21's other CPU backend, where every op runs as Burn tensor ops (build
+    /// with `--features flex`).
+    Flex,
+}
 
 /// The cases, in the order of `bench/pytorch/model_speed.py`.
 const CASES: [&str; 4] = ["gpt-96", "gpt-384", "encoder-384", "mamba-384"];
@@ -61,7 +73,11 @@ const LENGTH: usize = 64;
 const LM_VOCAB: usize = 76;
 
 /// A language model of `layers` (e.g. `"attention+mlp"` × 3) at width `d`.
-fn language_model(d: usize, layers: &str, norm: NormKind) -> seqlayers::Result<LanguageModel<B>> {
+fn language_model<B: AutodiffBackend>(
+    d: usize,
+    layers: &str,
+    norm: NormKind,
+) -> seqlayers::Result<LanguageModel<B>> {
     let position = if layers.contains("attention") {
         PositionEncoding::learned(LENGTH)
     } else {
@@ -78,7 +94,7 @@ fn language_model(d: usize, layers: &str, norm: NormKind) -> seqlayers::Result<L
 }
 
 /// The MiniLM-size encoder with mean pooling and a 2-class head, randomly initialized.
-fn encoder() -> seqlayers::Result<BertClassifier<B>> {
+fn encoder<B: AutodiffBackend>() -> seqlayers::Result<BertClassifier<B>> {
     let device = Default::default();
     let config = BertConfig::new(30522, 384, 6, 12, 1536)
         .with_hidden_dropout_prob(0.0)
@@ -118,7 +134,7 @@ fn batch(vocab: usize, classify: bool) -> Batch {
 
 /// Mean milliseconds of `steps` training steps after `warmup` untimed ones, and the model's
 /// parameter count.
-fn time_steps<M>(
+fn time_steps<B: AutodiffBackend, M>(
     model: M,
     optimizer: OptimizerKind,
     lr: f64,
@@ -158,25 +174,25 @@ fn peak_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn run(case: &str, args: &Args) -> seqlayers::Result<(f64, usize)> {
+fn run<B: AutodiffBackend>(case: &str, args: &Args) -> seqlayers::Result<(f64, usize)> {
     let adam = OptimizerKind::Adam;
     Ok(match case {
         "gpt-96" | "gpt-384" => {
             let d = if case == "gpt-96" { 96 } else { 384 };
-            let model = language_model(
+            let model = language_model::<B>(
                 d,
                 "attention+mlp,attention+mlp,attention+mlp",
                 NormKind::Layer,
             )?;
-            time_steps(model, adam, 1e-3, &batch(LM_VOCAB, false), args)?
+            time_steps::<B, _>(model, adam, 1e-3, &batch(LM_VOCAB, false), args)?
         }
         "encoder-384" => {
             let adamw = OptimizerKind::AdamW { weight_decay: 0.01 };
-            time_steps(encoder()?, adamw, 1e-4, &batch(30522, true), args)?
+            time_steps::<B, _>(encoder::<B>()?, adamw, 1e-4, &batch(30522, true), args)?
         }
         "mamba-384" => {
-            let model = language_model(384, "mamba,mamba,mamba", NormKind::Rms)?;
-            time_steps(model, adam, 1e-3, &batch(LM_VOCAB, false), args)?
+            let model = language_model::<B>(384, "mamba,mamba,mamba", NormKind::Rms)?;
+            time_steps::<B, _>(model, adam, 1e-3, &batch(LM_VOCAB, false), args)?
         }
         other => {
             return Err(seqlayers::SeqError::InvalidConfig(format!(
@@ -194,15 +210,30 @@ fn main() {
         None => CASES.to_vec(),
     };
     let threads = rayon_threads();
+    let backend = match args.backend {
+        BackendChoice::Ndarray => "burn-ndarray with the crate's kernels",
+        BackendChoice::Flex => "burn-flex, tensor ops",
+    };
     println!(
-        "# seqlayers, {threads} threads, SIMD {}, burn-ndarray",
+        "# seqlayers, {threads} threads, SIMD {}, {backend}",
         SimdLevel::active().name()
     );
     if !args.tsv {
         println!("| case | ms/step | tokens/s | peak MiB | parameters |\n|---|---|---|---|---|");
     }
     for case in cases {
-        let (ms, params) = match run(case, &args) {
+        let timed = match args.backend {
+            BackendChoice::Ndarray => run::<seqlayers::backend::CpuAutodiff>(case, &args),
+            #[cfg(feature = "flex")]
+            BackendChoice::Flex => {
+                run::<seqlayers::burn::backend::Autodiff<burn_flex::Flex>>(case, &args)
+            }
+            #[cfg(not(feature = "flex"))]
+            BackendChoice::Flex => Err(seqlayers::SeqError::InvalidConfig(
+                "--backend flex: build with `--features flex`".into(),
+            )),
+        };
+        let (ms, params) = match timed {
             Ok(timed) => timed,
             Err(e) => {
                 eprintln!("model_speed: {e}");
