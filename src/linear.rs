@@ -18,9 +18,9 @@
 //!   `y`, `∂y` `[rows, D_out]`.
 
 use burn::backend::autodiff::{
-    checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
+    checkpoint::base::Checkpointer,
     grads::Gradients,
-    ops::{Backward, Ops, OpsKind},
+    ops::{Backward, Ops},
 };
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
@@ -32,7 +32,7 @@ use burn_ndarray::NdArrayTensor;
 use crate::backend::prim;
 use crate::backend::{Cpu, CpuAutodiff};
 use crate::dispatch::{FusedOp, Routed, route, same};
-use crate::ndarray_io::{tensor, values};
+use crate::ndarray_io::{register_parent_grads, tensor, track_node, values};
 
 /// `layer(x)` for `x [.., D_in]` → `[.., D_out]`, as one product over all leading axes.
 pub(crate) fn apply<B: Backend, const D: usize>(
@@ -251,26 +251,11 @@ fn backward(state: &State, dy: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArr
 #[derive(Debug)]
 struct AffineBackward;
 
-/// Registers the gradients of the first `N` of `(x, W, b)` that are tracked.
-fn propagate<const N: usize>(ops: Ops<State, N>, grads: &mut Gradients) {
-    let dy = grads.consume::<Cpu>(&ops.node);
-    let mut want = [false; 3];
-    for (w, parent) in want.iter_mut().zip(&ops.parents) {
-        *w = parent.is_some();
-    }
-    let out = backward(&ops.state, &dy, want);
-    for (parent, grad) in ops.parents.into_iter().zip(out) {
-        if let (Some(node), Some(grad)) = (parent, grad) {
-            grads.register::<Cpu>(node.id, grad);
-        }
-    }
-}
-
 impl Backward<Cpu, 3> for AffineBackward {
     type State = State;
 
     fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        propagate(ops, grads);
+        register_parent_grads(ops, grads, backward);
     }
 }
 
@@ -278,7 +263,7 @@ impl Backward<Cpu, 2> for AffineBackward {
     type State = State;
 
     fn backward(self, ops: Ops<State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        propagate(ops, grads);
+        register_parent_grads(ops, grads, backward);
     }
 }
 
@@ -290,20 +275,10 @@ fn track<const N: usize>(
 where
     AffineBackward: Backward<Cpu, N, State = State>,
 {
-    let prep = AffineBackward
-        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
-        .compute_bound()
-        .stateful();
-    match prep {
-        OpsKind::Tracked(prep) => {
-            let state = State {
-                x: parents[0].primitive.clone(),
-                w: parents[1].primitive.clone(),
-            };
-            prep.finish(state, y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    }
+    track_node(AffineBackward, parents, y, || State {
+        x: parents[0].primitive.clone(),
+        w: parents[1].primitive.clone(),
+    })
 }
 
 fn autodiff_affine<const D: usize>(

@@ -4,8 +4,16 @@
 
 use std::borrow::Cow;
 
+use burn::backend::autodiff::{
+    checkpoint::strategy::NoCheckpointing,
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{FloatDType, Shape, TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor};
+
+use crate::backend::{Cpu, CpuAutodiff};
 
 /// Row-major `f32` values of a tensor: borrowed when contiguous f32, copied otherwise.
 pub(crate) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
@@ -37,6 +45,48 @@ pub(crate) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
     match cast {
         NdArrayTensor::F32(storage) => Cow::Owned(storage.view().iter().copied().collect()),
         other => unreachable!("cast to f32 gave {:?}", other.dtype()),
+    }
+}
+
+/// The gradients of a CPU kernel node with up to three parents (an input and its parameters,
+/// e.g. `x`, `W`, `b`): asks `backward` for those whose parent is tracked and registers them.
+/// `backward(state, ∂y, wanted)` returns one optional gradient per parent slot.
+pub(crate) fn register_parent_grads<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    backward: impl FnOnce(&S, &NdArrayTensor, [bool; 3]) -> [Option<NdArrayTensor>; 3],
+) {
+    let dy = grads.consume::<Cpu>(&ops.node);
+    let mut want = [false; 3];
+    for (w, parent) in want.iter_mut().zip(&ops.parents) {
+        *w = parent.is_some();
+    }
+    let out = backward(&ops.state, &dy, want);
+    for (parent, grad) in ops.parents.into_iter().zip(out) {
+        if let (Some(node), Some(grad)) = (parent, grad) {
+            grads.register::<Cpu>(node.id, grad);
+        }
+    }
+}
+
+/// Records `y` as the output of the CPU kernel node `step` over `parents`, with the state
+/// `state()` builds (only when a parent is tracked).
+pub(crate) fn track_node<K, const N: usize>(
+    step: K,
+    parents: [&FloatTensor<CpuAutodiff>; N],
+    y: NdArrayTensor,
+    state: impl FnOnce() -> K::State,
+) -> FloatTensor<CpuAutodiff>
+where
+    K: Backward<Cpu, N>,
+{
+    match step
+        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state(), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 

@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compare import MALLOC_KEEP, cpu_name, cpu_simd, kept_notes
+from compare import MALLOC_KEEP, cpu_name, cpu_simd, kept_notes, run
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -89,20 +89,13 @@ def fma_peak_gflops(threads):
 
 def parse(text):
     """`# header` lines, and `key<TAB>ms<TAB>peak_mib<TAB>params` rows."""
-    header, rows = [], {}
+    header = [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")]
+    rows = {}
     for line in text.splitlines():
-        if line.startswith("#"):
-            header.append(line.lstrip("# ").strip())
-        elif line.strip():
+        if line.strip() and not line.startswith("#"):
             key, ms, peak, params = line.split("\t")
             rows[key] = (float(ms), float(peak), int(params))
     return header, rows
-
-
-def run(cmd, env=None):
-    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
-    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True)
-    return out.stdout
 
 
 def main():

@@ -18,9 +18,9 @@
 //! run in row order.
 
 use burn::backend::autodiff::{
-    checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
+    checkpoint::base::Checkpointer,
     grads::Gradients,
-    ops::{Backward, Ops, OpsKind},
+    ops::{Backward, Ops},
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 use crate::backend::{Cpu, CpuAutodiff, prim};
 use crate::dispatch::{FusedOp, Routed, route, same};
-use crate::ndarray_io::{tensor, values};
+use crate::ndarray_io::{register_parent_grads, tensor, track_node, values};
 
 /// Which normalization.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -160,20 +160,14 @@ fn forward(
             (*mean, *rstd) = (mu, r);
         }
     };
+    // Rows are independent: tasks of ROWS_PER_TASK rows on Rayon's pool (on one thread, or
+    // with a single task, this is a plain loop).
     let chunk = ROWS_PER_TASK * d.max(1);
-    if rows > ROWS_PER_TASK && rayon::current_num_threads() > 1 {
-        y.par_chunks_mut(chunk)
-            .zip(xv.par_chunks(chunk))
-            .zip(mean.par_chunks_mut(ROWS_PER_TASK))
-            .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
-            .for_each(task);
-    } else {
-        y.chunks_mut(chunk)
-            .zip(xv.chunks(chunk))
-            .zip(mean.chunks_mut(ROWS_PER_TASK))
-            .zip(rstd.chunks_mut(ROWS_PER_TASK))
-            .for_each(task);
-    }
+    y.par_chunks_mut(chunk)
+        .zip(xv.par_chunks(chunk))
+        .zip(mean.par_chunks_mut(ROWS_PER_TASK))
+        .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
+        .for_each(task);
     (tensor(y, shape), Stats { mean, rstd })
 }
 
@@ -266,21 +260,12 @@ fn backward(state: &State, g: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArra
             }
         };
         let chunk = ROWS_PER_TASK * d.max(1);
-        if mean.len() > ROWS_PER_TASK && rayon::current_num_threads() > 1 {
-            dx.par_chunks_mut(chunk)
-                .zip(xv.par_chunks(chunk))
-                .zip(gv.par_chunks(chunk))
-                .zip(mean.par_chunks(ROWS_PER_TASK))
-                .zip(rstd.par_chunks(ROWS_PER_TASK))
-                .for_each(task);
-        } else {
-            dx.chunks_mut(chunk)
-                .zip(xv.chunks(chunk))
-                .zip(gv.chunks(chunk))
-                .zip(mean.chunks(ROWS_PER_TASK))
-                .zip(rstd.chunks(ROWS_PER_TASK))
-                .for_each(task);
-        }
+        dx.par_chunks_mut(chunk)
+            .zip(xv.par_chunks(chunk))
+            .zip(gv.par_chunks(chunk))
+            .zip(mean.par_chunks(ROWS_PER_TASK))
+            .zip(rstd.par_chunks(ROWS_PER_TASK))
+            .for_each(task);
         tensor(dx, shape.clone())
     });
     // ∂γ = Σ g x̂ and ∂β = Σ g, row by row in order.
@@ -308,25 +293,11 @@ fn backward(state: &State, g: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArra
 #[derive(Debug)]
 struct NormBackward;
 
-fn propagate<const N: usize>(ops: Ops<State, N>, grads: &mut Gradients) {
-    let g = grads.consume::<Cpu>(&ops.node);
-    let mut want = [false; 3];
-    for (w, parent) in want.iter_mut().zip(&ops.parents) {
-        *w = parent.is_some();
-    }
-    let out = backward(&ops.state, &g, want);
-    for (parent, grad) in ops.parents.into_iter().zip(out) {
-        if let (Some(node), Some(grad)) = (parent, grad) {
-            grads.register::<Cpu>(node.id, grad);
-        }
-    }
-}
-
 impl Backward<Cpu, 3> for NormBackward {
     type State = State;
 
     fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        propagate(ops, grads);
+        register_parent_grads(ops, grads, backward);
     }
 }
 
@@ -334,7 +305,7 @@ impl Backward<Cpu, 2> for NormBackward {
     type State = State;
 
     fn backward(self, ops: Ops<State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        propagate(ops, grads);
+        register_parent_grads(ops, grads, backward);
     }
 }
 
@@ -348,22 +319,12 @@ fn track<const N: usize>(
 where
     NormBackward: Backward<Cpu, N, State = State>,
 {
-    let prep = NormBackward
-        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
-        .compute_bound()
-        .stateful();
-    match prep {
-        OpsKind::Tracked(prep) => {
-            let state = State {
-                op,
-                x: parents[0].primitive.clone(),
-                gamma: parents[1].primitive.clone(),
-                stats,
-            };
-            prep.finish(state, y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    }
+    track_node(NormBackward, parents, y, || State {
+        op,
+        x: parents[0].primitive.clone(),
+        gamma: parents[1].primitive.clone(),
+        stats,
+    })
 }
 
 fn autodiff_normalize<const D: usize>(
