@@ -7,7 +7,8 @@
 //!
 //! # Glossary
 //! - `Q` `[B, H, Lq, dk]`, `K` `[B, H, Lk, dk]`, `V` `[B, H, Lk, dv]`; `s` the score scale.
-//! - `bias` `[1, Hb, Lq, Lk]`, `Hb ∈ {1, H}`: a constant (causal mask, ALiBi), no gradient.
+//! - `bias` `[Bb, Hb, Lq, Lk]`, `Bb ∈ {1, B}`, `Hb ∈ {1, H}`: a constant (causal mask, ALiBi,
+//!   key padding), no gradient.
 //! - `R_q`, `R_k`: optional RoPE rotations of `Q` and `K` (tables `cos`, `sin` `[L, dk]` in the
 //!   rotate-half layout of `position::rope_tables`); `Q̃ = R_q Q`, `K̃ = R_k K`.
 //! - `P = softmax(s·Q̃·K̃ᵀ + bias)` `[B, H, Lq, Lk]`, `O = P·V` `[B, H, Lq, dv]`.
@@ -64,7 +65,8 @@ pub struct FusedAttentionInput<B: Backend> {
     pub k: FloatTensor<B>,
     /// Values `[B, H, Lk, dv]`.
     pub v: FloatTensor<B>,
-    /// Constant additive bias `[1, Hb, Lq, Lk]` with `Hb ∈ {1, H}` (no gradient).
+    /// Constant additive bias `[Bb, Hb, Lq, Lk]` with `Bb ∈ {1, B}`, `Hb ∈ {1, H}` (no
+    /// gradient).
     pub bias: Option<FloatTensor<B>>,
     /// RoPE applied to `Q` and `K` inside the op (`None`: they are used as given).
     pub rope: Option<RopeTables<B>>,

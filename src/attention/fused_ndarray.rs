@@ -23,6 +23,7 @@ fn dims_of(input: &FusedAttentionInput<NdArray<f32>>) -> AttentionDims {
         d_k: q[3],
         d_v: v[3],
         bias_heads: input.bias.as_ref().map_or(0, |b| b.shape()[1]),
+        bias_batches: input.bias.as_ref().map_or(1, |b| b.shape()[0]),
     }
 }
 

@@ -50,6 +50,9 @@ pub(crate) struct AttentionDims {
     pub d_v: usize,
     /// Heads of the bias table: 0 (no bias), 1 (shared by heads) or `H`.
     pub bias_heads: usize,
+    /// Batch rows of the bias table: 1 (shared by the batch) or `B` (e.g. key padding folded
+    /// into the bias).
+    pub bias_batches: usize,
 }
 
 impl AttentionDims {
@@ -62,20 +65,29 @@ impl AttentionDims {
     fn parallel(&self) -> bool {
         self.work() >= PAR_MIN_WORK && rayon::current_num_threads() > 1
     }
+    /// Which `[Lq, Lk]` table of the bias `[Bb, Hb, Lq, Lk]` block `blk` (= b·H + h) reads.
+    fn table_of(&self, blk: usize) -> usize {
+        let b = if self.bias_batches == 1 {
+            0
+        } else {
+            blk / self.heads
+        };
+        let h = if self.bias_heads == 1 {
+            0
+        } else {
+            blk % self.heads
+        };
+        b * self.bias_heads + h
+    }
+
     /// The bias rows `[Lq, Lk]` of block `blk` (= b·H + h), if there is a bias.
     fn bias_of<'a>(&self, bias: Option<&'a [f32]>, blk: usize) -> Option<&'a [f32]> {
         let table = self.q_len * self.k_len;
-        bias.map(|t| {
-            let h = if self.bias_heads == 1 {
-                0
-            } else {
-                blk % self.heads
-            };
-            &t[h * table..(h + 1) * table]
-        })
+        let t = self.table_of(blk);
+        bias.map(|bias| &bias[t * table..(t + 1) * table])
     }
 
-    /// For every bias row `[Hb, Lq]`, where the work on it may stop: one past its last unmasked
+    /// For every bias row `[Bb, Hb, Lq]`, where the work on it may stop: one past its last unmasked
     /// key, rounded up to a multiple of [`LANE_GROUP`] and capped at `Lk`; `Lk` for a row
     /// with no unmasked key (it is uniform, see [`forward`]). Empty without a bias.
     pub(crate) fn row_ends(&self, bias: Option<&[f32]>) -> Vec<usize> {
@@ -97,12 +109,8 @@ impl AttentionDims {
         if ends.is_empty() {
             return None;
         }
-        let h = if self.bias_heads == 1 {
-            0
-        } else {
-            blk % self.heads
-        };
-        Some(&ends[h * self.q_len..(h + 1) * self.q_len])
+        let t = self.table_of(blk);
+        Some(&ends[t * self.q_len..(t + 1) * self.q_len])
     }
 }
 
@@ -555,6 +563,7 @@ mod tests {
             d_k: dk,
             d_v: dv,
             bias_heads: 1,
+            bias_batches: 1,
         };
         let ends = dims.row_ends(Some(&bias));
         let got = forward(&q, &k, &v, Some(&bias), None, dims, 0.7, true, &ends);
@@ -582,6 +591,7 @@ mod tests {
             d_k: dk,
             d_v: dv,
             bias_heads: 1,
+            bias_batches: 1,
         };
         let bias: Vec<f32> = (0..lq * lk)
             .map(|x| if x % lk > x / lk { -1.0e30 } else { 0.0 })
@@ -661,6 +671,7 @@ mod tests {
             d_k: dk,
             d_v: dv,
             bias_heads: h,
+            bias_batches: 1,
         };
         let bias: Vec<f32> = (0..h * lq * lk)
             .map(|x| {

@@ -12,6 +12,7 @@ use super::{
 use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
 use crate::linear;
+use crate::nn::MASKED;
 use crate::nn::Mixer;
 use crate::position::{PositionEncoding, Rope, rope_tables};
 
@@ -603,22 +604,35 @@ impl<B: Backend> MultiHeadAttention<B> {
             let [one, heads, _, _] = b.dims();
             one == 1 && (heads == 1 || heads == self.n_heads)
         });
-        if !bias_fits
-            || mask.key_padding.is_some()
-            || mask.keep_after_softmax.is_some()
-            || self.similarity != Similarity::Dot
-        {
+        if !bias_fits || mask.keep_after_softmax.is_some() || self.similarity != Similarity::Dot {
             let (q, k) = match &rope {
                 Some(r) => r.rotate(q, k),
                 None => (q, k),
             };
             return self.attend_heads_with_weights(q, k, v, mask).0;
         }
+        // Padded keys fold into the bias as a per-batch table `[B, Hb, Lq, Lk]`, filled with
+        // MASKED where the key is padding (what the tensor-op path's `mask_fill` does).
+        let bias = match &mask.key_padding {
+            Some(padding) => {
+                let [batch, k_len] = padding.dims();
+                let q_len = q.dims()[2];
+                let base = match &mask.bias {
+                    Some(bias) => {
+                        let heads = bias.dims()[1];
+                        bias.clone().expand([batch, heads, q_len, k_len])
+                    }
+                    None => Tensor::zeros([batch, 1, q_len, k_len], &q.device()),
+                };
+                Some(base.mask_fill(padding.clone().reshape([batch, 1, 1, k_len]), MASKED))
+            }
+            None => mask.bias.clone(),
+        };
         let input = FusedAttentionInput {
             q: prim(q),
             k: prim(k),
             v: prim(v),
-            bias: mask.bias.clone().map(prim),
+            bias: bias.map(prim),
             rope,
             scale: self.scale(),
         };

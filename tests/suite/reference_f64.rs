@@ -39,7 +39,7 @@ use burn::tensor::{DType, Element, Tensor, TensorData};
 use burn_ndarray::NdArray;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use seqlayers::attention::AttentionConfig;
+use seqlayers::attention::{AttentionConfig, AttentionInput};
 use seqlayers::backend::{Cpu, CpuAutodiff, CpuDevice};
 use seqlayers::internals::{
     FusedAttentionInput, RopeTables, fused_attention_backward, fused_attention_forward,
@@ -858,7 +858,7 @@ fn lstm_matches_the_f64_reference_at_every_simd_level() {
 // Attention: the fused op and the layer
 // ------------------------------------------------------------------------------------------
 
-/// Score bias `[Hb, Lq, Lk]` of one case, built here from the definitions (−1e30 for a masked
+/// Score bias `[Bb, Hb, Lq, Lk]` of one case, built here from the definitions (−1e30 for a masked
 /// score: `exp` of it is exactly 0 in f32 and f64).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum BiasCase {
@@ -873,17 +873,38 @@ enum BiasCase {
     },
     /// Random O(1) per-head bias, and query row 2 fully masked (its output is the mean of V).
     RandomWithMaskedRow,
+    /// Key padding as the attention layer folds it into the bias: one table per sequence,
+    /// sequence `b` with its last `5 + 6 b` keys masked for every query.
+    KeyPadding,
 }
 
 const MASK: f64 = -1e30;
 
 impl BiasCase {
-    fn table(self, rng: &mut StdRng, h: usize, l: usize) -> Option<(usize, Vec<f64>)> {
+    /// `(Bb, Hb, values)`.
+    fn table(
+        self,
+        rng: &mut StdRng,
+        b: usize,
+        h: usize,
+        l: usize,
+    ) -> Option<(usize, usize, Vec<f64>)> {
         let causal = |i: usize, j: usize| if j <= i { 0.0 } else { MASK };
         match self {
             BiasCase::None => None,
-            BiasCase::Causal => Some((1, (0..l * l).map(|p| causal(p / l, p % l)).collect())),
+            BiasCase::Causal => Some((1, 1, (0..l * l).map(|p| causal(p / l, p % l)).collect())),
+            BiasCase::KeyPadding => Some((
+                b,
+                1,
+                (0..b * l * l)
+                    .map(|p| {
+                        let (bb, j) = (p / (l * l), p % l);
+                        if j + 5 + 6 * bb >= l { MASK } else { 0.0 }
+                    })
+                    .collect(),
+            )),
             BiasCase::CausalAlibi => Some((
+                1,
                 h,
                 (0..h * l * l)
                     .map(|p| {
@@ -894,6 +915,7 @@ impl BiasCase {
                     .collect(),
             )),
             BiasCase::CausalHardAlibi { windowed } => Some((
+                1,
                 h,
                 (0..h * l * l)
                     .map(|p| {
@@ -904,6 +926,7 @@ impl BiasCase {
                     .collect(),
             )),
             BiasCase::RandomWithMaskedRow => Some((
+                1,
                 h,
                 (0..h * l * l)
                     .map(|p| {
@@ -976,7 +999,7 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
     let scale = 1.0 / (dk as f64).sqrt();
     let mut rng = StdRng::seed_from_u64(seed);
     let [q, k, v, w] = [0; 4].map(|_| uniform(&mut rng, b * h * l * dk, 1.0));
-    let bias = bias_case.table(&mut rng, h, l);
+    let bias = bias_case.table(&mut rng, b, h, l);
     let shape = [b, h, l, dk];
     let tables = rope.then(|| rope_ref(l, dk, 10_000.0));
 
@@ -984,7 +1007,7 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
     let (q64, k64, v64) = (leaf64(&q, shape), leaf64(&k, shape), leaf64(&v, shape));
     let bias64 = bias
         .as_ref()
-        .map(|(hb, t)| make::<Ref, 4>(t.clone(), [1, *hb, l, l]));
+        .map(|(bb, hb, t)| make::<Ref, 4>(t.clone(), [*bb, *hb, l, l]));
     let rope64 = tables.as_ref().map(|(c, s)| {
         let t = |x: &Vec<f64>| make::<Ref, 2>(x.clone(), [l, dk]);
         (t(c), t(s))
@@ -1003,7 +1026,7 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
     let crate_tables = rope.then(|| seqlayers::internals::rope_tables(0, l, dk, 10_000.0));
     /// The constants of one case: bias table, the crate's RoPE tables, sizes, score scale.
     struct Constants<'a> {
-        bias: &'a Option<(usize, Vec<f64>)>,
+        bias: &'a Option<(usize, usize, Vec<f64>)>,
         tables: &'a Option<(Vec<f32>, Vec<f32>)>,
         l: usize,
         dk: usize,
@@ -1027,9 +1050,9 @@ fn compare_fused_attention(bias_case: BiasCase, rope: bool, seed: u64) -> f64 {
             q: q.into_primitive().tensor(),
             k: k.into_primitive().tensor(),
             v: v.into_primitive().tensor(),
-            bias: bias.as_ref().map(|(hb, t)| {
+            bias: bias.as_ref().map(|(bb, hb, t)| {
                 let t: Vec<f32> = t.iter().map(|&x| x as f32).collect();
-                make::<B, 4>(t.iter().map(|&v| v as f64).collect(), [1, *hb, l, l])
+                make::<B, 4>(t.iter().map(|&v| v as f64).collect(), [*bb, *hb, l, l])
                     .into_primitive()
                     .tensor()
             }),
@@ -1151,6 +1174,7 @@ fn fused_attention_matches_the_f64_reference_for_every_mask_and_bias() {
         BiasCase::CausalAlibi,
         BiasCase::CausalHardAlibi { windowed: 2 },
         BiasCase::RandomWithMaskedRow,
+        BiasCase::KeyPadding,
     ];
     let mut worst = 0.0f64;
     for (i, case) in cases.into_iter().enumerate() {
@@ -1181,6 +1205,8 @@ fn attention_layer_matches_the_f64_reference() {
             true,
             BiasCase::CausalHardAlibi { windowed: 2 },
         ),
+        // Key padding (the encoder's case): folded into a per-sequence bias for the kernel.
+        (PositionEncoding::None, false, BiasCase::KeyPadding),
     ];
     for (i, (position, causal, bias_case)) in positions.into_iter().enumerate() {
         let cfg = AttentionConfig::new(d, h)
@@ -1196,7 +1222,17 @@ fn attention_layer_matches_the_f64_reference() {
         let w = uniform(&mut rng, b * l * d, 1.0);
 
         let x32 = leaf32(&x, [b, l, d]);
-        let out32 = attn.forward(x32.clone());
+        let out32 = if bias_case == BiasCase::KeyPadding {
+            // The padding BiasCase::KeyPadding's table masks: the last 5 + 6 b keys of row b.
+            let pads: Vec<bool> = (0..b * l).map(|p| p % l + 5 + 6 * (p / l) >= l).collect();
+            let padding = Tensor::<CpuAutodiff, 2, burn::tensor::Bool>::from_data(
+                burn::tensor::TensorData::new(pads, [b, l]),
+                &dev(),
+            );
+            attn.attend(AttentionInput::self_attention(x32.clone()).padding(padding))
+        } else {
+            attn.forward(x32.clone())
+        };
         let g32 = (out32.clone() * leaf32(&w, [b, l, d]).detach())
             .sum()
             .backward();
@@ -1209,8 +1245,8 @@ fn attention_layer_matches_the_f64_reference() {
         let all = qkv.apply(x64.clone()); // [B, L, 3D]
         let [q, k, v] = [0, 1, 2].map(|j| heads(all.clone().narrow(2, j * d, d)));
         let bias64 = bias_case
-            .table(&mut rng, h, l)
-            .map(|(hb, t)| make::<Ref, 4>(t, [1, hb, l, l]));
+            .table(&mut rng, b, h, l)
+            .map(|(bb, hb, t)| make::<Ref, 4>(t, [bb, hb, l, l]));
         let rope64 = matches!(position, PositionEncoding::Rope { .. }).then(|| {
             let (c, s) = rope_ref(l, dh, 10_000.0);
             let t = |x: Vec<f64>| make::<Ref, 2>(x, [l, dh]);
