@@ -1,9 +1,9 @@
 //! Which implementation each fused operation takes on a backend: the one routing helper of the
 //! crate, and the query that reports it ([`kernels`], [`kernel_path`]).
 //!
-//! The crate has seven custom operations ([`FusedOp`]): the token-wise linear map, the causal
+//! The crate has eight custom operations ([`FusedOp`]): the token-wise linear map, the causal
 //! conv + SiLU, the GELU/SiLU/softplus activations, the selective scan, scaled dot-product
-//! attention, the LSTM recurrence and LayerNorm/RMSNorm. Each has a Rust kernel with a hand-written backward for the CPU
+//! attention, the LSTM recurrence, LayerNorm/RMSNorm and the Adam/AdamW update. Each has a Rust kernel with a hand-written backward for the CPU
 //! backend (`NdArray<f32>`, and `Autodiff<NdArray<f32>>` where the kernel's backward is one graph
 //! node); the scan and attention also have one autodiff node over tensor ops for CUDA training.
 //! Every other backend (`Wgpu`, `NdArray<f64>`, `Candle`, `Fusion` wrappers, `Autodiff` with
@@ -52,11 +52,13 @@ pub enum FusedOp {
     Lstm,
     /// LayerNorm / RMSNorm over the last axis.
     Norm,
+    /// The Adam / AdamW update of a parameter (on the optimizer's inner backend).
+    Adam,
 }
 
 impl FusedOp {
     /// Every operation.
-    pub const ALL: [FusedOp; 7] = [
+    pub const ALL: [FusedOp; 8] = [
         FusedOp::Linear,
         FusedOp::ConvSilu,
         FusedOp::Activation,
@@ -64,6 +66,7 @@ impl FusedOp {
         FusedOp::Attention,
         FusedOp::Lstm,
         FusedOp::Norm,
+        FusedOp::Adam,
     ];
 
     /// A short name for reports.
@@ -76,6 +79,7 @@ impl FusedOp {
             FusedOp::Attention => "attention",
             FusedOp::Lstm => "lstm recurrence",
             FusedOp::Norm => "layer/rms norm",
+            FusedOp::Adam => "adam update",
         }
     }
 
@@ -91,7 +95,11 @@ impl FusedOp {
                 "attention in tensor ops, which keeps the [B, H, Lq, Lk] weights for the backward",
             ),
             FusedOp::Lstm => Some("the recurrence in tensor ops, about 20 tracked ops per token"),
-            FusedOp::Linear | FusedOp::ConvSilu | FusedOp::Activation | FusedOp::Norm => None,
+            FusedOp::Linear
+            | FusedOp::ConvSilu
+            | FusedOp::Activation
+            | FusedOp::Norm
+            | FusedOp::Adam => None,
         }
     }
 
@@ -188,7 +196,7 @@ pub fn kernel_path<B: Backend>(op: FusedOp) -> KernelPath {
 }
 
 /// The path of every operation on backend `B`, in [`FusedOp::ALL`] order.
-pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 7] {
+pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 8] {
     FusedOp::ALL.map(|op| (op, kernel_path::<B>(op)))
 }
 

@@ -34,6 +34,7 @@
 //! in `examples/common/`.
 
 mod eval;
+mod fused_adam;
 mod objective;
 mod trainer;
 

@@ -11,14 +11,14 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
-    AdaGrad, AdaGradConfig, Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer,
-    RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    AdaGrad, AdaGradConfig, GradientsParams, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
 };
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::fused_adam::FusedAdam;
 use super::objective::{SequenceModel, batch_loss, evaluate_batch};
 use crate::data::{Batch, Metric, Task};
 use crate::error::{SeqError, ensure_non_negative, ensure_nonzero, ensure_positive};
@@ -182,15 +182,12 @@ impl OptimizerKind {
     {
         let decay = |penalty: f32| (penalty > 0.0).then_some(WeightDecayConfig { penalty });
         match *self {
-            OptimizerKind::Adam => {
-                AnyOptimizer::Adam(AdamConfig::new().with_grad_clipping(clip).init::<B, M>())
+            // Adam is AdamW without decay; both run as one fused update per parameter on the
+            // CPU backend (burn-optim's AdamW elsewhere).
+            OptimizerKind::Adam => AnyOptimizer::Adam(adaptor(FusedAdam::new(0.0), clip)),
+            OptimizerKind::AdamW { weight_decay } => {
+                AnyOptimizer::Adam(adaptor(FusedAdam::new(weight_decay), clip))
             }
-            OptimizerKind::AdamW { weight_decay } => AnyOptimizer::AdamW(
-                AdamWConfig::new()
-                    .with_weight_decay(weight_decay)
-                    .with_grad_clipping(clip)
-                    .init::<B, M>(),
-            ),
             OptimizerKind::Sgd {
                 momentum,
                 dampening,
@@ -242,10 +239,24 @@ impl OptimizerKind {
     }
 }
 
-/// One of burn-optim's optimizers of `M` (what [`OptimizerKind::build`] makes).
+/// `optimizer` with Burn's adaptor and the optional gradient clipping.
+fn adaptor<O, B, M>(optimizer: O, clip: Option<GradientClippingConfig>) -> OptimizerAdaptor<O, M, B>
+where
+    O: burn::optim::SimpleOptimizer<B::InnerBackend>,
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+{
+    let adaptor = OptimizerAdaptor::from(optimizer);
+    match clip {
+        Some(clip) => adaptor.with_grad_clipping(clip.init()),
+        None => adaptor,
+    }
+}
+
+/// One of the optimizers of `M` (what [`OptimizerKind::build`] makes): burn-optim's, Adam and
+/// AdamW as the crate's fused update.
 enum AnyOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
-    Adam(OptimizerAdaptor<Adam, M, B>),
-    AdamW(OptimizerAdaptor<AdamW, M, B>),
+    Adam(OptimizerAdaptor<FusedAdam, M, B>),
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
     RmsProp(OptimizerAdaptor<RmsProp, M, B>),
     AdaGrad(OptimizerAdaptor<AdaGrad, M, B>),
@@ -256,7 +267,6 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> AnyOptimizer<B, M> {
     fn step(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
         match self {
             AnyOptimizer::Adam(o) => o.step(lr, model, grads),
-            AnyOptimizer::AdamW(o) => o.step(lr, model, grads),
             AnyOptimizer::Sgd(o) => o.step(lr, model, grads),
             AnyOptimizer::RmsProp(o) => o.step(lr, model, grads),
             AnyOptimizer::AdaGrad(o) => o.step(lr, model, grads),
