@@ -2364,7 +2364,23 @@ pub fn report(o: &SentimentOptions, out: &SentimentOutcome) -> String {
     }
     s.push_str(&seed_section(o, out, &baselines));
     s.push_str(&time_section(o, out));
-    s.push_str("## Files\n\n`summary.csv` (one row per run: setting, timing, the kept epoch's accuracies, its test accuracy), `curves.csv` (per run and epoch: training loss, training-sample and validation loss and accuracy), `curves.png` (Q4.1), `optimizers.png` / `optimizers_loss.png` (Q4.5), `search.png` (Q4.6), `baselines.png`.\n");
+    let has = |role: Role| out.runs.iter().any(|r| r.run.role == role);
+    let _ = writeln!(
+        s,
+        "## Files\n\n`summary.csv` (one row per run: setting, timing, the kept epoch's accuracies, \
+         its test accuracy), `curves.csv` (per run and epoch: training loss, training-sample and \
+         validation loss and accuracy), `curves.png` (Q4.1){}{}, `baselines.png`.",
+        if has(Role::Optimizer) {
+            ", `optimizers.png` / `optimizers_loss.png` (Q4.5)"
+        } else {
+            ""
+        },
+        if has(Role::Search) {
+            ", `search.png` (Q4.6)"
+        } else {
+            ""
+        }
+    );
     s
 }
 
