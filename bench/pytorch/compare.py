@@ -93,6 +93,20 @@ def run(cmd, env=None):
     return out.stdout
 
 
+def environments(args):
+    """Exits with the install line unless `args.python` has torch and mambapy; returns the
+    environments of the PyTorch and the seqlayers runs (malloc setting, thread count)."""
+    try:
+        run([args.python, "-c", "import torch, mambapy"])
+    except subprocess.CalledProcessError:
+        sys.exit("PyTorch or mambapy is missing for " + args.python +
+                 ": python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy")
+    torch_env = dict(os.environ)
+    if args.malloc == "keep":
+        torch_env["GLIBC_TUNABLES"] = MALLOC_KEEP
+    return torch_env, dict(torch_env, RAYON_NUM_THREADS=str(args.threads))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40, help="timed steps per case")
@@ -106,16 +120,7 @@ def main():
                              "freed memory for reuse (GLIBC_TUNABLES=" + MALLOC_KEEP + ")")
     args = parser.parse_args()
 
-    try:
-        run([args.python, "-c", "import torch, mambapy"])
-    except subprocess.CalledProcessError:
-        sys.exit("PyTorch or mambapy is missing for " + args.python +
-                 ": python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy")
-
-    torch_env = dict(os.environ)
-    if args.malloc == "keep":
-        torch_env["GLIBC_TUNABLES"] = MALLOC_KEEP
-    env = dict(torch_env, RAYON_NUM_THREADS=str(args.threads))
+    torch_env, env = environments(args)
     run(["cargo", "build", "--release", "--example", "train_speed", "--example", "decode_speed"])
     started = datetime.datetime.now(datetime.timezone.utc)
     ours_header, ours = parse(run(["cargo", "run", "--release", "--quiet", "--example",

@@ -27,11 +27,10 @@ subtracted), the tied head, and for Mamba its scan's ~6 E N per token.
 import argparse
 import datetime
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from compare import MALLOC_KEEP, cpu_name, cpu_simd, kept_notes, run
+from compare import cpu_name, cpu_simd, environments, kept_notes, run
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -112,15 +111,7 @@ def main():
                         help="glibc malloc settings for both programs (see compare.py)")
     args = parser.parse_args()
 
-    try:
-        run([args.python, "-c", "import torch, mambapy"])
-    except subprocess.CalledProcessError:
-        sys.exit("PyTorch or mambapy is missing for " + args.python +
-                 ": python3 -m pip install torch==2.15.0 mambapy==1.2.0 numpy")
-    torch_env = dict(os.environ)
-    if args.malloc == "keep":
-        torch_env["GLIBC_TUNABLES"] = MALLOC_KEEP
-    env = dict(torch_env, RAYON_NUM_THREADS=str(args.threads))
+    torch_env, env = environments(args)
     run(["cargo", "build", "--release", "--example", "model_speed"])
     steps = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     started = datetime.datetime.now(datetime.timezone.utc)
