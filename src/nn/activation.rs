@@ -8,8 +8,8 @@
 //!
 //! **GELU's derivative.** Burn 0.21's `gelu` computes the exact (erf) GELU forward, but its
 //! backward (`gelu_backward`, the default of every backend) is the derivative of the *tanh
-//! approximation*: the gradient it returns is off by up to about 2e-4 (absolute, near
-//! `|x| ≈ 2`) from the function it computed. [`gelu`] here differentiates the function it
+//! approximation*: the gradient it returns is off by up to about 9e-4 (absolute, near
+//! `x ≈ 2`) from the function it computed. [`gelu`] here differentiates the function it
 //! computes on every backend: the CPU kernel's backward is `Φ(x) + x φ(x)`, and on the other
 //! backends GELU is composed as `x · ½ (1 + erf(x/√2))`, whose tensor-op derivative (Burn's
 //! `erf` backward is exact) is the exact one.
@@ -469,8 +469,8 @@ mod tests {
     /// The other backends' GELU (`x · ½ (1 + erf(x/√2))` in tensor ops) differentiates the erf
     /// form exactly: on `Autodiff<NdArray<f64>>` its gradient is the f64 `Φ(x) + x φ(x)` to
     /// 1e-12, and matches central differences of its own values. Burn 0.21's `gelu`, whose
-    /// backward is the tanh approximation's derivative, misses it by more than 1e-4 — the
-    /// reason the crate has its own.
+    /// backward is the tanh approximation's derivative, misses it by more than 5e-4 (about
+    /// 9e-4 near x = 2) — the reason the crate has its own.
     #[test]
     fn gelu_tensor_ops_have_the_exact_derivative() {
         type F64 = burn::backend::Autodiff<burn_ndarray::NdArray<f64>>;
@@ -508,7 +508,7 @@ mod tests {
             burn_worst = burn_worst.max((burn_grads[i] - d).abs());
         }
         assert!(
-            burn_worst > 1e-4,
+            burn_worst > 5e-4,
             "Burn's gelu backward is now within {burn_worst:e}"
         );
         // Central differences of the tensor-op values themselves (h = 1e-5: error ~ h² f‴).
