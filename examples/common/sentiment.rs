@@ -1800,15 +1800,18 @@ pub fn csv_files(outcome: &SentimentOutcome) -> Vec<(&'static str, String)> {
     for r in outcome.runs.iter().chain(&outcome.repeats) {
         let run = &r.run;
         let best = r.best();
-        let _ = writeln!(
-            summary,
-            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.2},{},{:.5},{:.5},{:.5},{:.5},{:.5},{},{:.1}",
+        let key = format!(
+            "{},{},{},{},{},{}",
             run.role.name(),
             run.seed,
             run.model.name(),
             run.optimizer.name(),
             run.lr,
-            run.batch,
+            run.batch
+        ); // the columns both files start with
+        let _ = writeln!(
+            summary,
+            "{key},{},{},{},{},{},{:.4},{:.2},{},{:.5},{:.5},{:.5},{:.5},{:.5},{},{:.1}",
             run.epochs,
             run.train_size,
             r.params,
@@ -1828,13 +1831,7 @@ pub fn csv_files(outcome: &SentimentOutcome) -> Vec<(&'static str, String)> {
         for p in &r.curve {
             let _ = writeln!(
                 curves,
-                "{},{},{},{},{},{},{},{},{:.5},{:.5},{:.5},{:.5},{:.5},{:.2}",
-                run.role.name(),
-                run.seed,
-                run.model.name(),
-                run.optimizer.name(),
-                run.lr,
-                run.batch,
+                "{key},{},{},{:.5},{:.5},{:.5},{:.5},{:.5},{:.2}",
                 run.train_size,
                 p.epoch,
                 p.train_loss,
