@@ -45,6 +45,9 @@ pub struct CopyingOptions {
     pub ngram: usize,
     /// Packed training row length.
     pub context: usize,
+    /// Pack training examples into rows (the paper's layout); off: one example per row, and
+    /// `batch` counts examples.
+    pub packed: bool,
     /// Optimizer steps per training.
     pub steps: usize,
     /// Rows per minibatch.
@@ -88,6 +91,7 @@ impl Default for CopyingOptions {
             letters: 10,
             ngram: 3,
             context: 110,
+            packed: true,
             steps: 2000,
             batch: 16,
             lr: 3e-3,
@@ -160,6 +164,7 @@ impl CopyingOptions {
             .with_ngram(self.ngram)
             .with_train_lengths(lo, hi)
             .with_context(self.context)
+            .with_packing(self.packed)
     }
 
     /// Every training of the comparison, then the state-size sweep.
@@ -340,6 +345,10 @@ pub struct CopyingArgs {
     /// Packed training row length (raised to fit the longest example).
     #[arg(long)]
     pub context: Option<usize>,
+    /// One training example per row (each starts from a fresh state) instead of packed rows;
+    /// `--batch` then counts examples.
+    #[arg(long)]
+    pub no_pack: bool,
     /// Examples per evaluated length.
     #[arg(long)]
     pub eval_samples: Option<usize>,
@@ -391,6 +400,7 @@ impl CopyingArgs {
             o.size.mamba_layers = l;
         }
         o.context = self.context.unwrap_or(o.context);
+        o.packed = !self.no_pack;
         o.seeds = self.run.seeds();
         o.jobs = self.run.jobs;
         // The longest example must fit a packed row.
@@ -570,11 +580,11 @@ pub fn run_copy<B: AutodiffBackend>(run: &CopyRun, device: &B::Device) -> Result
             .try_init::<B>(device)
     })?;
     let params = model.num_params();
-    // Examples per packed row, measured on batches the training never sees.
+    // Examples per training batch, measured on batches the training never sees.
     let mut probe = StdRng::seed_from_u64(run.train.seed ^ 0xC0FF_EE00);
     let mut examples = 0usize;
     for _ in 0..8 {
-        let b = task.packed_batch(&mut probe, run.train.batch_size)?;
+        let b = task.train_batch(&mut probe, run.train.batch_size)?;
         examples += b.tokens.iter().filter(|&&t| t == task.eos()).count();
     }
     let examples_per_step = examples as f64 / 8.0;
@@ -704,48 +714,49 @@ impl Experiment for Copying {
         report(options, outcomes)
     }
 
-    /// Per task: exact match against training examples seen and against string length (first
-    /// seed); the state-size sweep's exact match against string length.
+    /// Per task: exact match against training examples seen and against string length, and the
+    /// state-size sweep's exact match against string length; each curve is the mean over the
+    /// seeds (one curve per model or state size).
     fn plots(options: &CopyingOptions, outcomes: &Vec<CopyOutcome>) {
         let dir = &options.out_dir;
-        let seed = options.seeds[0];
+        let seeds = seeds_label(&options.seeds);
         for &kind in &options.tasks {
-            let group: Vec<&CopyOutcome> = outcomes
+            let groups = by_model(outcomes, kind);
+            let curves: Vec<Series> = groups
                 .iter()
-                .filter(|o| !o.run.sweep && o.run.task.kind == kind && o.run.train.seed == seed)
-                .collect();
-            let curves: Vec<Series> = group
-                .iter()
-                .map(|o| Series {
-                    name: o.run.model.to_string(),
-                    points: o
-                        .report
-                        .curve
-                        .iter()
-                        .filter(|p| p.step > 0)
-                        .map(|p| (p.step as f64 * o.examples_per_step, p.test_score))
-                        .collect(),
+                .map(|(model, g)| Series {
+                    name: model.to_string(),
+                    points: mean_points(g, |o| {
+                        o.report
+                            .curve
+                            .iter()
+                            .filter(|p| p.step > 0)
+                            .map(|p| (p.step as f64 * o.examples_per_step, p.test_score))
+                            .collect()
+                    }),
                 })
                 .collect();
             warn_on_error(line_plot(
                 &dir.join(format!("sample_efficiency_{kind}.png")),
-                &format!("{kind}: exact match at training lengths vs examples seen (seed {seed})"),
+                &format!("{kind}: exact match at training lengths vs examples seen ({seeds})"),
                 "training examples seen",
                 "string exact match",
                 &curves,
                 true,
             ));
-            let lengths: Vec<Series> = group
+            let lengths: Vec<Series> = groups
                 .iter()
-                .map(|o| Series {
-                    name: o.run.model.to_string(),
-                    points: o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect(),
+                .map(|(model, g)| Series {
+                    name: model.to_string(),
+                    points: mean_points(g, |o| {
+                        o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect()
+                    }),
                 })
                 .collect();
             warn_on_error(line_plot(
                 &dir.join(format!("length_{kind}.png")),
                 &format!(
-                    "{kind}: exact match vs string length (trained on {}–{})",
+                    "{kind}: exact match vs string length (trained on {}–{}; {seeds})",
                     options.train_len.0, options.train_len.1
                 ),
                 "string length",
@@ -754,18 +765,32 @@ impl Experiment for Copying {
                 true,
             ));
         }
-        let sweep: Vec<Series> = outcomes
+        let mut sizes: Vec<usize> = outcomes
             .iter()
-            .filter(|o| o.run.sweep && o.run.train.seed == seed)
-            .map(|o| Series {
-                name: format!("N = {}", o.run.size.d_state),
-                points: o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect(),
+            .filter(|o| o.run.sweep)
+            .map(|o| o.run.size.d_state)
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let sweep: Vec<Series> = sizes
+            .iter()
+            .map(|&n| {
+                let g: Vec<&CopyOutcome> = outcomes
+                    .iter()
+                    .filter(|o| o.run.sweep && o.run.size.d_state == n)
+                    .collect();
+                Series {
+                    name: format!("N = {n}"),
+                    points: mean_points(&g, |o| {
+                        o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect()
+                    }),
+                }
             })
             .collect();
         if sweep.len() > 1 {
             warn_on_error(line_plot(
                 &dir.join("state_size.png"),
-                "copy: Mamba exact match vs string length for several state sizes N",
+                &format!("copy: Mamba exact match vs string length per state size N ({seeds})"),
                 "string length",
                 "string exact match",
                 &sweep,
@@ -773,6 +798,39 @@ impl Experiment for Copying {
             ));
         }
     }
+}
+
+/// "seed 0" or "mean of seeds 0, 1, 2", for plot titles.
+fn seeds_label(seeds: &[u64]) -> String {
+    match seeds {
+        [one] => format!("seed {one}"),
+        many => format!(
+            "mean of seeds {}",
+            many.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The point-by-point mean of `points(o)` over the outcomes of `group` (x and y both averaged;
+/// cut to the shortest curve).
+fn mean_points(
+    group: &[&CopyOutcome],
+    points: impl Fn(&CopyOutcome) -> Vec<(f64, f64)>,
+) -> Vec<(f64, f64)> {
+    let all: Vec<Vec<(f64, f64)>> = group.iter().map(|o| points(o)).collect();
+    let n = all.iter().map(Vec::len).min().unwrap_or(0);
+    let k = all.len().max(1) as f64;
+    (0..n)
+        .map(|i| {
+            let (x, y) = all
+                .iter()
+                .fold((0.0, 0.0), |(x, y), c| (x + c[i].0, y + c[i].1));
+            (x / k, y / k)
+        })
+        .collect()
 }
 
 /// `summary.csv`, `curves.csv`, `lengths.csv`.
@@ -849,8 +907,8 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
     let far = *lengths.last().unwrap_or(&max_train);
     let _ = writeln!(
         r,
-        "Setting: {} letters, {}-gram keys, training strings of {}–{} letters packed into rows of \
-         {} tokens, {} rows per step, {} AdamW steps (lr {}, warm-up + cosine, clip 1.0), \
+        "Setting: {} letters, {}-gram keys, training strings of {}–{} letters {}, {} rows per \
+         step, {} AdamW steps (lr {}, warm-up + cosine, clip 1.0), \
          seeds {:?}; evaluation: {} examples per length, one per row, string-level exact match of \
          the greedy answer (teacher-forced arg-max, which equals greedy decoding) and character \
          accuracy. Models: D = {}, {} GPT blocks with {} heads ({} of them windowed in T_hard_alibi; LayerNorm, GELU MLP), {} Mamba \
@@ -859,7 +917,11 @@ pub fn report(options: &CopyingOptions, outcomes: &[CopyOutcome]) -> String {
         options.ngram,
         options.train_len.0,
         max_train,
-        options.context,
+        if options.packed {
+            format!("packed into rows of {} tokens", options.context)
+        } else {
+            "one per row (not packed)".to_string()
+        },
         options.batch,
         options.steps,
         options.lr,

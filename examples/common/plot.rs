@@ -67,10 +67,22 @@ pub fn line_plot(
         y1 = y0 + 1.0;
     }
     let pad = 0.04 * (y1 - y0);
-    let root = BitMapBackend::new(path, (960, 600)).into_drawing_area();
+    // The legend gets its own column right of the axes, so it never hides a curve.
+    let legend_width = if series.len() > 1 {
+        let longest = series
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        (60 + 8 * longest as u32).clamp(120, 320)
+    } else {
+        0
+    };
+    let root = BitMapBackend::new(path, (960 + legend_width, 600)).into_drawing_area();
     let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
         root.fill(&WHITE)?;
-        let mut builder = ChartBuilder::on(&root);
+        let (plot_area, legend_area) = root.split_horizontally(960);
+        let mut builder = ChartBuilder::on(&plot_area);
         builder
             .caption(title, ("sans-serif", 24))
             .margin(16)
@@ -87,20 +99,8 @@ pub fn line_plot(
                     .label_style(("sans-serif", 15))
                     .draw()?;
                 for (i, s) in series.iter().enumerate() {
-                    chart
-                        .draw_series(LineSeries::new(s.points.iter().copied(), colors(i)))?
-                        .label(s.name.clone())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], colors(i))
-                        });
+                    chart.draw_series(LineSeries::new(s.points.iter().copied(), colors(i)))?;
                 }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 14))
-                    .position(SeriesLabelPosition::LowerLeft)
-                    .draw()?;
             }};
         }
         if log_x {
@@ -109,6 +109,17 @@ pub fn line_plot(
             );
         } else {
             finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
+        }
+        if legend_width > 0 {
+            for (i, s) in series.iter().enumerate() {
+                let y = 64 + 24 * i as i32;
+                legend_area.draw(&PathElement::new(vec![(8, y), (36, y)], colors(i)))?;
+                legend_area.draw(&Text::new(
+                    s.name.clone(),
+                    (44, y - 8),
+                    ("sans-serif", 15).into_font(),
+                ))?;
+            }
         }
         root.present()?;
         Ok(())

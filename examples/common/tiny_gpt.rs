@@ -597,8 +597,8 @@ pub struct TinyGptOutcome {
     pub val_ppl_causal: f64,
     /// Validation perplexity against context length.
     pub lengths: Vec<LengthScore>,
-    /// Largest change of the loss at positions `≤ t` when the tokens after `t` are replaced
-    /// (0 for a causal model).
+    /// Largest change of the loss at positions `≤ t` (against the original targets) when the
+    /// tokens after `t` are replaced, in nats ([`leak_probe`]; 0 for a causal model).
     pub leak: f64,
     /// Training throughput, tokens/s.
     pub train_tokens_per_s: f64,
@@ -633,8 +633,8 @@ fn nll_per_position<B: Backend>(
     Ok((0..l).map(|t| -rows[t * v + targets[t] as usize]).collect())
 }
 
-/// The leak test: for several cut points `t`, replace every token after `t` and measure how
-/// much the losses at positions `≤ t` move.
+/// The leak test on one validation window of `model` ([`leak_probe`] with the model's
+/// per-position losses).
 fn leak<B: Backend>(
     model: &LanguageModel<B>,
     task: &LanguageModelTask,
@@ -647,18 +647,42 @@ fn leak<B: Backend>(
             "a language-model batch has token targets".into(),
         ));
     };
-    let base = nll_per_position(model, &batch.tokens, targets, device)?;
     let vocab = task.corpus().vocabulary.len() as u32;
+    leak_probe(&batch.tokens, targets, vocab, |tokens| {
+        nll_per_position(model, tokens, targets, device)
+    })
+}
+
+/// How much a model's loss depends on later inputs, in nats: for several cut points `t`,
+/// every input token after `t` is replaced by a different one, and the loss of positions
+/// `0..=t` is scored against the *original* targets (`nll(tokens)` returns the per-position
+/// NLL of those targets). Position `t` predicts token `t + 1`, which is now a different input:
+/// a causal model's losses at `0..=t` do not move (the result is 0), while a model that reads
+/// the next input — what a naive post-softmax mask allows — loses its answer there.
+pub fn leak_probe(
+    tokens: &[u32],
+    targets: &[u32],
+    vocab: u32,
+    mut nll: impl FnMut(&[u32]) -> seqlayers::Result<Vec<f64>>,
+) -> seqlayers::Result<f64> {
+    let l = tokens.len();
+    if l < 4 || targets.len() != l || vocab < 2 {
+        return Err(SeqError::InvalidConfig(format!(
+            "the leak probe needs a window of at least 4 tokens with one target each and at least \
+             2 token ids (got {l} tokens, {} targets, {vocab} ids)",
+            targets.len()
+        )));
+    }
+    let base = nll(tokens)?;
     let mut worst = 0.0f64;
-    let l = batch.tokens.len();
     for cut in [l / 4, l / 2, 3 * l / 4] {
-        let mut tokens = batch.tokens.clone();
-        for (i, t) in tokens.iter_mut().enumerate().skip(cut + 1) {
+        let mut changed_tokens = tokens.to_vec();
+        for (i, t) in changed_tokens.iter_mut().enumerate().skip(cut + 1) {
             *t = (*t + 1 + (i as u32 * 7) % (vocab - 1)) % vocab; // a different token
         }
-        let changed = nll_per_position(model, &tokens, targets, device)?;
-        for t in 0..cut {
-            // position t predicts token t + 1 ≤ cut: unchanged inputs and target.
+        let changed = nll(&changed_tokens)?;
+        for t in 0..=cut {
+            // Inputs 0..=t are unchanged and the target is the original token t + 1.
             worst = worst.max((changed[t] - base[t]).abs());
         }
     }
@@ -1048,7 +1072,7 @@ pub fn report(
             o.generate_tokens_per_s
         );
     }
-    s.push_str("\n`val ppl` runs the whole window at once (what training sees); `val ppl, causal` feeds the tokens one at a time from the cached state, so no position can see a later token. `leak` is the largest change of a position's loss when every later token is replaced.\n\n## Perplexity against context length\n\n| model |");
+    s.push_str("\n`val ppl` runs the whole window at once (what training sees); `val ppl, causal` feeds the tokens one at a time from the cached state, so no position can see a later token. `leak` is the largest change of a position's loss (scored against its original target) when every later input token, the one it predicts included, is replaced.\n\n## Perplexity against context length\n\n| model |");
     let lens = options.eval_lengths();
     for l in &lens {
         let _ = write!(s, " {l} |");

@@ -14,9 +14,11 @@
 //! | [`CopyKind::SuffixNgram`] | `$ x \| g` | `a .` |
 //!
 //! Training rows pack examples back to back into a context of fixed length, padded with `*`,
-//! with the loss on answer tokens only; evaluation puts one example per row (padded to the
-//! longest), so the [`Metric::ExactMatch`] of a row is the string-level exact match of its
-//! greedily generated answer, up to and including `.`.
+//! with the loss on answer tokens only, as the paper's `CopyDataset` does (no state or attention
+//! reset between packed examples); [`CopyConfig::with_packing`]`(false)` puts one example per
+//! training row instead. Evaluation puts one example per row (padded to the longest), so the
+//! [`Metric::ExactMatch`] of a row is the string-level exact match of its greedily generated
+//! answer, up to and including `.`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -91,6 +93,10 @@ pub struct CopyConfig {
     pub answer_len: Option<usize>,
     /// Strings drawn before giving up on finding a key that occurs exactly once.
     pub max_tries: usize,
+    /// Pack training examples back to back into rows of `context` tokens (`true`, the paper's
+    /// layout), or put one example per training row (`false`; a batch of `b` rows then holds
+    /// exactly `b` examples and every example starts from a fresh state).
+    pub packed: bool,
 }
 
 impl CopyConfig {
@@ -106,7 +112,14 @@ impl CopyConfig {
             context: 220,
             answer_len: None,
             max_tries: 1000,
+            packed: true,
         }
+    }
+
+    /// Packs training examples into rows (`true`, the default) or puts one per row (`false`).
+    pub fn with_packing(mut self, packed: bool) -> Self {
+        self.packed = packed;
+        self
     }
 
     /// Sets the number of letters.
@@ -447,8 +460,14 @@ impl Task for CopyTask {
         Ok(self.example_batch(&examples))
     }
 
+    /// Packed rows ([`CopyTask::packed_batch`]), or one example per row when
+    /// [`CopyConfig::packed`] is off.
     fn train_batch(&self, rng: &mut StdRng, batch: usize) -> Result<Batch> {
-        self.packed_batch(rng, batch)
+        if self.config.packed {
+            self.packed_batch(rng, batch)
+        } else {
+            self.test_batch(rng, batch)
+        }
     }
 
     /// One example per row, string lengths uniform in the training range.
@@ -573,6 +592,29 @@ mod tests {
             let first = ex.prompt.len() - 1;
             assert_eq!(scored, (first..first + ex.answer.len()).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn unpacked_training_rows_hold_one_example_each() {
+        let t = CopyTask::new(CopyConfig::new(CopyKind::Copy).with_packing(false)).unwrap();
+        let b = t.train_batch(&mut StdRng::seed_from_u64(3), 5).unwrap();
+        b.validate().unwrap();
+        assert_eq!(b.batch, 5);
+        for r in 0..5 {
+            let row = &b.tokens[r * b.len..(r + 1) * b.len];
+            assert_eq!(row[0], t.bos(), "every row starts a new example");
+            assert_eq!(row.iter().filter(|&&c| c == t.bos()).count(), 1);
+            assert_eq!(row.iter().filter(|&&c| c == t.eos()).count(), 1);
+            let len = row.iter().position(|&c| c == t.sep()).unwrap() - 1;
+            assert!((5..=20).contains(&len), "training lengths: {len}");
+        }
+        // The width is the longest example, not the packed context.
+        assert!(b.len <= 2 * 20 + 3);
+        // Packing stays the default.
+        let packed = task(CopyKind::Copy)
+            .train_batch(&mut StdRng::seed_from_u64(3), 5)
+            .unwrap();
+        assert_eq!(packed.len, 220);
     }
 
     #[test]

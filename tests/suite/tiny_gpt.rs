@@ -16,7 +16,7 @@ use seqlayers::position::PositionEncoding;
 use seqlayers::stack::{StackConfig, parse_layers};
 
 use crate::common::{dev, max_abs_diff, values};
-use crate::harness::tiny_gpt::{Ablation, TinyGptOptions, causal_perplexity, tiny_gpt};
+use crate::harness::tiny_gpt::{Ablation, TinyGptOptions, causal_perplexity, leak_probe, tiny_gpt};
 
 const VOCAB: usize = 13;
 
@@ -344,6 +344,44 @@ fn checkpoints_round_trip_and_fail_with_typed_errors() {
         "configuration",
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The leak probe sees a model that reads the very next input (what the naive mask lets a model
+/// learn: training perplexity near 1, garbage when fed causally), and reads 0 for a causal one.
+#[test]
+fn the_leak_probe_catches_a_model_that_copies_the_next_token() {
+    let tokens: Vec<u32> = (0..32u32).map(|i| (i * 5 + 3) % VOCAB as u32).collect();
+    let targets: Vec<u32> = (1..=32u32).map(|i| (i * 5 + 3) % VOCAB as u32).collect();
+    // Copies input t + 1 when it is there: 0.01 nats when that input is the target, 5 otherwise.
+    let next_token_copier = |x: &[u32]| -> seqlayers::Result<Vec<f64>> {
+        Ok((0..x.len())
+            .map(|t| match x.get(t + 1) {
+                Some(&next) if next == targets[t] => 0.01,
+                Some(_) => 5.0,
+                None => 1.0,
+            })
+            .collect())
+    };
+    let leak = leak_probe(&tokens, &targets, VOCAB as u32, next_token_copier).unwrap();
+    assert!((leak - 4.99).abs() < 1e-9, "{leak}");
+    // A causal model: the loss at t depends on inputs 0..=t only.
+    let causal = |x: &[u32]| -> seqlayers::Result<Vec<f64>> {
+        Ok((0..x.len())
+            .map(|t| 0.1 * f64::from(x[t]) + 0.01 * x[..t].iter().sum::<u32>() as f64)
+            .collect())
+    };
+    assert_eq!(
+        leak_probe(&tokens, &targets, VOCAB as u32, causal).unwrap(),
+        0.0
+    );
+    // A model that reads two tokens ahead moves too (what the old probe measured).
+    let two_ahead = |x: &[u32]| -> seqlayers::Result<Vec<f64>> {
+        Ok((0..x.len())
+            .map(|t| x.get(t + 2).map_or(0.0, |&v| 0.1 * f64::from(v)))
+            .collect())
+    };
+    assert!(leak_probe(&tokens, &targets, VOCAB as u32, two_ahead).unwrap() > 0.0);
+    assert!(leak_probe(&tokens[..2], &targets[..2], VOCAB as u32, causal).is_err());
 }
 
 #[test]
