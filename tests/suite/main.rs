@@ -4,6 +4,7 @@ mod attention;
 mod attention_cache;
 mod attention_fused;
 mod bad_inputs;
+mod claims;
 mod cli_inputs;
 mod common;
 mod conventions;
