@@ -1800,8 +1800,9 @@ pub fn csv_files(outcome: &SentimentOutcome) -> Vec<(&'static str, String)> {
     for r in outcome.runs.iter().chain(&outcome.repeats) {
         let run = &r.run;
         let best = r.best();
+        // Model names hold commas ("same architecture, from scratch"): quoted, as RFC 4180 says.
         let key = format!(
-            "{},{},{},{},{},{}",
+            "{},{},\"{}\",{},{},{}",
             run.role.name(),
             run.seed,
             run.model.name(),
