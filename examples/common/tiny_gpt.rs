@@ -1,7 +1,7 @@
 //! Seed 004 §2: a character-level GPT on Shakespeare and its attention ablations (naive
-//! masking, shared Q/K/V, positions, similarity functions), plus Mamba and hybrid language
-//! models at a matched parameter count; perplexity curves, perplexity against context length,
-//! the naive mask's leak measured, samples, throughput, checkpoints.
+//! masking, shared Q/K/V, positions, similarity functions, linear attention), plus Mamba and
+//! hybrid language models at a matched parameter count; perplexity curves, perplexity against
+//! context length, the naive mask's leak measured, samples, throughput, checkpoints.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,9 @@ pub enum Ablation {
     Alibi,
     /// Another similarity function.
     Similarity(Similarity),
+    /// Kernelized causal linear attention (`φ = elu + 1`, no softmax) in every GPT block,
+    /// learned positions as the standard.
+    LinearAttention,
     /// Mamba blocks only (no attention), at about the GPT's parameter count.
     Mamba,
     /// Mamba blocks with one GPT block (Mamba → attention), at about the same count.
@@ -68,7 +71,7 @@ pub enum Ablation {
 
 impl Ablation {
     /// Every variant of the grid.
-    pub const GRID: [Ablation; 12] = [
+    pub const GRID: [Ablation; 13] = [
         Ablation::Standard,
         Ablation::NaiveMask,
         Ablation::SharedQk,
@@ -79,6 +82,7 @@ impl Ablation {
         Ablation::Alibi,
         Ablation::Similarity(Similarity::NegSquaredDistance),
         Ablation::Similarity(Similarity::Cosine { temperature: 0.1 }),
+        Ablation::LinearAttention,
         Ablation::Mamba,
         Ablation::Hybrid,
     ];
@@ -101,6 +105,7 @@ impl Ablation {
             Ablation::Similarity(Similarity::Cosine { temperature }) => {
                 format!("similarity=cosine:{temperature}")
             }
+            Ablation::LinearAttention => "linear-attention".into(),
             Ablation::Mamba => "mamba".into(),
             Ablation::Hybrid => "hybrid".into(),
         }
@@ -117,6 +122,7 @@ impl Ablation {
             "sinusoidal" => Ablation::Sinusoidal,
             "rope" => Ablation::Rope,
             "alibi" => Ablation::Alibi,
+            "linear-attention" => Ablation::LinearAttention,
             "mamba" => Ablation::Mamba,
             "hybrid" => Ablation::Hybrid,
             "similarity=dot" => Ablation::Similarity(Similarity::Dot),
@@ -133,7 +139,7 @@ impl Ablation {
                 }
                 None => {
                     return Err(format!(
-                        "unknown ablation `{other}`; use standard, naive-mask, shared-qk, shared-kv, shared-qkv, sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T], mamba or hybrid"
+                        "unknown ablation `{other}`; use standard, naive-mask, shared-qk, shared-kv, shared-qkv, sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T], linear-attention, mamba or hybrid"
                     ));
                 }
             },
@@ -278,6 +284,10 @@ impl TinyGptOptions {
                 PositionEncoding::None,
             ),
             Ablation::Hybrid => (self.hybrid_layers.clone(), PositionEncoding::None),
+            Ablation::LinearAttention => (
+                vec!["linear-attention+mlp"; self.layers].join(","),
+                PositionEncoding::learned_clamped(self.block_size),
+            ),
             Ablation::Sinusoidal => (gpt, PositionEncoding::sinusoidal()),
             Ablation::Rope => (gpt, PositionEncoding::rope()),
             Ablation::Alibi => (gpt, PositionEncoding::alibi()),
@@ -342,7 +352,8 @@ pub enum TinyGptMode {
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// Comma-separated variants: standard, naive-mask, shared-qk, shared-kv, shared-qkv,
-    /// sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T], mamba, hybrid.
+    /// sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T],
+    /// linear-attention, mamba, hybrid.
     #[arg(long = "ablation", value_delimiter = ',', value_parser = Ablation::parse)]
     pub ablations: Vec<Ablation>,
     /// Any UTF-8 text (default: the committed Shakespeare corpus).
@@ -1130,6 +1141,7 @@ pub fn report(
                         | Ablation::Sinusoidal
                         | Ablation::Rope
                         | Ablation::Alibi
+                        | Ablation::LinearAttention
                         | Ablation::Mamba
                 )
             {

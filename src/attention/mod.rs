@@ -6,6 +6,8 @@
 //! causal and padding masks, the relative position encodings of [`crate::position`]
 //! (RoPE on Q/K, ALiBi/Hard-ALiBi as a score bias), incremental decoding with a [`KvCache`],
 //! and two ablations: naive post-softmax causal masking and shared Q/K/V projections.
+//! [`LinearAttention`] is the kernelized causal variant (no softmax, a fixed-size decoding
+//! state; its own glossary is in its module).
 //!
 //! Two paths compute the same thing: [`scaled_dot_product_attention`] from tensor primitives
 //! (used when the weights are asked for, with padding masks, and for the naive-masking
@@ -32,6 +34,7 @@ mod config;
 mod fused_autodiff;
 mod fused_ndarray;
 mod kernel;
+mod linear_attention;
 mod mask;
 mod mha;
 mod sdpa;
@@ -39,6 +42,9 @@ mod sdpa;
 pub(crate) use backend::{FusedAttentionInput, RopeTables, fused_attention_forward};
 pub use cache::KvCache;
 pub use config::{AttentionBlock, AttentionConfig, CausalMasking, QkvSharing, Similarity};
+pub use linear_attention::{
+    LinearAttention, LinearAttentionBlock, LinearAttentionConfig, LinearAttentionState,
+};
 pub use mask::{ScoreMask, causal_keep, causal_mask_bias};
 pub use mha::{AttentionInput, CrossKv, MultiHeadAttention};
 pub use sdpa::{AttentionOutput, attention_with_similarity, scaled_dot_product_attention};

@@ -1,13 +1,15 @@
 //! A stack of residual blocks built from a list of layer specs, with incremental decoding.
 //!
 //! Each block is the crate's pre-norm [`Residual`] block `x ← x + mixer(norm(x))`, where the
-//! mixer is causal self-attention, a Mamba mixer or an LSTM, optionally followed by an MLP
+//! mixer is causal self-attention, causal linear attention, a Mamba mixer or an LSTM,
+//! optionally followed by an MLP
 //! sublayer `x ← x + mlp(norm(x))` (a GPT block is `attention+mlp`). A stack is written as a
 //! comma-separated list, e.g. `"mamba,attention+mlp"` (see [`parse_layers`]).
 //!
 //! # Decoding with state
-//! [`SequenceStack::init_state`] makes a [`StackState`] (a KV cache per attention layer, the
-//! conv window and SSM state per Mamba layer, `(h, c)` per LSTM layer);
+//! [`SequenceStack::init_state`] makes a [`StackState`] (a KV cache per attention layer, `(S, z)`
+//! per linear-attention layer, the conv window and SSM state per Mamba layer, `(h, c)` per LSTM
+//! layer);
 //! [`SequenceStack::forward_with_state`] runs a chunk of `T ≥ 1` new positions and returns the
 //! state after them, so a prompt can be prefilled in one call and continued one token at a time.
 //! Feeding a sequence in pieces gives the outputs of one [`SequenceStack::forward`] (tested for
@@ -24,7 +26,10 @@ use burn::serde::{Deserialize, Serialize};
 
 pub use state::{LayerState, StackState};
 
-use crate::attention::{AttentionBlock, AttentionConfig, CausalMasking, QkvSharing, Similarity};
+use crate::attention::{
+    AttentionBlock, AttentionConfig, CausalMasking, LinearAttentionBlock, LinearAttentionConfig,
+    QkvSharing, Similarity,
+};
 use crate::error::{SeqError, ensure_nonzero};
 use crate::lstm::LstmBlock;
 use crate::nn::{MlpBlock, MlpConfig, NormKind, NormPlacement, Residual};
@@ -37,6 +42,9 @@ use crate::ssm::{MambaBlock, MambaConfig};
 pub enum LayerKind {
     /// Causal multi-head self-attention.
     Attention,
+    /// Causal multi-head linear attention (`φ(x) = elu(x) + 1` features, no softmax; see
+    /// [`LinearAttention`](crate::attention::LinearAttention)).
+    LinearAttention,
     /// The Mamba selective-SSM mixer.
     Mamba,
     /// A single-layer LSTM whose hidden size is the model width.
@@ -47,6 +55,7 @@ impl fmt::Display for LayerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             LayerKind::Attention => "attention",
+            LayerKind::LinearAttention => "linear-attention",
             LayerKind::Mamba => "mamba",
             LayerKind::Lstm => "lstm",
         })
@@ -58,10 +67,12 @@ impl FromStr for LayerKind {
     fn from_str(s: &str) -> crate::Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "attention" | "attn" => Ok(LayerKind::Attention),
+            "linear-attention" | "linear-attn" => Ok(LayerKind::LinearAttention),
             "mamba" | "ssm" => Ok(LayerKind::Mamba),
             "lstm" => Ok(LayerKind::Lstm),
             other => Err(SeqError::InvalidConfig(format!(
-                "unknown layer kind `{other}`; use attention, mamba or lstm, optionally with `+mlp`"
+                "unknown layer kind `{other}`; use attention, linear-attention, mamba or lstm, optionally \
+                 with `+mlp`"
             ))),
         }
     }
@@ -110,7 +121,8 @@ impl FromStr for LayerSpec {
     }
 }
 
-/// Parses a comma-separated list of blocks, e.g. `"mamba,attention+mlp"`.
+/// Parses a comma-separated list of blocks, e.g. `"mamba,attention+mlp"` or
+/// `"linear-attention+mlp,linear-attention+mlp"`.
 pub fn parse_layers(spec: &str) -> crate::Result<Vec<LayerSpec>> {
     let layers = spec
         .split(',')
@@ -127,7 +139,7 @@ pub struct StackConfig {
     pub d_model: usize,
     /// The blocks, first to last.
     pub layers: Vec<LayerSpec>,
-    /// Attention heads of every attention block.
+    /// Heads of every attention and linear-attention block.
     #[config(default = 1)]
     pub n_heads: usize,
     /// Positional encoding. Relative kinds (RoPE, ALiBi, …) go to every attention block;
@@ -191,6 +203,11 @@ impl StackConfig {
                         .try_init(device)?,
                     NormPlacement::Pre,
                 )),
+                LayerKind::LinearAttention => MixerBlock::LinearAttention(Residual::new(
+                    norm(device),
+                    LinearAttentionConfig::new(self.d_model, self.n_heads).try_init(device)?,
+                    NormPlacement::Pre,
+                )),
                 LayerKind::Mamba => {
                     let mut config = self.mamba.clone().with_norm_eps(self.norm_eps);
                     config.d_model = self.d_model;
@@ -227,6 +244,8 @@ impl StackConfig {
 pub enum MixerBlock<B: Backend> {
     /// Self-attention block.
     Attention(AttentionBlock<B>),
+    /// Linear-attention block.
+    LinearAttention(LinearAttentionBlock<B>),
     /// Mamba block.
     Mamba(MambaBlock<B>),
     /// LSTM block.
@@ -250,6 +269,7 @@ impl<B: Backend> Block<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = match &self.mixer {
             MixerBlock::Attention(b) => b.forward(x),
+            MixerBlock::LinearAttention(b) => b.forward(x),
             MixerBlock::Mamba(b) => b.forward(x),
             MixerBlock::Lstm(b) => b.forward(x),
         };
@@ -263,6 +283,9 @@ impl<B: Backend> Block<B> {
     fn init_state(&self, batch: usize, device: &B::Device) -> LayerState<B> {
         match &self.mixer {
             MixerBlock::Attention(b) => LayerState::Attention(b.init_state(batch, device)),
+            MixerBlock::LinearAttention(b) => {
+                LayerState::LinearAttention(b.init_state(batch, device))
+            }
             MixerBlock::Mamba(b) => LayerState::Mamba(b.init_state(batch, device)),
             MixerBlock::Lstm(b) => LayerState::Lstm(b.init_state(batch, device)),
         }
@@ -278,6 +301,10 @@ impl<B: Backend> Block<B> {
             (MixerBlock::Attention(b), LayerState::Attention(s)) => {
                 let (y, s) = b.forward_with_state(x, s)?;
                 (y, LayerState::Attention(s))
+            }
+            (MixerBlock::LinearAttention(b), LayerState::LinearAttention(s)) => {
+                let (y, s) = b.forward_with_state(x, s)?;
+                (y, LayerState::LinearAttention(s))
             }
             (MixerBlock::Mamba(b), LayerState::Mamba(s)) => {
                 let (y, s) = b.forward_with_state(x, s)?;
@@ -307,6 +334,7 @@ impl<B: Backend> Block<B> {
     pub fn d_model(&self) -> usize {
         match &self.mixer {
             MixerBlock::Attention(b) => b.d_model(),
+            MixerBlock::LinearAttention(b) => b.d_model(),
             MixerBlock::Mamba(b) => b.d_model(),
             MixerBlock::Lstm(b) => b.d_model(),
         }
@@ -316,6 +344,7 @@ impl<B: Backend> Block<B> {
     pub fn kind(&self) -> LayerKind {
         match &self.mixer {
             MixerBlock::Attention(_) => LayerKind::Attention,
+            MixerBlock::LinearAttention(_) => LayerKind::LinearAttention,
             MixerBlock::Mamba(_) => LayerKind::Mamba,
             MixerBlock::Lstm(_) => LayerKind::Lstm,
         }
@@ -476,10 +505,18 @@ mod tests {
         );
         assert_eq!(parse_layers("attention+mlp,mamba").unwrap(), vec![gpt, m]);
         assert_eq!(parse_layers("lstm").unwrap()[0].mixer, LayerKind::Lstm);
+        let linear = LayerSpec {
+            mixer: LayerKind::LinearAttention,
+            mlp: true,
+        };
+        assert_eq!(
+            parse_layers("linear-attention+mlp,linear-attn+mlp").unwrap(),
+            vec![linear, linear]
+        );
         for bad in ["mamba,mlp", "", "attention+mlp+mlp", "attention+ffn"] {
             assert!(parse_layers(bad).is_err(), "{bad}");
         }
-        for spec in [m, a, gpt] {
+        for spec in [m, a, gpt, linear] {
             assert_eq!(spec.to_string().parse::<LayerSpec>().unwrap(), spec);
         }
     }

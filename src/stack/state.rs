@@ -2,7 +2,7 @@
 
 use burn::tensor::backend::Backend;
 
-use crate::attention::KvCache;
+use crate::attention::{KvCache, LinearAttentionState};
 use crate::error::{Result, SeqError};
 use crate::lstm::LstmCarry;
 use crate::ssm::MambaState;
@@ -14,6 +14,8 @@ use super::LayerKind;
 pub enum LayerState<B: Backend> {
     /// Keys and values of every position so far.
     Attention(KvCache<B>),
+    /// The key–value memory `S` and key normalizer `z` of every head.
+    LinearAttention(LinearAttentionState<B>),
     /// The last `K − 1` conv inputs and the SSM state `h`.
     Mamba(MambaState<B>),
     /// Cell and hidden state, each `[B, D]`.
@@ -25,6 +27,7 @@ impl<B: Backend> LayerState<B> {
     pub fn kind(&self) -> LayerKind {
         match self {
             LayerState::Attention(_) => LayerKind::Attention,
+            LayerState::LinearAttention(_) => LayerKind::LinearAttention,
             LayerState::Mamba(_) => LayerKind::Mamba,
             LayerState::Lstm(_) => LayerKind::Lstm,
         }

@@ -85,6 +85,7 @@ fn the_stack_norm_epsilon_reaches_every_norm() {
     for block in &lm.stack.blocks {
         seen.push(match &block.mixer {
             MixerBlock::Attention(b) => eps(&b.norm),
+            MixerBlock::LinearAttention(b) => eps(&b.norm),
             MixerBlock::Mamba(b) => eps(&b.norm),
             MixerBlock::Lstm(b) => eps(&b.norm),
         });

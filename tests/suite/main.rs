@@ -17,6 +17,7 @@ mod experiments_quick;
 #[path = "../../examples/common/mod.rs"]
 mod harness;
 mod layering;
+mod linear_attention;
 mod lstm;
 mod mamba;
 mod mamba_state;

@@ -184,6 +184,7 @@ fn stack_by_hand(
         h = match &block.mixer {
             MixerBlock::Mamba(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z)),
             MixerBlock::Attention(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z)),
+            MixerBlock::LinearAttention(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z)),
             MixerBlock::Lstm(b) => sublayer(&b.norm, h, &|z| b.mixer.forward(z, None).0),
         };
         if let Some(m) = &block.mlp {
