@@ -171,17 +171,31 @@ impl Experiment for AssociativeRecall {
                 false,
             ));
         }
+        // Convergence: one panel per problem, M and seed, so that no panel holds more than one
+        // curve per model.
         for (problem, group) in [(2, &p2), (3, &p3)] {
-            if !group.is_empty() {
+            let mut panels: Vec<(usize, u64)> = group
+                .iter()
+                .map(|o| (o.run.task.n_queries, o.run.train.seed))
+                .collect();
+            panels.sort_unstable();
+            panels.dedup();
+            for (m, seed) in panels {
+                let panel: Vec<&RecallOutcome> = group
+                    .iter()
+                    .copied()
+                    .filter(|o| o.run.task.n_queries == m && o.run.train.seed == seed)
+                    .collect();
                 warn_on_error(line_plot(
-                    &dir.join(format!("convergence_p{problem}.png")),
+                    &dir.join(format!("convergence_p{problem}_M{m}_seed{seed}.png")),
                     &format!(
-                        "Problem {problem}: test-batch accuracy (batch size {})",
-                        options.batch_size
+                        "Problem {problem}, M = {m}, seed {seed}: accuracy on the fixed test batch \
+                         ({} sequences)",
+                        panel.first().map_or(0, |o| o.run.train.test_batch)
                     ),
                     "optimizer step",
                     "test-batch accuracy",
-                    &convergence_series(group, label),
+                    &convergence_series(&panel, |o| o.label()),
                     false,
                 ));
             }
@@ -201,10 +215,16 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
     );
     let mut plots = Vec::new();
     if !p2.is_empty() {
-        plots.extend(["`p2_accuracy_vs_length_M{M}.png`", "`convergence_p2.png`"]);
+        plots.extend([
+            "`p2_accuracy_vs_length_M{M}.png`",
+            "`convergence_p2_M{M}_seed{seed}.png`",
+        ]);
     }
     if !p3.is_empty() {
-        plots.extend(["`p3_accuracy_vs_length.png`", "`convergence_p3.png`"]);
+        plots.extend([
+            "`p3_accuracy_vs_length.png`",
+            "`convergence_p3_M{M}_seed{seed}.png`",
+        ]);
     }
     let _ = writeln!(
         s,

@@ -116,17 +116,37 @@ impl Experiment for InductionHead {
                 &length_series(&group, name),
                 false,
             ));
-            warn_on_error(line_plot(
-                &dir.join(format!("convergence_tau{tau}.png")),
-                &format!(
-                    "Induction head, τ = {tau}: test-batch accuracy (batch size {})",
-                    options.batch_size
-                ),
-                "optimizer step",
-                "test-batch accuracy",
-                &convergence_series(&group, name),
-                false,
-            ));
+            // One convergence panel per seed (one curve per model) when there are several.
+            let mut seeds: Vec<u64> = group.iter().map(|o| o.run.train.seed).collect();
+            seeds.sort_unstable();
+            seeds.dedup();
+            for &seed in &seeds {
+                let panel: Vec<&RecallOutcome> = group
+                    .iter()
+                    .copied()
+                    .filter(|o| o.run.train.seed == seed)
+                    .collect();
+                let (file, title_seed) = if seeds.len() > 1 {
+                    (
+                        format!("convergence_tau{tau}_seed{seed}.png"),
+                        format!(", seed {seed}"),
+                    )
+                } else {
+                    (format!("convergence_tau{tau}.png"), String::new())
+                };
+                warn_on_error(line_plot(
+                    &dir.join(file),
+                    &format!(
+                        "Induction head, τ = {tau}{title_seed}: accuracy on the fixed test batch \
+                         ({} sequences)",
+                        panel.first().map_or(0, |o| o.run.train.test_batch)
+                    ),
+                    "optimizer step",
+                    "test-batch accuracy",
+                    &convergence_series(&panel, |o| o.label()),
+                    false,
+                ));
+            }
         }
     }
 }
@@ -141,7 +161,7 @@ fn report(options: &ExperimentOptions, outcomes: &[RecallOutcome]) -> String {
         options.training_setting()
     );
     s.push_str("Plots: `accuracy_vs_length_tau{τ}.png` (one curve per model), `convergence_tau{τ}.png` \
-                (test-batch accuracy against optimizer steps). Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
+                (test-batch accuracy against optimizer steps; `convergence_tau{τ}_seed{s}.png`, one per seed, with several seeds). Raw numbers: `summary.csv`, `lengths.csv`, `curves.csv`.\n\n");
     if options.seeds.len() > 1 {
         s.push_str("## Across seeds\n\n");
         s.push_str(&seed_summary(outcomes));

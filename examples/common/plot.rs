@@ -33,6 +33,30 @@ pub fn font_ready() -> bool {
     })
 }
 
+/// Draws `series` as lines into a PNG at `path`, with `x` on a log₂ axis whose ticks sit at the
+/// powers of two and read as the plain values (32, 64, 128, …): for lengths that double.
+pub fn line_plot_log2_x(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<(), String> {
+    let log2: Vec<Series> = series
+        .iter()
+        .map(|s| Series {
+            name: s.name.clone(),
+            points: s
+                .points
+                .iter()
+                .filter(|p| p.0 > 0.0)
+                .map(|&(x, y)| (x.log2(), y))
+                .collect(),
+        })
+        .collect();
+    draw_lines(path, title, x_label, y_label, &log2, XAxis::Log2)
+}
+
 /// Draws `series` as lines into a PNG at `path`. Returns an error message instead of
 /// panicking when the plot cannot be drawn (e.g. no font on the machine).
 pub fn line_plot(
@@ -42,6 +66,27 @@ pub fn line_plot(
     y_label: &str,
     series: &[Series],
     log_x: bool,
+) -> Result<(), String> {
+    let axis = if log_x { XAxis::Log10 } else { XAxis::Linear };
+    draw_lines(path, title, x_label, y_label, series, axis)
+}
+
+/// How the x axis maps the data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum XAxis {
+    Linear,
+    Log10,
+    /// The points are already `log₂ x`; ticks at integers, labelled `2^k`.
+    Log2,
+}
+
+fn draw_lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    axis: XAxis,
 ) -> Result<(), String> {
     if !font_ready() {
         return Err(format!(
@@ -98,17 +143,33 @@ pub fn line_plot(
                     .y_desc(y_label)
                     .label_style(("sans-serif", 15))
                     .draw()?;
+                finish!(@lines chart);
+            }};
+            (@lines $chart:ident) => {{
                 for (i, s) in series.iter().enumerate() {
-                    chart.draw_series(LineSeries::new(s.points.iter().copied(), colors(i)))?;
+                    $chart.draw_series(LineSeries::new(s.points.iter().copied(), colors(i)))?;
                 }
             }};
         }
-        if log_x {
-            finish!(
+        match axis {
+            XAxis::Log10 => finish!(
                 builder.build_cartesian_2d((x0.max(1e-12)..x1).log_scale(), y0 - pad..y1 + pad)?
-            );
-        } else {
-            finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
+            ),
+            XAxis::Linear => finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?),
+            XAxis::Log2 => {
+                // Integer ticks k = log₂ x, labelled with x itself.
+                let (k0, k1) = (x0.floor(), x1.ceil().max(x0.floor() + 1.0));
+                let mut chart = builder.build_cartesian_2d(k0..k1, y0 - pad..y1 + pad)?;
+                chart
+                    .configure_mesh()
+                    .x_desc(x_label)
+                    .y_desc(y_label)
+                    .x_labels((k1 - k0) as usize + 1)
+                    .x_label_formatter(&|k| format!("{}", 2f64.powf(k.round())))
+                    .label_style(("sans-serif", 15))
+                    .draw()?;
+                finish!(@lines chart);
+            }
         }
         if legend_width > 0 {
             for (i, s) in series.iter().enumerate() {

@@ -35,7 +35,7 @@ use super::cli::{
 };
 use super::driver::{Experiment, execute};
 use super::parallel::{init_locked, run_parallel};
-use super::plot::{Series, line_plot};
+use super::plot::{Series, line_plot, line_plot_log2_x};
 use super::progress::Progress;
 use super::warn_on_error;
 
@@ -1205,12 +1205,11 @@ fn plots(options: &TinyGptOptions, outcomes: &[TinyGptOutcome]) {
             points: o.lengths.iter().map(|l| (l.len as f64, l.score)).collect(),
         })
         .collect();
-    warn_on_error(line_plot(
+    warn_on_error(line_plot_log2_x(
         &dir.join("context_length.png"),
         "validation perplexity vs context length",
         "context (tokens)",
         "perplexity",
         &lengths,
-        true,
     ));
 }
