@@ -1,6 +1,6 @@
 //! Seed 004 §2: a character-level GPT on Shakespeare, its attention ablations (naive masking,
-//! shared Q/K/V, positions, similarity functions, linear attention) and Mamba / hybrid language
-//! models at a matched parameter count.
+//! shared Q/K/V, MLP Q/K/V, positions, similarity functions, linear attention) and Mamba /
+//! hybrid language models at a matched parameter count.
 //!
 //! ```sh
 //! cargo run --release --example tiny_gpt -- train --quick                 # seconds

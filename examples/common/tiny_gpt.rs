@@ -1,7 +1,8 @@
 //! Seed 004 §2: a character-level GPT on Shakespeare and its attention ablations (naive
-//! masking, shared Q/K/V, positions, similarity functions, linear attention), plus Mamba and
-//! hybrid language models at a matched parameter count; perplexity curves, perplexity against
-//! context length, the naive mask's leak measured, samples, throughput, checkpoints.
+//! masking, shared Q/K/V, MLP Q/K/V, positions, similarity functions, linear attention), plus
+//! Mamba and hybrid language models at a matched parameter count; perplexity curves,
+//! perplexity against context length, the naive mask's leak measured, samples, throughput,
+//! checkpoints.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use seqlayers::SeqError;
-use seqlayers::attention::{CausalMasking, QkvSharing, Similarity};
+use seqlayers::attention::{CausalMasking, QkvProjection, QkvSharing, Similarity};
 use seqlayers::burn::config::Config;
 use seqlayers::burn::module::{AutodiffModule, Module};
 use seqlayers::burn::prelude::Backend;
@@ -60,6 +61,8 @@ pub enum Ablation {
     Alibi,
     /// Another similarity function.
     Similarity(Similarity),
+    /// Q, K and V each a two-layer GELU MLP of hidden width `D` instead of a linear map.
+    MlpQkv,
     /// Kernelized causal linear attention (`φ = elu + 1`, no softmax) in every GPT block,
     /// learned positions as the standard.
     LinearAttention,
@@ -71,7 +74,7 @@ pub enum Ablation {
 
 impl Ablation {
     /// Every variant of the grid.
-    pub const GRID: [Ablation; 13] = [
+    pub const GRID: [Ablation; 14] = [
         Ablation::Standard,
         Ablation::NaiveMask,
         Ablation::SharedQk,
@@ -82,6 +85,7 @@ impl Ablation {
         Ablation::Alibi,
         Ablation::Similarity(Similarity::NegSquaredDistance),
         Ablation::Similarity(Similarity::Cosine { temperature: 0.1 }),
+        Ablation::MlpQkv,
         Ablation::LinearAttention,
         Ablation::Mamba,
         Ablation::Hybrid,
@@ -105,6 +109,7 @@ impl Ablation {
             Ablation::Similarity(Similarity::Cosine { temperature }) => {
                 format!("similarity=cosine:{temperature}")
             }
+            Ablation::MlpQkv => "mlp-qkv".into(),
             Ablation::LinearAttention => "linear-attention".into(),
             Ablation::Mamba => "mamba".into(),
             Ablation::Hybrid => "hybrid".into(),
@@ -122,6 +127,7 @@ impl Ablation {
             "sinusoidal" => Ablation::Sinusoidal,
             "rope" => Ablation::Rope,
             "alibi" => Ablation::Alibi,
+            "mlp-qkv" => Ablation::MlpQkv,
             "linear-attention" => Ablation::LinearAttention,
             "mamba" => Ablation::Mamba,
             "hybrid" => Ablation::Hybrid,
@@ -139,7 +145,7 @@ impl Ablation {
                 }
                 None => {
                     return Err(format!(
-                        "unknown ablation `{other}`; use standard, naive-mask, shared-qk, shared-kv, shared-qkv, sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T], linear-attention, mamba or hybrid"
+                        "unknown ablation `{other}`; use standard, naive-mask, shared-qk, shared-kv, shared-qkv, sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T], mlp-qkv, linear-attention, mamba or hybrid"
                     ));
                 }
             },
@@ -306,6 +312,11 @@ impl TinyGptOptions {
             Ablation::SharedKv => stack = stack.with_sharing(QkvSharing::SharedKV),
             Ablation::SharedQkv => stack = stack.with_sharing(QkvSharing::SharedQKV),
             Ablation::Similarity(s) => stack = stack.with_similarity(s),
+            Ablation::MlpQkv => {
+                stack = stack.with_qkv_projection(QkvProjection::Mlp {
+                    d_hidden: self.d_model,
+                })
+            }
             _ => {}
         }
         let config = LanguageModelConfig::new(stack, vocab).with_tie_embeddings(true);
@@ -353,7 +364,7 @@ pub enum TinyGptMode {
 pub struct TrainArgs {
     /// Comma-separated variants: standard, naive-mask, shared-qk, shared-kv, shared-qkv,
     /// sinusoidal, learned, rope, alibi, similarity=dot|neg-distance|cosine[:T],
-    /// linear-attention, mamba, hybrid.
+    /// mlp-qkv, linear-attention, mamba, hybrid.
     #[arg(long = "ablation", value_delimiter = ',', value_parser = Ablation::parse)]
     pub ablations: Vec<Ablation>,
     /// Any UTF-8 text (default: the committed Shakespeare corpus).

@@ -58,6 +58,33 @@ impl QkvSharing {
     }
 }
 
+/// How queries, keys and values are computed from the input (an ablation switch): each of the
+/// `P` distinct projections of [`QkvSharing`] is a linear map or a small MLP.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum QkvProjection {
+    /// `x W + b` per projection (standard): the fused weight is `[D, P·D]`.
+    Linear,
+    /// A two-layer MLP per projection, `GELU(x W₁ + b₁) W₂ + b₂` (the crate's exact
+    /// [`gelu`](crate::nn::gelu)), with `W₁` `[D, D_h]` and `W₂` `[D_h, D]`: the hidden weights are
+    /// fused as `[D, P·D_h]`, the output weights as `[D_h, P·D]`.
+    Mlp {
+        /// Hidden width `D_h` of each projection's MLP (> 0).
+        d_hidden: usize,
+    },
+}
+
+impl QkvProjection {
+    /// Checks the hidden width of [`QkvProjection::Mlp`].
+    pub fn validate(&self) -> crate::Result<()> {
+        match *self {
+            QkvProjection::Linear => Ok(()),
+            QkvProjection::Mlp { d_hidden } => {
+                ensure_nonzero("Q/K/V MLP hidden width (d_hidden)", d_hidden)
+            }
+        }
+    }
+}
+
 /// How a query and a key are compared (the scores before the softmax); an ablation switch.
 /// `d` is the head width.
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -128,6 +155,9 @@ pub struct AttentionConfig {
     /// How queries and keys are compared (ablation switch; only `Dot` takes the fused op).
     #[config(default = "Similarity::Dot")]
     pub similarity: Similarity,
+    /// Linear or MLP Q/K/V projections (ablation switch).
+    #[config(default = "QkvProjection::Linear")]
+    pub qkv_projection: QkvProjection,
 }
 
 impl AttentionConfig {
@@ -143,6 +173,7 @@ impl AttentionConfig {
             });
         }
         self.similarity.validate()?;
+        self.qkv_projection.validate()?;
         self.position
             .validate_for_heads(self.n_heads, self.d_model / self.n_heads)
     }
@@ -153,8 +184,20 @@ impl AttentionConfig {
         self.validate()?;
         let d = self.d_model;
         let p = self.sharing.n_projections();
+        let (qkv_hidden, d_in) = match self.qkv_projection {
+            QkvProjection::Linear => (None, d),
+            QkvProjection::Mlp { d_hidden } => (
+                Some(
+                    LinearConfig::new(d, p * d_hidden)
+                        .with_bias(self.bias)
+                        .init(device),
+                ),
+                d_hidden,
+            ),
+        };
         let attention = MultiHeadAttention {
-            qkv: LinearConfig::new(d, p * d)
+            qkv_hidden,
+            qkv: LinearConfig::new(d_in, p * d)
                 .with_bias(self.bias)
                 .init(device),
             output: LinearConfig::new(d, d).with_bias(self.bias).init(device),

@@ -13,7 +13,7 @@ use crate::backend::{prim, wrap};
 use crate::error::{Result, SeqError};
 use crate::linear;
 use crate::nn::MASKED;
-use crate::nn::Mixer;
+use crate::nn::{Mixer, gelu};
 use crate::position::{PositionEncoding, Rope, rope_tables};
 
 /// Multi-head scaled dot-product attention with a fused Q/K/V projection.
@@ -21,8 +21,15 @@ use crate::position::{PositionEncoding, Rope, rope_tables};
 /// Build it with [`AttentionConfig::try_init`](super::AttentionConfig::try_init).
 #[derive(Module, Debug)]
 pub struct MultiHeadAttention<B: Backend> {
+    /// The hidden layers of MLP projections ([`QkvProjection::Mlp`]), weight `[D, P·D_h]`:
+    /// projection `p` reads `GELU` of its column block `p` instead of `x`. `None` for linear
+    /// projections.
+    ///
+    /// [`QkvProjection::Mlp`]: super::QkvProjection::Mlp
+    pub qkv_hidden: Option<Linear<B>>,
     /// Fused projection `x ↦ x·[W_Q | W_K | W_V] + b`, weight `[D, P·D]` where `P` is the
-    /// number of distinct projections (3, or fewer when shared; see [`QkvSharing::blocks`]).
+    /// number of distinct projections (3, or fewer when shared; see [`QkvSharing::blocks`]);
+    /// `[D_h, P·D]` after the hidden layers of MLP projections.
     pub qkv: Linear<B>,
     /// Output projection `W_O`, `[D, D]`.
     pub output: Linear<B>,
@@ -459,9 +466,17 @@ impl<B: Backend> MultiHeadAttention<B> {
 
     /// The projection of `x` `[B, L, D]` by column block `block` of the fused weight (0: Q,
     /// 1: K, 2: V), split into heads: `[B, H, L, d_head]`. The weight is cut, not the output
-    /// ([`linear::apply_columns`]).
+    /// ([`linear::apply_columns`]). With MLP projections, `x` first goes through block
+    /// `block` of the hidden layer and GELU.
     fn project_block(&self, x: Tensor<B, 3>, block: usize) -> Tensor<B, 4> {
         let d = self.d_model;
+        let x = match &self.qkv_hidden {
+            Some(hidden) => {
+                let d_hidden = hidden.weight.dims()[1] / self.sharing.n_projections();
+                gelu(linear::apply_columns(hidden, x, block * d_hidden, d_hidden)) // [B, L, D_h]
+            }
+            None => x,
+        };
         self.split_heads(linear::apply_columns(&self.qkv, x, block * d, d)) // [B, H, L, d_head]
     }
 

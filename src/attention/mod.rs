@@ -5,7 +5,8 @@
 //! Self-attention, cross-attention (queries from one sequence, keys/values from another),
 //! causal and padding masks, the relative position encodings of [`crate::position`]
 //! (RoPE on Q/K, ALiBi/Hard-ALiBi as a score bias), incremental decoding with a [`KvCache`],
-//! and two ablations: naive post-softmax causal masking and shared Q/K/V projections.
+//! and three ablations: naive post-softmax causal masking, shared Q/K/V projections and MLP
+//! Q/K/V projections ([`QkvProjection`]).
 //! [`LinearAttention`] is the kernelized causal variant (no softmax, a fixed-size decoding
 //! state; its own glossary is in its module).
 //!
@@ -22,6 +23,7 @@
 //! | `x` | layer input (queries' sequence) | `[B, L, D]` |
 //! | `c` | context for cross-attention (keys'/values' sequence) | `[B, Lk, D]` |
 //! | `W_Q, W_K, W_V` | projections, stored fused as one `[D, P·D]` matrix | |
+//! | `W₁`, `D_h` | hidden layer and width of MLP projections (`GELU(x W₁ + b₁) W_Q + b_Q`, …), fused `[D, P·D_h]` | |
 //! | `Q, K, V` | projected queries, keys, values after the head split | `[B, H, L, d_head]` |
 //! | `A = Q·Kᵀ/√d_head + bias` | pre-softmax scores | `[B, H, Lq, Lk]` |
 //! | `A' = softmax(A)` | attention weights (rows sum to 1) | `[B, H, Lq, Lk]` |
@@ -41,7 +43,9 @@ mod sdpa;
 
 pub(crate) use backend::{FusedAttentionInput, RopeTables, fused_attention_forward};
 pub use cache::KvCache;
-pub use config::{AttentionBlock, AttentionConfig, CausalMasking, QkvSharing, Similarity};
+pub use config::{
+    AttentionBlock, AttentionConfig, CausalMasking, QkvProjection, QkvSharing, Similarity,
+};
 pub use linear_attention::{
     LinearAttention, LinearAttentionBlock, LinearAttentionConfig, LinearAttentionState,
 };

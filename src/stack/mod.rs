@@ -28,7 +28,7 @@ pub use state::{LayerState, StackState};
 
 use crate::attention::{
     AttentionBlock, AttentionConfig, CausalMasking, LinearAttentionBlock, LinearAttentionConfig,
-    QkvSharing, Similarity,
+    QkvProjection, QkvSharing, Similarity,
 };
 use crate::error::{SeqError, ensure_nonzero};
 use crate::lstm::LstmBlock;
@@ -171,6 +171,9 @@ pub struct StackConfig {
     /// Query–key similarity of the attention blocks (ablation switch).
     #[config(default = "Similarity::Dot")]
     pub similarity: Similarity,
+    /// Linear or MLP Q/K/V projections of the attention blocks (ablation switch).
+    #[config(default = "QkvProjection::Linear")]
+    pub qkv_projection: QkvProjection,
 }
 
 impl StackConfig {
@@ -200,6 +203,7 @@ impl StackConfig {
                         .with_masking(self.masking)
                         .with_sharing(self.sharing)
                         .with_similarity(self.similarity)
+                        .with_qkv_projection(self.qkv_projection)
                         .try_init(device)?,
                     NormPlacement::Pre,
                 )),

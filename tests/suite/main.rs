@@ -21,6 +21,7 @@ mod linear_attention;
 mod lstm;
 mod mamba;
 mod mamba_state;
+mod nonlinear_qkv;
 mod objective;
 mod pig_latin;
 mod position;
