@@ -361,13 +361,20 @@ fn recall_runs(args: &Args) -> Result<(Vec<RecallRun>, usize), String> {
     Ok((runs, train_len))
 }
 
+/// As `length_series` of `examples/common/mod.rs`: runs sharing a label are averaged.
 fn length_series(runs: &[&RecallRun], label: impl Fn(&RecallRun) -> String) -> Vec<Series> {
-    runs.iter()
-        .map(|o| Series {
-            name: label(o),
-            points: o.lengths.clone(),
-        })
-        .collect()
+    plot::mean_by_name(runs.iter().map(|o| (label(o), o.lengths.clone())).collect())
+}
+
+/// As `seeds_note` of `examples/common/mod.rs`.
+fn seeds_note(runs: &[&RecallRun]) -> String {
+    let seeds = distinct_seeds(runs);
+    if seeds.len() > 1 {
+        let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        format!("; mean of seeds {}", list.join(", "))
+    } else {
+        String::new()
+    }
 }
 
 fn convergence_series(runs: &[&RecallRun]) -> Vec<Series> {
@@ -402,12 +409,12 @@ fn distinct_seeds(runs: &[&RecallRun]) -> Vec<u64> {
 fn induction_head(args: &Args) -> Result<Vec<PathBuf>, String> {
     let (runs, train_len) = recall_runs(args)?;
     let all: Vec<&RecallRun> = runs.iter().collect();
-    let several = distinct_seeds(&all).len() > 1;
     let dir = &args.dir;
     let mut written = Vec::new();
     for tau in unique(runs.iter().map(|o| o.tau)) {
         let group: Vec<&RecallRun> = runs.iter().filter(|o| o.tau == tau).collect();
-        let series = length_series(&group, |o| o.series_name(several));
+        let series = length_series(&group, |o| o.series_name(false));
+        let note = seeds_note(&all);
         draw(
             &mut written,
             dir.join(format!("accuracy_vs_length_tau{tau}.png")),
@@ -415,7 +422,7 @@ fn induction_head(args: &Args) -> Result<Vec<PathBuf>, String> {
                 line_plot(
                     p,
                     &format!(
-                        "Induction head, τ = {tau}: accuracy vs length (trained at L = {train_len})"
+                        "Induction head, τ = {tau}: accuracy vs length (trained at L = {train_len}{note})"
                     ),
                     "sequence length",
                     "accuracy",
@@ -473,11 +480,12 @@ fn associative_recall(args: &Args) -> Result<Vec<PathBuf>, String> {
                 line_plot(
                     p,
                     &format!(
-                        "AR, M = {m}, d = {d2}: accuracy vs length (trained at L = {train_len})"
+                        "AR, M = {m}, d = {d2}: accuracy vs length (trained at L = {train_len}{})",
+                        seeds_note(&all)
                     ),
                     "sequence length",
                     "accuracy",
-                    &length_series(&group, |o| o.series_name(several)),
+                    &length_series(&group, |o| o.series_name(false)),
                     false,
                 )
             },

@@ -18,7 +18,7 @@ use super::experiments::{ExperimentOptions, recall_options, run_all};
 use super::plot::line_plot;
 use super::recall::{RecallOutcome, RecallRun, csv_files};
 use super::report::{findings, pct, results_table, seed_summary};
-use super::{convergence_series, length_series, warn_on_error};
+use super::{convergence_series, length_series, seeds_note, warn_on_error};
 
 /// The models of Problem 2.
 pub const PROBLEM2_MODELS: [RecallModel; 4] = [
@@ -145,12 +145,13 @@ impl Experiment for AssociativeRecall {
             warn_on_error(line_plot(
                 &dir.join(format!("p2_accuracy_vs_length_M{m}.png")),
                 &format!(
-                    "AR, M = {m}, d = {d2}: accuracy vs length (trained at L = {})",
-                    options.train_len
+                    "AR, M = {m}, d = {d2}: accuracy vs length (trained at L = {}{})",
+                    options.train_len,
+                    seeds_note(&options.seeds)
                 ),
                 "sequence length",
                 "accuracy",
-                &length_series(&group, |o| o.series_name(several)),
+                &length_series(&group, |o| o.series_name(false)),
                 false,
             ));
         }

@@ -15,7 +15,7 @@ use super::experiments::{ExperimentOptions, recall_options, run_all};
 use super::plot::line_plot;
 use super::recall::{RecallOutcome, RecallRun, csv_files};
 use super::report::{findings, pct, results_table, seed_summary};
-use super::{convergence_series, length_series, warn_on_error};
+use super::{convergence_series, length_series, seeds_note, warn_on_error};
 
 /// The six models of Problem 1.
 pub const PROBLEM1_MODELS: [RecallModel; 6] = [
@@ -98,7 +98,9 @@ impl Experiment for InductionHead {
     fn plots(options: &ExperimentOptions, outcomes: &Vec<RecallOutcome>) {
         let mut delays: Vec<usize> = outcomes.iter().map(|o| o.run.task.delay).collect();
         delays.dedup();
-        let name = |o: &RecallOutcome| o.series_name(options.seeds.len() > 1);
+        // One curve per model: the mean over the seeds when there are several.
+        let name = |o: &RecallOutcome| o.series_name(false);
+        let seeds_note = seeds_note(&options.seeds);
         for tau in delays {
             let group: Vec<_> = outcomes
                 .iter()
@@ -108,7 +110,7 @@ impl Experiment for InductionHead {
             warn_on_error(line_plot(
                 &dir.join(format!("accuracy_vs_length_tau{tau}.png")),
                 &format!(
-                    "Induction head, τ = {tau}: accuracy vs length (trained at L = {})",
+                    "Induction head, τ = {tau}: accuracy vs length (trained at L = {}{seeds_note})",
                     options.train_len
                 ),
                 "sequence length",

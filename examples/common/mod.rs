@@ -39,18 +39,30 @@ pub mod tiny_gpt;
 use plot::Series;
 use recall::RecallOutcome;
 
-/// Accuracy-vs-length curves, one per outcome, labelled by `label`.
+/// `""`, or `"; mean of seeds 0, 1, 2"` for a plot title when there are several seeds.
+pub fn seeds_note(seeds: &[u64]) -> String {
+    if seeds.len() > 1 {
+        let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        format!("; mean of seeds {}", list.join(", "))
+    } else {
+        String::new()
+    }
+}
+
+/// Accuracy-vs-length curves labelled by `label`: outcomes that share a label (the seeds of one
+/// model) are averaged point by point into one curve.
 pub fn length_series(
     outcomes: &[&RecallOutcome],
     label: impl Fn(&RecallOutcome) -> String,
 ) -> Vec<Series> {
-    outcomes
+    let curves: Vec<(String, Vec<(f64, f64)>)> = outcomes
         .iter()
-        .map(|o| Series {
-            name: label(o),
-            points: o.lengths.iter().map(|l| (l.len as f64, l.score)).collect(),
+        .map(|o| {
+            let points = o.lengths.iter().map(|l| (l.len as f64, l.score)).collect();
+            (label(o), points)
         })
-        .collect()
+        .collect();
+    plot::mean_by_name(curves)
 }
 
 /// Test-batch accuracy against optimizer steps, one curve per outcome.

@@ -14,6 +14,38 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// One series per distinct name (in order of first appearance), the point-by-point mean of the
+/// curves with that name (cut to the shortest of them).
+pub fn mean_by_name(curves: Vec<(String, Vec<(f64, f64)>)>) -> Vec<Series> {
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in &curves {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let group: Vec<&Vec<(f64, f64)>> = curves
+                .iter()
+                .filter(|c| c.0 == name)
+                .map(|c| &c.1)
+                .collect();
+            let n = group.iter().map(|c| c.len()).min().unwrap_or(0);
+            let k = group.len().max(1) as f64;
+            let points = (0..n)
+                .map(|i| {
+                    let (x, y) = group
+                        .iter()
+                        .fold((0.0, 0.0), |(x, y), c| (x + c[i].0, y + c[i].1));
+                    (x / k, y / k)
+                })
+                .collect();
+            Series { name, points }
+        })
+        .collect()
+}
+
 const FONT_PATHS: [&str; 2] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
