@@ -20,7 +20,8 @@ use seqlayers::data::{
 use seqlayers::decode::{GenerateConfig, generate_greedy};
 use seqlayers::model::{EncoderDecoder, EncoderDecoderConfig, LanguageModel, LanguageModelConfig};
 use seqlayers::nn::NormKind;
-use seqlayers::ssm::{Discretization, MambaConfig};
+use seqlayers::position::PositionEncoding;
+use seqlayers::ssm::{Discretization, MambaConfig, StateMatrix, StepSize};
 use seqlayers::stack::{StackConfig, parse_layers};
 use seqlayers::train::{
     LrSchedule, OptimizerKind, Scores, TrainConfig, TrainReport, evaluate_batch, train,
@@ -72,6 +73,31 @@ pub struct PigLatinArgs {
     /// Mamba blocks.
     #[arg(long)]
     pub mamba_layers: Option<usize>,
+    /// Comma-separated transformer head counts, each dividing every `--hidden` (default
+    /// hidden/16: heads of width 16; the homework's base, hidden 64, has 4).
+    #[arg(long = "heads", value_delimiter = ',')]
+    pub heads: Vec<usize>,
+    /// Comma-separated positional encodings of the transformer: none, sinusoidal (default),
+    /// learned (a trained table).
+    #[arg(long = "positions", value_delimiter = ',')]
+    pub positions: Vec<Positions>,
+    /// Comma-separated state matrices of the Mamba runs: learned (default, A = −exp(A_log)
+    /// trained) or fixed-identity (A = −1 for every channel and state, not trained).
+    #[arg(long = "mamba-a", value_delimiter = ',')]
+    pub mamba_a: Vec<MambaA>,
+    /// Comma-separated step sizes of the Mamba runs: learned (default, the selective
+    /// Δ = softplus(dt_proj(·))) or constant:<value> (the same Δ > 0 for every token and
+    /// channel), e.g. `learned,constant:0.1`.
+    #[arg(long = "mamba-dt", value_delimiter = ',')]
+    pub mamba_dt: Vec<String>,
+    /// Optimizer of every run: adamw (default, weight decay 0.01), adam, sgd (momentum 0.9),
+    /// rmsprop, adagrad (PyTorch's defaults otherwise; the rate is `--lr`).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<Optim>,
+    /// Learning-rate schedule of every run: cosine (default: linear warm-up over 5% of the
+    /// steps, then cosine decay to 5% of `--lr`) or constant.
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
     /// The shared flags ([`RunArgs`]; `--batch` counts words, one seed: it draws the split,
     /// the data order and the initialization).
     #[command(flatten)]
@@ -79,8 +105,8 @@ pub struct PigLatinArgs {
 }
 
 impl PigLatinArgs {
-    /// The options of these flags (defaults where a flag is missing); only `--sweep` and the
-    /// one seed are checked here, see [`pig_latin_options`].
+    /// The options of these flags (defaults where a flag is missing); only `--sweep`,
+    /// `--mamba-dt` and the one seed are checked here, see [`pig_latin_options`].
     pub fn options(&self) -> std::result::Result<PigLatinOptions, CliError> {
         let mut o = PigLatinOptions::default();
         if self.run.quick {
@@ -121,6 +147,24 @@ impl PigLatinArgs {
         o.lr = self.run.lr.unwrap_or(o.lr);
         o.transformer_layers = self.transformer_layers.unwrap_or(o.transformer_layers);
         o.mamba_layers = self.mamba_layers.unwrap_or(o.mamba_layers);
+        if !self.heads.is_empty() {
+            o.heads = self.heads.clone();
+        }
+        if !self.positions.is_empty() {
+            o.positions = self.positions.clone();
+        }
+        if !self.mamba_a.is_empty() {
+            o.mamba_a = self.mamba_a.iter().map(|a| a.state_matrix()).collect();
+        }
+        if !self.mamba_dt.is_empty() {
+            o.mamba_dt = self
+                .mamba_dt
+                .iter()
+                .map(|s| parse_step_size(s))
+                .collect::<std::result::Result<_, _>>()?;
+        }
+        o.optimizer = self.optimizer.unwrap_or(o.optimizer);
+        o.schedule = self.schedule.unwrap_or(o.schedule);
         o.seed = self.run.one_seed("pig_latin")?;
         o.jobs = self.run.jobs;
         o.out_dir = self.run.out_dir("pig_latin");
@@ -160,17 +204,44 @@ pub fn pig_latin_options(args: &PigLatinArgs) -> std::result::Result<PigLatinOpt
             dir.display()
         )));
     }
+    positive_list("--heads", &args.heads)?;
+    distinct("--heads", &args.heads)?;
+    let positions: Vec<&str> = args.positions.iter().map(|p| p.name()).collect();
+    distinct("--positions", &positions)?;
+    let mamba_a: Vec<&str> = args.mamba_a.iter().map(|a| a.name()).collect();
+    distinct("--mamba-a", &mamba_a)?;
     let o = args.options()?;
+    let mamba_dt: Vec<String> = o.mamba_dt.iter().map(StepSize::name).collect();
+    distinct("--mamba-dt", &mamba_dt)?;
     if o.models.contains(&Translator::Transformer) {
         for &hidden in &o.hiddens {
-            let heads = (hidden / 16).max(1);
-            if !hidden.is_multiple_of(heads) {
+            let heads = default_heads(hidden);
+            if o.heads.is_empty() && !hidden.is_multiple_of(heads) {
                 return Err(CliError::usage(format!(
                     "--hidden {hidden}: the transformer has hidden/16 = {heads} heads, which must \
-                     divide the width; use a width below 32 or a multiple of 16"
+                     divide the width; use a width below 32 or a multiple of 16 (or give --heads)"
+                )));
+            }
+            if let Some(&h) = o.heads.iter().find(|&&h| !hidden.is_multiple_of(h)) {
+                return Err(CliError::usage(format!(
+                    "--heads {h} does not divide --hidden {hidden}; give head counts that divide \
+                     every width (e.g. 1, 2, 4, 8 or 16 for 64)"
                 )));
             }
         }
+    } else if !args.heads.is_empty() || !args.positions.is_empty() {
+        return Err(CliError::usage(
+            "--heads and --positions set the transformer, which --model leaves out; add \
+             transformer to --model or drop them",
+        ));
+    }
+    if !o.models.contains(&Translator::Mamba)
+        && (!args.mamba_a.is_empty() || !args.mamba_dt.is_empty())
+    {
+        return Err(CliError::usage(
+            "--mamba-a and --mamba-dt set the Mamba translator, which --model leaves out; add \
+             mamba to --model or drop them",
+        ));
     }
     let runs = o.runs();
     let mut read: Vec<DataSize> = Vec::new();
@@ -184,11 +255,11 @@ pub fn pig_latin_options(args: &PigLatinArgs) -> std::result::Result<PigLatinOpt
     for run in &runs {
         match run.model {
             Translator::Transformer => {
-                let config = transformer_config(&o, run.hidden);
+                let config = transformer_config(&o, run);
                 init_locked(|| config.try_init::<Cpu>(&device))?;
             }
             Translator::Mamba => {
-                let config = mamba_config(&o, run.hidden, run.disc)?;
+                let config = mamba_run_config(&o, run)?;
                 init_locked(|| config.try_init::<Cpu>(&device))?;
             }
         }
@@ -295,6 +366,182 @@ impl Disc {
     }
 }
 
+/// Heads of the transformer at width `hidden` when `--heads` is not given: heads of width 16
+/// (at least one).
+pub fn default_heads(hidden: usize) -> usize {
+    (hidden / 16).max(1)
+}
+
+/// Rows of the learned position table: longer than any word of the homework's lists (at most
+/// 22 letters, 25 tokens on the target side); positions past it reuse the last row.
+pub const LEARNED_POSITIONS: usize = 64;
+
+/// The transformer's positional encoding (`--positions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Positions {
+    /// No positional encoding (attention alone; the decoder still has its causal mask).
+    None,
+    /// Fixed sinusoids of "Attention Is All You Need" (the homework's default).
+    Sinusoidal,
+    /// A trained table of [`LEARNED_POSITIONS`] rows (GPT-2's `N(0, 0.02²)` init; the
+    /// homework's trained encodings started from the sinusoids instead).
+    Learned,
+}
+
+impl Positions {
+    /// The library value.
+    pub fn encoding(self) -> PositionEncoding {
+        match self {
+            Positions::None => PositionEncoding::None,
+            Positions::Sinusoidal => PositionEncoding::sinusoidal(),
+            Positions::Learned => PositionEncoding::learned_clamped(LEARNED_POSITIONS),
+        }
+    }
+
+    /// Name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Positions::None => "none",
+            Positions::Sinusoidal => "sinusoidal",
+            Positions::Learned => "learned",
+        }
+    }
+}
+
+/// Mamba's state matrix `A` (`--mamba-a`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MambaA {
+    /// `A = −exp(A_log)`, trained (the reference).
+    Learned,
+    /// `A = −I`, not trained.
+    FixedIdentity,
+}
+
+impl MambaA {
+    /// The library value.
+    pub fn state_matrix(self) -> StateMatrix {
+        match self {
+            MambaA::Learned => StateMatrix::Learned,
+            MambaA::FixedIdentity => StateMatrix::FixedNegIdentity,
+        }
+    }
+
+    /// Name in tables.
+    pub fn name(self) -> &'static str {
+        self.state_matrix().name()
+    }
+}
+
+/// Parses one `--mamba-dt` value: `learned` or `constant:<value>` with a finite value above 0.
+pub fn parse_step_size(text: &str) -> std::result::Result<StepSize, CliError> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("learned") {
+        return Ok(StepSize::Selective);
+    }
+    let Some(value) = text.strip_prefix("constant:") else {
+        return Err(CliError::usage(format!(
+            "--mamba-dt: unknown step size `{text}`; write learned or constant:<value>, e.g. \
+             constant:0.1"
+        )));
+    };
+    let value: f64 = value.parse().map_err(|_| {
+        CliError::usage(format!(
+            "--mamba-dt: `{value}` in `{text}` is not a number; write constant:<value>, e.g. \
+             constant:0.1"
+        ))
+    })?;
+    let step = StepSize::Constant { value };
+    if step.validate().is_err() {
+        return Err(CliError::usage(format!(
+            "--mamba-dt {text}: the constant step size must be a finite number above 0 (Δ = 0 \
+             would freeze the state); e.g. constant:0.1"
+        )));
+    }
+    Ok(step)
+}
+
+/// The optimizer of every run (`--optimizer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Optim {
+    /// AdamW, weight decay 0.01 (the default).
+    Adamw,
+    /// Adam without weight decay.
+    Adam,
+    /// SGD with heavy-ball momentum 0.9.
+    Sgd,
+    /// RMSprop with PyTorch's defaults.
+    Rmsprop,
+    /// AdaGrad with PyTorch's defaults.
+    Adagrad,
+}
+
+impl Optim {
+    /// The library value.
+    pub fn kind(self) -> OptimizerKind {
+        match self {
+            Optim::Adamw => OptimizerKind::AdamW { weight_decay: 0.01 },
+            Optim::Adam => OptimizerKind::Adam,
+            Optim::Sgd => OptimizerKind::sgd(0.9),
+            Optim::Rmsprop => OptimizerKind::rms_prop(),
+            Optim::Adagrad => OptimizerKind::ada_grad(),
+        }
+    }
+
+    /// Name in tables.
+    pub fn name(self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// How the report describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Optim::Adamw => "AdamW (weight decay 0.01)",
+            Optim::Adam => "Adam (no weight decay)",
+            Optim::Sgd => "SGD (momentum 0.9)",
+            Optim::Rmsprop => "RMSprop (α 0.99, ε 1e-8)",
+            Optim::Adagrad => "AdaGrad (ε 1e-10)",
+        }
+    }
+}
+
+/// The learning-rate schedule of every run (`--schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schedule {
+    /// Linear warm-up over 5% of the steps, then cosine decay to 5% of the peak (the default).
+    Cosine,
+    /// The peak rate at every step.
+    Constant,
+}
+
+impl Schedule {
+    /// The library value for a run of `steps` optimizer steps.
+    pub fn schedule(self, steps: usize) -> LrSchedule {
+        match self {
+            Schedule::Cosine => LrSchedule::WarmupCosine {
+                warmup_steps: (steps / 20).max(1),
+                min_ratio: 0.05,
+            },
+            Schedule::Constant => LrSchedule::Constant,
+        }
+    }
+
+    /// Name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Cosine => "cosine",
+            Schedule::Constant => "constant",
+        }
+    }
+
+    /// How the report describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Schedule::Cosine => "warm-up + cosine",
+            Schedule::Constant => "constant rate",
+        }
+    }
+}
+
 /// Everything the `pig_latin` example can change.
 #[derive(Debug, Clone)]
 pub struct PigLatinOptions {
@@ -318,7 +565,7 @@ pub struct PigLatinOptions {
     pub epochs: Option<f64>,
     /// Words per minibatch.
     pub batch: usize,
-    /// Peak learning rate (AdamW, warm-up + cosine, clip 1).
+    /// Peak learning rate (of `optimizer` under `schedule`, clip 1).
     pub lr: f64,
     /// Points on each curve.
     pub curve_points: usize,
@@ -332,6 +579,18 @@ pub struct PigLatinOptions {
     pub mamba_layers: usize,
     /// Mamba state size `N`.
     pub d_state: usize,
+    /// Transformer head counts (a grid axis; empty: [`default_heads`] of each width).
+    pub heads: Vec<usize>,
+    /// Transformer positional encodings (a grid axis).
+    pub positions: Vec<Positions>,
+    /// Mamba state matrices (a grid axis).
+    pub mamba_a: Vec<StateMatrix>,
+    /// Mamba step sizes (a grid axis).
+    pub mamba_dt: Vec<StepSize>,
+    /// Optimizer of every run.
+    pub optimizer: Optim,
+    /// Learning-rate schedule of every run.
+    pub schedule: Schedule,
     /// Seed of split, data order and initialization.
     pub seed: u64,
     /// Trainings at the same time.
@@ -362,6 +621,12 @@ impl Default for PigLatinOptions {
             transformer_layers: 2,
             mamba_layers: 2,
             d_state: 16,
+            heads: Vec::new(),
+            positions: vec![Positions::Sinusoidal],
+            mamba_a: vec![StateMatrix::Learned],
+            mamba_dt: vec![StepSize::Selective],
+            optimizer: Optim::Adamw,
+            schedule: Schedule::Cosine,
             seed: 0,
             jobs: 1,
             out_dir: PathBuf::from("results/pig_latin"),
@@ -386,18 +651,67 @@ impl PigLatinOptions {
         self
     }
 
-    /// The runs: the main grid, then the discretization sweep (skipping the grid's own).
+    /// The transformer's head counts at width `hidden`: `heads`, or [`default_heads`].
+    pub fn heads_at(&self, hidden: usize) -> Vec<usize> {
+        if self.heads.is_empty() {
+            vec![default_heads(hidden)]
+        } else {
+            self.heads.clone()
+        }
+    }
+
+    /// The runs: the main grid (per translator, its variant axes: heads × positions for the
+    /// transformer, `A` × `Δ` for Mamba), then the discretization sweep with the first Mamba
+    /// variant (skipping the grid's own).
     pub fn runs(&self) -> Vec<PigLatinRun> {
         let mut runs = Vec::new();
+        let first_a = self
+            .mamba_a
+            .first()
+            .copied()
+            .unwrap_or(StateMatrix::Learned);
+        let first_dt = self
+            .mamba_dt
+            .first()
+            .copied()
+            .unwrap_or(StepSize::Selective);
         for &data in &self.data {
             for &model in &self.models {
                 for &hidden in &self.hiddens {
-                    runs.push(PigLatinRun {
+                    let base = PigLatinRun {
                         model,
                         hidden,
                         data,
                         disc: self.discretization,
-                    });
+                        heads: default_heads(hidden),
+                        positions: Positions::Sinusoidal,
+                        mamba_a: StateMatrix::Learned,
+                        mamba_dt: StepSize::Selective,
+                    };
+                    match model {
+                        Translator::Transformer => {
+                            for heads in self.heads_at(hidden) {
+                                for &positions in &self.positions {
+                                    runs.push(PigLatinRun {
+                                        heads,
+                                        positions,
+                                        ..base
+                                    });
+                                }
+                            }
+                        }
+                        Translator::Mamba => {
+                            for &mamba_a in &self.mamba_a {
+                                for &mamba_dt in &self.mamba_dt {
+                                    runs.push(PigLatinRun {
+                                        mamba_a,
+                                        mamba_dt,
+                                        ..base
+                                    });
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -413,6 +727,10 @@ impl PigLatinOptions {
                 hidden,
                 data,
                 disc,
+                heads: default_heads(hidden),
+                positions: Positions::Sinusoidal,
+                mamba_a: first_a,
+                mamba_dt: first_dt,
             };
             if !runs.contains(&run) {
                 runs.push(run);
@@ -452,7 +770,7 @@ impl PigLatinOptions {
 }
 
 /// One training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PigLatinRun {
     /// Which translator.
     pub model: Translator,
@@ -462,12 +780,22 @@ pub struct PigLatinRun {
     pub data: DataSize,
     /// Mamba's discretization (ignored by the transformer).
     pub disc: Disc,
+    /// The transformer's heads (ignored by Mamba).
+    pub heads: usize,
+    /// The transformer's positional encoding (ignored by Mamba).
+    pub positions: Positions,
+    /// Mamba's state matrix (ignored by the transformer).
+    pub mamba_a: StateMatrix,
+    /// Mamba's step sizes (ignored by the transformer).
+    pub mamba_dt: StepSize,
 }
 
 impl PigLatinRun {
-    /// Label in tables and CSV.
+    /// Label in tables and plots: model, width, list (and Mamba's discretization), then each
+    /// variant setting that differs from the default (`h=8`, `pe=learned`, `A=-I`,
+    /// `dt=constant:0.1`).
     pub fn label(&self) -> String {
-        match self.model {
+        let mut label = match self.model {
             Translator::Transformer => {
                 format!("transformer d={} {}", self.hidden, self.data.name())
             }
@@ -477,7 +805,66 @@ impl PigLatinRun {
                 self.data.name(),
                 self.disc.name()
             ),
+        };
+        for (key, value) in self.variant() {
+            let _ = write!(label, " {key}={value}");
         }
+        label
+    }
+
+    /// The settings of this run that differ from the defaults, as `(short key, value)`.
+    pub fn variant(&self) -> Vec<(&'static str, String)> {
+        let mut parts = Vec::new();
+        match self.model {
+            Translator::Transformer => {
+                if self.heads != default_heads(self.hidden) {
+                    parts.push(("h", self.heads.to_string()));
+                }
+                if self.positions != Positions::Sinusoidal {
+                    parts.push(("pe", self.positions.name().to_string()));
+                }
+            }
+            Translator::Mamba => {
+                if self.mamba_a != StateMatrix::Learned {
+                    parts.push(("A", "-I".to_string()));
+                }
+                if self.mamba_dt != StepSize::Selective {
+                    parts.push(("dt", self.mamba_dt.name()));
+                }
+            }
+        }
+        parts
+    }
+
+    /// The CSV columns `heads,positions,mamba_a,mamba_dt` of this run (empty where the setting
+    /// does not apply to its model).
+    pub fn variant_columns(&self) -> String {
+        match self.model {
+            Translator::Transformer => format!("{},{},,", self.heads, self.positions.name()),
+            Translator::Mamba => format!(",,{},{}", self.mamba_a.name(), self.mamba_dt.name()),
+        }
+    }
+
+    /// File-name tag of the run's plots: model, width, list (Mamba: discretization) and the
+    /// non-default variant settings.
+    pub fn tag(&self) -> String {
+        let mut tag = format!(
+            "{}_d{}_{}",
+            self.model.name(),
+            self.hidden,
+            self.data.name()
+        );
+        if self.model == Translator::Mamba {
+            let _ = write!(tag, "_{}", self.disc.name());
+        }
+        for (key, value) in self.variant() {
+            let value = match key {
+                "A" => "fixed-identity".to_string(),
+                _ => value.replace(':', "-"),
+            };
+            let _ = write!(tag, "_{key}-{value}");
+        }
+        tag
     }
 }
 
@@ -497,7 +884,7 @@ pub struct Mistake {
 pub struct PigLatinOutcome {
     /// The run.
     pub run: PigLatinRun,
-    /// Trainable parameters.
+    /// Trainable parameters ([`trainable_params`]).
     pub params: usize,
     /// Training report (curve of word accuracy and losses on the fixed validation batch).
     pub report: TrainReport,
@@ -753,30 +1140,80 @@ fn mamba_probes<B: Backend>(
         .collect()
 }
 
-/// The model configurations of a run.
-pub fn transformer_config(options: &PigLatinOptions, hidden: usize) -> EncoderDecoderConfig {
-    EncoderDecoderConfig::new(PigLatinVocab::SIZE, hidden)
-        .with_n_heads((hidden / 16).max(1))
+/// The transformer of a run: `transformer_layers` blocks on each side, the run's width, heads
+/// and positional encoding.
+pub fn transformer_config(options: &PigLatinOptions, run: &PigLatinRun) -> EncoderDecoderConfig {
+    EncoderDecoderConfig::new(PigLatinVocab::SIZE, run.hidden)
+        .with_n_heads(run.heads)
+        .with_position(run.positions.encoding())
         .with_encoder_layers(options.transformer_layers)
         .with_decoder_layers(options.transformer_layers)
 }
 
-/// A Mamba stack of `mamba_layers` blocks read as a language model over `x SOS y`.
+/// A Mamba stack of `mamba_layers` blocks read as a language model over `x SOS y`, with the
+/// reference `A` and `Δ` (learned, selective).
 pub fn mamba_config(
     options: &PigLatinOptions,
     hidden: usize,
     disc: Disc,
 ) -> Result<LanguageModelConfig> {
+    mamba_variant_config(
+        options,
+        hidden,
+        disc,
+        StateMatrix::Learned,
+        StepSize::Selective,
+    )
+}
+
+/// [`mamba_config`] with the run's width, discretization, `A` and `Δ`.
+pub fn mamba_run_config(
+    options: &PigLatinOptions,
+    run: &PigLatinRun,
+) -> Result<LanguageModelConfig> {
+    mamba_variant_config(options, run.hidden, run.disc, run.mamba_a, run.mamba_dt)
+}
+
+/// [`mamba_config`] with the state matrix `a` and the step sizes `dt`.
+pub fn mamba_variant_config(
+    options: &PigLatinOptions,
+    hidden: usize,
+    disc: Disc,
+    a: StateMatrix,
+    dt: StepSize,
+) -> Result<LanguageModelConfig> {
     let layers = vec!["mamba"; options.mamba_layers].join(",");
     let stack = StackConfig::new(hidden, parse_layers(&layers)?)
         .with_norm(NormKind::Rms)
-        .with_position(seqlayers::position::PositionEncoding::None)
+        .with_position(PositionEncoding::None)
         .with_mamba(
             MambaConfig::new(hidden)
                 .with_d_state(options.d_state)
-                .with_discretization(disc.discretization()),
+                .with_discretization(disc.discretization())
+                .with_state_matrix(Some(a))
+                .with_step_size(Some(dt)),
         );
     Ok(LanguageModelConfig::new(stack, PigLatinVocab::SIZE))
+}
+
+/// Parameters that training updates (those that require a gradient): all of them in the
+/// reference models; `A = −I` leaves out `A_log`, a constant `Δ` leaves out `dt_proj`.
+pub fn trainable_params<B: Backend, M: Module<B>>(model: &M) -> usize {
+    struct Count(usize);
+    impl<B: Backend> seqlayers::burn::module::ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &seqlayers::burn::module::Param<Tensor<B, D>>,
+        ) {
+            let value = param.val();
+            if value.is_require_grad() {
+                self.0 += value.shape().num_elements();
+            }
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
 }
 
 /// Trains and evaluates one run.
@@ -802,11 +1239,8 @@ pub fn run_pig_latin<B: AutodiffBackend>(
         steps,
         batch_size: options.batch,
         lr: options.lr,
-        optimizer: OptimizerKind::AdamW { weight_decay: 0.01 },
-        schedule: LrSchedule::WarmupCosine {
-            warmup_steps: (steps / 20).max(1),
-            min_ratio: 0.05,
-        },
+        optimizer: options.optimizer.kind(),
+        schedule: options.schedule.schedule(steps),
         grad_clip: Some(1.0),
         eval_every: (steps / options.curve_points.max(1)).max(1),
         test_batch: options.curve_batch,
@@ -819,7 +1253,7 @@ pub fn run_pig_latin<B: AutodiffBackend>(
     macro_rules! finish {
         ($model:expr, $probes:expr) => {{
             let model = $model;
-            let params = model.num_params();
+            let params = trainable_params(&model);
             let (model, report) = train(model, &task, &train_config, device, &mut progress)?;
             let model = model.valid();
             let inner = device.clone();
@@ -853,14 +1287,14 @@ pub fn run_pig_latin<B: AutodiffBackend>(
         Translator::Transformer => {
             let model = init_locked(|| {
                 B::seed(device, options.seed);
-                transformer_config(options, run.hidden).try_init::<B>(device)
+                transformer_config(options, run).try_init::<B>(device)
             })?;
             finish!(model, |m: &EncoderDecoder<B::InnerBackend>| {
                 transformer_probes(m, device)
             })
         }
         Translator::Mamba => {
-            let config = mamba_config(options, run.hidden, run.disc)?;
+            let config = mamba_run_config(options, run)?;
             let model = init_locked(|| {
                 B::seed(device, options.seed);
                 config.try_init::<B>(device)
@@ -944,21 +1378,26 @@ impl Experiment for PigLatin {
 /// interpretability plots: per word, the cross-attention rows or Mamba's Δ and retention rows).
 pub fn csv_files(outcomes: &[PigLatinOutcome]) -> Vec<(&'static str, String)> {
     let mut summary = String::from(
-        "model,hidden,data,discretization,params,train_words,steps,ms_per_step,train_loss,train_word_acc,val_loss,val_word_acc_teacher_forced,val_word_acc_greedy,latency_ms_batch1,latency_ms_batch64,wall_s\n",
+        "model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,params,train_words,steps,ms_per_step,train_loss,train_word_acc,val_loss,val_word_acc_teacher_forced,val_word_acc_greedy,latency_ms_batch1,latency_ms_batch64,wall_s\n",
     );
     let mut curves = String::from(
-        "model,hidden,data,discretization,step,epoch,train_loss,val_loss,val_word_acc\n",
+        "model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,step,epoch,train_loss,val_loss,val_word_acc\n",
     );
-    let mut mistakes = String::from("model,hidden,data,discretization,english,expected,got\n");
-    let mut probes = String::from("model,hidden,data,discretization,english,row,values\n");
+    let mut mistakes = String::from(
+        "model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,english,expected,got\n",
+    );
+    let mut probes = String::from(
+        "model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,english,row,values\n",
+    );
     for o in outcomes {
         let r = &o.run;
         let key = format!(
-            "{},{},{},{}",
+            "{},{},{},{},{}",
             r.model.name(),
             r.hidden,
             r.data.name(),
-            r.disc.name()
+            r.disc.name(),
+            r.variant_columns()
         );
         let _ = writeln!(
             summary,
@@ -1008,13 +1447,15 @@ pub fn report(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) -> String
     let mut s = String::from("# Pig-Latin translation (seed 002)\n\n");
     let _ = writeln!(
         s,
-        "Setting: {} of {}-word minibatches (all words of a minibatch share their length, as in the homework), AdamW (lr {}, weight decay 0.01, warm-up + cosine, clip 1.0), seed {}, {}% of the words held out for validation. Transformer: encoder–decoder, {} + {} pre-LayerNorm blocks, sinusoidal positions, heads of width 16. Mamba: {} Mamba blocks (N = {}, expand 2, conv 4) over `english SOS piglatin`, loss on the Pig-Latin side. Word accuracy is exact match of the whole translation (greedy decoding with caches; teacher-forced arg-max gives the same words).\n",
+        "Setting: {} of {}-word minibatches (all words of a minibatch share their length, as in the homework), {} (lr {}, {}, clip 1.0), seed {}, {}% of the words held out for validation. Transformer: encoder–decoder, {} + {} pre-LayerNorm blocks. Mamba: {} Mamba blocks (N = {}, expand 2, conv 4) over `english SOS piglatin`, loss on the Pig-Latin side. Word accuracy is exact match of the whole translation (greedy decoding with caches; teacher-forced arg-max gives the same words).\n",
         match options.epochs {
             Some(e) => format!("{e} epochs"),
             None => format!("{} steps", options.steps),
         },
         options.batch,
+        options.optimizer.describe(),
         options.lr,
+        options.schedule.describe(),
         options.seed,
         (100.0 * options.validation_fraction).round(),
         options.transformer_layers,
@@ -1022,7 +1463,8 @@ pub fn report(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) -> String
         options.mamba_layers,
         options.d_state
     );
-    s.push_str("| model | d | data | discretization | params | steps (epochs) | ms/step | train loss | train acc | val loss | val acc | ms/word batch 1 | ms/word batch 64 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str(&setting_lines(options));
+    s.push_str("\n| model | d | data | discretization | variant | params | steps (epochs) | ms/step | train loss | train acc | val loss | val acc | ms/word batch 1 | ms/word batch 64 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for o in outcomes {
         let r = &o.run;
         let disc = if r.model == Translator::Mamba {
@@ -1030,13 +1472,23 @@ pub fn report(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) -> String
         } else {
             "–"
         };
+        let variant: Vec<String> = r
+            .variant()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} ({:.0}) | {:.1} | {:.3} | {} | {:.3} | {} | {:.2} | {:.3} |",
+            "| {} | {} | {} | {} | {} | {} | {} ({:.0}) | {:.1} | {:.3} | {} | {:.3} | {} | {:.2} | {:.3} |",
             r.model.name(),
             r.hidden,
             r.data.name(),
             disc,
+            if variant.is_empty() {
+                "–".to_string()
+            } else {
+                variant.join(" ")
+            },
             o.params,
             o.steps,
             (o.steps * o.batch) as f64 / o.train_words as f64,
@@ -1121,10 +1573,63 @@ pub fn report(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) -> String
             }
         }
     }
+    let variant_groups = {
+        let mut groups: Vec<Vec<&PigLatinOutcome>> = Vec::new();
+        for o in outcomes {
+            let same = |g: &Vec<&PigLatinOutcome>| {
+                let r = &g[0].run;
+                r.model == o.run.model
+                    && r.hidden == o.run.hidden
+                    && r.data == o.run.data
+                    && r.disc == o.run.disc
+            };
+            match groups.iter_mut().find(|g| same(g)) {
+                Some(g) => g.push(o),
+                None => groups.push(vec![o]),
+            }
+        }
+        groups
+    };
+    for group in variant_groups.iter().filter(|g| g.len() > 1) {
+        let parts: Vec<String> = group
+            .iter()
+            .map(|o| {
+                let v: Vec<String> = o
+                    .run
+                    .variant()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!(
+                    "{} {} (val loss {:.3})",
+                    if v.is_empty() {
+                        "default".to_string()
+                    } else {
+                        v.join(" ")
+                    },
+                    pct(o.greedy_accuracy),
+                    o.validation.loss
+                )
+            })
+            .collect();
+        let r = &group[0].run;
+        let _ = writeln!(
+            s,
+            "- {} d={} {} variants: {}.",
+            r.model.name(),
+            r.hidden,
+            r.data.name(),
+            parts.join("; ")
+        );
+    }
+    let first_a = options.mamba_a.first().copied();
+    let first_dt = options.mamba_dt.first().copied();
     let sweep: Vec<&PigLatinOutcome> = outcomes
         .iter()
         .filter(|o| {
             o.run.model == Translator::Mamba
+                && Some(o.run.mamba_a) == first_a
+                && Some(o.run.mamba_dt) == first_dt
                 && Some(o.run.hidden) == options.hiddens.iter().max().copied()
                 && Some(o.run.data) == options.data.iter().max_by_key(|d| **d as usize).copied()
         })
@@ -1163,6 +1668,60 @@ pub fn report(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) -> String
     }
     s.push_str("\n## Interpretability\n\nPlots `cross_attention_*.png` (transformer: which source letter each output letter reads, last decoder block, mean over heads) and `mamba_state_*.png` (Mamba: mean Δ of the first block at each input position, and the weight each position still has in the state when the Pig-Latin side starts).\n");
     s.push_str("\n## Scans\n\nThe parallel vs sequential scan comparison in time and precision against sequence length is the crate's `scan_precision` example and `cargo bench --bench scan`; results and commands in [../scan.md](../scan.md).\n");
+    s
+}
+
+/// The report's list of the variant settings: heads, positions, Mamba's `A` and `Δ`,
+/// optimizer and schedule, each with the values this invocation ran.
+fn setting_lines(options: &PigLatinOptions) -> String {
+    let heads = if options.heads.is_empty() {
+        "hidden/16 (heads of width 16)".to_string()
+    } else {
+        let h: Vec<String> = options.heads.iter().map(ToString::to_string).collect();
+        h.join(", ")
+    };
+    let positions: Vec<&str> = options
+        .positions
+        .iter()
+        .map(|p| match p {
+            Positions::None => "none (no positional encoding)",
+            Positions::Sinusoidal => "sinusoidal (fixed)",
+            Positions::Learned => "learned (a trained table, N(0, 0.02²) init)",
+        })
+        .collect();
+    let a: Vec<&str> = options
+        .mamba_a
+        .iter()
+        .map(|a| match a {
+            StateMatrix::Learned => "learned (A = −exp(A_log), S4D-real init)",
+            StateMatrix::FixedNegIdentity => "fixed A = −I (not trained, not counted in params)",
+        })
+        .collect();
+    let dt: Vec<String> = options
+        .mamba_dt
+        .iter()
+        .map(|d| match d {
+            StepSize::Selective => "learned (selective Δ = softplus(dt_proj(·)))".to_string(),
+            StepSize::Constant { value } => {
+                format!("constant Δ = {value} (dt_proj unused, not counted in params)")
+            }
+        })
+        .collect();
+    let mut s = String::new();
+    let _ = writeln!(s, "- Transformer heads: {heads}.");
+    let _ = writeln!(s, "- Transformer positions: {}.", positions.join("; "));
+    let _ = writeln!(s, "- Mamba A: {}.", a.join("; "));
+    let _ = writeln!(s, "- Mamba Δ: {}.", dt.join("; "));
+    let _ = writeln!(s, "- Optimizer: {}.", options.optimizer.describe());
+    let _ = writeln!(
+        s,
+        "- Schedule: {}.",
+        match options.schedule {
+            Schedule::Cosine =>
+                "linear warm-up over 5% of the steps, then cosine to 5% of the peak",
+            Schedule::Constant => "constant rate",
+        }
+    );
     s
 }
 
@@ -1214,17 +1773,7 @@ fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
         ));
     }
     for o in outcomes {
-        let tag = format!(
-            "{}_d{}_{}{}",
-            o.run.model.name(),
-            o.run.hidden,
-            o.run.data.name(),
-            if o.run.model == Translator::Mamba {
-                format!("_{}", o.run.disc.name())
-            } else {
-                String::new()
-            }
-        );
+        let tag = o.run.tag();
         for p in &o.probes {
             let letters: Vec<String> = p.english.chars().map(String::from).collect();
             match o.run.model {

@@ -13,7 +13,7 @@ mod mamba;
 pub(crate) mod scan;
 
 pub use discretization::Discretization;
-pub use mamba::{CausalConv1d, Mamba, MambaBlock, MambaConfig, MambaState};
+pub use mamba::{CausalConv1d, Mamba, MambaBlock, MambaConfig, MambaState, StateMatrix, StepSize};
 pub use scan::{
     ScanKind, SelectiveScanInput, scan_log_space, scan_parallel, scan_sequential, selective_scan,
     try_scan,

@@ -622,6 +622,73 @@ const BAD: &[(&str, &[&str], &str)] = &[
         &["--sweep", "foo"],
         "--sweep: unknown discretization `foo`",
     ),
+    ("pig_latin", &["--heads", "0"], "--heads lists 0"),
+    ("pig_latin", &["--heads", "4,4"], "--heads lists `4` twice"),
+    (
+        "pig_latin",
+        &["--heads", "3"],
+        "--heads 3 does not divide --hidden 32",
+    ),
+    (
+        "pig_latin",
+        &["--positions", "rope"],
+        "invalid value 'rope' for '--positions",
+    ),
+    (
+        "pig_latin",
+        &["--positions", "learned,learned"],
+        "--positions lists `learned` twice",
+    ),
+    (
+        "pig_latin",
+        &["--model", "mamba", "--heads", "2"],
+        "--heads and --positions set the transformer",
+    ),
+    (
+        "pig_latin",
+        &["--model", "transformer", "--mamba-a", "fixed-identity"],
+        "--mamba-a and --mamba-dt set the Mamba translator",
+    ),
+    (
+        "pig_latin",
+        &["--mamba-a", "identity"],
+        "invalid value 'identity' for '--mamba-a",
+    ),
+    (
+        "pig_latin",
+        &["--mamba-dt", "constant:0"],
+        "--mamba-dt constant:0: the constant step size must be a finite number above 0",
+    ),
+    (
+        "pig_latin",
+        &["--mamba-dt=constant:-0.5"],
+        "--mamba-dt constant:-0.5: the constant step size must be",
+    ),
+    (
+        "pig_latin",
+        &["--mamba-dt", "constant:fast"],
+        "--mamba-dt: `fast` in `constant:fast` is not a number",
+    ),
+    (
+        "pig_latin",
+        &["--mamba-dt", "selective"],
+        "--mamba-dt: unknown step size `selective`",
+    ),
+    (
+        "pig_latin",
+        &["--mamba-dt", "learned,learned"],
+        "--mamba-dt lists `learned` twice",
+    ),
+    (
+        "pig_latin",
+        &["--optimizer", "lion"],
+        "invalid value 'lion' for '--optimizer",
+    ),
+    (
+        "pig_latin",
+        &["--schedule", "step"],
+        "invalid value 'step' for '--schedule",
+    ),
     ("pig_latin", &["--lr", "0"], "--lr must be a number above 0"),
     ("pig_latin", &["--jobs", "0"], "--jobs must be at least 1"),
     (

@@ -1,5 +1,7 @@
 //! Mamba mixer/block: initialisation, validation, forward numbers against an independent f64
-//! implementation, causality, the residual block, and gradients.
+//! implementation, causality, the residual block, gradients, and the `A = −I` / constant-`Δ`
+//! variants (forward = f64 reference, step = full pass, no gradient to what is fixed, typed
+//! errors, older configurations still load).
 
 use crate::common::{fresh_leaves, seeded};
 use burn::module::Param;
@@ -9,7 +11,7 @@ use seqlayers::SeqError;
 use seqlayers::backend::{Cpu, CpuAutodiff};
 use seqlayers::ssm::Discretization;
 use seqlayers::ssm::ScanKind;
-use seqlayers::ssm::{Mamba, MambaConfig};
+use seqlayers::ssm::{Mamba, MambaConfig, StateMatrix, StepSize};
 
 fn vec_of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
     t.into_data().iter::<f64>().collect()
@@ -256,7 +258,11 @@ fn reference_forward(m: &Mamba<Cpu>, x: &[f64], batch: usize, len: usize) -> Vec
     let w_x = vec_of(m.x_proj.weight.val()); // [E, R+2N]
     let w_dt = vec_of(m.dt_proj.weight.val()); // [R, E]
     let b_dt = vec_of(m.dt_proj.bias.as_ref().unwrap().val());
-    let a: Vec<f64> = vec_of(m.a_log.val()).iter().map(|v| -v.exp()).collect();
+    // `A = −I` written out here, not read from `a_log`.
+    let a: Vec<f64> = match m.state_matrix() {
+        StateMatrix::Learned => vec_of(m.a_log.val()).iter().map(|v| -v.exp()).collect(),
+        StateMatrix::FixedNegIdentity => vec![-1.0; e * n],
+    };
     let dd = vec_of(m.d.val());
     let w_out = vec_of(m.out_proj.weight.val()); // [E, D]
     let b_out = m.out_proj.bias.as_ref().map(|b| vec_of(b.val()));
@@ -304,7 +310,10 @@ fn reference_forward(m: &Mamba<Cpu>, x: &[f64], batch: usize, len: usize) -> Vec
                 for q in 0..r {
                     pre += proj[q] * w_dt[q * e + ch];
                 }
-                let delta = softplus(pre);
+                let delta = match m.step_size() {
+                    StepSize::Selective => softplus(pre),
+                    StepSize::Constant { value } => value,
+                };
                 let mut acc = 0.0;
                 for s in 0..n {
                     let av = a[ch * n + s];
@@ -542,3 +551,248 @@ fn gradients_match_sequential_autodiff_and_finite_differences() {
 }
 
 // ---------------------------------------------------------------- CPU fast path
+
+// ---------------------------------------------------------------- A = −I and constant Δ
+
+/// The three non-reference combinations of `A` and `Δ`.
+fn variants() -> [(StateMatrix, StepSize); 3] {
+    let constant = StepSize::Constant { value: 0.3 };
+    [
+        (StateMatrix::FixedNegIdentity, StepSize::Selective),
+        (StateMatrix::Learned, constant),
+        (StateMatrix::FixedNegIdentity, constant),
+    ]
+}
+
+fn variant_mixer<B: Backend>(
+    a: StateMatrix,
+    dt: StepSize,
+    disc: Discretization,
+    scan: ScanKind,
+    seed: u64,
+) -> Mamba<B> {
+    seeded(seed, || {
+        MambaConfig::new(6)
+            .with_d_state(3)
+            .with_d_conv(3)
+            .with_dt_min(0.05)
+            .with_dt_max(0.9)
+            .with_bias(true)
+            .with_scan(scan)
+            .with_discretization(disc)
+            .with_state_matrix(Some(a))
+            .with_step_size(Some(dt))
+            .try_init(&Default::default())
+            .unwrap()
+    })
+}
+
+#[test]
+fn variants_forward_matches_independent_f64_implementation() {
+    let device = Default::default();
+    let (batch, len) = (2, 9);
+    for (a, dt) in variants() {
+        for disc in discretizations() {
+            for scan in [ScanKind::Sequential, ScanKind::Parallel, ScanKind::Fused] {
+                let m: Mamba<Cpu> = variant_mixer(a, dt, disc, scan, 5);
+                assert_eq!((m.state_matrix(), m.step_size()), (a, dt));
+                if a == StateMatrix::FixedNegIdentity {
+                    // Same tensors as the reference (checkpoints load), A_log = 0.
+                    assert_eq!(m.a_log.val().dims(), [12, 3]);
+                    assert!(vec_of(m.a_log.val()).iter().all(|&v| v == 0.0));
+                }
+                let x = seeded(6, || {
+                    Tensor::<Cpu, 3>::random(
+                        [batch, len, 6],
+                        Distribution::Normal(0.0, 1.0),
+                        &device,
+                    )
+                });
+                let want = reference_forward(&m, &vec_of(x.clone()), batch, len);
+                let got = vec_of(m.forward(x));
+                let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                assert!(scale > 1e-2, "output too small to test");
+                let err = max_abs_diff(&got, &want);
+                assert!(
+                    err < 2e-5 * scale.max(1.0),
+                    "{a:?}/{dt:?}/{disc:?}/{scan:?}: max err {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn variants_report_a_of_minus_one_and_the_constant_delta() {
+    let device = Default::default();
+    for (a, dt) in variants() {
+        let m: Mamba<Cpu> = variant_mixer(a, dt, Discretization::Simplified, ScanKind::Fused, 9);
+        for seed in [1, 2] {
+            let x = seeded(seed, || {
+                Tensor::<Cpu, 3>::random([2, 5, 6], Distribution::Normal(0.0, 3.0), &device)
+            });
+            let (delta, a_mat) = m.selectivity(x).unwrap(); // [2, 5, 12], [12, 3]
+            let a_mat = vec_of(a_mat);
+            let delta = vec_of(delta);
+            match a {
+                StateMatrix::FixedNegIdentity => assert!(a_mat.iter().all(|&v| v == -1.0)),
+                StateMatrix::Learned => assert_eq!(&a_mat[..3], &[-1.0, -2.0, -3.0]),
+            }
+            match dt {
+                StepSize::Constant { value } => {
+                    assert!(
+                        delta.iter().all(|&d| (d - value).abs() < 1e-7),
+                        "Δ = {value}"
+                    )
+                }
+                StepSize::Selective => {
+                    let spread = delta.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+                        - delta.iter().fold(f64::MAX, |m, v| m.min(v.abs()));
+                    assert!(spread > 1e-3, "selective Δ varies");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn variants_step_and_chunks_equal_the_full_pass() {
+    let device = Default::default();
+    let (batch, len) = (2, 7);
+    for (a, dt) in variants() {
+        for disc in discretizations() {
+            let m: Mamba<Cpu> = variant_mixer(a, dt, disc, ScanKind::Fused, 11);
+            let x = seeded(12, || {
+                Tensor::<Cpu, 3>::random([batch, len, 6], Distribution::Normal(0.0, 1.0), &device)
+            });
+            let (full, full_state) = m
+                .forward_with_state(x.clone(), m.init_state(batch, &device))
+                .unwrap();
+            let full = vec_of(full);
+            // Token by token.
+            let mut state = m.init_state(batch, &device);
+            let mut stepped = vec![0.0; batch * len * 6];
+            for t in 0..len {
+                let x_t = x.clone().narrow(1, t, 1).reshape([batch, 6]);
+                let (y_t, next) = m.step(x_t, state).unwrap();
+                state = next;
+                for (bi, row) in vec_of(y_t).chunks(6).enumerate() {
+                    stepped[(bi * len + t) * 6..(bi * len + t + 1) * 6].copy_from_slice(row);
+                }
+            }
+            let err = max_abs_diff(&stepped, &full);
+            assert!(err < 1e-5, "{a:?}/{dt:?}/{disc:?}: step vs full {err}");
+            let err = max_abs_diff(&vec_of(state.ssm), &vec_of(full_state.ssm.clone()));
+            assert!(err < 1e-5, "{a:?}/{dt:?}/{disc:?}: final state {err}");
+            // Two chunks through the state.
+            let (y1, s1) = m
+                .forward_with_state(x.clone().narrow(1, 0, 3), m.init_state(batch, &device))
+                .unwrap();
+            let (y2, s2) = m.forward_with_state(x.narrow(1, 3, len - 3), s1).unwrap();
+            let chunked = vec_of(Tensor::cat(vec![y1, y2], 1));
+            let err = max_abs_diff(&chunked, &full);
+            assert!(err < 1e-5, "{a:?}/{dt:?}/{disc:?}: chunks vs full {err}");
+            let err = max_abs_diff(&vec_of(s2.ssm), &vec_of(full_state.ssm));
+            assert!(err < 1e-5, "{a:?}/{dt:?}/{disc:?}: chunked state {err}");
+        }
+    }
+}
+
+#[test]
+fn fixed_a_and_constant_delta_get_no_gradient() {
+    type AD = CpuAutodiff;
+    let device = Default::default();
+    let constant = StepSize::Constant { value: 0.3 };
+    for scan in [ScanKind::Sequential, ScanKind::Fused] {
+        let m: Mamba<AD> = fresh_leaves(&variant_mixer(
+            StateMatrix::FixedNegIdentity,
+            constant,
+            Discretization::bilinear(),
+            scan,
+            3,
+        ));
+        let (x, w) = seeded(4, || {
+            (
+                Tensor::<AD, 3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &device),
+                Tensor::<AD, 3>::random([2, 5, 6], Distribution::Normal(0.0, 1.0), &device),
+            )
+        });
+        let g = loss(&m, x, w).backward();
+        assert!(m.a_log.grad(&g).is_none(), "{scan:?}: A is fixed");
+        assert!(
+            m.dt_proj.weight.grad(&g).is_none(),
+            "{scan:?}: Δ is constant"
+        );
+        assert!(m.dt_proj.bias.as_ref().unwrap().grad(&g).is_none());
+        for (name, grad) in [
+            ("d", m.d.grad(&g).map(vec_of)),
+            ("x_proj", m.x_proj.weight.grad(&g).map(vec_of)),
+            ("in_proj", m.in_proj.weight.grad(&g).map(vec_of)),
+        ] {
+            let grad = grad.unwrap_or_else(|| panic!("{scan:?}: {name} is trained"));
+            assert!(grad.iter().any(|v| v.abs() > 0.0), "{scan:?}: {name}");
+        }
+    }
+    // A freshly built fixed-A mixer does not even ask for a gradient of A_log.
+    let m: Mamba<AD> = variant_mixer(
+        StateMatrix::FixedNegIdentity,
+        StepSize::Selective,
+        Discretization::Simplified,
+        ScanKind::Fused,
+        3,
+    );
+    assert!(!m.a_log.val().is_require_grad());
+    assert!(m.d.val().is_require_grad());
+    assert!(m.dt_proj.weight.val().is_require_grad());
+    // A constant-Δ mixer does not train its (unused) dt_proj.
+    let m: Mamba<AD> = variant_mixer(
+        StateMatrix::Learned,
+        constant,
+        Discretization::Simplified,
+        ScanKind::Fused,
+        3,
+    );
+    assert!(m.a_log.val().is_require_grad());
+    assert!(!m.dt_proj.weight.val().is_require_grad());
+    assert!(!m.dt_proj.bias.as_ref().unwrap().val().is_require_grad());
+}
+
+#[test]
+fn constant_delta_must_be_finite_and_positive() {
+    let device = Default::default();
+    for value in [0.0, -0.1, f64::NAN, f64::INFINITY] {
+        let err = MambaConfig::new(4)
+            .with_step_size(Some(StepSize::Constant { value }))
+            .try_init::<Cpu>(&device)
+            .unwrap_err();
+        assert!(
+            matches!(err, SeqError::OutOfRange { name, .. } if name.contains("step_size")),
+            "{value}: {err}"
+        );
+    }
+    assert!(
+        MambaConfig::new(4)
+            .with_step_size(Some(StepSize::Constant { value: 1e-3 }))
+            .try_init::<Cpu>(&device)
+            .is_ok()
+    );
+}
+
+#[test]
+fn configurations_without_the_variant_fields_still_load() {
+    let config = MambaConfig::new(4).with_d_state(3);
+    let mut json: serde_json::Value = serde_json::from_str(&config.to_string()).unwrap();
+    let fields = json.as_object_mut().unwrap();
+    assert!(fields.remove("state_matrix").is_some());
+    assert!(fields.remove("step_size").is_some());
+    let old: MambaConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.resolved_state_matrix(), StateMatrix::Learned);
+    assert_eq!(old.resolved_step_size(), StepSize::Selective);
+    // The variants round-trip.
+    let variant = config
+        .with_state_matrix(Some(StateMatrix::FixedNegIdentity))
+        .with_step_size(Some(StepSize::Constant { value: 0.25 }));
+    let back: MambaConfig = serde_json::from_str(&variant.to_string()).unwrap();
+    assert_eq!(back.state_matrix, Some(StateMatrix::FixedNegIdentity));
+    assert_eq!(back.step_size, Some(StepSize::Constant { value: 0.25 }));
+}

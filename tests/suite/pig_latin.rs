@@ -1,7 +1,9 @@
 //! Pig-Latin (seed 002): the rule against the homework's files, batches (padded = unpadded
 //! losses for both layouts), the encoder–decoder's caches (step logits = full forward, cached
 //! greedy = uncached greedy, cached cross-attention = plain), the Mamba translator's state
-//! decoding, typed errors, and the `--quick` run of the example's driver.
+//! decoding, typed errors, the `--quick` run of the example's driver, and the ablation variants
+//! (heads, positions, Mamba's `A = −I` and constant `Δ` through training and decoding, their
+//! labels, CSV columns and report lines).
 
 use std::path::PathBuf;
 
@@ -423,4 +425,252 @@ fn mamba_translator_takes_each_discretization() {
             "discretizations {i} and {j} give the same logits ({d})"
         );
     }
+}
+
+/// The Mamba block's mixers of a translator.
+fn mamba_mixers<B: burn::tensor::backend::Backend>(
+    model: &LanguageModel<B>,
+) -> Vec<&seqlayers::ssm::Mamba<B>> {
+    model
+        .stack
+        .blocks
+        .iter()
+        .filter_map(|b| match &b.mixer {
+            seqlayers::stack::MixerBlock::Mamba(m) => Some(&m.mixer),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mamba_variants_keep_a_fixed_and_delta_constant_through_training_and_decoding() {
+    use burn::module::AutodiffModule;
+    use seqlayers::backend::CpuAutodiff;
+    use seqlayers::ssm::{StateMatrix, StepSize};
+    use seqlayers::train::{Silent, TrainConfig, train};
+
+    use burn::module::Module;
+
+    use crate::harness::pig_latin::{Disc, mamba_variant_config, trainable_params};
+    let options = PigLatinOptions {
+        mamba_layers: 2,
+        d_state: 4,
+        ..PigLatinOptions::default()
+    };
+    let task = PigLatinTask::new(
+        &pairs(&WORDS),
+        &pairs(&["string", "orange"]),
+        Seq2SeqLayout::Concatenated,
+    )
+    .unwrap();
+    let constant = StepSize::Constant { value: 0.2 };
+    for (a, dt) in [
+        (StateMatrix::FixedNegIdentity, StepSize::Selective),
+        (StateMatrix::Learned, constant),
+        (StateMatrix::FixedNegIdentity, constant),
+    ] {
+        let config = mamba_variant_config(&options, 16, Disc::Bilinear, a, dt).unwrap();
+        let model: LanguageModel<CpuAutodiff> =
+            crate::common::seeded(7, || config.try_init(&dev()).unwrap());
+        // What is fixed is not counted as trained: 2 blocks × (A_log [E = 32, N = 4] and/or
+        // dt_proj [R = 1, E] + [E]).
+        let frozen = 2 * match (a, dt) {
+            (StateMatrix::FixedNegIdentity, StepSize::Selective) => 32 * 4,
+            (StateMatrix::Learned, _) => 32 + 32,
+            _ => 32 * 4 + 32 + 32,
+        };
+        assert_eq!(trainable_params(&model) + frozen, model.num_params());
+        let before = model.valid();
+        let train_config = TrainConfig {
+            steps: 3,
+            batch_size: 4,
+            lr: 1e-2,
+            eval_every: 3,
+            seed: 0,
+            ..TrainConfig::default()
+        };
+        let (trained, _) = train(model, &task, &train_config, &dev(), &mut Silent).unwrap();
+        let after = trained.valid();
+        let tokens = ids(&[PigLatinVocab::encode("streetsay").unwrap()]);
+        for (m0, m1) in mamba_mixers(&before).into_iter().zip(mamba_mixers(&after)) {
+            let moved =
+                |p0: Tensor<Cpu, 2>, p1: Tensor<Cpu, 2>| max_abs_diff(&values(p0), &values(p1));
+            // The rest of the mixer trains.
+            assert!(moved(m0.in_proj.weight.val(), m1.in_proj.weight.val()) > 0.0);
+            let a_moved = moved(m0.a_log.val(), m1.a_log.val());
+            let dt_moved = moved(m0.dt_proj.weight.val(), m1.dt_proj.weight.val());
+            match a {
+                StateMatrix::FixedNegIdentity => {
+                    assert_eq!(
+                        a_moved, 0.0,
+                        "A_log is not trained (AdamW's decay included)"
+                    );
+                    assert!(values(m1.a_log.val()).iter().all(|&v| v == 0.0));
+                }
+                StateMatrix::Learned => assert!(a_moved > 0.0),
+            }
+            match dt {
+                StepSize::Constant { .. } => assert_eq!(dt_moved, 0.0, "dt_proj is unused"),
+                StepSize::Selective => assert!(dt_moved > 0.0),
+            }
+        }
+        for (delta, a_mat) in after.mamba_selectivity(tokens).unwrap() {
+            if a == StateMatrix::FixedNegIdentity {
+                assert!(
+                    values(a_mat).iter().all(|&v| v == -1.0),
+                    "A = −I after training"
+                );
+            }
+            if let StepSize::Constant { value } = dt {
+                assert!(
+                    values(delta)
+                        .iter()
+                        .all(|&d| (f64::from(d) - value).abs() < 1e-6)
+                );
+            }
+        }
+        // Greedy decoding with the state gives what recomputing the prefix gives.
+        let prompt: Vec<u32> = PigLatinVocab::encode("quiet")
+            .unwrap()
+            .into_iter()
+            .chain([PigLatinVocab::SOS])
+            .collect();
+        let config = GenerateConfig::new(8).with_stop_token(PigLatinVocab::EOS);
+        let cached =
+            generate_greedy(&after, std::slice::from_ref(&prompt), config, &dev()).unwrap();
+        let mut seq = prompt.clone();
+        let mut expected = Vec::new();
+        for _ in 0..8 {
+            let logits = after.forward(ids(std::slice::from_ref(&seq))).unwrap(); // [1, L, V]
+            let [_, l, v] = logits.dims();
+            let next = logits
+                .narrow(1, l - 1, 1)
+                .reshape([1, v])
+                .argmax(1)
+                .into_scalar() as u32;
+            if next == PigLatinVocab::EOS {
+                break;
+            }
+            expected.push(next);
+            seq.push(next);
+        }
+        assert_eq!(cached[0], expected, "{a:?}/{dt:?}");
+    }
+}
+
+#[test]
+fn variant_flags_make_runs_labels_and_report_lines() {
+    use clap::Parser;
+
+    use crate::harness::pig_latin::{PigLatinArgs, Positions, pig_latin_options};
+    let args = PigLatinArgs::try_parse_from([
+        "pig_latin",
+        "--quick",
+        "--sweep",
+        "none",
+        "--heads",
+        "1,4",
+        "--positions",
+        "none,learned",
+        "--mamba-a",
+        "learned,fixed-identity",
+        "--mamba-dt",
+        "constant:0.1",
+        "--optimizer",
+        "sgd",
+        "--schedule",
+        "constant",
+    ])
+    .unwrap();
+    let o = pig_latin_options(&args).unwrap();
+    let runs = o.runs();
+    // 2 heads × 2 positions transformers, 2 A × 1 Δ Mambas, at width 16 on the small list; the
+    // default head count at width 16 (1) is left out of the label.
+    assert_eq!(runs.len(), 6);
+    let labels: Vec<String> = runs.iter().map(|r| r.label()).collect();
+    for (i, a) in labels.iter().enumerate() {
+        assert!(!labels[..i].contains(a), "label `{a}` twice");
+    }
+    assert!(labels.contains(&"transformer d=16 small h=4 pe=none".to_string()));
+    assert!(labels.contains(&"transformer d=16 small pe=learned".to_string()));
+    assert!(labels.contains(&"mamba d=16 small bilinear A=-I dt=constant:0.1".to_string()));
+    assert!(labels.contains(&"mamba d=16 small bilinear dt=constant:0.1".to_string()));
+    let tags: Vec<String> = runs.iter().map(|r| r.tag()).collect();
+    for (i, t) in tags.iter().enumerate() {
+        assert!(!tags[..i].contains(t), "plot tag `{t}` twice");
+        assert!(!t.contains(':') && !t.contains(' '), "{t}");
+    }
+    assert!(
+        runs.iter()
+            .any(|r| r.positions == Positions::Learned && r.heads == 4)
+    );
+    // Defaults: one run per translator, labels as before.
+    let plain = pig_latin_options(&PigLatinArgs::try_parse_from(["pig_latin", "--quick"]).unwrap())
+        .unwrap();
+    let labels: Vec<String> = plain.runs().iter().map(|r| r.label()).collect();
+    assert_eq!(
+        labels,
+        [
+            "transformer d=16 small",
+            "mamba d=16 small bilinear",
+            "mamba d=16 small approx-zoh"
+        ]
+    );
+}
+
+#[test]
+fn pig_latin_quick_runs_the_variants() {
+    use crate::harness::pig_latin::{Optim, Positions, Schedule};
+    use seqlayers::ssm::{StateMatrix, StepSize};
+    let dir = std::env::temp_dir().join(format!(
+        "seqlayers-piglatin-variants-{}",
+        std::process::id()
+    ));
+    let options = PigLatinOptions {
+        out_dir: dir.clone(),
+        progress: false,
+        discretization_sweep: Vec::new(),
+        heads: vec![2],
+        positions: vec![Positions::Learned],
+        mamba_a: vec![StateMatrix::FixedNegIdentity],
+        mamba_dt: vec![StepSize::Constant { value: 0.1 }],
+        optimizer: Optim::Adam,
+        schedule: Schedule::Constant,
+        ..PigLatinOptions::default().quick()
+    };
+    let options = PigLatinOptions {
+        steps: 12,
+        ..options
+    };
+    let outcomes =
+        run_grid::<seqlayers::backend::CpuAutodiff>(&options, &Default::default()).unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for o in &outcomes {
+        assert!(o.report.curve.iter().all(|p| p.test_loss.is_finite()));
+        if o.run.model == Translator::Mamba {
+            // Row 0 is the mean Δ: the constant at every position.
+            assert!(o.probes[0].rows[0].iter().all(|&d| (d - 0.1).abs() < 1e-6));
+        }
+    }
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let summary = read("summary.csv");
+    assert!(
+        summary.starts_with("model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,")
+    );
+    assert!(summary.contains("transformer,16,small,bilinear,2,learned,,,"));
+    assert!(summary.contains("mamba,16,small,bilinear,,,fixed-identity,constant:0.1,"));
+    let report = read("report.md");
+    for needle in [
+        "Adam (no weight decay) (lr",
+        "constant rate",
+        "- Transformer heads: 2.",
+        "- Transformer positions: learned",
+        "- Mamba A: fixed A = −I (not trained",
+        "- Mamba Δ: constant Δ = 0.1 (dt_proj unused",
+        "| h=2 pe=learned |",
+        "| A=-I dt=constant:0.1 |",
+    ] {
+        assert!(report.contains(needle), "report misses {needle}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

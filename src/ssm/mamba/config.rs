@@ -13,6 +13,61 @@ use crate::nn::{NormKind, NormPlacement, Residual};
 use crate::ssm::discretization::Discretization;
 use crate::ssm::scan::ScanKind;
 
+/// How a [`Mamba`] mixer gets its diagonal state matrix `A` `[E, N]`.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum StateMatrix {
+    /// `A = −exp(A_log)`, `A_log` trained from the S4D-real init (`A = −(1, 2, …, N)` in every
+    /// channel): the reference Mamba.
+    Learned,
+    /// `A = −I`: `A = −1` for every channel and state, never trained. `a_log` is kept (zeros,
+    /// not trainable) so that checkpoints have the same tensors; the mixer does not read it.
+    /// With `Ā = exp(ΔA)` the state keeps `exp(−Σ Δ)` of an input: the step sizes alone decide
+    /// what is remembered.
+    FixedNegIdentity,
+}
+
+impl StateMatrix {
+    /// Short name for tables and flags: `learned`, `fixed-identity`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StateMatrix::Learned => "learned",
+            StateMatrix::FixedNegIdentity => "fixed-identity",
+        }
+    }
+}
+
+/// How a [`Mamba`] mixer gets its step sizes `Δ` `[B, L, E]`.
+#[derive(Config, Debug, Copy, PartialEq)]
+pub enum StepSize {
+    /// The selective `Δ = softplus(dt_proj(δ))` of the input: the reference Mamba.
+    Selective,
+    /// The same `Δ = value` for every token, channel and input (an LTI step size, no
+    /// selectivity in `Δ`). `dt_proj` is kept (same checkpoint tensors) but unused and not
+    /// trainable; the `δ` columns of `x_proj` are unused (zero gradient).
+    Constant {
+        /// The step size, finite and `> 0`.
+        value: f64,
+    },
+}
+
+impl StepSize {
+    /// Short name for tables and flags: `learned` (selective) or `constant:<value>`.
+    pub fn name(&self) -> String {
+        match self {
+            StepSize::Selective => "learned".to_string(),
+            StepSize::Constant { value } => format!("constant:{value}"),
+        }
+    }
+
+    /// Errors unless a constant step size is finite and `> 0`.
+    pub fn validate(&self) -> crate::Result<()> {
+        match *self {
+            StepSize::Selective => Ok(()),
+            StepSize::Constant { value } => ensure_positive("step_size constant Δ", value),
+        }
+    }
+}
+
 /// Configuration of a [`Mamba`] mixer and of a [`MambaBlock`].
 ///
 /// Defaults follow the reference implementation (`mamba_simple.py`): `d_state = 16`,
@@ -58,6 +113,12 @@ pub struct MambaConfig {
     /// How the continuous `(Δ, A, B)` become the discrete `(Ā, B̄)`.
     #[config(default = "Discretization::Simplified")]
     pub discretization: Discretization,
+    /// The state matrix `A`; `None` means [`StateMatrix::Learned`] (the reference). An
+    /// `Option` so that configurations saved before this field existed still load.
+    pub state_matrix: Option<StateMatrix>,
+    /// The step sizes `Δ`; `None` means [`StepSize::Selective`] (the reference). An `Option`
+    /// so that configurations saved before this field existed still load.
+    pub step_size: Option<StepSize>,
     /// Epsilon of the block's RMSNorm (only used by [`MambaConfig::try_init_block`]).
     #[config(default = 1e-5)]
     pub norm_eps: f64,
@@ -72,6 +133,16 @@ impl MambaConfig {
     /// The Δ-projection rank actually used: `dt_rank` or `ceil(d_model / 16)`.
     pub fn resolved_dt_rank(&self) -> usize {
         self.dt_rank.unwrap_or_else(|| self.d_model.div_ceil(16))
+    }
+
+    /// The state matrix actually used: `state_matrix` or [`StateMatrix::Learned`].
+    pub fn resolved_state_matrix(&self) -> StateMatrix {
+        self.state_matrix.unwrap_or(StateMatrix::Learned)
+    }
+
+    /// The step sizes actually used: `step_size` or [`StepSize::Selective`].
+    pub fn resolved_step_size(&self) -> StepSize {
+        self.step_size.unwrap_or(StepSize::Selective)
     }
 
     /// Checks every field; the error says which one to fix.
@@ -107,6 +178,7 @@ impl MambaConfig {
             )));
         }
         self.discretization.validate()?;
+        self.resolved_step_size().validate()?;
         Ok(())
     }
 
@@ -121,20 +193,28 @@ impl MambaConfig {
             self.resolved_dt_rank(),
         );
         let dt_std = self.dt_scale / (r as f64).sqrt();
+        let dt_proj = init::dt_proj(
+            r,
+            e,
+            dt_std,
+            self.dt_min,
+            self.dt_max,
+            self.dt_init_floor,
+            device,
+        );
         Ok(materialize(Mamba {
             in_proj: init::linear_default(d, 2 * e, self.bias, device),
             conv1d: CausalConv1d::new(e, k, self.conv_bias, device),
             x_proj: init::linear_default(e, r + 2 * n, false, device),
-            dt_proj: init::dt_proj(
-                r,
-                e,
-                dt_std,
-                self.dt_min,
-                self.dt_max,
-                self.dt_init_floor,
-                device,
-            ),
-            a_log: init::s4d_real_a_log(e, n, device),
+            dt_proj: match self.resolved_step_size() {
+                StepSize::Selective => dt_proj,
+                // Unused: kept (same checkpoint tensors) but not trainable.
+                StepSize::Constant { .. } => init::frozen_linear(dt_proj),
+            },
+            a_log: match self.resolved_state_matrix() {
+                StateMatrix::Learned => init::s4d_real_a_log(e, n, device),
+                StateMatrix::FixedNegIdentity => init::fixed_a_log(e, n, device),
+            },
             d: init::ones_param(e, device),
             out_proj: init::linear_default(e, d, self.bias, device),
             d_model: d,
@@ -144,6 +224,8 @@ impl MambaConfig {
             dt_rank: r,
             scan: self.scan,
             discretization: self.discretization,
+            state_matrix: self.resolved_state_matrix(),
+            step_size: self.resolved_step_size(),
         }))
     }
 

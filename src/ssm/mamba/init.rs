@@ -7,6 +7,8 @@
 //!   clamped below at `dt_init_floor`, so that `softplus(bias) = Δ₀ ∈ [dt_min, dt_max]`.
 //! - `A_log[e, n] = ln(n + 1)` (S4D-real: `A = −(1, 2, …, N)` in every channel).
 //! - `D = 1`.
+//! - With `A` fixed to `−I`: `A_log = 0`, not trainable; with a constant `Δ`, `dt_proj` is
+//!   drawn as usual but not trainable.
 //!
 //! Nothing in this crate re-initialises the Δ bias afterwards (one popular port zeroes all
 //! Linear biases after construction, which silently destroys this init).
@@ -99,6 +101,24 @@ pub fn s4d_real_a_log<B: Backend>(
         TensorData::new(data, [d_inner, d_state]),
         device,
     )) // [E, N]
+}
+
+/// `A_log [E, N]` of zeros (`A = −exp(0) = −1`) that is not trainable: the parameter of
+/// [`StateMatrix::FixedNegIdentity`](super::StateMatrix::FixedNegIdentity), kept so that
+/// checkpoints hold the same tensors.
+pub fn fixed_a_log<B: Backend>(
+    d_inner: usize,
+    d_state: usize,
+    device: &B::Device,
+) -> Param<Tensor<B, 2>> {
+    Param::from_tensor(Tensor::zeros([d_inner, d_state], device)).set_require_grad(false) // [E, N]
+}
+
+/// `linear` with its weight and bias made non-trainable (`dt_proj` under a constant `Δ`).
+pub fn frozen_linear<B: Backend>(mut linear: Linear<B>) -> Linear<B> {
+    linear.weight = linear.weight.set_require_grad(false);
+    linear.bias = linear.bias.map(|b| b.set_require_grad(false));
+    linear
 }
 
 /// A trainable `[len]` vector of ones (the skip `D`).

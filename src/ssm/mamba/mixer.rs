@@ -19,6 +19,7 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
+use super::config::{StateMatrix, StepSize};
 use super::conv::CausalConv1d;
 use super::cpu_conv::causal_conv_silu;
 use super::padding::PaddingPlan;
@@ -41,7 +42,8 @@ pub struct Mamba<B: Backend> {
     pub x_proj: Linear<B>,
     /// `δ [.., R]` → pre-softplus Δ `[.., E]` (bias = inverse-softplus Δ init).
     pub dt_proj: Linear<B>,
-    /// `A_log [E, N]`; `A = −exp(A_log)`.
+    /// `A_log [E, N]`; `A = −exp(A_log)` (with [`StateMatrix::FixedNegIdentity`]: zeros, not
+    /// trainable and not read, `A = −1`).
     pub a_log: Param<Tensor<B, 2>>,
     /// Skip `D [E]`.
     pub d: Param<Tensor<B, 1>>,
@@ -54,6 +56,8 @@ pub struct Mamba<B: Backend> {
     pub(crate) dt_rank: usize,
     pub(crate) scan: ScanKind,
     pub(crate) discretization: Discretization,
+    pub(crate) state_matrix: StateMatrix,
+    pub(crate) step_size: StepSize,
 }
 
 impl<B: Backend> Mamba<B> {
@@ -92,6 +96,16 @@ impl<B: Backend> Mamba<B> {
         self.discretization
     }
 
+    /// How `A` is made: learned or fixed to `−I`.
+    pub fn state_matrix(&self) -> StateMatrix {
+        self.state_matrix
+    }
+
+    /// How `Δ` is made: selective or constant.
+    pub fn step_size(&self) -> StepSize {
+        self.step_size
+    }
+
     /// The same mixer running another scan implementation (weights shared).
     pub fn with_scan(mut self, scan: ScanKind) -> Self {
         self.scan = scan;
@@ -113,9 +127,30 @@ impl<B: Backend> Mamba<B> {
         )
     }
 
-    /// `A = −exp(A_log)`, `[E, N]`.
+    /// `A = −exp(A_log)`, `[E, N]`; with [`StateMatrix::FixedNegIdentity`] the constant `−1`
+    /// (no graph to `a_log`, so it gets no gradient).
     fn a(&self) -> Tensor<B, 2> {
-        self.a_log.val().exp().neg() // [E, N]
+        match self.state_matrix {
+            StateMatrix::Learned => self.a_log.val().exp().neg(), // [E, N]
+            StateMatrix::FixedNegIdentity => {
+                Tensor::ones([self.d_inner, self.d_state], &self.a_log.device()).neg() // [E, N]
+            }
+        }
+    }
+
+    /// `Δ` for the conv output `xc` `[B, L, E]`: `softplus(dt_proj(δ))` with `δ` the first `R`
+    /// columns of `x_proj(xc)`, or the constant of [`StepSize::Constant`].
+    fn delta(&self, xc: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self.step_size {
+            StepSize::Selective => {
+                let dt_low = linear::apply_columns(&self.x_proj, xc, 0, self.dt_rank); // [B, L, R]
+                softplus(linear::apply(&self.dt_proj, dt_low)) // [B, L, E]
+            }
+            StepSize::Constant { value } => {
+                let [batch, len, e] = xc.dims();
+                Tensor::full([batch, len, e], value, &xc.device()) // [B, L, E]
+            }
+        }
     }
 }
 
@@ -229,10 +264,9 @@ impl<B: Backend> Mamba<B> {
 
         // Input-dependent Δ, B, C.
         // `x_proj` [D_in = E, R+2N] in three column blocks (see `linear::apply_columns`).
-        let dt_low = linear::apply_columns(&self.x_proj, xc.clone(), 0, r); // [B, L, R]
         let b = linear::apply_columns(&self.x_proj, xc.clone(), r, n); // [B, L, N]
         let c = linear::apply_columns(&self.x_proj, xc.clone(), r + n, n); // [B, L, N]
-        let mut delta = softplus(linear::apply(&self.dt_proj, dt_low)); // [B, L, E]
+        let mut delta = self.delta(xc.clone()); // [B, L, E]
         if let Some(p) = &plan {
             delta = delta * p.mask_bl1(); // padded: Δ = 0 → Ā = 1, B̄ = 0
         }
@@ -271,7 +305,7 @@ impl<B: Backend> Mamba<B> {
     pub fn selectivity(&self, x: Tensor<B, 3>) -> Result<(Tensor<B, 3>, Tensor<B, 2>)> {
         let [batch, len, d_model] = x.dims();
         self.check_input(batch, len, d_model)?;
-        let (e, k, r) = (self.d_inner, self.d_conv, self.dt_rank);
+        let (e, k) = (self.d_inner, self.d_conv);
         let (xs, _) = self.in_proj_split(x); // [B, L, E]
         let x_ext = if k > 1 {
             Tensor::cat(vec![Tensor::zeros([batch, k - 1, e], &xs.device()), xs], 1) // [B, K-1+L, E]
@@ -279,8 +313,7 @@ impl<B: Backend> Mamba<B> {
             xs
         };
         let xc = causal_conv_silu(&self.conv1d, x_ext); // [B, L, E]
-        let dt_low = linear::apply_columns(&self.x_proj, xc, 0, r); // [B, L, R]
-        Ok((softplus(linear::apply(&self.dt_proj, dt_low)), self.a())) // [B, L, E], [E, N]
+        Ok((self.delta(xc), self.a())) // [B, L, E], [E, N]
     }
 
     /// One token of recurrent inference: `x_t: [B, D]` → `([B, D], next state)`. Errors when
@@ -312,10 +345,15 @@ impl<B: Backend> Mamba<B> {
         let xc = silu(self.conv1d.step(window)); // [B, E]
 
         let proj = self.x_proj.forward(xc.clone()); // [B, R+2N]
-        let dt_low = proj.clone().narrow(1, 0, r); // [B, R]
         let b = proj.clone().narrow(1, r, n); // [B, N]
-        let c = proj.narrow(1, r + n, n); // [B, N]
-        let delta = softplus(self.dt_proj.forward(dt_low)); // [B, E]
+        let c = proj.clone().narrow(1, r + n, n); // [B, N]
+        let delta = match self.step_size {
+            StepSize::Selective => {
+                let dt_low = proj.narrow(1, 0, r); // [B, R]
+                softplus(self.dt_proj.forward(dt_low)) // [B, E]
+            }
+            StepSize::Constant { value } => Tensor::full([batch, e], value, &xc.device()), // [B, E]
+        };
 
         let (a_bar, b_fac) = self
             .discretization

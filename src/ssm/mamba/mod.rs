@@ -8,8 +8,8 @@
 //! [x ; z]   = in_proj(u)                       u: [B, L, D] -> [B, L, 2E]
 //! x         = silu(causal_depthwise_conv(x))   kernel K, left zero-pad K-1
 //! [δ; B; C] = x_proj(x)                        split [R, N, N]
-//! Δ         = softplus(dt_proj(δ))             [B, L, E]
-//! A         = -exp(A_log)                      [E, N]
+//! Δ         = softplus(dt_proj(δ))             [B, L, E]  (or a constant, StepSize)
+//! A         = -exp(A_log)                      [E, N]     (or −1, StateMatrix)
 //! h_t       = Ā_t ⊙ h_{t-1} + B̄_t x_t          (Ā, B̄ from the chosen Discretization)
 //! y_t       = h_t · C_t + D ⊙ x_t
 //! out       = out_proj(y ⊙ silu(z))            [B, L, D]
@@ -55,7 +55,7 @@ mod padding;
 mod state;
 
 pub use block::MambaBlock;
-pub use config::MambaConfig;
+pub use config::{MambaConfig, StateMatrix, StepSize};
 pub use conv::CausalConv1d;
 pub use mixer::Mamba;
 pub use state::MambaState;
