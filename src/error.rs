@@ -183,6 +183,61 @@ pub enum SeqError {
         /// The operating system's reason.
         message: String,
     },
+
+    /// A data-parallel run was asked for a peer count it cannot run (zero peers, or fewer
+    /// devices than peers).
+    #[error("data-parallel training with {peers} peer(s): {problem}")]
+    PeerCount {
+        /// The peer count asked for.
+        peers: usize,
+        /// What is wrong with it, and what to change.
+        problem: String,
+    },
+
+    /// A peer of a data-parallel run failed; the run was stopped on every peer.
+    #[error("peer {peer} of the data-parallel run failed: {source}")]
+    PeerFailed {
+        /// The failing peer (0-based).
+        peer: usize,
+        /// Its error.
+        #[source]
+        source: Box<SeqError>,
+    },
+
+    /// A peer of a data-parallel run did not join, or reported nothing, within the run's
+    /// timeout; the run was stopped on every peer instead of waiting for it.
+    #[error(
+        "peer {peer} of the data-parallel run {what} within {seconds} s; raise the timeout if \
+         one step or evaluation takes longer"
+    )]
+    PeerTimeout {
+        /// The peer waited for (0-based).
+        peer: usize,
+        /// What it did not do: `never joined`, `made no progress`.
+        what: &'static str,
+        /// The timeout, in seconds.
+        seconds: f64,
+    },
+
+    /// A peer's thread panicked during a data-parallel run.
+    #[error("peer {peer} of the data-parallel run panicked: {message}")]
+    PeerPanicked {
+        /// The peer (0-based).
+        peer: usize,
+        /// The panic's message.
+        message: String,
+    },
+
+    /// burn-collective refused or failed a collective operation (register, all-reduce, finish).
+    #[error("collective operation `{operation}` failed on peer {peer}: {message}")]
+    Collective {
+        /// Which operation.
+        operation: &'static str,
+        /// The peer that called it (0-based).
+        peer: usize,
+        /// burn-collective's error, rendered.
+        message: String,
+    },
 }
 
 impl SeqError {

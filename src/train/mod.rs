@@ -10,6 +10,8 @@
 //!   update at the scheduled rate) that [`train`] runs on every batch it samples.
 //! - [`batch_loss`] / [`evaluate_batch`]: loss and metrics for labels or scored tokens.
 //! - [`evaluate_lengths`]: the metric at every requested sequence length.
+//! - `train_data_parallel` / `ParallelConfig` (feature `collective`): the same training with N
+//!   peers that average their gradients through burn-collective (docs/SCALING.md).
 //!
 //! Why not `burn-train`'s `Learner`: it is built around a fixed dataset read in epochs through
 //! data loaders, with its own metric loggers, dashboard and checkpoint files, while our tasks are
@@ -36,10 +38,14 @@
 mod eval;
 mod fused_adam;
 mod objective;
+#[cfg(feature = "collective")]
+mod parallel;
 mod trainer;
 
 pub use eval::{LengthScore, evaluate_lengths};
 pub use objective::{Scores, SequenceModel, batch_loss, evaluate_batch, token_tensor};
+#[cfg(feature = "collective")]
+pub use parallel::{ParallelConfig, train_data_parallel};
 pub use trainer::{
     CurvePoint, EarlyStop, LrSchedule, OptimizerKind, PlateauStop, Silent, StopReason, TrainConfig,
     TrainEvent, TrainObserver, TrainReport, TrainStep, train,

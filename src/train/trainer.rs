@@ -579,21 +579,55 @@ where
     /// One step on `batch`: returns the updated model and the batch's loss (before the
     /// update). A NaN or infinite loss is [`SeqError::Diverged`] naming the step (1-based).
     pub fn step(&mut self, model: M, batch: &Batch, device: &B::Device) -> crate::Result<(M, f64)> {
+        self.step_synced(model, batch, device, &mut NoSync)
+    }
+
+    /// [`TrainStep::step`] with the batch's loss and gradients passed through `sync` (the
+    /// data-parallel trainer's all-reduce) before the divergence check and the update.
+    pub(crate) fn step_synced(
+        &mut self,
+        model: M,
+        batch: &Batch,
+        device: &B::Device,
+        sync: &mut dyn StepSync,
+    ) -> crate::Result<(M, f64)> {
         let step = self.done + 1;
         let loss = batch_loss(&model, batch, device)?; // [1]
-        let loss_value: f64 = loss.clone().into_scalar().elem();
+        let loss_value: f64 = sync.loss(loss.clone().into_scalar().elem())?;
         if !loss_value.is_finite() {
             return Err(SeqError::Diverged {
                 step,
                 loss: loss_value,
             });
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = sync.grads(GradientsParams::from_grads(loss.backward(), &model))?;
         let model = self
             .update
             .step(self.schedule.rate(self.lr, step, self.total), model, grads);
         self.done = step;
         Ok((model, loss_value))
+    }
+}
+
+/// What a step shares with the other peers of a data-parallel run: the loss (reported and
+/// checked for divergence) and the gradients (applied), each replaced by the peers' mean.
+pub(crate) trait StepSync {
+    /// The loss every peer sees for this step.
+    fn loss(&mut self, loss: f64) -> crate::Result<f64>;
+    /// The gradients every peer applies.
+    fn grads(&mut self, grads: GradientsParams) -> crate::Result<GradientsParams>;
+}
+
+/// One process, one peer: the batch's own loss and gradients.
+struct NoSync;
+
+impl StepSync for NoSync {
+    fn loss(&mut self, loss: f64) -> crate::Result<f64> {
+        Ok(loss)
+    }
+
+    fn grads(&mut self, grads: GradientsParams) -> crate::Result<GradientsParams> {
+        Ok(grads)
     }
 }
 

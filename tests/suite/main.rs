@@ -6,6 +6,7 @@ mod attention_fused;
 mod bad_inputs;
 mod claims;
 mod cli_inputs;
+mod collective;
 mod common;
 mod conventions;
 mod copying_quick;
