@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! cargo run --release --example train_speed
+//! cargo run --release --example train_speed -- --peers 2 --only d=64
 //! ```
+//!
+//! `--peers N` trains data-parallel (`train_data_parallel`, burn-collective): N peer threads of
+//! batch 64/N each, all-reducing their gradients, so the step is still one step of batch 64
+//! and the milliseconds compare directly with `--peers 1` (docs/SCALING.md).
 //!
 //! The side-by-side comparison with PyTorch + mambapy (same machine, same invocation) is
 //! `python3 bench/pytorch/compare.py`, which runs this example with `--tsv`.
@@ -19,7 +24,7 @@ use seqlayers::model::ClassifierConfig;
 use seqlayers::presets::RecallModel;
 use seqlayers::simd::SimdLevel;
 use seqlayers::ssm::ScanKind;
-use seqlayers::train::{Silent, TrainConfig, train};
+use seqlayers::train::{ParallelConfig, Silent, TrainConfig, train, train_data_parallel};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -36,6 +41,9 @@ struct Args {
     /// Print `key<TAB>d<TAB>ms` lines only (for `bench/pytorch/compare.py`); writes no file.
     #[arg(long)]
     tsv: bool,
+    /// Data-parallel peers (threads) sharing each batch of 64; it must divide 64.
+    #[arg(long, default_value_t = 1)]
+    peers: usize,
 }
 
 type B = seqlayers::backend::CpuAutodiff;
@@ -135,7 +143,7 @@ const CASES: [(&str, &str, RecallModel, usize, ScanKind); 13] = [
     ),
 ];
 
-fn measure(model: RecallModel, d: usize, scan: ScanKind, steps: usize) -> f64 {
+fn measure(model: RecallModel, d: usize, scan: ScanKind, steps: usize, peers: usize) -> f64 {
     let device = Default::default();
     let task = AssociativeRecall::new(RecallConfig::new(16).with_dim(d)).expect("valid task");
     let mut stack = model.stack_config(d, 64);
@@ -150,12 +158,39 @@ fn measure(model: RecallModel, d: usize, scan: ScanKind, steps: usize) -> f64 {
         ..TrainConfig::default()
     };
     let (warm, _) = train(classifier, &task, &config(5), &device, &mut Silent).expect("warm-up");
+    if peers > 1 {
+        let per_peer = TrainConfig {
+            batch_size: 64 / peers,
+            ..config(steps)
+        };
+        let (_, report) = train_data_parallel(
+            warm,
+            &task,
+            &per_peer,
+            &ParallelConfig::new(peers),
+            &[device],
+            &mut Silent,
+        )
+        .expect("timed data-parallel run");
+        return report.ms_per_step;
+    }
     let (_, report) = train(warm, &task, &config(steps), &device, &mut Silent).expect("timed run");
     report.ms_per_step
 }
 
 fn main() {
     let args = Args::parse();
+    if args.peers == 0 || 64 % args.peers != 0 {
+        eprintln!("--peers must divide the batch of 64 (1, 2, 4, 8, ...)");
+        std::process::exit(2);
+    }
+    if args.peers > 1 && !args.tsv {
+        println!(
+            "{} data-parallel peers, batch {} each (not written to train_speed.md)",
+            args.peers,
+            64 / args.peers
+        );
+    }
     let threads = rayon::current_num_threads();
     let simd = SimdLevel::active().name();
     if args.tsv {
@@ -173,7 +208,7 @@ fn main() {
         {
             continue;
         }
-        let ms = measure(model, d, scan, args.steps);
+        let ms = measure(model, d, scan, args.steps, args.peers);
         let _ = writeln!(table, "| {label} | {d} | {ms:.2} |");
         if args.tsv {
             println!("{key}\t{d}\t{ms:.3}");
@@ -190,7 +225,7 @@ fn main() {
          steps after 5 warm-up steps; evaluation excluded.\n\n{table}",
         args.steps, args.steps
     );
-    if args.only.is_none() {
+    if args.only.is_none() && args.peers == 1 {
         std::fs::create_dir_all(&args.out).expect("create output directory");
         std::fs::write(args.out.join("train_speed.md"), &doc).expect("write train_speed.md");
     }

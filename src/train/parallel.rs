@@ -61,7 +61,8 @@ pub struct ParallelConfig {
     /// one step plus one evaluation on the test batch.
     pub timeout: Duration,
     /// burn-collective's all-reduce between the peers of this process (tree, ring or
-    /// centralized; the same result up to rounding).
+    /// centralized; the same result up to rounding), re-exported as
+    /// `seqlayers::burn::collective::AllReduceStrategy`.
     pub strategy: AllReduceStrategy,
 }
 
@@ -105,9 +106,14 @@ enum Message<M> {
 /// (every peer ends with the same parameters) and its report.
 ///
 /// `config` is read as for [`train`](super::train), with `config.batch_size` rows *per peer*:
-/// the run follows `train` with batch `peers · batch_size` (see the [module
-/// documentation](self)). `devices` holds one device per peer, or one device that every peer
-/// shares (the CPU). The observer hears peer 0's events.
+/// every peer draws the step's `peers · batch_size` rows from the seeded stream and keeps its
+/// own `batch_size`, and the peers average (all-reduce) the loss and the gradients before the
+/// same update. For label tasks, and token tasks that score equally many positions per row, the
+/// run follows `train` with batch `peers · batch_size` to f32 rounding (other token tasks weigh
+/// the shards equally). Peer 0 evaluates, reports to the observer and decides early stops for
+/// all. `devices` holds one device per peer, or one device that every peer shares (the CPU).
+/// Runs in one process take turns: burn-collective has one collective per backend type and
+/// process. See docs/SCALING.md.
 ///
 /// Errors: [`SeqError::PeerCount`] for zero peers or a device count that is neither 1 nor
 /// `peers`; the config's own errors; [`SeqError::PeerFailed`], [`SeqError::PeerPanicked`],
