@@ -131,13 +131,23 @@ fn three_peers_with_batch_b_equal_one_run_with_batch_3b() {
     peers_match_one_run(3);
 }
 
-/// Recall, except that the `fail_at`-th training batch (counted over all peers) is an error, or
-/// a panic.
+/// What the faulty task does at its `fail_at`-th training batch.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Returns an error.
+    Error,
+    /// Panics.
+    Panic,
+    /// Sleeps this long first (a peer that stops making progress).
+    Stall(Duration),
+}
+
+/// Recall, except that the `fail_at`-th training batch (counted over all peers) fails.
 struct Faulty {
     inner: AssociativeRecall,
     calls: AtomicUsize,
     fail_at: usize,
-    panic: bool,
+    fault: Fault,
 }
 
 impl Task for Faulty {
@@ -151,10 +161,11 @@ impl Task for Faulty {
 
     fn train_batch(&self, rng: &mut StdRng, batch: usize) -> seqlayers::Result<Batch> {
         if self.calls.fetch_add(1, Ordering::SeqCst) == self.fail_at {
-            if self.panic {
-                panic!("injected panic");
+            match self.fault {
+                Fault::Error => return Err(SeqError::InvalidConfig("injected failure".into())),
+                Fault::Panic => panic!("injected panic"),
+                Fault::Stall(pause) => std::thread::sleep(pause),
             }
-            return Err(SeqError::InvalidConfig("injected failure".into()));
         }
         Task::train_batch(&self.inner, rng, batch)
     }
@@ -168,25 +179,25 @@ impl Task for Faulty {
     }
 }
 
-fn faulty(panic: bool) -> Faulty {
+fn faulty(fault: Fault) -> Faulty {
     Faulty {
         inner: task(),
         calls: AtomicUsize::new(0),
         fail_at: 3, // the second step of one of the two peers
-        panic,
+        fault,
     }
 }
 
 #[test]
 fn a_failing_peer_ends_the_run_with_a_typed_error() {
-    let task = faulty(false);
+    let task = faulty(Fault::Error);
     let model = classifier(&task.inner);
     let started = Instant::now();
     let err = train_data_parallel(
         model,
         &task,
         &config(20, 4),
-        &ParallelConfig::new(2).with_timeout(Duration::from_secs(30)),
+        &ParallelConfig::new(2).with_timeout(Duration::from_secs(60)),
         &[dev()],
         &mut Silent,
     )
@@ -198,19 +209,19 @@ fn a_failing_peer_ends_the_run_with_a_typed_error() {
         }
         other => panic!("expected PeerFailed, got {other:?}"),
     }
-    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
 }
 
 #[test]
 fn a_panicking_peer_ends_the_run_with_a_typed_error() {
-    let task = faulty(true);
+    let task = faulty(Fault::Panic);
     let model = classifier(&task.inner);
     let started = Instant::now();
     let err = train_data_parallel(
         model,
         &task,
         &config(20, 4),
-        &ParallelConfig::new(2).with_timeout(Duration::from_secs(30)),
+        &ParallelConfig::new(2).with_timeout(Duration::from_secs(60)),
         &[dev()],
         &mut Silent,
     )
@@ -220,7 +231,7 @@ fn a_panicking_peer_ends_the_run_with_a_typed_error() {
         matches!(&err, SeqError::PeerPanicked { message, .. } if message.contains("injected panic")),
         "{err:?}"
     );
-    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
     // The collective is usable again after the failed run.
     let task = task.inner;
     let model = classifier(&task);
@@ -233,6 +244,37 @@ fn a_panicking_peer_ends_the_run_with_a_typed_error() {
         &mut Silent,
     )
     .unwrap();
+}
+
+#[test]
+fn a_stalled_peer_ends_the_run_at_the_timeout() {
+    // One peer sleeps 3 s in its second step; the other waits in the all-reduce. The 1 s
+    // watchdog ends the run and releases the waiting peer; the sleeper's next collective call
+    // fails at once, so the run returns soon after it wakes.
+    let task = faulty(Fault::Stall(Duration::from_secs(3)));
+    let model = classifier(&task.inner);
+    let started = Instant::now();
+    let err = train_data_parallel(
+        model,
+        &task,
+        &config(20, 4),
+        &ParallelConfig::new(2).with_timeout(Duration::from_secs(1)),
+        &[dev()],
+        &mut Silent,
+    )
+    .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            SeqError::PeerTimeout {
+                what: "made no progress",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
 }
 
 #[test]
