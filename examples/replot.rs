@@ -666,16 +666,18 @@ fn pig_latin(dir: &Path) -> Result<Vec<PathBuf>, String> {
         } else {
             what.to_string()
         };
-        draw(&mut written, dir.join(file), |p| {
-            line_plot(
-                p,
-                &format!("Pig-Latin: {what}"),
-                "optimizer step",
-                &y_label,
-                &series,
-                false,
-            )
-        })?;
+        for (path, panel, part) in plot::panels(&dir.join(file), &series, plot::MAX_CURVES) {
+            draw(&mut written, path, |p| {
+                line_plot(
+                    p,
+                    &format!("Pig-Latin: {what}{part}"),
+                    "optimizer step",
+                    &y_label,
+                    &panel,
+                    false,
+                )
+            })?;
+        }
     }
     Ok(written)
 }
@@ -723,35 +725,39 @@ fn tiny_gpt(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let train_loss = series_by(&curves, "ablation", "step", "train_loss", |s| s > 0.0)?;
     let context = series_by(&lengths, "ablation", "context", "val_ppl", |_| true)?;
     let mut written = Vec::new();
-    draw(&mut written, dir.join("val_ppl.png"), |p| {
-        line_plot(
-            p,
+    for (file, title, y_label, series) in [
+        (
+            "val_ppl.png",
             "validation perplexity (full window)",
-            "step",
             "perplexity",
             &val_ppl,
-            false,
-        )
-    })?;
-    draw(&mut written, dir.join("train_loss.png"), |p| {
-        line_plot(
-            p,
+        ),
+        (
+            "train_loss.png",
             "training loss",
-            "step",
             "mean loss (nats)",
             &train_loss,
-            false,
-        )
-    })?;
-    draw(&mut written, dir.join("context_length.png"), |p| {
-        line_plot_log2_x(
-            p,
-            "validation perplexity vs context length",
-            "context (tokens)",
-            "perplexity",
-            &context,
-        )
-    })?;
+        ),
+    ] {
+        for (path, panel, part) in plot::panels(&dir.join(file), series, plot::MAX_CURVES) {
+            draw(&mut written, path, |p| {
+                line_plot(p, &format!("{title}{part}"), "step", y_label, &panel, false)
+            })?;
+        }
+    }
+    for (path, panel, part) in
+        plot::panels(&dir.join("context_length.png"), &context, plot::MAX_CURVES)
+    {
+        draw(&mut written, path, |p| {
+            line_plot_log2_x(
+                p,
+                &format!("validation perplexity vs context length{part}"),
+                "context (tokens)",
+                "perplexity",
+                &panel,
+            )
+        })?;
+    }
     Ok(written)
 }
 

@@ -33,7 +33,7 @@ use super::cli::{
 };
 use super::driver::{Experiment, execute};
 use super::parallel::{init_locked, run_parallel};
-use super::plot::{Series, heatmap, line_plot};
+use super::plot::{MAX_CURVES, Series, heatmap, line_plot, panels};
 use super::progress::Progress;
 use super::report::pct;
 use super::warn_on_error;
@@ -1763,14 +1763,16 @@ fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
         } else {
             what.to_string()
         };
-        warn_on_error(line_plot(
-            &dir.join(file),
-            &format!("Pig-Latin: {what}"),
-            "optimizer step",
-            &y_label,
-            &series,
-            false,
-        ));
+        for (path, panel, part) in panels(&dir.join(file), &series, MAX_CURVES) {
+            warn_on_error(line_plot(
+                &path,
+                &format!("Pig-Latin: {what}{part}"),
+                "optimizer step",
+                &y_label,
+                &panel,
+                false,
+            ));
+        }
     }
     for o in outcomes {
         let tag = o.run.tag();

@@ -1,6 +1,6 @@
 //! Line plots saved as PNG (plotters, with the DejaVu font loaded at run time).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::prelude::*;
@@ -42,6 +42,44 @@ pub fn mean_by_name(curves: Vec<(String, Vec<(f64, f64)>)>) -> Vec<Series> {
                 })
                 .collect();
             Series { name, points }
+        })
+        .collect()
+}
+
+/// Most curves drawn in one panel; more are split over several panels.
+pub const MAX_CURVES: usize = 7;
+
+/// Splits `series` over panels of at most `max` curves: `path` itself when they fit, otherwise
+/// `stem_1.png`, `stem_2.png`, … each holding the first series (the reference, e.g. the
+/// standard model) and the next `max − 1` others. Returns `(path, series, title suffix)` per
+/// panel.
+pub fn panels(path: &Path, series: &[Series], max: usize) -> Vec<(PathBuf, Vec<Series>, String)> {
+    let copy = |s: &Series| Series {
+        name: s.name.clone(),
+        points: s.points.clone(),
+    };
+    if series.len() <= max.max(2) {
+        return vec![(
+            path.to_path_buf(),
+            series.iter().map(copy).collect(),
+            String::new(),
+        )];
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    let chunks: Vec<&[Series]> = series[1..].chunks(max.max(2) - 1).collect();
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut panel = vec![copy(&series[0])];
+            panel.extend(chunk.iter().map(copy));
+            (
+                path.with_file_name(format!("{stem}_{}.{ext}", i + 1)),
+                panel,
+                format!(" ({}/{n})", i + 1),
+            )
         })
         .collect()
 }

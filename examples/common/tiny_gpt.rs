@@ -36,7 +36,7 @@ use super::cli::{
 };
 use super::driver::{Experiment, execute};
 use super::parallel::{init_locked, run_parallel};
-use super::plot::{Series, line_plot, line_plot_log2_x};
+use super::plot::{MAX_CURVES, Series, line_plot, line_plot_log2_x, panels};
 use super::progress::Progress;
 use super::warn_on_error;
 
@@ -1166,7 +1166,7 @@ pub fn report(
             }
         }
     }
-    s.push_str("\nSamples: [samples.md](samples.md). Plots: `val_ppl.png`, `train_loss.png`, `context_length.png`.\n");
+    s.push_str("\nSamples: [samples.md](samples.md). Plots: `val_ppl.png`, `train_loss.png`, `context_length.png` (split into `_1`, `_2`, … panels of at most 7 curves, each with the first model as reference, when there are more).\n");
     s
 }
 
@@ -1193,22 +1193,26 @@ fn plots(options: &TinyGptOptions, outcomes: &[TinyGptOutcome]) {
             })
             .collect()
     };
-    warn_on_error(line_plot(
-        &dir.join("val_ppl.png"),
-        "validation perplexity (full window)",
-        "step",
-        "perplexity",
-        &curve(0),
-        false,
-    ));
-    warn_on_error(line_plot(
-        &dir.join("train_loss.png"),
-        "training loss",
-        "step",
-        "mean loss (nats)",
-        &curve(1),
-        false,
-    ));
+    for (file, title, y_label, pick) in [
+        (
+            "val_ppl.png",
+            "validation perplexity (full window)",
+            "perplexity",
+            0,
+        ),
+        ("train_loss.png", "training loss", "mean loss (nats)", 1),
+    ] {
+        for (path, panel, part) in panels(&dir.join(file), &curve(pick), MAX_CURVES) {
+            warn_on_error(line_plot(
+                &path,
+                &format!("{title}{part}"),
+                "step",
+                y_label,
+                &panel,
+                false,
+            ));
+        }
+    }
     let lengths: Vec<Series> = outcomes
         .iter()
         .map(|o| Series {
@@ -1216,11 +1220,13 @@ fn plots(options: &TinyGptOptions, outcomes: &[TinyGptOutcome]) {
             points: o.lengths.iter().map(|l| (l.len as f64, l.score)).collect(),
         })
         .collect();
-    warn_on_error(line_plot_log2_x(
-        &dir.join("context_length.png"),
-        "validation perplexity vs context length",
-        "context (tokens)",
-        "perplexity",
-        &lengths,
-    ));
+    for (path, panel, part) in panels(&dir.join("context_length.png"), &lengths, MAX_CURVES) {
+        warn_on_error(line_plot_log2_x(
+            &path,
+            &format!("validation perplexity vs context length{part}"),
+            "context (tokens)",
+            "perplexity",
+            &panel,
+        ));
+    }
 }
