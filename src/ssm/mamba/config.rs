@@ -193,6 +193,11 @@ impl MambaConfig {
             self.resolved_dt_rank(),
         );
         let dt_std = self.dt_scale / (r as f64).sqrt();
+        // Drawn in field order, as before the A/Δ variants existed, so that a seed gives the
+        // same initial weights (and the committed results stay reproducible).
+        let in_proj = init::linear_default(d, 2 * e, self.bias, device);
+        let conv1d = CausalConv1d::new(e, k, self.conv_bias, device);
+        let x_proj = init::linear_default(e, r + 2 * n, false, device);
         let dt_proj = init::dt_proj(
             r,
             e,
@@ -203,9 +208,9 @@ impl MambaConfig {
             device,
         );
         Ok(materialize(Mamba {
-            in_proj: init::linear_default(d, 2 * e, self.bias, device),
-            conv1d: CausalConv1d::new(e, k, self.conv_bias, device),
-            x_proj: init::linear_default(e, r + 2 * n, false, device),
+            in_proj,
+            conv1d,
+            x_proj,
             dt_proj: match self.resolved_step_size() {
                 StepSize::Selective => dt_proj,
                 // Unused: kept (same checkpoint tensors) but not trainable.
