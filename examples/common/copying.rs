@@ -21,7 +21,7 @@ use seqlayers::{Result, SeqError};
 use super::cli::{CliError, RunArgs, at_least_one_each, distinct, positive_list};
 use super::driver::{Experiment, execute};
 use super::parallel::{init_locked, run_parallel};
-use super::plot::{Series, line_plot};
+use super::plot::{line_plot, mean_by_name};
 use super::progress::Progress;
 use super::report::percent;
 use super::warn_on_error;
@@ -720,22 +720,30 @@ impl Experiment for Copying {
     fn plots(options: &CopyingOptions, outcomes: &Vec<CopyOutcome>) {
         let dir = &options.out_dir;
         let seeds = seeds_label(&options.seeds);
+        // One curve per model (per state size in the sweep): the point-by-point seed mean.
+        let mean = |group: Vec<&CopyOutcome>,
+                    name: &dyn Fn(&CopyOutcome) -> String,
+                    points: &dyn Fn(&CopyOutcome) -> Vec<(f64, f64)>| {
+            mean_by_name(group.into_iter().map(|o| (name(o), points(o))).collect())
+        };
+        let model_name = |o: &CopyOutcome| o.run.model.to_string();
+        let exact_vs_length =
+            |o: &CopyOutcome| o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect();
         for &kind in &options.tasks {
-            let groups = by_model(outcomes, kind);
-            let curves: Vec<Series> = groups
-                .iter()
-                .map(|(model, g)| Series {
-                    name: model.to_string(),
-                    points: mean_points(g, |o| {
-                        o.report
-                            .curve
-                            .iter()
-                            .filter(|p| p.step > 0)
-                            .map(|p| (p.step as f64 * o.examples_per_step, p.test_score))
-                            .collect()
-                    }),
-                })
-                .collect();
+            let group = || -> Vec<&CopyOutcome> {
+                outcomes
+                    .iter()
+                    .filter(|o| !o.run.sweep && o.run.task.kind == kind)
+                    .collect()
+            };
+            let curves = mean(group(), &model_name, &|o| {
+                o.report
+                    .curve
+                    .iter()
+                    .filter(|p| p.step > 0)
+                    .map(|p| (p.step as f64 * o.examples_per_step, p.test_score))
+                    .collect()
+            });
             warn_on_error(line_plot(
                 &dir.join(format!("sample_efficiency_{kind}.png")),
                 &format!("{kind}: exact match at training lengths vs examples seen ({seeds})"),
@@ -744,15 +752,7 @@ impl Experiment for Copying {
                 &curves,
                 true,
             ));
-            let lengths: Vec<Series> = groups
-                .iter()
-                .map(|(model, g)| Series {
-                    name: model.to_string(),
-                    points: mean_points(g, |o| {
-                        o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect()
-                    }),
-                })
-                .collect();
+            let lengths = mean(group(), &model_name, &exact_vs_length);
             warn_on_error(line_plot(
                 &dir.join(format!("length_{kind}.png")),
                 &format!(
@@ -765,28 +765,13 @@ impl Experiment for Copying {
                 true,
             ));
         }
-        let mut sizes: Vec<usize> = outcomes
-            .iter()
-            .filter(|o| o.run.sweep)
-            .map(|o| o.run.size.d_state)
-            .collect();
-        sizes.sort_unstable();
-        sizes.dedup();
-        let sweep: Vec<Series> = sizes
-            .iter()
-            .map(|&n| {
-                let g: Vec<&CopyOutcome> = outcomes
-                    .iter()
-                    .filter(|o| o.run.sweep && o.run.size.d_state == n)
-                    .collect();
-                Series {
-                    name: format!("N = {n}"),
-                    points: mean_points(&g, |o| {
-                        o.lengths.iter().map(|l| (l.len as f64, l.exact)).collect()
-                    }),
-                }
-            })
-            .collect();
+        let mut swept: Vec<&CopyOutcome> = outcomes.iter().filter(|o| o.run.sweep).collect();
+        swept.sort_by_key(|o| o.run.size.d_state);
+        let sweep = mean(
+            swept,
+            &|o| format!("N = {}", o.run.size.d_state),
+            &exact_vs_length,
+        );
         if sweep.len() > 1 {
             warn_on_error(line_plot(
                 &dir.join("state_size.png"),
@@ -812,25 +797,6 @@ fn seeds_label(seeds: &[u64]) -> String {
                 .join(", ")
         ),
     }
-}
-
-/// The point-by-point mean of `points(o)` over the outcomes of `group` (x and y both averaged;
-/// cut to the shortest curve).
-fn mean_points(
-    group: &[&CopyOutcome],
-    points: impl Fn(&CopyOutcome) -> Vec<(f64, f64)>,
-) -> Vec<(f64, f64)> {
-    let all: Vec<Vec<(f64, f64)>> = group.iter().map(|o| points(o)).collect();
-    let n = all.iter().map(Vec::len).min().unwrap_or(0);
-    let k = all.len().max(1) as f64;
-    (0..n)
-        .map(|i| {
-            let (x, y) = all
-                .iter()
-                .fold((0.0, 0.0), |(x, y), c| (x + c[i].0, y + c[i].1));
-            (x / k, y / k)
-        })
-        .collect()
 }
 
 /// `summary.csv`, `curves.csv`, `lengths.csv`.
