@@ -213,7 +213,8 @@ pub enum SeqError {
     PeerTimeout {
         /// The peer waited for (0-based).
         peer: usize,
-        /// What it did not do: `never joined`, `made no progress`.
+        /// What happened: `never joined`, `made no progress`, and on a multi-node run `was
+        /// not joined by the other nodes` or `got no answer from the other nodes`.
         what: &'static str,
         /// The timeout, in seconds.
         seconds: f64,

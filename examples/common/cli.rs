@@ -242,6 +242,11 @@ pub struct RunArgs {
     /// Examples per optimizer step (sequences, packed rows, words or windows).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Data-parallel peers per training (threads averaging their gradients through
+    /// burn-collective; docs/SCALING.md): each takes 1/N of every step's batch, which N must
+    /// divide. The result equals one peer's up to f32 rounding.
+    #[arg(long, default_value_t = 1)]
+    pub peers: usize,
 }
 
 impl RunArgs {
@@ -251,6 +256,7 @@ impl RunArgs {
         check_device(&self.device)?;
         at_least_one_each(&[
             ("--jobs", Some(self.jobs)),
+            ("--peers", Some(self.peers)),
             ("--steps", self.steps),
             ("--batch", self.batch),
         ])?;

@@ -13,9 +13,7 @@ use seqlayers::burn::tensor::backend::AutodiffBackend;
 use seqlayers::data::{CopyConfig, CopyKind, CopyTask, Task};
 use seqlayers::decode::{GenerateConfig, generate_greedy};
 use seqlayers::presets::{CopyModel, CopyModelSize};
-use seqlayers::train::{
-    LrSchedule, OptimizerKind, TrainConfig, TrainReport, evaluate_batch, train,
-};
+use seqlayers::train::{LrSchedule, OptimizerKind, TrainConfig, TrainReport, evaluate_batch};
 use seqlayers::{Result, SeqError};
 
 use super::cli::{CliError, RunArgs, at_least_one_each, distinct, positive_list};
@@ -589,7 +587,7 @@ pub fn run_copy<B: AutodiffBackend>(run: &CopyRun, device: &B::Device) -> Result
     }
     let examples_per_step = examples as f64 / 8.0;
     let mut progress = Progress::new(&run.label, run.train.steps, run.progress);
-    let (model, report) = train(model, &task, &run.train, device, &mut progress)?;
+    let (model, report) = super::driver::fit(model, &task, &run.train, device, &mut progress)?;
     let model = model.valid();
     let mut lengths = Vec::with_capacity(run.eval_lengths.len());
     for &len in &run.eval_lengths {

@@ -6,10 +6,17 @@
 //! `copying::copying`) to run the `--quick` versions without plots.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use seqlayers::Result;
+use seqlayers::burn::module::AutodiffModule;
 use seqlayers::burn::tensor::backend::AutodiffBackend;
+use seqlayers::data::Task;
+use seqlayers::train::{
+    ParallelConfig, SequenceModel, TrainConfig, TrainObserver, TrainReport, train,
+    train_data_parallel,
+};
+use seqlayers::{Result, SeqError};
 
 use super::cli::{CliError, RunArgs, or_exit};
 use super::experiments::{prepare_out_dir, write_files};
@@ -71,6 +78,7 @@ pub fn execute<E: Experiment, B: AutodiffBackend>(
 /// writes the outputs and plots, and prints `report.md` with the wall time.
 pub fn drive<E: Experiment>(args: &E::Args, flags: &RunArgs) {
     let options = or_exit(E::options(args));
+    PEERS.store(flags.peers, Ordering::Relaxed);
     super::memory::keep_freed_memory();
     super::parallel::one_core_per_job(flags.jobs);
     let started = Instant::now();
@@ -87,4 +95,51 @@ pub fn drive<E: Experiment>(args: &E::Args, flags: &RunArgs) {
         started.elapsed().as_secs_f64(),
         dir.display()
     );
+}
+
+/// `--peers` of the running example (1 unless [`drive`] was given another).
+static PEERS: AtomicUsize = AtomicUsize::new(1);
+
+/// Trains as [`train`] does, or with `--peers N` above 1 as [`train_data_parallel`] with N peer
+/// threads of `config.batch_size / N` rows each (the same steps up to f32 rounding).
+///
+/// Errors: [`SeqError::PeerCount`] when N does not divide the batch; the trainers' own.
+pub fn fit<B, M, T>(
+    model: M,
+    task: &T,
+    config: &TrainConfig,
+    device: &B::Device,
+    observer: &mut dyn TrainObserver,
+) -> Result<(M, TrainReport)>
+where
+    B: AutodiffBackend,
+    M: SequenceModel<B> + AutodiffModule<B>,
+    M::InnerModule: SequenceModel<B::InnerBackend>,
+    T: Task + ?Sized,
+{
+    let peers = PEERS.load(Ordering::Relaxed);
+    if peers <= 1 {
+        return train(model, task, config, device, observer);
+    }
+    if !config.batch_size.is_multiple_of(peers) {
+        return Err(SeqError::PeerCount {
+            peers,
+            problem: format!(
+                "--peers {peers} does not divide the batch of {} rows; pick a --batch that it divides",
+                config.batch_size
+            ),
+        });
+    }
+    let per_peer = TrainConfig {
+        batch_size: config.batch_size / peers,
+        ..config.clone()
+    };
+    train_data_parallel(
+        model,
+        task,
+        &per_peer,
+        &ParallelConfig::new(peers),
+        std::slice::from_ref(device),
+        observer,
+    )
 }

@@ -24,7 +24,7 @@ use seqlayers::position::PositionEncoding;
 use seqlayers::ssm::{Discretization, MambaConfig, StateMatrix, StepSize};
 use seqlayers::stack::{StackConfig, parse_layers};
 use seqlayers::train::{
-    LrSchedule, OptimizerKind, Scores, TrainConfig, TrainReport, evaluate_batch, train,
+    LrSchedule, OptimizerKind, Scores, TrainConfig, TrainReport, evaluate_batch,
 };
 use seqlayers::{Result, SeqError};
 
@@ -1254,7 +1254,8 @@ pub fn run_pig_latin<B: AutodiffBackend>(
         ($model:expr, $probes:expr) => {{
             let model = $model;
             let params = trainable_params(&model);
-            let (model, report) = train(model, &task, &train_config, device, &mut progress)?;
+            let (model, report) =
+                super::driver::fit(model, &task, &train_config, device, &mut progress)?;
             let model = model.valid();
             let inner = device.clone();
             let validation = scores_over(&task.validation_batches(256)?, |b| {

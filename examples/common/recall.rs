@@ -14,7 +14,7 @@ use seqlayers::ensure_nonzero;
 use seqlayers::model::ClassifierConfig;
 use seqlayers::presets::RecallModel;
 use seqlayers::stack::StackConfig;
-use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths, train};
+use seqlayers::train::{LengthScore, TrainConfig, TrainReport, evaluate_lengths};
 
 use super::parallel::init_locked;
 use super::progress::Progress;
@@ -147,7 +147,7 @@ where
     })?;
     let params = model.num_params();
     let mut progress = Progress::new(&run.name, run.train.steps, run.progress);
-    let (model, report) = train(model, &task, &run.train, device, &mut progress)?;
+    let (model, report) = super::driver::fit(model, &task, &run.train, device, &mut progress)?;
     let lengths = evaluate_lengths(
         &model.valid(),
         &task,

@@ -481,6 +481,13 @@ pub fn sentiment_options(args: &SentimentArgs) -> std::result::Result<SentimentO
              for a shorter search)",
         ));
     }
+    if run.peers != 1 {
+        return Err(CliError::usage(format!(
+            "--peers {}: sentiment fine-tuning runs its own epoch loop, not the trainer that \
+             data-parallel training wraps; use --peers 1",
+            run.peers
+        )));
+    }
     if run.jobs != 1 {
         return Err(CliError::usage(format!(
             "--jobs {}: sentiment trains one model at a time (dropout draws from the backend's \

@@ -27,7 +27,7 @@ use seqlayers::position::PositionEncoding;
 use seqlayers::stack::{StackConfig, parse_layers};
 use seqlayers::train::{
     LengthScore, LrSchedule, OptimizerKind, TrainConfig, TrainReport, evaluate_batch,
-    evaluate_lengths, train,
+    evaluate_lengths,
 };
 
 use super::cli::{
@@ -856,7 +856,7 @@ pub fn run_tiny_gpt<B: AutodiffBackend>(
         seed: options.seed,
     };
     let mut progress = Progress::new(&ablation.name(), options.steps, options.progress);
-    let (model, report) = train(model, task, &train_config, device, &mut progress)?;
+    let (model, report) = super::driver::fit(model, task, &train_config, device, &mut progress)?;
     let model = model.valid();
     if options.save {
         let dir = options

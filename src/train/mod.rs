@@ -45,7 +45,7 @@ mod trainer;
 pub use eval::{LengthScore, evaluate_lengths};
 pub use objective::{Scores, SequenceModel, batch_loss, evaluate_batch, token_tensor};
 #[cfg(feature = "collective")]
-pub use parallel::{ParallelConfig, train_data_parallel};
+pub use parallel::{NodeConfig, ParallelConfig, serve_orchestrator, train_data_parallel};
 pub use trainer::{
     CurvePoint, EarlyStop, LrSchedule, OptimizerKind, PlateauStop, Silent, StopReason, TrainConfig,
     TrainEvent, TrainObserver, TrainReport, TrainStep, train,

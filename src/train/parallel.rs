@@ -30,7 +30,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
@@ -60,10 +60,14 @@ pub struct ParallelConfig {
     /// evaluation) once started, before it ends with [`SeqError::PeerTimeout`]. It must exceed
     /// one step plus one evaluation on the test batch.
     pub timeout: Duration,
-    /// burn-collective's all-reduce between the peers of this process (tree, ring or
-    /// centralized; the same result up to rounding), re-exported as
+    /// burn-collective's all-reduce between the peers of this process and, on a multi-node
+    /// run, between the nodes (tree, ring or centralized; the same result up to rounding),
+    /// re-exported as
     /// `seqlayers::burn::collective::AllReduceStrategy`.
     pub strategy: AllReduceStrategy,
+    /// `None`: every peer is a thread of this process. `Some`: this process is one node of a
+    /// multi-node run through burn-collective's global orchestrator ([`NodeConfig`]).
+    pub nodes: Option<NodeConfig>,
 }
 
 impl ParallelConfig {
@@ -73,7 +77,28 @@ impl ParallelConfig {
             peers,
             timeout: Duration::from_secs(120),
             strategy: AllReduceStrategy::Tree(2),
+            nodes: None,
         }
+    }
+
+    /// The same as one node of a multi-node run: `peers` threads here, the same number on
+    /// every other node.
+    pub fn with_nodes(self, nodes: NodeConfig) -> Self {
+        Self {
+            nodes: Some(nodes),
+            ..self
+        }
+    }
+
+    /// Peers over all nodes.
+    pub fn total_peers(&self) -> usize {
+        self.peers * self.nodes.as_ref().map_or(1, |n| n.nodes)
+    }
+
+    /// Whether this process writes the run's metrics and checkpoints: node 0 (or the only
+    /// process). Every node ends with the same parameters.
+    pub fn is_writer(&self) -> bool {
+        self.nodes.as_ref().is_none_or(|n| n.node == 0)
     }
 
     /// The same with another timeout.
@@ -85,6 +110,88 @@ impl ParallelConfig {
     pub fn with_strategy(self, strategy: AllReduceStrategy) -> Self {
         Self { strategy, ..self }
     }
+}
+
+/// Where this process sits in a multi-node run: burn-collective's global orchestrator
+/// ([`serve_orchestrator`]) matches the nodes, and each node opens a tensor data service that
+/// the others download gradient slices from. Every node runs the same program with the same
+/// seed, model and [`TrainConfig`]; only `node` and `address` / `data_port` differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// This node's index, `0..nodes`: it takes rows `[node · peers · B, (node + 1) · peers · B)`
+    /// of every step's batch. Node 0's first peer decides early stops for all.
+    pub node: usize,
+    /// Number of nodes (processes) in the run.
+    pub nodes: usize,
+    /// The orchestrator's address, e.g. `ws://10.0.0.1:3000`.
+    pub orchestrator: String,
+    /// Where the other nodes reach this node's data service, e.g. `ws://10.0.0.2:3001`.
+    pub address: String,
+    /// The port this node's data service listens on (all interfaces): the port of `address`.
+    pub data_port: u16,
+}
+
+impl NodeConfig {
+    /// Node `node` of `nodes`, reaching the orchestrator at `orchestrator` and reached by the
+    /// others at `address` (`ws://host:port`; the data service listens on that port).
+    pub fn new(
+        node: usize,
+        nodes: usize,
+        orchestrator: impl Into<String>,
+        address: impl Into<String>,
+    ) -> crate::Result<Self> {
+        let orchestrator = orchestrator.into();
+        let address = address.into();
+        if nodes == 0 || node >= nodes {
+            return Err(SeqError::PeerCount {
+                peers: nodes,
+                problem: format!("node index {node} is not below the node count {nodes}"),
+            });
+        }
+        let port_of = |url: &str, what: &str| -> crate::Result<u16> {
+            let rest = url.strip_prefix("ws://").ok_or_else(|| {
+                SeqError::InvalidConfig(format!(
+                    "{what} `{url}` must start with ws:// (e.g. ws://127.0.0.1:3000)"
+                ))
+            })?;
+            rest.rsplit_once(':')
+                .and_then(|(host, port)| (!host.is_empty()).then_some(port))
+                .and_then(|port| port.trim_end_matches('/').parse::<u16>().ok())
+                .filter(|&port| port != 0)
+                .ok_or_else(|| {
+                    SeqError::InvalidConfig(format!(
+                        "{what} `{url}` needs a host and a non-zero port, e.g. ws://127.0.0.1:3001"
+                    ))
+                })
+        };
+        port_of(&orchestrator, "the orchestrator address")?;
+        let data_port = port_of(&address, "the node address")?;
+        Ok(Self {
+            node,
+            nodes,
+            orchestrator,
+            address,
+            data_port,
+        })
+    }
+}
+
+/// Runs burn-collective's global orchestrator on `port` (all interfaces) until the process
+/// gets Ctrl-C or SIGTERM: the meeting point of a multi-node run's nodes ([`NodeConfig`]).
+/// Start it once, on any machine the nodes reach, before or after the nodes.
+///
+/// Errors: [`SeqError::Collective`] when its runtime cannot start.
+pub fn serve_orchestrator(port: u16) -> crate::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SeqError::Collective {
+            operation: "start the orchestrator",
+            peer: 0,
+            message: e.to_string(),
+        })?;
+    runtime.block_on(burn_collective::start_global_orchestrator(port));
+    Ok(())
 }
 
 /// One data-parallel run per process at a time: burn-collective's server is per backend type.
@@ -149,10 +256,30 @@ where
             ),
         });
     }
-    if peers.checked_mul(config.batch_size).is_none() {
+    if let Some(nodes) = &parallel.nodes {
+        // Re-checks a config built field by field instead of through `NodeConfig::new`.
+        let checked = NodeConfig::new(
+            nodes.node,
+            nodes.nodes,
+            nodes.orchestrator.clone(),
+            nodes.address.clone(),
+        )?;
+        if checked.data_port != nodes.data_port {
+            return Err(SeqError::InvalidConfig(format!(
+                "the node's data port {} differs from its address `{}`",
+                nodes.data_port, nodes.address
+            )));
+        }
+    }
+    let total = parallel.total_peers();
+    if peers
+        .checked_mul(parallel.nodes.as_ref().map_or(1, |n| n.nodes))
+        .and_then(|t| t.checked_mul(config.batch_size))
+        .is_none()
+    {
         return Err(SeqError::PeerCount {
             peers,
-            problem: "peers · batch_size overflows".into(),
+            problem: "nodes · peers · batch_size overflows".into(),
         });
     }
     config.validate()?;
@@ -162,6 +289,14 @@ where
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
 
+    let collective = collective_config(parallel, peers)?;
+    // burn-optim all-reduces the gradients in the order of their parameter ids, which are
+    // random per process: every node numbers them alike instead.
+    let model = if parallel.nodes.is_some() {
+        model.map(&mut Renumber { next: 0 })
+    } else {
+        model
+    };
     let (tx, rx) = mpsc::channel::<Message<M>>();
     std::thread::scope(|scope| {
         let mut go = Vec::with_capacity(peers);
@@ -172,7 +307,14 @@ where
             let device = devices[peer % devices.len()].clone();
             let model = model.clone().fork(&device);
             let test_batch = &test_batch;
-            let strategy = parallel.strategy;
+            let link = Link::<B> {
+                global: parallel.nodes.as_ref().map_or(0, |n| n.node) * peers + peer,
+                total,
+                device: device.clone(),
+                deadline: parallel.nodes.as_ref().map(|_| parallel.timeout),
+                _backend: std::marker::PhantomData,
+            };
+            let collective = collective.clone();
             scope.spawn(move || {
                 let _ = tx.send(Message::Joined(peer));
                 if go_rx.recv() != Ok(true) {
@@ -180,12 +322,11 @@ where
                 }
                 let peer_ctx = Peer::<B, M> {
                     peer,
-                    peers,
-                    device,
+                    link,
                     tx: tx.clone(),
                 };
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    peer_ctx.run(model, task, config, test_batch, strategy)
+                    peer_ctx.run(model, task, config, test_batch, collective)
                 }))
                 .unwrap_or_else(|panic| {
                     let message = panic
@@ -199,8 +340,70 @@ where
             });
         }
         drop(tx);
-        coordinate::<B, M>(&rx, &go, peers, parallel.timeout, observer)
+        // On a multi-node run every collective call has its own deadline (`Link::call`), whose
+        // error says what the peer waited for; the watchdog waits longer than that.
+        let watchdog = match parallel.nodes {
+            Some(_) => parallel.timeout * 2 + Duration::from_secs(1),
+            None => parallel.timeout,
+        };
+        coordinate::<B, M>(&rx, &go, peers, watchdog, observer)
     })
+}
+
+/// Renumbers the float parameters 1, 2, … in visiting order, so that the same architecture
+/// gets the same [`ParamId`]s in every process.
+struct Renumber {
+    next: u64,
+}
+
+impl<B: Backend> ModuleMapper<B> for Renumber {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, mapper) = param.consume();
+        self.next += 1;
+        Param::from_mapped_value(ParamId::from(self.next), tensor, mapper)
+    }
+}
+
+/// A weighted sum of every float parameter (in visiting order), to check that the nodes of a
+/// multi-node run start from the same parameters.
+struct Fingerprint {
+    index: u64,
+    sum: f64,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Fingerprint {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let values = param.val().into_data().convert::<f32>();
+        for v in values.as_slice::<f32>().unwrap_or(&[]) {
+            self.index += 1;
+            self.sum += f64::from(*v) * (1 + self.index % 13) as f64;
+        }
+    }
+}
+
+/// burn-collective's settings for this process: `peers` local devices, and on a multi-node run
+/// the orchestrator, this node's address and data port, and the node count.
+fn collective_config(parallel: &ParallelConfig, peers: usize) -> crate::Result<CollectiveConfig> {
+    let config = CollectiveConfig::default()
+        .with_num_devices(peers)
+        .with_local_all_reduce_strategy(parallel.strategy);
+    let Some(nodes) = &parallel.nodes else {
+        return Ok(config);
+    };
+    let address = |url: &str| -> crate::Result<burn_communication::Address> {
+        url.parse()
+            .map_err(|e: String| SeqError::InvalidConfig(format!("address `{url}`: {e}")))
+    };
+    let nodes_u32 = u32::try_from(nodes.nodes).map_err(|_| SeqError::PeerCount {
+        peers: nodes.nodes,
+        problem: "too many nodes".into(),
+    })?;
+    Ok(config
+        .with_num_nodes(nodes_u32)
+        .with_global_address(address(&nodes.orchestrator)?)
+        .with_node_address(address(&nodes.address)?)
+        .with_data_service_port(nodes.data_port)
+        .with_global_all_reduce_strategy(parallel.strategy))
 }
 
 /// The coordinating thread's side: starts the peers once all joined, forwards peer 0's events,
@@ -295,10 +498,13 @@ fn coordinate<B: AutodiffBackend, M>(
 }
 
 /// A peer's error as the run reports it: divergence as-is (every peer checks the same mean
-/// loss), a panic as-is, anything else wrapped with the peer's number.
+/// loss), a panic or a timeout as-is (both name the peer), anything else wrapped with the
+/// peer's number.
 fn peer_error(peer: usize, e: SeqError) -> SeqError {
     match e {
-        SeqError::Diverged { .. } | SeqError::PeerPanicked { .. } => e,
+        SeqError::Diverged { .. }
+        | SeqError::PeerPanicked { .. }
+        | SeqError::PeerTimeout { .. } => e,
         e => SeqError::PeerFailed {
             peer,
             source: Box::new(e),
@@ -306,12 +512,94 @@ fn peer_error(peer: usize, e: SeqError) -> SeqError {
     }
 }
 
-/// One peer's thread: who it is, its device, and its channel to the coordinator.
+/// One peer's thread: its number in this process, its link to the others, and its channel to
+/// the coordinator.
 struct Peer<B: AutodiffBackend, M> {
     peer: usize,
-    peers: usize,
-    device: B::Device,
+    link: Link<B>,
     tx: Sender<Message<M>>,
+}
+
+/// A peer's side of the collective: its global number (`node · peers + peer`), the peer count
+/// over all nodes, its device, and on a multi-node run the longest wait for one collective
+/// call.
+struct Link<B: AutodiffBackend> {
+    global: usize,
+    total: usize,
+    device: B::Device,
+    /// `Some` on a multi-node run: a node that died or never joined leaves burn-collective's
+    /// local server waiting for it, where `reset_collective` cannot reach it, so every call runs
+    /// on a helper thread and the peer gives up after this long.
+    deadline: Option<Duration>,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> Link<B> {
+    fn id(&self) -> PeerId {
+        PeerId::from(self.global)
+    }
+
+    /// Runs the collective call `f`, bounded by the deadline on a multi-node run. A call that
+    /// runs out of time is left behind on its thread (the process's collective is unusable
+    /// after that; end the process).
+    fn call<R: Send + 'static>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce() -> Result<R, burn_collective::CollectiveError> + Send + 'static,
+    ) -> crate::Result<R> {
+        let peer = self.global;
+        let Some(deadline) = self.deadline else {
+            return f().map_err(|e| collective_error(operation, peer, e));
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("seqlayers-collective-{peer}"))
+            .spawn(move || {
+                let _ = tx.send(f());
+            })
+            .map_err(|e| SeqError::Collective {
+                operation,
+                peer,
+                message: format!("cannot start its thread: {e}"),
+            })?;
+        match rx.recv_timeout(deadline) {
+            Ok(result) => result.map_err(|e| collective_error(operation, peer, e)),
+            Err(RecvTimeoutError::Timeout) => Err(SeqError::PeerTimeout {
+                peer,
+                what: if operation == "register" {
+                    "was not joined by the other nodes"
+                } else {
+                    "got no answer from the other nodes"
+                },
+                seconds: deadline.as_secs_f64(),
+            }),
+            Err(RecvTimeoutError::Disconnected) => Err(SeqError::Collective {
+                operation,
+                peer,
+                message: "the call's thread ended without an answer".into(),
+            }),
+        }
+    }
+
+    /// The peers' reduction (`op`) of a scalar.
+    fn reduce_scalar(
+        &self,
+        value: f64,
+        op: ReduceOperation,
+        operation: &'static str,
+    ) -> crate::Result<f64> {
+        // Repeated once per peer: burn-collective's ring all-reduce splits a tensor into one
+        // slice per node and refuses a tensor shorter than that.
+        let values = vec![value as f32; self.total];
+        let t = Tensor::<B::InnerBackend, 1>::from_floats(values.as_slice(), &self.device); // [total]
+        let primitive = t.into_primitive().tensor();
+        let id = self.id();
+        let reduced = self.call(operation, move || {
+            all_reduce::<B::InnerBackend>(id, primitive, op)
+        })?;
+        let t = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reduced)); // [total]
+        Ok(t.slice(0..1).into_scalar().elem())
+    }
 }
 
 impl<B, M> Peer<B, M>
@@ -324,29 +612,6 @@ where
         let _ = self.tx.send(message);
     }
 
-    fn collective(
-        &self,
-        operation: &'static str,
-    ) -> impl Fn(burn_collective::CollectiveError) -> SeqError {
-        let peer = self.peer;
-        move |e| collective_error(operation, peer, e)
-    }
-
-    /// The peers' reduction (`op`) of a scalar.
-    fn reduce_scalar(
-        &self,
-        value: f64,
-        op: ReduceOperation,
-        what: &'static str,
-    ) -> crate::Result<f64> {
-        let t = Tensor::<B::InnerBackend, 1>::from_floats([value as f32], &self.device); // [1]
-        let reduced =
-            all_reduce::<B::InnerBackend>(PeerId::from(self.peer), t.into_primitive().tensor(), op)
-                .map_err(self.collective(what))?;
-        let t = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reduced)); // [1]
-        Ok(t.into_scalar().elem())
-    }
-
     /// Registers, trains, and leaves the collective; peer 0 evaluates and reports.
     fn run<T: Task + ?Sized>(
         &self,
@@ -354,21 +619,39 @@ where
         task: &T,
         config: &TrainConfig,
         test_batch: &Batch,
-        strategy: AllReduceStrategy,
+        collective: CollectiveConfig,
     ) -> crate::Result<Option<(M, TrainReport)>> {
-        let id = PeerId::from(self.peer);
-        let collective = CollectiveConfig::default()
-            .with_num_devices(self.peers)
-            .with_local_all_reduce_strategy(strategy);
-        register::<B::InnerBackend>(id, self.device.clone(), collective)
-            .map_err(self.collective("register"))?;
+        let link = &self.link;
+        let (id, device) = (link.id(), link.device.clone());
+        link.call("register", move || {
+            register::<B::InnerBackend>(id, device, collective)
+        })?;
+        if link.deadline.is_some() {
+            // Nodes built with another seed or config would average unrelated gradients.
+            let mut fingerprint = Fingerprint { index: 0, sum: 0.0 };
+            model.visit(&mut fingerprint);
+            let mine = fingerprint.sum as f32 as f64;
+            let mean =
+                link.reduce_scalar(mine, ReduceOperation::Mean, "all_reduce (fingerprint)")?;
+            if (mean - mine).abs() > 1e-5 * (1.0 + mine.abs()) {
+                return Err(SeqError::InvalidConfig(format!(
+                    "peer {} starts from other parameters than the mean of the nodes \
+                     (fingerprint {mine} against {mean}): build the model with the same seed \
+                     and config on every node",
+                    link.global
+                )));
+            }
+        }
+        // The first peer of every node evaluates and reports to its node's observer; the
+        // first peer of node 0 decides early stops for all.
         let leader = self.peer == 0;
+        let decides = link.global == 0;
+        let device = &link.device;
         let mut stepper = TrainStep::<B, M>::new(config)?;
         let mut rng = StdRng::seed_from_u64(config.seed);
         let metric = task.metric();
         let evaluate = |model: &M| -> crate::Result<(f64, f64)> {
-            let scores =
-                evaluate_batch::<B::InnerBackend, _>(&model.valid(), test_batch, &self.device)?;
+            let scores = evaluate_batch::<B::InnerBackend, _>(&model.valid(), test_batch, device)?;
             Ok((scores.get(metric), scores.loss))
         };
         let mut curve = Vec::new();
@@ -395,19 +678,15 @@ where
         let mut train_time = 0.0;
         let mut steps_run = 0;
         let rows = config.batch_size;
-        let mut sync = MeanSync::<B> {
-            peer: self.peer,
-            peers: self.peers,
-            device: self.device.clone(),
-        };
+        let mut sync = MeanSync { link };
 
         for step in 1..=config.steps {
-            let full = task.train_batch(&mut rng, self.peers * rows)?;
+            let full = task.train_batch(&mut rng, link.total * rows)?;
             full.validate()?;
-            let shard = rows_of(&full, self.peer * rows, rows)?;
+            let shard = rows_of(&full, link.global * rows, rows)?;
             shard.validate()?;
             let started = Instant::now();
-            let loss_value = match stepper.step_synced(model, &shard, &self.device, &mut sync) {
+            let loss_value = match stepper.step_synced(model, &shard, device, &mut sync) {
                 Ok((updated, loss)) => {
                     model = updated;
                     loss
@@ -447,14 +726,16 @@ where
                     };
                     curve.push(point);
                     self.send(Message::Event(TrainEvent::Evaluated(point)));
-                    if let Some(reason) = stop.update(config, &point) {
+                    if let Some(reason) = stop.update(config, &point)
+                        && decides
+                    {
                         verdict = stop_code(reason);
                     }
                 }
                 (loss_sum, loss_count) = (0.0, 0);
                 // Peer 0's verdict, shared: every peer stops at the same step.
                 let shared =
-                    self.reduce_scalar(verdict, ReduceOperation::Sum, "all_reduce (stop)")?;
+                    link.reduce_scalar(verdict, ReduceOperation::Sum, "all_reduce (stop)")?;
                 if shared != 0.0 {
                     stop.reason = if shared == stop_code(StopReason::Converged) {
                         StopReason::Converged
@@ -465,7 +746,7 @@ where
                 }
             }
         }
-        finish_collective::<B::InnerBackend>(id).map_err(self.collective("finish"))?;
+        link.call("finish", move || finish_collective::<B::InnerBackend>(id))?;
         if !leader {
             return Ok(None);
         }
@@ -564,35 +845,27 @@ impl Stopping {
 }
 
 /// The peers' mean of each step's loss and gradients.
-struct MeanSync<B: AutodiffBackend> {
-    peer: usize,
-    peers: usize,
-    device: B::Device,
+struct MeanSync<'a, B: AutodiffBackend> {
+    link: &'a Link<B>,
 }
 
-impl<B: AutodiffBackend> StepSync for MeanSync<B> {
+impl<B: AutodiffBackend> StepSync for MeanSync<'_, B> {
     fn loss(&mut self, loss: f64) -> crate::Result<f64> {
-        if self.peers == 1 {
+        if self.link.total == 1 {
             return Ok(loss);
         }
-        let t = Tensor::<B::InnerBackend, 1>::from_floats([loss as f32], &self.device); // [1]
-        let reduced = all_reduce::<B::InnerBackend>(
-            PeerId::from(self.peer),
-            t.into_primitive().tensor(),
-            ReduceOperation::Mean,
-        )
-        .map_err(|e| collective_error("all_reduce (loss)", self.peer, e))?;
-        let t = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reduced)); // [1]
-        Ok(t.into_scalar().elem())
+        self.link
+            .reduce_scalar(loss, ReduceOperation::Mean, "all_reduce (loss)")
     }
 
     fn grads(&mut self, grads: GradientsParams) -> crate::Result<GradientsParams> {
-        if self.peers == 1 {
+        if self.link.total == 1 {
             return Ok(grads);
         }
-        grads
-            .all_reduce::<B::InnerBackend>(PeerId::from(self.peer), ReduceOperation::Mean)
-            .map_err(|e| collective_error("all_reduce (gradients)", self.peer, e))
+        let id = self.link.id();
+        self.link.call("all_reduce (gradients)", move || {
+            grads.all_reduce::<B::InnerBackend>(id, ReduceOperation::Mean)
+        })
     }
 }
 

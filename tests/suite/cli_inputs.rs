@@ -691,6 +691,7 @@ const BAD: &[(&str, &[&str], &str)] = &[
     ),
     ("pig_latin", &["--lr", "0"], "--lr must be a number above 0"),
     ("pig_latin", &["--jobs", "0"], "--jobs must be at least 1"),
+    ("pig_latin", &["--peers", "0"], "--peers must be at least 1"),
     (
         "pig_latin",
         &["--words", "{tmp}/missing.txt"],
@@ -797,6 +798,11 @@ const BAD: &[(&str, &[&str], &str)] = &[
         "sentiment",
         &["--quick", "--jobs", "2"],
         "--jobs 2: sentiment trains one model at a time",
+    ),
+    (
+        "sentiment",
+        &["--quick", "--peers", "2"],
+        "--peers 2: sentiment fine-tuning runs its own epoch loop",
     ),
     (
         "sentiment",
