@@ -33,7 +33,7 @@ use super::cli::{
 };
 use super::driver::{Experiment, execute};
 use super::parallel::{init_locked, run_parallel};
-use super::plot::{MAX_CURVES, Series, heatmap, line_plot, panels};
+use super::plot::{MAX_CURVES, Series, heatmap, labelled_points, line_plot, panels};
 use super::progress::Progress;
 use super::report::pct;
 use super::warn_on_error;
@@ -908,6 +908,151 @@ pub struct PigLatinOutcome {
     pub wall_s: f64,
     /// Interpretability data: per shown word, rows of numbers for the plots.
     pub probes: Vec<Probe>,
+    /// The input embedding in 2-D and its similarity summary.
+    pub embedding: EmbeddingView,
+}
+
+/// The input embedding table `[V, D]` (the encoder's source embedding, or the Mamba model's
+/// embedding), without the padding row: each token's first two principal components, and the
+/// cosine similarities the seed asks about (do vowels and consonants cluster; are `-` and
+/// `</s>` close).
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddingView {
+    /// `(token, group, pc1, pc2)`; groups index [`EMBEDDING_GROUPS`].
+    pub points: Vec<(String, usize, f64, f64)>,
+    /// Share of the centred table's variance on the first two components.
+    pub explained: f64,
+    /// Mean cosine similarity over pairs of vowels, of consonants, and vowel–consonant pairs.
+    pub cos_vowels: f64,
+    /// See `cos_vowels`.
+    pub cos_consonants: f64,
+    /// See `cos_vowels`.
+    pub cos_vowel_consonant: f64,
+    /// Cosine similarity of `-` and `</s>`.
+    pub cos_dash_eos: f64,
+    /// Rank of `</s>` among the tokens nearest to `-` by cosine (1 = nearest), of `others`.
+    pub dash_eos_rank: usize,
+    /// Tokens compared with `-` for the rank.
+    pub others: usize,
+}
+
+/// Token groups of the embedding plot.
+pub const EMBEDDING_GROUPS: [&str; 4] = ["vowel (a e i o u)", "consonant", "-", "<s> / </s>"];
+
+/// [`EmbeddingView`] of an embedding table `[V, D]` in [`PigLatinVocab`] order.
+pub fn embedding_view(table: &[Vec<f64>]) -> EmbeddingView {
+    let tokens: Vec<u32> = (0..PigLatinVocab::SIZE as u32)
+        .filter(|&t| t != PigLatinVocab::PAD && (t as usize) < table.len())
+        .collect();
+    let group = |t: u32| match t {
+        0 | 4 | 8 | 14 | 20 => 0,
+        0..=25 => 1,
+        PigLatinVocab::DASH => 2,
+        _ => 3,
+    };
+    let rows: Vec<&Vec<f64>> = tokens.iter().map(|&t| &table[t as usize]).collect();
+    let d = rows.first().map_or(0, |r| r.len());
+    let n = rows.len();
+    if d == 0 || n < 3 {
+        return EmbeddingView::default();
+    }
+    // PCA: top two eigenvectors of the centred table's D × D scatter matrix by power iteration
+    // with deflation (plenty for D ≤ 256).
+    let mean: Vec<f64> = (0..d)
+        .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n as f64)
+        .collect();
+    let centred: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| r.iter().zip(&mean).map(|(x, m)| x - m).collect())
+        .collect();
+    let mut scatter = vec![vec![0.0; d]; d];
+    for r in &centred {
+        for i in 0..d {
+            for j in 0..d {
+                scatter[i][j] += r[i] * r[j];
+            }
+        }
+    }
+    let total: f64 = (0..d).map(|i| scatter[i][i]).sum();
+    let mut components = Vec::new();
+    let mut explained = 0.0;
+    for k in 0..2 {
+        let mut v: Vec<f64> = (0..d).map(|i| 1.0 + ((i * 7 + k * 3) % 5) as f64).collect();
+        let mut lambda = 0.0;
+        for _ in 0..500 {
+            let w: Vec<f64> = (0..d)
+                .map(|i| (0..d).map(|j| scatter[i][j] * v[j]).sum())
+                .collect();
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
+            lambda = norm;
+            v = w.iter().map(|x| x / norm).collect();
+        }
+        for i in 0..d {
+            for j in 0..d {
+                scatter[i][j] -= lambda * v[i] * v[j];
+            }
+        }
+        explained += lambda / total.max(1e-300);
+        components.push(v);
+    }
+    let project = |r: &Vec<f64>, k: usize| r.iter().zip(&components[k]).map(|(x, c)| x * c).sum();
+    let points = tokens
+        .iter()
+        .zip(&centred)
+        .map(|(&t, r)| {
+            (
+                PigLatinVocab::decode(&[t]),
+                group(t),
+                project(r, 0),
+                project(r, 1),
+            )
+        })
+        .collect();
+    let cosine = |a: u32, b: u32| {
+        let (x, y) = (&table[a as usize], &table[b as usize]);
+        let dot: f64 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+        let nx = x.iter().map(|p| p * p).sum::<f64>().sqrt();
+        let ny = y.iter().map(|q| q * q).sum::<f64>().sqrt();
+        dot / (nx * ny).max(1e-300)
+    };
+    let mean_cos = |pick: &dyn Fn(u32, u32) -> bool| {
+        let (mut sum, mut count) = (0.0, 0usize);
+        for (i, &a) in tokens.iter().enumerate() {
+            for &b in &tokens[i + 1..] {
+                if pick(a, b) {
+                    sum += cosine(a, b);
+                    count += 1;
+                }
+            }
+        }
+        sum / count.max(1) as f64
+    };
+    let cos_dash_eos = cosine(PigLatinVocab::DASH, PigLatinVocab::EOS);
+    let others: Vec<u32> = tokens
+        .iter()
+        .copied()
+        .filter(|&t| t != PigLatinVocab::DASH)
+        .collect();
+    let dash_eos_rank = 1 + others
+        .iter()
+        .filter(|&&t| t != PigLatinVocab::EOS && cosine(PigLatinVocab::DASH, t) > cos_dash_eos)
+        .count();
+    EmbeddingView {
+        points,
+        explained,
+        cos_vowels: mean_cos(&|a, b| group(a) == 0 && group(b) == 0),
+        cos_consonants: mean_cos(&|a, b| group(a) == 1 && group(b) == 1),
+        cos_vowel_consonant: mean_cos(&|a, b| {
+            (group(a) == 0 && group(b) == 1) || (group(a) == 1 && group(b) == 0)
+        }),
+        cos_dash_eos,
+        dash_eos_rank,
+        others: others.len(),
+    }
+}
+
+fn table_rows<B: Backend>(weight: Tensor<B, 2>) -> Vec<Vec<f64>> {
+    to_rows(weight)
 }
 
 /// Interpretability numbers for one word.
@@ -921,6 +1066,9 @@ pub struct Probe {
     /// positions (`y EOS`), columns = source letters. Mamba: row 0 mean `Δ` of the first block at
     /// each input position, row 1 the weight each source position keeps in the state at SOS.
     pub rows: Vec<Vec<f64>>,
+    /// Transformer: the encoder's self-attention, `[block][head][query letter][key letter]`.
+    /// Mamba: empty.
+    pub encoder: Vec<Vec<Vec<Vec<f64>>>>,
 }
 
 fn scores_over(
@@ -1061,6 +1209,22 @@ fn transformer_probes<B: Backend>(
             let src = PigLatinVocab::encode(w)?;
             let tgt = PigLatinVocab::encode(&target)?;
             let input: Vec<u32> = [PigLatinVocab::SOS].into_iter().chain(tgt).collect();
+            let encoder = model
+                .encoder_attention_maps(ids_tensor::<B>(std::slice::from_ref(&src), device))?
+                .into_iter()
+                .map(|map| {
+                    let [_, heads, l, _] = map.dims(); // [1, H, Ls, Ls]
+                    (0..heads)
+                        .map(|h| {
+                            to_rows(
+                                map.clone()
+                                    .slice([0..1, h..h + 1, 0..l, 0..l])
+                                    .reshape([l, l]),
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
             let maps = model.cross_attention_maps(
                 ids_tensor::<B>(&[src], device),
                 ids_tensor::<B>(&[input], device),
@@ -1075,6 +1239,7 @@ fn transformer_probes<B: Backend>(
                 english: w.into(),
                 target,
                 rows: to_rows(mean),
+                encoder,
             })
         })
         .collect()
@@ -1135,6 +1300,7 @@ fn mamba_probes<B: Backend>(
                 english: w.into(),
                 target,
                 rows: vec![mean_delta, retention],
+                encoder: Vec::new(),
             })
         })
         .collect()
@@ -1266,7 +1432,7 @@ pub fn run_pig_latin<B: AutodiffBackend>(
             })?;
             let (greedy_accuracy, mistakes, latency_ms) =
                 evaluate_translator(&model, &task, &inner)?;
-            let probes = $probes(&model)?;
+            let (probes, embedding) = $probes(&model)?;
             Ok(PigLatinOutcome {
                 run: *run,
                 params,
@@ -1281,6 +1447,7 @@ pub fn run_pig_latin<B: AutodiffBackend>(
                 batch: options.batch,
                 wall_s: started.elapsed().as_secs_f64(),
                 probes,
+                embedding,
             })
         }};
     }
@@ -1290,8 +1457,9 @@ pub fn run_pig_latin<B: AutodiffBackend>(
                 B::seed(device, options.seed);
                 transformer_config(options, run).try_init::<B>(device)
             })?;
-            finish!(model, |m: &EncoderDecoder<B::InnerBackend>| {
-                transformer_probes(m, device)
+            finish!(model, |m: &EncoderDecoder<B::InnerBackend>| -> Result<_> {
+                let table = table_rows(m.source_embedding.weight.val());
+                Ok((transformer_probes(m, device)?, embedding_view(&table)))
             })
         }
         Translator::Mamba => {
@@ -1300,9 +1468,10 @@ pub fn run_pig_latin<B: AutodiffBackend>(
                 B::seed(device, options.seed);
                 config.try_init::<B>(device)
             })?;
-            finish!(model, |m: &LanguageModel<B::InnerBackend>| mamba_probes(
-                m, run.disc, device
-            ))
+            finish!(model, |m: &LanguageModel<B::InnerBackend>| -> Result<_> {
+                let table = table_rows(m.embedding.weight.val());
+                Ok((mamba_probes(m, run.disc, device)?, embedding_view(&table)))
+            })
         }
     }
 }
@@ -1390,6 +1559,12 @@ pub fn csv_files(outcomes: &[PigLatinOutcome]) -> Vec<(&'static str, String)> {
     let mut probes = String::from(
         "model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,english,row,values\n",
     );
+    let mut encoder = String::from(
+        "model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,english,block,head,query,values\n",
+    );
+    let mut embeddings = String::from(
+        "model,hidden,data,discretization,heads,positions,mamba_a,mamba_dt,token,group,pc1,pc2\n",
+    );
     for o in outcomes {
         let r = &o.run;
         let key = format!(
@@ -1429,6 +1604,28 @@ pub fn csv_files(outcomes: &[PigLatinOutcome]) -> Vec<(&'static str, String)> {
                 let cells: Vec<String> = row.iter().map(|v| format!("{v:.5}")).collect();
                 let _ = writeln!(probes, "{key},{},{i},{}", p.english, cells.join(" "));
             }
+            for (b, heads) in p.encoder.iter().enumerate() {
+                for (h, map) in heads.iter().enumerate() {
+                    for (q, row) in map.iter().enumerate() {
+                        let cells: Vec<String> = row.iter().map(|v| format!("{v:.5}")).collect();
+                        let _ = writeln!(
+                            encoder,
+                            "{key},{},{},{},{q},{}",
+                            p.english,
+                            b + 1,
+                            h + 1,
+                            cells.join(" ")
+                        );
+                    }
+                }
+            }
+        }
+        for (token, group, x, y) in &o.embedding.points {
+            let _ = writeln!(
+                embeddings,
+                "{key},{token},{},{x:.5},{y:.5}",
+                EMBEDDING_GROUPS[*group]
+            );
         }
         for m in &o.mistakes {
             let _ = writeln!(mistakes, "{key},{},{},{}", m.english, m.expected, m.got);
@@ -1439,6 +1636,8 @@ pub fn csv_files(outcomes: &[PigLatinOutcome]) -> Vec<(&'static str, String)> {
         ("curves.csv", curves),
         ("mistakes.csv", mistakes),
         ("probes.csv", probes),
+        ("encoder_attention.csv", encoder),
+        ("embeddings.csv", embeddings),
     ]
 }
 
@@ -1668,6 +1867,22 @@ pub fn report(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) -> String
         }
     }
     s.push_str("\n## Interpretability\n\nPlots `cross_attention_*.png` (transformer: which source letter each output letter reads, last decoder block, mean over heads) and `mamba_state_*.png` (Mamba: mean Δ of the first block at each input position, and the weight each position still has in the state when the Pig-Latin side starts).\n");
+    s.push_str("\nPlots `encoder_attention_*_b<block>.png` (transformer: which source letter each source letter reads in one encoder block, the heads side by side, left to right) and `embedding_*.png` (the input embedding's first two principal components; numbers in `encoder_attention.csv` and `embeddings.csv`).\n\n### Embeddings\n\nCosine similarities in the full embedding space (the seed's questions: do vowels and consonants cluster, are `-` and `</s>` close?). Clustering would show as vowel–vowel and consonant–consonant similarities above vowel–consonant ones.\n\n| run | variance on PC1–2 | vowel–vowel | consonant–consonant | vowel–consonant | `-` vs `</s>` | rank of `</s>` near `-` |\n|---|---|---|---|---|---|---|\n");
+    for o in outcomes {
+        let e = &o.embedding;
+        let _ = writeln!(
+            s,
+            "| {} | {:.0}% | {:.3} | {:.3} | {:.3} | {:.3} | {} of {} |",
+            o.run.label(),
+            100.0 * e.explained,
+            e.cos_vowels,
+            e.cos_consonants,
+            e.cos_vowel_consonant,
+            e.cos_dash_eos,
+            e.dash_eos_rank,
+            e.others
+        );
+    }
     s.push_str("\n## Scans\n\nThe parallel vs sequential scan comparison in time and precision against sequence length is the crate's `scan_precision` example and `cargo bench --bench scan`; results and commands in [../scan.md](../scan.md).\n");
     s
 }
@@ -1777,6 +1992,24 @@ fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
     }
     for o in outcomes {
         let tag = o.run.tag();
+        let points: Vec<(f64, f64, String, usize)> = o
+            .embedding
+            .points
+            .iter()
+            .map(|(token, group, x, y)| (*x, *y, token.clone(), *group))
+            .collect();
+        warn_on_error(labelled_points(
+            &dir.join(format!("embedding_{tag}.png")),
+            &format!(
+                "{}: input embedding, PCA ({:.0}% of the variance)",
+                o.run.label(),
+                100.0 * o.embedding.explained
+            ),
+            "PC 1",
+            "PC 2",
+            &points,
+            &EMBEDDING_GROUPS,
+        ));
         for p in &o.probes {
             let letters: Vec<String> = p.english.chars().map(String::from).collect();
             match o.run.model {
@@ -1794,6 +2027,49 @@ fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
                         &letters,
                         &p.rows,
                     ));
+                    for (b, heads) in p.encoder.iter().enumerate() {
+                        // The heads side by side, a blank column between two.
+                        let rows: Vec<Vec<f64>> = (0..letters.len())
+                            .map(|q| {
+                                heads
+                                    .iter()
+                                    .enumerate()
+                                    .flat_map(|(h, map)| {
+                                        let gap = (h > 0).then_some(0.0);
+                                        gap.into_iter().chain(map[q].iter().copied())
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        let columns: Vec<String> = (0..heads.len())
+                            .flat_map(|h| {
+                                let gap = (h > 0).then(String::new);
+                                gap.into_iter().chain(letters.iter().cloned())
+                            })
+                            .collect();
+                        warn_on_error(heatmap(
+                            &dir.join(format!(
+                                "encoder_attention_{tag}_{}_b{}.png",
+                                p.english,
+                                b + 1
+                            )),
+                            &match heads.len() {
+                                1 => format!(
+                                    "{}: encoder self-attention, block {}",
+                                    p.english,
+                                    b + 1
+                                ),
+                                n => format!(
+                                    "{}: encoder self-attention, block {}, heads 1–{n} left to right",
+                                    p.english,
+                                    b + 1
+                                ),
+                            },
+                            &letters,
+                            &columns,
+                            &rows,
+                        ));
+                    }
                 }
                 Translator::Mamba => {
                     let n = p.english.len();

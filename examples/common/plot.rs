@@ -333,3 +333,75 @@ pub fn heatmap(
     };
     draw().map_err(|e| format!("plot {}: {e}", path.display()))
 }
+
+/// Draws labelled points `(x, y, label, group)` into a PNG at `path`: each point as its label
+/// in its group's colour, with a legend of `groups` (index = group).
+pub fn labelled_points(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64, String, usize)],
+    groups: &[&str],
+) -> Result<(), String> {
+    if !font_ready() {
+        return Err(format!(
+            "no TrueType font found in {FONT_PATHS:?}; skipped {}",
+            path.display()
+        ));
+    }
+    if points.is_empty() {
+        return Err(format!("nothing to plot for {}", path.display()));
+    }
+    let span = |f: fn(&(f64, f64, String, usize)) -> f64| {
+        let lo = points.iter().map(f).fold(f64::INFINITY, f64::min);
+        let hi = points.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+        let pad = 0.08 * (hi - lo).max(1e-9);
+        (lo - pad)..(hi + pad)
+    };
+    let (xs, ys) = (span(|p| p.0), span(|p| p.1));
+    let root = BitMapBackend::new(path, (760, 620)).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(xs, ys)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()?;
+        for (g, name) in groups.iter().enumerate() {
+            // Dark, distinct colours (Palette99's third is a pale yellow, unreadable as text).
+            const COLORS: [RGBColor; 5] = [
+                RGBColor(200, 30, 30),
+                RGBColor(30, 130, 30),
+                RGBColor(0, 0, 0),
+                RGBColor(30, 60, 200),
+                RGBColor(150, 60, 170),
+            ];
+            let color = COLORS[g % COLORS.len()].to_rgba();
+            let style = TextStyle::from(("sans-serif", 18).into_font()).color(&color);
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .filter(|p| p.3 == g)
+                        .map(|p| Text::new(p.2.clone(), (p.0, p.1), style.clone())),
+                )?
+                .label(*name)
+                .legend(move |(x, y)| Circle::new((x + 6, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| format!("plot {}: {e}", path.display()))
+}

@@ -373,6 +373,30 @@ impl<B: Backend> EncoderDecoder<B> {
         Ok(maps)
     }
 
+    /// The encoder's self-attention weights `[B, H, Ls, Ls]` of every block, first block first
+    /// (which source position each position reads; for plots). The blocks run as in
+    /// [`encode`](Self::encode), without padding.
+    ///
+    /// Errors as [`encode`](Self::encode).
+    pub fn encoder_attention_maps(
+        &self,
+        source: Tensor<B, 2, Int>,
+    ) -> crate::Result<Vec<Tensor<B, 4>>> {
+        check_token_ids(&source, self.vocab_size, "source")?;
+        let mut x = self
+            .position
+            .try_forward(self.source_embedding.forward(source), 0)?; // [B, Ls, D]
+        let mut maps = Vec::with_capacity(self.encoder.len());
+        for block in &self.encoder {
+            let (out, weights) = block
+                .attention
+                .attend_with_weights(AttentionInput::self_attention(x))?; // [B, Ls, D], [B, H, Ls, Ls]
+            maps.push(weights);
+            x = block.mlp.forward(out); // [B, Ls, D]
+        }
+        Ok(maps)
+    }
+
     /// Greedy translations of `sources` (each non-empty) with the caches: the decoder starts
     /// from `start_token` and stops at `config.stop_token` (not returned) or after
     /// `config.max_new_tokens`. Sources of one length are decoded as one batch.

@@ -674,3 +674,110 @@ fn pig_latin_quick_runs_the_variants() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn encoder_attention_maps_are_the_softmax_of_the_first_blocks_scores() {
+    // Block 1's map recomputed by hand in f64 from the layer's own weights: pre-norm input
+    // `h`, fused projection `[Q | K | V] = h W + b`, heads as contiguous slices of `D`, and
+    // `softmax(q_h k_hᵀ / √d_h)` over the keys. Later blocks: rows are distributions.
+    let model = transformer();
+    let word = PigLatinVocab::encode("street").unwrap();
+    let len = word.len();
+    let source = Tensor::<Cpu, 2, Int>::from_data(
+        TensorData::new(word.iter().map(|&t| t as i64).collect(), [1, len]),
+        &dev(),
+    );
+    let maps = model.encoder_attention_maps(source.clone()).unwrap();
+    assert_eq!(maps.len(), 2, "one map per encoder block");
+    let block = &model.encoder[0].attention;
+    let mha = &block.mixer;
+    let (d, heads, dh) = (mha.d_model, mha.n_heads, mha.d_head);
+    let x = model
+        .position
+        .try_forward(model.source_embedding.forward(source), 0)
+        .unwrap(); // [1, L, D]
+    let h: Vec<f64> = values(block.norm.forward(x))
+        .iter()
+        .map(|&v| v as f64)
+        .collect(); // [L, D]
+    let w: Vec<f64> = values(mha.qkv.weight.val())
+        .iter()
+        .map(|&v| v as f64)
+        .collect(); // [D, 3D]
+    let b: Vec<f64> = values(mha.qkv.bias.as_ref().unwrap().val())
+        .iter()
+        .map(|&v| v as f64)
+        .collect(); // [3D]
+    let project = |i: usize, col: usize| -> f64 {
+        b[col]
+            + (0..d)
+                .map(|j| h[i * d + j] * w[j * 3 * d + col])
+                .sum::<f64>()
+    };
+    let got = values(maps[0].clone()); // [1, H, L, L]
+    let mut worst = 0.0f64;
+    for head in 0..heads {
+        for i in 0..len {
+            let scores: Vec<f64> = (0..len)
+                .map(|j| {
+                    (0..dh)
+                        .map(|c| project(i, head * dh + c) * project(j, d + head * dh + c))
+                        .sum::<f64>()
+                        / (dh as f64).sqrt()
+                })
+                .collect();
+            let top = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = scores.iter().map(|s| (s - top).exp()).sum();
+            for j in 0..len {
+                let want = (scores[j] - top).exp() / z;
+                let have = got[((head * len) + i) * len + j] as f64;
+                worst = worst.max((want - have).abs());
+            }
+        }
+    }
+    assert!(worst < 1e-5, "block 1's map is off by {worst}");
+    for map in &maps {
+        assert_eq!(map.dims(), [1, heads, len, len]);
+        for row in values(map.clone()).chunks(len) {
+            let sum: f32 = row.iter().sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-5 && row.iter().all(|&p| p >= 0.0),
+                "{row:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_embedding_summary_finds_planted_clusters() {
+    // Vowels on one axis, consonants on another, `-` and `</s>` equal, `<s>` on a third:
+    // hand-derived similarities 1, 1 and 0, `</s>` nearest to `-`, and all variance in a
+    // 3-point configuration of which two components keep most.
+    use crate::harness::pig_latin::embedding_view;
+    let mut table = vec![vec![0.0; 4]; PigLatinVocab::SIZE];
+    for t in 0..26u32 {
+        let axis = if [0, 4, 8, 14, 20].contains(&t) { 0 } else { 1 };
+        table[t as usize][axis] = 1.0;
+    }
+    table[PigLatinVocab::DASH as usize][2] = 1.0;
+    table[PigLatinVocab::EOS as usize][2] = 1.0;
+    table[PigLatinVocab::SOS as usize][3] = 1.0;
+    table[PigLatinVocab::PAD as usize] = vec![9.0; 4]; // left out
+    let view = embedding_view(&table);
+    assert_eq!(view.points.len(), PigLatinVocab::SIZE - 1);
+    assert!((view.cos_vowels - 1.0).abs() < 1e-12);
+    assert!((view.cos_consonants - 1.0).abs() < 1e-12);
+    assert!(view.cos_vowel_consonant.abs() < 1e-12);
+    assert!((view.cos_dash_eos - 1.0).abs() < 1e-12);
+    assert_eq!(view.dash_eos_rank, 1);
+    assert_eq!(view.others, PigLatinVocab::SIZE - 2);
+    // Points of one group share their coordinates.
+    let a = &view.points[0];
+    let e = &view.points[4];
+    assert!((a.2 - e.2).abs() < 1e-9 && (a.3 - e.3).abs() < 1e-9);
+    assert!(
+        view.explained > 0.5 && view.explained <= 1.0 + 1e-12,
+        "{}",
+        view.explained
+    );
+}
