@@ -1946,6 +1946,24 @@ fn setting_lines(options: &PigLatinOptions) -> String {
 /// (transformer) or the mean Δ and state retention (Mamba).
 fn plots(options: &PigLatinOptions, outcomes: &[PigLatinOutcome]) {
     let dir = &options.out_dir;
+    // The learning rate of every optimizer step (the runs share the schedule and the peak).
+    if let Some(steps) = outcomes.first().map(|o| o.steps) {
+        let schedule = options.schedule.schedule(steps);
+        let points = (1..=steps)
+            .map(|step| (step as f64, schedule.rate(options.lr, step, steps)))
+            .collect();
+        warn_on_error(line_plot(
+            &dir.join("lr_schedule.png"),
+            "Pig-Latin: learning rate per optimizer step",
+            "optimizer step",
+            "learning rate",
+            &[Series {
+                name: format!("{} (peak {})", options.schedule.name(), options.lr),
+                points,
+            }],
+            false,
+        ));
+    }
     for (what, file, pick) in [
         ("training loss", "train_loss.png", 0),
         ("validation loss", "val_loss.png", 1),
