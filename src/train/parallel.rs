@@ -24,6 +24,13 @@
 //!
 //! burn-collective keeps one collective per backend type and process, so data-parallel runs in
 //! one process take turns (a process-wide lock); several runs at once need several processes.
+//!
+//! **Several processes or machines.** With [`ParallelConfig::with_nodes`] this process is one
+//! node of a run through burn-collective's global orchestrator ([`serve_orchestrator`]); node
+//! `n` of `M` takes the rows of global peers `n·N .. (n+1)·N`. burn-collective 0.21 completes
+//! only the first global all-reduce of a process (its node barrier never resets), so such runs
+//! pass their start-up check and then end with [`SeqError::PeerTimeout`] at the first step
+//! until that is fixed upstream (docs/SCALING.md).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
