@@ -216,6 +216,22 @@ pub struct EncoderDecoderState<B: Backend> {
 }
 
 impl<B: Backend> EncoderDecoder<B> {
+    /// Source ids `[B, Ls]` (checked against the vocabulary) embedded, with positions from 0:
+    /// `[B, Ls, D]`.
+    fn embed_source(&self, source: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
+        check_token_ids(&source, self.vocab_size, "source")?;
+        self.position
+            .try_forward(self.source_embedding.forward(source), 0) // [B, Ls, D]
+    }
+
+    /// Target ids `[B, Lt]` (checked against the vocabulary) embedded, with positions from 0:
+    /// `[B, Lt, D]` (`step` checks first and embeds from its state's position).
+    fn embed_target(&self, tokens: Tensor<B, 2, Int>) -> crate::Result<Tensor<B, 3>> {
+        check_token_ids(&tokens, self.vocab_size, "target")?;
+        self.position
+            .try_forward(self.target_embedding.forward(tokens), 0) // [B, Lt, D]
+    }
+
     /// The memory `[B, Ls, D]` of `source` `[B, Ls]` (padding `[B, Ls]`, `true` = padding).
     ///
     /// Errors with [`SeqError::ZeroSize`] on an empty batch or source,
@@ -227,10 +243,7 @@ impl<B: Backend> EncoderDecoder<B> {
         source: Tensor<B, 2, Int>,
         padding: Option<Tensor<B, 2, Bool>>,
     ) -> crate::Result<Tensor<B, 3>> {
-        check_token_ids(&source, self.vocab_size, "source")?;
-        let mut x = self
-            .position
-            .try_forward(self.source_embedding.forward(source), 0)?; // [B, Ls, D]
+        let mut x = self.embed_source(source)?; // [B, Ls, D]
         for block in &self.encoder {
             let input = AttentionInput::self_attention(x).maybe_padding(padding.clone());
             x = block.attention.try_attend(input)?; // [B, Ls, D]
@@ -251,10 +264,7 @@ impl<B: Backend> EncoderDecoder<B> {
         memory: Tensor<B, 3>,
         memory_padding: Option<Tensor<B, 2, Bool>>,
     ) -> crate::Result<Tensor<B, 3>> {
-        check_token_ids(&tokens, self.vocab_size, "target")?;
-        let mut y = self
-            .position
-            .try_forward(self.target_embedding.forward(tokens), 0)?; // [B, Lt, D]
+        let mut y = self.embed_target(tokens)?; // [B, Lt, D]
         for block in &self.decoder {
             y = block.self_attention.forward(y); // [B, Lt, D]
             let input =
@@ -306,6 +316,7 @@ impl<B: Backend> EncoderDecoder<B> {
         tokens: Tensor<B, 2, Int>,
         mut state: EncoderDecoderState<B>,
     ) -> crate::Result<(Tensor<B, 3>, EncoderDecoderState<B>)> {
+        // Ids first: their error comes before the state's.
         check_token_ids(&tokens, self.vocab_size, "target")?;
         let [batch, len] = tokens.dims();
         if state.cross.len() != self.decoder.len() || state.caches.len() != self.decoder.len() {
@@ -357,10 +368,7 @@ impl<B: Backend> EncoderDecoder<B> {
         tokens: Tensor<B, 2, Int>,
     ) -> crate::Result<Vec<Tensor<B, 4>>> {
         let memory = self.encode(source, None)?; // [B, Ls, D]
-        check_token_ids(&tokens, self.vocab_size, "target")?;
-        let mut y = self
-            .position
-            .try_forward(self.target_embedding.forward(tokens), 0)?; // [B, Lt, D]
+        let mut y = self.embed_target(tokens)?; // [B, Lt, D]
         let mut maps = Vec::with_capacity(self.decoder.len());
         for block in &self.decoder {
             y = block.self_attention.forward(y); // [B, Lt, D]
@@ -382,10 +390,7 @@ impl<B: Backend> EncoderDecoder<B> {
         &self,
         source: Tensor<B, 2, Int>,
     ) -> crate::Result<Vec<Tensor<B, 4>>> {
-        check_token_ids(&source, self.vocab_size, "source")?;
-        let mut x = self
-            .position
-            .try_forward(self.source_embedding.forward(source), 0)?; // [B, Ls, D]
+        let mut x = self.embed_source(source)?; // [B, Ls, D]
         let mut maps = Vec::with_capacity(self.encoder.len());
         for block in &self.encoder {
             let (out, weights) = block

@@ -554,6 +554,16 @@ impl<B: AutodiffBackend> Link<B> {
         operation: &'static str,
         f: impl FnOnce() -> Result<R, burn_collective::CollectiveError> + Send + 'static,
     ) -> crate::Result<R> {
+        self.call_waiting(operation, "got no answer from the other nodes", f)
+    }
+
+    /// [`call`](Self::call), whose timeout error says the peer `waited` (what it did not get).
+    fn call_waiting<R: Send + 'static>(
+        &self,
+        operation: &'static str,
+        waited: &'static str,
+        f: impl FnOnce() -> Result<R, burn_collective::CollectiveError> + Send + 'static,
+    ) -> crate::Result<R> {
         let peer = self.global;
         let Some(deadline) = self.deadline else {
             return f().map_err(|e| collective_error(operation, peer, e));
@@ -573,11 +583,7 @@ impl<B: AutodiffBackend> Link<B> {
             Ok(result) => result.map_err(|e| collective_error(operation, peer, e)),
             Err(RecvTimeoutError::Timeout) => Err(SeqError::PeerTimeout {
                 peer,
-                what: if operation == "register" {
-                    "was not joined by the other nodes"
-                } else {
-                    "got no answer from the other nodes"
-                },
+                what: waited,
                 seconds: deadline.as_secs_f64(),
             }),
             Err(RecvTimeoutError::Disconnected) => Err(SeqError::Collective {
@@ -630,7 +636,7 @@ where
     ) -> crate::Result<Option<(M, TrainReport)>> {
         let link = &self.link;
         let (id, device) = (link.id(), link.device.clone());
-        link.call("register", move || {
+        link.call_waiting("register", "was not joined by the other nodes", move || {
             register::<B::InnerBackend>(id, device, collective)
         })?;
         if link.deadline.is_some() {

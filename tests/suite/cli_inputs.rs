@@ -5,7 +5,6 @@
 //! sure the checks do not refuse what is valid.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Parser;
 use seqlayers::SeqError;
@@ -30,14 +29,7 @@ struct Files {
 impl Files {
     fn new() -> Self {
         // One folder per instance: the tests run in parallel threads and each removes its own.
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "seqlayers-cli-inputs-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::common::scratch_dir("seqlayers-cli-inputs");
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -10,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
+use burn::module::Module;
 use rand::rngs::StdRng;
 use seqlayers::SeqError;
 use seqlayers::backend::CpuAutodiff;
@@ -27,16 +26,7 @@ use crate::common::{dev, seeded};
 
 /// Every parameter value, in visiting order.
 fn parameters<M: Module<CpuAutodiff>>(model: &M) -> Vec<f32> {
-    struct Collect(Vec<f32>);
-    impl ModuleVisitor<CpuAutodiff> for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<CpuAutodiff, D>>) {
-            self.0
-                .extend(param.val().into_data().to_vec::<f32>().unwrap());
-        }
-    }
-    let mut c = Collect(Vec::new());
-    model.visit(&mut c);
-    c.0
+    crate::common::parameter_values::<CpuAutodiff, M>(model)
 }
 
 fn task() -> AssociativeRecall {
@@ -409,14 +399,7 @@ fn wait_for(child: &mut Child, limit: Duration) -> bool {
 
 /// A fresh folder for the node processes' outcomes.
 fn scratch() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "seqlayers-loopback-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch_dir("seqlayers-loopback")
 }
 
 /// What a node process wrote: its parameters, or its error's debug text.

@@ -8,6 +8,46 @@ pub fn dev() -> CpuDevice {
     Default::default()
 }
 
+/// A fresh, empty folder under the system's temporary folder, named `prefix-<process>-<n>`:
+/// unique per process and call, since the tests run on several threads.
+pub fn scratch_dir(prefix: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every float parameter value of `model`, in visiting order.
+pub fn parameter_values<B, M>(model: &M) -> Vec<f32>
+where
+    B: burn::tensor::backend::Backend,
+    M: burn::module::Module<B>,
+{
+    use burn::module::{ModuleVisitor, Param};
+    struct Collect(Vec<f32>);
+    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.extend(
+                param
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .unwrap(),
+            );
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
 /// Runs `f` (a module initialization or a `Tensor::random` draw) with Burn's global generator
 /// seeded to `seed`, holding the lock the experiment drivers (`harness::parallel::INIT_LOCK`)
 /// take around their own seed-and-init. The generator is one global of the backend and the

@@ -2,7 +2,6 @@
 //! (scan, attention, LSTM) split work across threads but reduce in a fixed order.
 
 use burn::module::Module;
-use burn::tensor::Tensor;
 use seqlayers::backend::CpuAutodiff;
 use seqlayers::data::{CopyConfig, CopyKind, CopyTask};
 use seqlayers::model::LanguageModelConfig;
@@ -14,17 +13,7 @@ use crate::common::dev;
 
 /// Every parameter value, in visiting order.
 fn parameters<M: Module<CpuAutodiff>>(model: &M) -> Vec<f32> {
-    use burn::module::{ModuleVisitor, Param};
-    struct Collect(Vec<f32>);
-    impl ModuleVisitor<CpuAutodiff> for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<CpuAutodiff, D>>) {
-            self.0
-                .extend(param.val().into_data().to_vec::<f32>().unwrap());
-        }
-    }
-    let mut c = Collect(Vec::new());
-    model.visit(&mut c);
-    c.0
+    crate::common::parameter_values::<CpuAutodiff, M>(model)
 }
 
 fn bits(curve: &[CurvePoint]) -> Vec<[u64; 4]> {
