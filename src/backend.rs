@@ -1,4 +1,5 @@
-//! Backend aliases: the CPU default (`burn-ndarray`) and, behind the `cuda` feature, the GPU.
+//! Backend aliases: the CPU default (`burn-ndarray`) and, behind the `wgpu` and `cuda`
+//! features, the GPU backends.
 //!
 //! # One CPU float type per process
 //! `NdArray<f32>` ([`Cpu`]) and `NdArray<f64>` share one device, `NdArrayDevice::Cpu`, and Burn
@@ -28,6 +29,18 @@ pub type CudaAutodiff = Autodiff<Cuda>;
 /// A CUDA device (GPU index), available with the `cuda` feature.
 #[cfg(feature = "cuda")]
 pub type CudaDevice = burn_cuda::CudaDevice;
+
+/// The wgpu backend (f32; Vulkan, Metal, DirectX, or Mesa's software Vulkan device), available
+/// with the `wgpu` feature. Burn's plain `CubeBackend`, without operation fusion, so that the
+/// crate's CubeCL kernels run on it.
+#[cfg(feature = "wgpu")]
+pub type Wgpu = burn_wgpu::Wgpu<f32, i32, u32>;
+/// The wgpu backend with automatic differentiation.
+#[cfg(feature = "wgpu")]
+pub type WgpuAutodiff = Autodiff<Wgpu>;
+/// A wgpu device (`WgpuDevice::Cpu` selects a CPU adapter such as lavapipe).
+#[cfg(feature = "wgpu")]
+pub type WgpuDevice = burn_wgpu::WgpuDevice;
 
 /// Unwraps a float tensor into its primitive (for backend-level operations).
 pub(crate) fn prim<B: burn::tensor::backend::Backend, const D: usize>(

@@ -241,6 +241,8 @@ fn decode_equal_lengths<B: Backend, M: Decoder<B>>(
         let (logits, next_state) = model.forward_with_state(tokens.clone(), current)?; // [G, T, V]
         state = Some(next_state);
         let [_, t, v] = logits.dims();
+        // Host round-trip per step: sampling (temperature, top-k, the seeded generator) runs on
+        // the host, and the next token is the next step's input.
         let last: Vec<f32> = logits
             .narrow(1, t - 1, 1)
             .reshape([batch, v])

@@ -3,11 +3,14 @@
 //!
 //! The crate has eight custom operations ([`FusedOp`]): the token-wise linear map, the causal
 //! conv + SiLU, the GELU/SiLU/softplus activations, the selective scan, scaled dot-product
-//! attention, the LSTM recurrence, LayerNorm/RMSNorm and the Adam/AdamW update. Each has a Rust kernel with a hand-written backward for the CPU
-//! backend (`NdArray<f32>`, and `Autodiff<NdArray<f32>>` where the kernel's backward is one graph
-//! node); the scan and attention also have one autodiff node over tensor ops for CUDA training.
-//! Every other backend (`Wgpu`, `NdArray<f64>`, `Candle`, `Fusion` wrappers, `Autodiff` with
-//! another checkpointing strategy) runs the same operation written in Burn tensor ops.
+//! attention, the LSTM recurrence, LayerNorm/RMSNorm and the Adam/AdamW update. Each has a Rust
+//! kernel with a hand-written backward for the CPU backend (`NdArray<f32>`, and
+//! `Autodiff<NdArray<f32>>` where the kernel's backward is one graph node). On the CubeCL GPU
+//! backends (`Wgpu`, `Cuda`, without Burn's fusion) the selective scan runs as CubeCL kernels
+//! (one node with the kernel backward under `Autodiff`) and attention trains as one autodiff
+//! node over tensor ops. Every other backend and op (`NdArray<f64>`, `Candle`, `Fusion`
+//! wrappers, `Autodiff` with another checkpointing strategy) runs the same operation written in
+//! Burn tensor ops.
 //!
 //! # Why a run-time check and not a backend trait
 //! Burn's own pattern for custom kernels (`examples/custom-wgpu-kernel`) is an extension trait
@@ -103,10 +106,15 @@ impl FusedOp {
         }
     }
 
-    /// Whether CUDA training records this op as one node (tensor-op backward).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    fn has_cuda_node(self) -> bool {
-        matches!(self, FusedOp::Scan | FusedOp::Attention)
+    /// The path on a CubeCL GPU backend (`Wgpu`, `Cuda`), plain or under `Autodiff`.
+    #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+    fn gpu_path(self, autodiff: bool) -> KernelPath {
+        match (self, autodiff) {
+            (FusedOp::Scan, false) => KernelPath::GpuKernel,
+            (FusedOp::Scan, true) => KernelPath::GpuKernelNode,
+            (FusedOp::Attention, true) => KernelPath::TensorOpNode,
+            _ => KernelPath::TensorOps,
+        }
     }
 }
 
@@ -124,7 +132,13 @@ pub enum KernelPath {
     /// The CPU kernel, with its hand-written backward as one autodiff node
     /// (`Autodiff<NdArray<f32>>`).
     CpuKernelNode,
-    /// One autodiff node whose forward and backward are tensor ops (`Autodiff<Cuda>`).
+    /// The crate's CubeCL kernel on a GPU backend (`Wgpu`, `Cuda`).
+    GpuKernel,
+    /// The CubeCL kernel, with its CubeCL backward as one autodiff node (`Autodiff<Wgpu>`,
+    /// `Autodiff<Cuda>`).
+    GpuKernelNode,
+    /// One autodiff node whose forward and backward are tensor ops (attention on
+    /// `Autodiff<Wgpu>` and `Autodiff<Cuda>`).
     TensorOpNode,
     /// Burn tensor ops, differentiated op by op if the backend is an `Autodiff`.
     TensorOps,
@@ -136,6 +150,8 @@ impl KernelPath {
         match self {
             KernelPath::CpuKernel => "cpu kernel",
             KernelPath::CpuKernelNode => "cpu kernel + backward node",
+            KernelPath::GpuKernel => "cubecl kernel",
+            KernelPath::GpuKernelNode => "cubecl kernel + backward node",
             KernelPath::TensorOpNode => "tensor ops as one node",
             KernelPath::TensorOps => "tensor ops",
         }
@@ -153,8 +169,12 @@ impl fmt::Display for KernelPath {
 enum Target {
     Cpu,
     CpuAutodiff,
-    #[cfg(feature = "cuda")]
-    CudaAutodiff,
+    /// A CubeCL backend (`Wgpu`, `Cuda`).
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    Gpu,
+    /// `Autodiff` over a CubeCL backend.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    GpuAutodiff,
     Other,
 }
 
@@ -166,9 +186,25 @@ fn target<B: Backend>() -> Target {
     if id == TypeId::of::<CpuAutodiff>() {
         return Target::CpuAutodiff;
     }
+    #[cfg(feature = "wgpu")]
+    {
+        use crate::backend::{Wgpu, WgpuAutodiff};
+        if id == TypeId::of::<Wgpu>() {
+            return Target::Gpu;
+        }
+        if id == TypeId::of::<WgpuAutodiff>() {
+            return Target::GpuAutodiff;
+        }
+    }
     #[cfg(feature = "cuda")]
-    if id == TypeId::of::<crate::backend::CudaAutodiff>() {
-        return Target::CudaAutodiff;
+    {
+        use crate::backend::{Cuda, CudaAutodiff};
+        if id == TypeId::of::<Cuda>() {
+            return Target::Gpu;
+        }
+        if id == TypeId::of::<CudaAutodiff>() {
+            return Target::GpuAutodiff;
+        }
     }
     Target::Other
 }
@@ -184,14 +220,19 @@ fn target<B: Backend>() -> Target {
 /// type F64 = burn_ndarray::NdArray<f64>;
 /// assert_eq!(kernel_path::<F64>(FusedOp::Lstm), KernelPath::TensorOps);
 /// ```
-#[cfg_attr(not(feature = "cuda"), allow(unused_variables))] // `op` matters on CUDA only
+#[cfg_attr(
+    not(any(feature = "wgpu", feature = "cuda")),
+    allow(unused_variables) // `op` matters on the GPU backends only
+)]
 pub fn kernel_path<B: Backend>(op: FusedOp) -> KernelPath {
     match target::<B>() {
         Target::Cpu => KernelPath::CpuKernel,
         Target::CpuAutodiff => KernelPath::CpuKernelNode,
-        #[cfg(feature = "cuda")]
-        Target::CudaAutodiff if op.has_cuda_node() => KernelPath::TensorOpNode,
-        _ => KernelPath::TensorOps,
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Target::Gpu => op.gpu_path(false),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Target::GpuAutodiff => op.gpu_path(true),
+        Target::Other => KernelPath::TensorOps,
     }
 }
 
@@ -207,9 +248,10 @@ pub(crate) enum Routed<T, C, A> {
     Cpu(C),
     /// On the CPU kernel with its autodiff node.
     CpuAutodiff(A),
-    /// On CUDA training's tensor-op node (the caller casts to its CUDA type).
-    #[cfg(feature = "cuda")]
-    CudaAutodiff(T),
+    /// On a GPU backend's kernel or node (the caller casts to the concrete backend with
+    /// `on_gpu!`).
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    Gpu(T),
     /// On tensor ops.
     Other(T),
 }
@@ -222,10 +264,14 @@ pub(crate) fn route<B: Backend, T: Any, C: Any, A: Any>(op: FusedOp, value: T) -
     match kernel_path::<B>(op) {
         KernelPath::CpuKernel => Routed::Cpu(same(value)),
         KernelPath::CpuKernelNode => Routed::CpuAutodiff(same(value)),
-        #[cfg(feature = "cuda")]
-        KernelPath::TensorOpNode => Routed::CudaAutodiff(value),
-        #[cfg(not(feature = "cuda"))]
-        KernelPath::TensorOpNode => unreachable!("no CUDA backend in this build"),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        KernelPath::GpuKernel | KernelPath::GpuKernelNode | KernelPath::TensorOpNode => {
+            Routed::Gpu(value)
+        }
+        #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+        KernelPath::GpuKernel | KernelPath::GpuKernelNode | KernelPath::TensorOpNode => {
+            unreachable!("no GPU backend in this build")
+        }
         KernelPath::TensorOps => {
             warn_fallback::<B>(op);
             Routed::Other(value)
@@ -251,6 +297,36 @@ fn warn_fallback<B: Backend>(op: FusedOp) {
         type_name::<B>()
     );
 }
+
+/// Runs `$body` with `$value` cast to the concrete GPU backend that `$B` is (`Wgpu`,
+/// `Autodiff<Wgpu>`, `Cuda` or `Autodiff<Cuda>`), the type named `$G` inside `$body`, and
+/// returns its result cast back: the way from [`Routed::Gpu`] to a backend's trait impl.
+/// `return`s from the enclosing function.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+macro_rules! on_gpu {
+    ($B:ty, $value:expr, |$v:ident: $G:ident| $body:expr) => {{
+        let value = $value;
+        #[cfg(feature = "wgpu")]
+        crate::dispatch::on_gpu!(@try $B, value, crate::backend::Wgpu, |$v: $G| $body);
+        #[cfg(feature = "wgpu")]
+        crate::dispatch::on_gpu!(@try $B, value, crate::backend::WgpuAutodiff, |$v: $G| $body);
+        #[cfg(feature = "cuda")]
+        crate::dispatch::on_gpu!(@try $B, value, crate::backend::Cuda, |$v: $G| $body);
+        #[cfg(feature = "cuda")]
+        crate::dispatch::on_gpu!(@try $B, value, crate::backend::CudaAutodiff, |$v: $G| $body);
+        unreachable!("routed to a GPU path on a backend that has none")
+    }};
+    (@try $B:ty, $value:ident, $concrete:ty, |$v:ident: $G:ident| $body:expr) => {
+        if ::std::any::TypeId::of::<$B>() == ::std::any::TypeId::of::<$concrete>() {
+            #[allow(dead_code)]
+            type $G = $concrete;
+            let $v = crate::dispatch::same($value);
+            return crate::dispatch::same($body);
+        }
+    };
+}
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) use on_gpu;
 
 /// `t as U` where `T` and `U` are the same type at run time (the way to a concrete backend's
 /// type after [`route`], and back).

@@ -11,6 +11,8 @@ pub use crate::attention::backend::{
 };
 pub use crate::lstm::recurrence::{lstm_recurrence, recurrence_tensor_ops, try_lstm_recurrence};
 pub use crate::position::rope::{rope_tables, rotate_transpose_with, rotate_with};
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub use crate::ssm::scan::cubecl_scan_launches;
 pub use crate::ssm::scan::{
     FusedScanGrads, FusedScanInput, FusedScanOutput, LOG_ZERO, fused_scan_backward,
     fused_scan_forward, reference_backward, try_fused_scan_forward,

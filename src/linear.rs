@@ -31,7 +31,7 @@ use burn_ndarray::NdArrayTensor;
 
 use crate::backend::prim;
 use crate::backend::{Cpu, CpuAutodiff};
-use crate::dispatch::{FusedOp, Routed, route, same};
+use crate::dispatch::{FusedOp, KernelPath, Routed, kernel_path, route, same};
 use crate::ndarray_io::{register_parent_grads, tensor, track_node, values};
 
 /// `layer(x)` for `x [.., D_in]` → `[.., D_out]`, as one product over all leading axes.
@@ -55,7 +55,20 @@ pub(crate) fn apply_columns<B: Backend, const D: usize>(
     start: usize,
     width: usize,
 ) -> Tensor<B, D> {
-    let weight = layer.weight.val().narrow(1, start, width); // [D_in, width]
+    let mut weight = layer.weight.val().narrow(1, start, width); // [D_in, width]
+    if width == 1
+        && !matches!(
+            kernel_path::<B>(FusedOp::Linear),
+            KernelPath::CpuKernel | KernelPath::CpuKernelNode
+        )
+    {
+        // Burn 0.21's CubeCL backends (wgpu, CUDA) take the first-column slice `[D_in, 1]`
+        // (row stride > 1, no offset) for a contiguous tensor in `reshape` and `matmul`, and
+        // read the wrong elements (Mamba's Δ projection at `dt_rank = 1` was off by 17%;
+        // tests/gpu/upstream.rs pins it). An element-wise op writes a contiguous copy: the
+        // parameter still holds the buffer, so the op cannot run in place on the slice.
+        weight = weight.mul_scalar(1.0); // [D_in, 1]
+    }
     let bias = layer.bias.as_ref().map(|b| b.val().narrow(0, start, width)); // [width]
     affine(x, weight, bias)
 }
@@ -83,8 +96,8 @@ pub(crate) fn affine<B: Backend, const D: usize>(
             let y = forward(&prim(x), &prim::<Cpu, 2>(same(weight)), b.as_ref());
             return same(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(y)));
         }
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff(x) => x,
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu(x) => x,
         Routed::Other(x) => x,
     };
     if D <= 2 {

@@ -100,11 +100,10 @@ pub fn fused_attention_forward<B: Backend>(
     match route::<B, _, OnCpu, OnCpuAutodiff>(FusedOp::Attention, input) {
         Routed::Cpu(i) => same(Cpu::fused_attention_forward(i, save_weights)),
         Routed::CpuAutodiff(i) => same(CpuAutodiff::fused_attention_forward(i, save_weights)),
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff(i) => same(crate::backend::CudaAutodiff::fused_attention_forward(
-            same(i),
-            save_weights,
-        )),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu(i) => {
+            crate::dispatch::on_gpu!(B, i, |i: G| G::fused_attention_forward(i, save_weights))
+        }
         Routed::Other(i) => tensor_op_forward(i, save_weights),
     }
 }
@@ -128,8 +127,8 @@ pub fn fused_attention_backward<B: Backend>(
         Routed::Cpu((i, w, d)) => same(Cpu::fused_attention_backward(i, w, d)),
         // A backward called on the autodiff backend itself: tensor ops, differentiable.
         Routed::CpuAutodiff((i, w, d)) => same(tensor_op_backward(i, w, d)),
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff((i, w, d)) => tensor_op_backward(i, w, d),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu((i, w, d)) => tensor_op_backward(i, w, d),
         Routed::Other((i, w, d)) => tensor_op_backward(i, w, d),
     }
 }
@@ -219,6 +218,10 @@ pub(crate) trait AttentionBackend: Backend {
     }
 }
 
-/// The GPU backend uses the tensor-op default bodies.
-#[cfg(feature = "cuda")]
-impl AttentionBackend for crate::backend::Cuda {}
+/// The CubeCL GPU backends (`Wgpu`, `Cuda`) use the tensor-op default bodies (one autodiff node
+/// under `Autodiff`).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> AttentionBackend
+    for burn_cubecl::CubeBackend<R, f32, i32, BT>
+{
+}

@@ -72,8 +72,8 @@ pub fn lstm_recurrence<B: Backend>(
                 let (h, c) = autodiff::autodiff_forward(dims, xw, w_h, h0, c0);
                 return (wrap(same(h)), wrap(same(c)));
             }
-            #[cfg(feature = "cuda")]
-            Routed::CudaAutodiff(p) => p,
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            Routed::Gpu(p) => p,
             Routed::Other(p) => p,
         };
     recurrence_tensor_ops(wrap(xw), wrap(w_h), h0.map(wrap), c0.map(wrap))

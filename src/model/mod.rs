@@ -48,6 +48,9 @@ pub(crate) fn check_token_ids<B: burn::tensor::backend::Backend>(
     let [batch, len] = ids.dims();
     crate::error::ensure_nonzero("batch size", batch)?;
     crate::error::ensure_nonzero("sequence length", len)?;
+    // Host round-trip (one sync per forward on a GPU): an out-of-range id would otherwise read
+    // outside the embedding table, which GPU backends do not check; a typed error needs the
+    // two extremes on the host.
     let largest: i64 = ids.clone().max().into_scalar().elem();
     let smallest: i64 = ids.clone().min().into_scalar().elem();
     if smallest < 0 || largest >= vocab_size as i64 {

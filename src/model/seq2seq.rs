@@ -503,6 +503,7 @@ fn ids_column<B: Backend>(ids: &[i64], device: &B::Device) -> Tensor<B, 2, Int> 
 /// Arg-max ids of the last position of `logits` `[G, T, V]`.
 fn last_argmax<B: Backend>(logits: Tensor<B, 3>) -> crate::Result<Vec<i64>> {
     let [batch, t, v] = logits.dims();
+    // Host round-trip per decoding step: the next input and the stop at EOS depend on the ids.
     logits
         .narrow(1, t - 1, 1)
         .reshape([batch, v])

@@ -250,8 +250,8 @@ fn dispatch<B: Backend, const D: usize>(x: Tensor<B, D>, f: Activation) -> Tenso
                 f.forward(&prim),
             )))
         }
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff(t) => f.tensor_ops(t),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu(t) => f.tensor_ops(t),
         Routed::Other(t) => f.tensor_ops(t),
     }
 }

@@ -68,8 +68,8 @@ pub(crate) fn normalize<B: Backend, const D: usize>(
             );
             same(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(y)))
         }
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff(x) => tensor_ops(op, x, gamma, beta, epsilon),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu(x) => tensor_ops(op, x, gamma, beta, epsilon),
         Routed::Other(x) => tensor_ops(op, x, gamma, beta, epsilon),
     }
 }

@@ -80,8 +80,8 @@ impl<B: Backend> SimpleOptimizer<B> for FusedAdam {
             Routed::CpuAutodiff(t) => {
                 return SimpleOptimizer::<B>::step(&self.fallback, lr, same(t), grad, state);
             }
-            #[cfg(feature = "cuda")]
-            Routed::CudaAutodiff(t) => {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            Routed::Gpu(t) => {
                 return SimpleOptimizer::<B>::step(&self.fallback, lr, t, grad, state);
             }
             Routed::Other(t) => {

@@ -152,6 +152,8 @@ pub fn evaluate_batch<B: Backend, M: SequenceModel<B>>(
 ) -> crate::Result<Scores> {
     batch.validate()?;
     let n = batch.batch;
+    // Host round-trips once per evaluation batch: the scores (exact match per row, masked
+    // positions) are counted on the host.
     match &batch.targets {
         Targets::Labels(labels) => {
             let logits = model.last_logits(token_tensor::<B>(batch, device))?; // [B, C]

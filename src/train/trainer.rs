@@ -593,6 +593,8 @@ where
     ) -> crate::Result<(M, f64)> {
         let step = self.done + 1;
         let loss = batch_loss(&model, batch, device)?; // [1]
+        // Host round-trip per step (PyTorch's `loss.item()`): the progress display, the metrics
+        // CSV and the non-finite-loss stop read it.
         let loss_value: f64 = sync.loss(loss.clone().into_scalar().elem())?;
         if !loss_value.is_finite() {
             return Err(SeqError::Diverged {

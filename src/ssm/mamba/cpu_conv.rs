@@ -49,8 +49,8 @@ pub fn causal_conv_silu<B: Backend>(conv: &CausalConv1d<B>, x_ext: Tensor<B, 3>)
                 out,
             )))
         }
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff(x) => silu(conv.forward(x)),
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu(x) => silu(conv.forward(x)),
         Routed::Other(x) => silu(conv.forward(x)),
     }
 }

@@ -73,6 +73,8 @@ pub fn dt_bias<B: Backend>(
 ) -> Tensor<B, 1> {
     let u = Tensor::<B, 1>::random([d_inner], Distribution::Uniform(0.0, 1.0), device); // [E]
     let (ln_min, ln_max) = (dt_min.ln(), dt_max.ln());
+    // Host round-trip at initialization only: the inverse softplus is computed in f64 on the
+    // host, as the reference implementation does.
     let bias: Vec<f32> = u
         .into_data()
         .iter::<f64>()

@@ -90,11 +90,11 @@ pub fn fused_scan_forward<B: Backend>(
     match route::<B, _, OnCpu, OnCpuAutodiff>(FusedOp::Scan, input) {
         Routed::Cpu(i) => same(Cpu::fused_scan_forward(disc, i, save_checkpoints)),
         Routed::CpuAutodiff(i) => same(CpuAutodiff::fused_scan_forward(disc, i, save_checkpoints)),
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff(i) => same(crate::backend::CudaAutodiff::fused_scan_forward(
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu(i) => crate::dispatch::on_gpu!(B, i, |i: G| G::fused_scan_forward(
             disc,
-            same(i),
-            save_checkpoints,
+            i,
+            save_checkpoints
         )),
         Routed::Other(i) => tensor_op_forward(disc, i),
     }
@@ -124,8 +124,13 @@ pub fn fused_scan_backward<B: Backend>(
         Routed::Cpu((i, ck, dy, dh)) => same(Cpu::fused_scan_backward(disc, i, ck, dy, dh)),
         // A backward called on the autodiff backend itself: tensor ops, differentiable.
         Routed::CpuAutodiff((i, _, dy, dh)) => same(reference_backward(disc, i, dy, dh)),
-        #[cfg(feature = "cuda")]
-        Routed::CudaAutodiff((i, _, dy, dh)) => reference_backward(disc, i, dy, dh),
+        // The kernel's backward on a plain GPU backend; tensor ops (differentiable) on its
+        // `Autodiff`, where `SsmBackend::fused_scan_backward` keeps its default body.
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        Routed::Gpu((i, ck, dy, dh)) => crate::dispatch::on_gpu!(B, (i, ck, dy, dh), |a: G| {
+            let (i, ck, dy, dh) = a;
+            G::fused_scan_backward(disc, i, ck, dy, dh)
+        }),
         Routed::Other((i, _, dy, dh)) => reference_backward(disc, i, dy, dh),
     }
 }
@@ -274,6 +279,3 @@ pub fn reference_backward<B: Backend>(
         h0: d_h0,
     }
 }
-
-#[cfg(feature = "cuda")]
-impl SsmBackend for crate::backend::Cuda {}

@@ -18,6 +18,8 @@
 
 mod backend;
 mod fused_autodiff;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod fused_cubecl;
 mod fused_kernel;
 mod fused_ndarray;
 mod log_space;
@@ -30,6 +32,8 @@ pub use backend::{
     reference_backward,
 };
 #[cfg(feature = "internals")]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub use fused_cubecl::cubecl_scan_launches;
 pub use log_space::LOG_ZERO;
 pub use log_space::scan_log_space;
 pub use parallel::scan_parallel;
