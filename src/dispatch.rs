@@ -6,9 +6,8 @@
 //! attention, the LSTM recurrence, LayerNorm/RMSNorm and the Adam/AdamW update. Each has a Rust
 //! kernel with a hand-written backward for the CPU backend (`NdArray<f32>`, and
 //! `Autodiff<NdArray<f32>>` where the kernel's backward is one graph node). On the CubeCL GPU
-//! backends (`Wgpu`, `Cuda`, without Burn's fusion) the selective scan runs as CubeCL kernels
-//! (one node with the kernel backward under `Autodiff`) and attention trains as one autodiff
-//! node over tensor ops. Every other backend and op (`NdArray<f64>`, `Candle`, `Fusion`
+//! backends (`Wgpu`, `Cuda`, without Burn's fusion) the selective scan and attention run as
+//! CubeCL kernels (one node with the kernels' backward under `Autodiff`). Every other backend and op (`NdArray<f64>`, `Candle`, `Fusion`
 //! wrappers, `Autodiff` with another checkpointing strategy) runs the same operation written in
 //! Burn tensor ops.
 //!
@@ -110,9 +109,8 @@ impl FusedOp {
     #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
     fn gpu_path(self, autodiff: bool) -> KernelPath {
         match (self, autodiff) {
-            (FusedOp::Scan, false) => KernelPath::GpuKernel,
-            (FusedOp::Scan, true) => KernelPath::GpuKernelNode,
-            (FusedOp::Attention, true) => KernelPath::TensorOpNode,
+            (FusedOp::Scan | FusedOp::Attention, false) => KernelPath::GpuKernel,
+            (FusedOp::Scan | FusedOp::Attention, true) => KernelPath::GpuKernelNode,
             _ => KernelPath::TensorOps,
         }
     }
@@ -137,9 +135,6 @@ pub enum KernelPath {
     /// The CubeCL kernel, with its CubeCL backward as one autodiff node (`Autodiff<Wgpu>`,
     /// `Autodiff<Cuda>`).
     GpuKernelNode,
-    /// One autodiff node whose forward and backward are tensor ops (attention on
-    /// `Autodiff<Wgpu>` and `Autodiff<Cuda>`).
-    TensorOpNode,
     /// Burn tensor ops, differentiated op by op if the backend is an `Autodiff`.
     TensorOps,
 }
@@ -152,7 +147,6 @@ impl KernelPath {
             KernelPath::CpuKernelNode => "cpu kernel + backward node",
             KernelPath::GpuKernel => "cubecl kernel",
             KernelPath::GpuKernelNode => "cubecl kernel + backward node",
-            KernelPath::TensorOpNode => "tensor ops as one node",
             KernelPath::TensorOps => "tensor ops",
         }
     }
@@ -265,11 +259,9 @@ pub(crate) fn route<B: Backend, T: Any, C: Any, A: Any>(op: FusedOp, value: T) -
         KernelPath::CpuKernel => Routed::Cpu(same(value)),
         KernelPath::CpuKernelNode => Routed::CpuAutodiff(same(value)),
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
-        KernelPath::GpuKernel | KernelPath::GpuKernelNode | KernelPath::TensorOpNode => {
-            Routed::Gpu(value)
-        }
+        KernelPath::GpuKernel | KernelPath::GpuKernelNode => Routed::Gpu(value),
         #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-        KernelPath::GpuKernel | KernelPath::GpuKernelNode | KernelPath::TensorOpNode => {
+        KernelPath::GpuKernel | KernelPath::GpuKernelNode => {
             unreachable!("no GPU backend in this build")
         }
         KernelPath::TensorOps => {

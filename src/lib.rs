@@ -71,8 +71,9 @@
 //! ```
 //!
 //! ## Backends, kernels and errors
-//! [`backend`] names the CPU (default) and CUDA backends. The CPU backend runs fused kernels
-//! (scan, attention, LSTM, projections) at the best [`simd`] level; [`kernels()`] says which
+//! [`backend`] names the CPU (default), wgpu and CUDA backends. The CPU backend runs fused
+//! kernels (scan, attention, LSTM, projections) at the best [`simd`] level, the wgpu and CUDA
+//! backends CubeCL kernels for the scan and attention; [`kernels()`] says which
 //! path each op takes on a backend. Fallible calls return [`Result`] with a [`SeqError`] that
 //! says what to fix; `try_` entry points never panic on bad input.
 

@@ -1,7 +1,8 @@
 //! [`AttentionBackend`]: scaled dot-product attention as one backend operation.
 //!
-//! The default bodies build it from tensor primitives (any backend, e.g. CUDA); the CPU backend
-//! runs the Rust kernel of [`kernel`](super::kernel), and `Autodiff<B>` wraps `B`'s forward
+//! The default bodies build it from tensor primitives (any backend); the CPU backend runs the
+//! Rust kernel of [`kernel`](super::kernel), the CubeCL backends (`Wgpu`, `Cuda`) the `#[cube]`
+//! kernels of `fused_cubecl.rs`, and `Autodiff<B>` wraps `B`'s forward
 //! in one backward node whose gradient is `B::fused_attention_backward`, so training records
 //! one graph node per attention call instead of about ten.
 //!
@@ -48,7 +49,11 @@ impl<B: Backend> RopeTables<B> {
     }
 
     /// `(R_qᵀ dq̃, R_kᵀ dk̃)` with tensor ops.
-    fn unrotate(&self, dq: Tensor<B, 4>, dk: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    pub(crate) fn unrotate(
+        &self,
+        dq: Tensor<B, 4>,
+        dk: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         (
             rotate_transpose_with(dq, Self::table(&self.cos_q), Self::table(&self.sin_q)),
             rotate_transpose_with(dk, Self::table(&self.cos_k), Self::table(&self.sin_k)),
@@ -86,8 +91,8 @@ pub struct FusedAttentionGrads<B: Backend> {
 }
 
 /// `O = softmax(s·Q·Kᵀ + bias)·V` `[B, H, Lq, dv]` as one operation on any backend: the Rust
-/// kernel on `NdArray<f32>`, one autodiff node on `Autodiff<NdArray<f32>>` and CUDA, tensor ops
-/// elsewhere (run-time dispatch by backend type). Returns the weights `P` too when `save_weights` and the
+/// kernel on `NdArray<f32>`, the CubeCL kernels on `Wgpu` and `Cuda`, one autodiff node under
+/// the `Autodiff` of each, tensor ops elsewhere (run-time dispatch by backend type). Returns the weights `P` too when `save_weights` and the
 /// backend keeps them.
 pub fn fused_attention_forward<B: Backend>(
     input: FusedAttentionInput<B>,
@@ -127,8 +132,13 @@ pub fn fused_attention_backward<B: Backend>(
         Routed::Cpu((i, w, d)) => same(Cpu::fused_attention_backward(i, w, d)),
         // A backward called on the autodiff backend itself: tensor ops, differentiable.
         Routed::CpuAutodiff((i, w, d)) => same(tensor_op_backward(i, w, d)),
+        // The kernels' backward on a plain GPU backend; tensor ops (differentiable) on its
+        // `Autodiff`, where `AttentionBackend::fused_attention_backward` keeps its default body.
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
-        Routed::Gpu((i, w, d)) => tensor_op_backward(i, w, d),
+        Routed::Gpu((i, w, d)) => crate::dispatch::on_gpu!(B, (i, w, d), |a: G| {
+            let (i, w, d) = a;
+            G::fused_attention_backward(i, w, d)
+        }),
         Routed::Other((i, w, d)) => tensor_op_backward(i, w, d),
     }
 }
@@ -216,12 +226,4 @@ pub(crate) trait AttentionBackend: Backend {
     ) -> FusedAttentionGrads<Self> {
         tensor_op_backward(input, weights, d_out)
     }
-}
-
-/// The CubeCL GPU backends (`Wgpu`, `Cuda`) use the tensor-op default bodies (one autodiff node
-/// under `Autodiff`).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-impl<R: burn_cubecl::CubeRuntime, BT: burn_cubecl::BoolElement> AttentionBackend
-    for burn_cubecl::CubeBackend<R, f32, i32, BT>
-{
 }

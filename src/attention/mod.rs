@@ -34,6 +34,8 @@ pub(crate) mod backend;
 mod cache;
 mod config;
 mod fused_autodiff;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod fused_cubecl;
 mod fused_ndarray;
 mod kernel;
 mod linear_attention;

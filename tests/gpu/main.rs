@@ -6,6 +6,7 @@
 //!
 //! - `scan`: the CubeCL selective scan (forward, backward with recomputation, as the `Fused`
 //!   path of `Wgpu` and `Autodiff<Wgpu>`) against Burn's autodiff of the sequential scan in f64;
+//! - `attention`: the CubeCL attention kernels as one op against tensor-op attention in f64;
 //! - `layers`: attention, Mamba (forward, step, chunked prefill), the LSTM, a stack, a training
 //!   step and cached generation, each against the same layer with the same parameters in f64;
 //! - `routing`: which path each fused op takes on `Wgpu`, that the kernel ran, and the one-time
@@ -15,6 +16,7 @@
 #[path = "../suite/scan_util.rs"]
 mod scan_util;
 
+mod attention;
 mod layers;
 mod routing;
 mod scan;

@@ -10,8 +10,8 @@
 //! The trait has two primitives with default bodies written in tensor ops on `Self` (the
 //! parallel scan, and its adjoint — itself a linear recurrence run in reverse), so every
 //! backend works. The CPU backend overrides both with a Rust kernel; `Autodiff<B>` wires the
-//! forward to a backward node that calls `B::fused_scan_backward`; a CubeCL kernel for CUDA can
-//! later override the defaults behind the same trait.
+//! forward to a backward node that calls `B::fused_scan_backward`; the CubeCL backends (`Wgpu`,
+//! `Cuda`) override both with `#[cube]` kernels (`fused_cubecl.rs`).
 
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend, ops::FloatTensor};
 
@@ -73,8 +73,9 @@ pub struct FusedScanOutput<B: Backend> {
 }
 
 /// The fused selective scan forward on any backend: the Rust kernel on `NdArray<f32>`, one
-/// autodiff node (with the kernel's or the tensor-op backward) on `Autodiff<NdArray<f32>>` and
-/// CUDA, the parallel scan in tensor ops elsewhere (run-time dispatch by backend type).
+/// autodiff node with the kernel's backward on `Autodiff<NdArray<f32>>`, the CubeCL kernels on
+/// `Wgpu` and `Cuda` (and one node under their `Autodiff`), the parallel scan in tensor ops
+/// elsewhere (run-time dispatch by backend type).
 ///
 /// Returns `y` `[B, L, E]`, `h_L` `[B, E, N]` and, when `save_checkpoints` and the backend has
 /// a kernel, data that makes [`fused_scan_backward`] cheaper.
