@@ -42,6 +42,21 @@ pub type WgpuAutodiff = Autodiff<Wgpu>;
 #[cfg(feature = "wgpu")]
 pub type WgpuDevice = burn_wgpu::WgpuDevice;
 
+/// A new contiguous f32 tensor on `like`'s CubeCL device, contents undefined (the CubeCL
+/// kernels' outputs and scratch buffers).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) fn cube_empty<R: burn_cubecl::CubeRuntime>(
+    like: &burn_cubecl::tensor::CubeTensor<R>,
+    shape: impl Into<burn::tensor::Shape>,
+) -> burn_cubecl::tensor::CubeTensor<R> {
+    burn_cubecl::ops::numeric::empty_device_contiguous_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        shape.into(),
+        burn::tensor::DType::F32,
+    )
+}
+
 /// Unwraps a float tensor into its primitive (for backend-level operations).
 pub(crate) fn prim<B: burn::tensor::backend::Backend, const D: usize>(
     t: burn::tensor::Tensor<B, D>,

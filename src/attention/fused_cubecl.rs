@@ -19,16 +19,15 @@
 //!
 //! Memory beyond inputs, outputs and the bias: `lse` and `D`, `[B, H, Lq]` each.
 
-use burn::tensor::{DType, Shape, TensorMetadata, ops::FloatTensorOps};
+use burn::tensor::{Shape, TensorMetadata, ops::FloatTensorOps};
 use burn_cubecl::{
-    BoolElement, CubeBackend, CubeRuntime, kernel::into_contiguous,
-    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
+    BoolElement, CubeBackend, CubeRuntime, kernel::into_contiguous, tensor::CubeTensor,
 };
 use cubecl::prelude::*;
 
 use super::backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput};
 use super::kernel::MASKED_THRESHOLD;
-use crate::backend::{prim, wrap};
+use crate::backend::{cube_empty, prim, wrap};
 
 /// Threads per cube (rows per cube).
 const CUBE: usize = 64;
@@ -61,6 +60,12 @@ fn score(
         }
     }
     s
+}
+
+/// Offset of `t[b, h, i, 0]` (of `t[b, h, i]` for a 3-d `t`).
+#[cube]
+fn row(t: &Tensor<f32>, b: usize, h: usize, i: usize) -> usize {
+    b * t.stride(0) + h * t.stride(1) + i * t.stride(2)
 }
 
 /// Offset of `bias[b, h, i, 0]`, broadcasting a bias of batch or head size 1.
@@ -105,11 +110,11 @@ fn attention_forward_kernel(
     let i = ABSOLUTE_POS % lq;
     let h = (ABSOLUTE_POS / lq) % heads;
     let b = ABSOLUTE_POS / (lq * heads);
-    let qr = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
-    let k0 = b * k.stride(0) + h * k.stride(1);
-    let v0 = b * v.stride(0) + h * v.stride(1);
+    let qr = row(q, b, h, i);
+    let k0 = row(k, b, h, 0);
+    let v0 = row(v, b, h, 0);
     let br = bias_row(bias, b, h, i, has_bias);
-    let orow = b * out.stride(0) + h * out.stride(1) + i * out.stride(2);
+    let orow = row(out, b, h, i);
     let mut m = f32::new(-3.0e38);
     for j in 0..lk {
         let s = score(
@@ -152,7 +157,7 @@ fn attention_forward_kernel(
     for d in 0..dv {
         out[orow + d * out.stride(3)] = out[orow + d * out.stride(3)] / sum;
     }
-    lse[b * lse.stride(0) + h * lse.stride(1) + i * lse.stride(2)] = m + sum.ln();
+    lse[row(lse, b, h, i)] = m + sum.ln();
 }
 
 /// `dS_ij` from `S_ij`: `P_ij (dO_i·V_j − D_i)`, 0 for a masked pair.
@@ -213,15 +218,15 @@ fn attention_dq_kernel(
     let i = ABSOLUTE_POS % lq;
     let h = (ABSOLUTE_POS / lq) % heads;
     let b = ABSOLUTE_POS / (lq * heads);
-    let qr = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
-    let k0 = b * k.stride(0) + h * k.stride(1);
-    let v0 = b * v.stride(0) + h * v.stride(1);
+    let qr = row(q, b, h, i);
+    let k0 = row(k, b, h, 0);
+    let v0 = row(v, b, h, 0);
     let br = bias_row(bias, b, h, i, has_bias);
-    let orow = b * d_out.stride(0) + h * d_out.stride(1) + i * d_out.stride(2);
-    let at = b * lse.stride(0) + h * lse.stride(1) + i * lse.stride(2);
+    let orow = row(d_out, b, h, i);
+    let at = row(lse, b, h, i);
     let lse_i = lse[at];
-    let delta_i = delta[b * delta.stride(0) + h * delta.stride(1) + i * delta.stride(2)];
-    let dqr = b * dq.stride(0) + h * dq.stride(1) + i * dq.stride(2);
+    let delta_i = delta[row(delta, b, h, i)];
+    let dqr = row(dq, b, h, i);
     for d in 0..dk {
         dq[dqr + d * dq.stride(3)] = 0.0;
     }
@@ -279,12 +284,12 @@ fn attention_dkv_kernel(
     let j = ABSOLUTE_POS % lk;
     let h = (ABSOLUTE_POS / lk) % heads;
     let b = ABSOLUTE_POS / (lk * heads);
-    let kr = b * k.stride(0) + h * k.stride(1) + j * k.stride(2);
-    let vr = b * v.stride(0) + h * v.stride(1) + j * v.stride(2);
-    let q0 = b * q.stride(0) + h * q.stride(1);
-    let o0 = b * d_out.stride(0) + h * d_out.stride(1);
-    let dkr = b * dk_out.stride(0) + h * dk_out.stride(1) + j * dk_out.stride(2);
-    let dvr = b * dv_out.stride(0) + h * dv_out.stride(1) + j * dv_out.stride(2);
+    let kr = row(k, b, h, j);
+    let vr = row(v, b, h, j);
+    let q0 = row(q, b, h, 0);
+    let o0 = row(d_out, b, h, 0);
+    let dkr = row(dk_out, b, h, j);
+    let dvr = row(dv_out, b, h, j);
     for d in 0..dk {
         dk_out[dkr + d * dk_out.stride(3)] = 0.0;
     }
@@ -296,8 +301,8 @@ fn attention_dkv_kernel(
         let orow = o0 + i * d_out.stride(2);
         let br_j = bias_row(bias, b, h, i, has_bias) + j * bias.stride(3);
         let s = score(q, k, bias, qr, kr, br_j, scale, threshold, has_bias);
-        let lse_i = lse[b * lse.stride(0) + h * lse.stride(1) + i * lse.stride(2)];
-        let delta_i = delta[b * delta.stride(0) + h * delta.stride(1) + i * delta.stride(2)];
+        let lse_i = lse[row(lse, b, h, i)];
+        let delta_i = delta[row(delta, b, h, i)];
         let p = (s - lse_i).exp();
         for d in 0..dv {
             dv_out[dvr + d * dv_out.stride(3)] += p * d_out[orow + d * d_out.stride(3)];
@@ -316,16 +321,6 @@ fn attention_dkv_kernel(
 
 /// The attention kernels on one CubeCL runtime.
 type Cube<R, BT> = CubeBackend<R, f32, i32, BT>;
-
-/// A new contiguous f32 tensor on `like`'s device (contents undefined).
-fn empty<R: CubeRuntime>(like: &CubeTensor<R>, shape: impl Into<Shape>) -> CubeTensor<R> {
-    empty_device_contiguous_dtype(
-        like.client.clone(),
-        like.device.clone(),
-        shape.into(),
-        DType::F32,
-    )
-}
 
 /// `(Q̃, K̃, V, bias)` made contiguous, RoPE applied.
 struct Prepared<R: CubeRuntime> {
@@ -365,8 +360,8 @@ fn grid(rows: usize) -> (CubeCount, CubeDim) {
 fn forward<R: CubeRuntime>(p: &Prepared<R>, scale: f32) -> (CubeTensor<R>, CubeTensor<R>) {
     let [b, h, lq, _] = p.q.shape().dims::<4>();
     let dv = p.v.shape()[3];
-    let out = empty(&p.q, [b, h, lq, dv]);
-    let lse = empty(&p.q, [b, h, lq]);
+    let out = cube_empty(&p.q, [b, h, lq, dv]);
+    let lse = cube_empty(&p.q, [b, h, lq]);
     // An absent bias is never read; any tensor fills the argument.
     let bias = p.bias.clone().unwrap_or_else(|| p.q.clone());
     let (count, dim) = grid(b * h * lq);
@@ -415,7 +410,7 @@ impl<R: CubeRuntime, BT: BoolElement> AttentionBackend for Cube<R, BT> {
         let delta = into_contiguous(delta);
         let bias = p.bias.clone().unwrap_or_else(|| p.q.clone());
         let has_bias = p.bias.is_some();
-        let dq = empty(&p.q, [b, h, lq, dk]);
+        let dq = cube_empty(&p.q, [b, h, lq, dk]);
         let (count, dim) = grid(b * h * lq);
         attention_dq_kernel::launch::<R>(
             &p.q.client,
@@ -433,8 +428,8 @@ impl<R: CubeRuntime, BT: BoolElement> AttentionBackend for Cube<R, BT> {
             MASKED_THRESHOLD,
             has_bias,
         );
-        let dk_t = empty(&p.q, [b, h, lk, dk]);
-        let dv_t = empty(&p.q, [b, h, lk, dv]);
+        let dk_t = cube_empty(&p.q, [b, h, lk, dk]);
+        let dv_t = cube_empty(&p.q, [b, h, lk, dv]);
         let (count, dim) = grid(b * h * lk);
         attention_dkv_kernel::launch::<R>(
             &p.q.client,

@@ -257,3 +257,27 @@ fn the_comparison_catches_a_perturbed_gradient() {
     let caught = std::panic::catch_unwind(|| check("perturbed", &got, &want, GRAD_TOL));
     assert!(caught.is_err(), "a 2e-3 relative error passed");
 }
+
+/// A state above the kernel backward's limit (`N = 80 > 64`, the tensor-op adjoint on the plain
+/// backend) still matches.
+#[test]
+fn a_state_above_the_kernel_limit_still_matches() {
+    let dims = Dims {
+        b: 1,
+        l: 5,
+        e: 3,
+        n: 80,
+    };
+    let disc = Discretization::ZeroOrderHold;
+    let case = RawCase::new(dims, 77);
+    let want = run(
+        ScanKind::Sequential,
+        disc,
+        &case,
+        input_f64(&case, true),
+        77,
+    );
+    let on_gpu = case.input::<WgpuAutodiff>(&gpu(), true, true);
+    let got = run(ScanKind::Fused, disc, &case, on_gpu, 77);
+    compare("N = 80", &got, &want);
+}

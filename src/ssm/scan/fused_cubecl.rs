@@ -20,6 +20,9 @@
 //!   the kernel; `∂B_t` and `∂C_t` sum over channels, first in shared memory within the cube
 //!   (one barrier pair per step) and then over tiles after the kernel.
 //!
+//! The backward keeps `2·TILE·N` floats in shared memory, so it takes `N ≤ 64`; larger states
+//! fall back to the tensor-op adjoint.
+//!
 //! Memory beyond the inputs and outputs: `B·E·(⌈L/K⌉ + K)·N` floats of checkpoints and scratch
 //! (about `B·E·(L + N²)` with `K = N`) and `B·⌈E/TILE⌉·L·N` per-tile partial sums, against the
 //! `[B, L, E, N]` tensors of the tensor-op path.
@@ -28,14 +31,16 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use burn::tensor::{DType, Shape, TensorMetadata, ops::FloatTensorOps};
+use burn::tensor::{Shape, TensorMetadata, ops::FloatTensorOps};
 use burn_cubecl::{
-    BoolElement, CubeBackend, CubeRuntime, kernel::into_contiguous,
-    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
+    BoolElement, CubeBackend, CubeRuntime, kernel::into_contiguous, tensor::CubeTensor,
 };
 use cubecl::prelude::*;
 
-use super::backend::{FusedScanGrads, FusedScanInput, FusedScanOutput, SsmBackend};
+use super::backend::{
+    FusedScanGrads, FusedScanInput, FusedScanOutput, SsmBackend, reference_backward,
+};
+use crate::backend::cube_empty;
 use crate::ssm::discretization::Discretization;
 
 /// Launches of the two kernels in this process (forward, backward): how the tests see that the
@@ -49,6 +54,11 @@ pub fn cubecl_scan_launches() -> [u64; 2] {
 
 /// Channels per cube in the backward (threads that share the `∂B`/`∂C` sums).
 const TILE: usize = 32;
+/// The largest state size `N` of the kernel backward: its shared memory holds `2·TILE·N` floats,
+/// 16 KiB at `N = 64` (the least a WebGPU device must offer). Larger states take the tensor-op
+/// adjoint ([`reference_backward`]), with a one-time warning.
+const MAX_KERNEL_STATES: usize = 64;
+
 /// Threads per cube in the forward.
 const FORWARD_CUBE: usize = 64;
 
@@ -385,16 +395,6 @@ fn prepare<R: CubeRuntime, BT: BoolElement>(input: FusedScanInput<Cube<R, BT>>) 
     }
 }
 
-/// A new contiguous f32 tensor on `like`'s device (contents undefined).
-fn empty<R: CubeRuntime>(like: &CubeTensor<R>, shape: impl Into<Shape>) -> CubeTensor<R> {
-    empty_device_contiguous_dtype(
-        like.client.clone(),
-        like.device.clone(),
-        shape.into(),
-        DType::F32,
-    )
-}
-
 /// The checkpoint interval `K` for `N` states.
 fn interval(n: usize) -> usize {
     n.max(1)
@@ -409,12 +409,12 @@ fn forward<R: CubeRuntime>(
     let [bs, l, e, n] = p.dims;
     let k = interval(n);
     let (code, alpha) = rule(disc);
-    let y = empty(&p.x, [bs, l, e]);
-    let h = empty(&p.x, [bs, e, n]);
+    let y = cube_empty(&p.x, [bs, l, e]);
+    let h = cube_empty(&p.x, [bs, e, n]);
     let ck = if save {
-        empty(&p.x, [bs, e, l.div_ceil(k), n])
+        cube_empty(&p.x, [bs, e, l.div_ceil(k), n])
     } else {
-        empty(&p.x, [1, 1, 1, 1])
+        cube_empty(&p.x, [1, 1, 1, 1])
     };
     // Absent optional inputs are never read; any tensor fills the argument.
     let d = p.d.clone().unwrap_or_else(|| p.x.clone());
@@ -468,6 +468,18 @@ impl<R: CubeRuntime, BT: BoolElement> SsmBackend for Cube<R, BT> {
         dy: CubeTensor<R>,
         dh_last: CubeTensor<R>,
     ) -> FusedScanGrads<Self> {
+        let n = input.a.shape()[1];
+        if n > MAX_KERNEL_STATES {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                log::warn!(
+                    "seqlayers: the CubeCL scan backward holds N ≤ {MAX_KERNEL_STATES} states in shared \
+                     memory; N = {n} takes the tensor-op adjoint, which allocates [B, L, E, N] \
+                     tensors (reported once)"
+                )
+            });
+            return reference_backward(disc, input, dy, dh_last);
+        }
         let p = prepare(input);
         let [bs, l, e, n] = p.dims;
         let k = interval(n);
@@ -481,13 +493,13 @@ impl<R: CubeRuntime, BT: BoolElement> SsmBackend for Cube<R, BT> {
         let dh_last = into_contiguous(dh_last);
         let (code, alpha) = rule(disc);
         let tiles = e.div_ceil(TILE);
-        let hs = empty(&p.x, [bs, e, k, n]);
-        let g = empty(&p.x, [bs, e, n]);
-        let dx = empty(&p.x, [bs, l, e]);
-        let ddelta = empty(&p.x, [bs, l, e]);
-        let da = empty(&p.x, [bs, e, n]);
-        let db = empty(&p.x, [bs, tiles, l, n]);
-        let dc = empty(&p.x, [bs, tiles, l, n]);
+        let hs = cube_empty(&p.x, [bs, e, k, n]);
+        let g = cube_empty(&p.x, [bs, e, n]);
+        let dx = cube_empty(&p.x, [bs, l, e]);
+        let ddelta = cube_empty(&p.x, [bs, l, e]);
+        let da = cube_empty(&p.x, [bs, e, n]);
+        let db = cube_empty(&p.x, [bs, tiles, l, n]);
+        let dc = cube_empty(&p.x, [bs, tiles, l, n]);
         let d = p.d.clone().unwrap_or_else(|| p.x.clone());
         let client = p.x.client.clone();
         LAUNCHES[1].fetch_add(1, Ordering::Relaxed);
