@@ -115,8 +115,34 @@ fn time<B: AutodiffBackend>(
     s[s.len() / 2]
 }
 
-/// Runs `path` at `len` in this process; prints `RESULT <ms> <peak bytes>`.
+/// The CPU's model name (`/proc/cpuinfo`), or "unknown CPU".
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|n| n.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Runs `path` at `len` in this process; prints `RESULT <ms> <peak bytes>`, or for the path
+/// `adapter`, `ADAPTER <name and driver of the default wgpu adapter>`.
 fn run_one(path: &str, len: usize, reps: usize, seed: u64) {
+    if path == "adapter" {
+        let setup = burn_wgpu::init_setup::<burn_wgpu::graphics::AutoGraphicsApi>(
+            &WgpuDevice::default(),
+            Default::default(),
+        );
+        let info = setup.adapter.get_info();
+        println!(
+            "ADAPTER {} ({}, {:?})",
+            info.name, info.driver, info.device_type
+        );
+        return;
+    }
     let base_rss = peak_rss();
     let (secs, peak) = match path {
         "wgpu cubecl" | "wgpu tensor ops" => {
@@ -154,8 +180,13 @@ fn main() -> std::io::Result<()> {
         &[256, 1024, 4096]
     };
     let exe = std::env::current_exe()?;
-    let adapter = format!("{:?}", WgpuDevice::default());
-    println!("B = {BATCH}, E = {WIDTH}, N = {STATES}; wgpu device {adapter}");
+    let probe = Command::new(&exe).args(["--path", "adapter"]).output()?;
+    let adapter = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("ADAPTER ").map(str::to_string))
+        .unwrap_or_else(|| "an unknown adapter".into());
+    let cpu = cpu_name();
+    println!("B = {BATCH}, E = {WIDTH}, N = {STATES}; wgpu adapter {adapter}; CPU {cpu}");
     println!(
         "{:<16} {:>6} {:>12} {:>14} {:>16}",
         "path", "L", "ms (median)", "peak MiB", "B·L·E·N f32 MiB"
@@ -209,8 +240,8 @@ fn main() -> std::io::Result<()> {
     writeln!(md, "# Selective scan, forward + backward, per path\n")?;
     writeln!(
         md,
-        "`cargo run --features wgpu --example gpu_scan{}` (seed {}); wgpu device \
-         `{adapter}`. B = {BATCH}, E = {WIDTH}, N = {STATES}; peak = the wgpu memory pool's \
+        "`cargo run --features wgpu --example gpu_scan{}` (seed {}); wgpu adapter \
+         {adapter}; CPU {cpu}. B = {BATCH}, E = {WIDTH}, N = {STATES}; peak = the wgpu memory pool's \
          reserved bytes, or the CPU process's peak resident growth.\n",
         if args.quick { " -- --quick" } else { "" },
         args.seed
