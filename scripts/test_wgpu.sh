@@ -5,7 +5,8 @@
 set -eo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' \
+# (`grep` without -q: it reads all of ldconfig's output, so `pipefail` never sees a SIGPIPE.)
+if ! ldconfig -p 2>/dev/null | grep 'libvulkan.so.1' >/dev/null \
     || ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
     echo "== installing the Vulkan loader and Mesa's software Vulkan device (lavapipe)"
     sudo=""
