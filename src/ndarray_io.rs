@@ -25,9 +25,38 @@ pub(crate) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
         // A strided view, in row-major order, copied a last-axis lane at a time: a lane with
         // unit stride (the common case: heads split as `[B, L, H, d] → [B, H, L, d]` by swapped
         // axes) is one slice copy. Copying element by element through the view's iterator was
-        // 28% of a d = 384 GPT training step (the attention kernel's Q/K/V and gradients).
+        // 28% of a d = 384 GPT training step (the attention kernel's Q/K/V and gradients), and
+        // ndarray's lane iterator still cost 3–4% of a d = 96 step (16-wide lanes).
         if view.ndim() == 0 {
             return Cow::Owned(view.iter().copied().collect());
+        }
+        let shape = view.shape();
+        let strides = view.strides();
+        let last = shape.len() - 1;
+        if strides[last] == 1 && shape.iter().all(|&n| n > 0) {
+            let lane = shape[last];
+            let lanes: usize = shape[..last].iter().product();
+            let base = view.as_ptr();
+            let mut out = Vec::with_capacity(view.len());
+            let mut index = vec![0usize; last]; // odometer over the leading axes
+            let mut offset = 0isize; // of the current lane's first element, in elements
+            for _ in 0..lanes {
+                // SAFETY: `offset` is the offset of element `(index.., 0)` of the view, and
+                // the lane's `lane` elements (unit stride) all lie inside the view's memory.
+                out.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(base.offset(offset), lane)
+                });
+                for axis in (0..last).rev() {
+                    index[axis] += 1;
+                    offset += strides[axis];
+                    if index[axis] < shape[axis] {
+                        break;
+                    }
+                    offset -= strides[axis] * shape[axis] as isize;
+                    index[axis] = 0;
+                }
+            }
+            return Cow::Owned(out);
         }
         let mut out = Vec::with_capacity(view.len());
         for lane in view.rows() {
@@ -45,6 +74,35 @@ pub(crate) fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
     match cast {
         NdArrayTensor::F32(storage) => Cow::Owned(storage.view().iter().copied().collect()),
         other => unreachable!("cast to f32 gave {:?}", other.dtype()),
+    }
+}
+
+/// The row-major `f32` values of `t` as a vector the caller owns: `t`'s own buffer, without a
+/// copy, when `t` is the only owner of a contiguous `f32` array (an optimizer's parameter and
+/// moments after the backward pass); a copy otherwise. Lets an update run in place, where a
+/// fresh output buffer per tensor cost a zero fill and its page faults on every step.
+pub(crate) fn into_values(t: NdArrayTensor) -> Vec<f32> {
+    match t {
+        NdArrayTensor::F32(storage) if storage.is_unique() => {
+            let array = storage.into_owned();
+            let len = array.len();
+            if !array.is_standard_layout() {
+                return array.iter().copied().collect();
+            }
+            match array.try_into_owned_nocopy() {
+                Ok(owned) => {
+                    let (mut v, offset) = owned.into_raw_vec_and_offset();
+                    let offset = offset.unwrap_or(0);
+                    if offset != 0 || v.len() != len {
+                        v.drain(..offset);
+                        v.truncate(len);
+                    }
+                    v
+                }
+                Err(shared) => shared.iter().copied().collect(),
+            }
+        }
+        other => values(&other).into_owned(),
     }
 }
 
@@ -90,6 +148,49 @@ where
     }
 }
 
+/// Whether `t` is `[B, H, L, d]` read through swapped axes from a contiguous `[B, L, H, d]`
+/// tensor: the multi-head attention's split heads (`reshape` then `swap_dims(1, 2)`).
+pub(crate) fn is_split_heads(t: &NdArrayTensor) -> bool {
+    let NdArrayTensor::F32(storage) = t else {
+        return false;
+    };
+    let view = storage.view();
+    let (shape, strides) = (view.shape(), view.strides());
+    if shape.len() != 4 {
+        return false;
+    }
+    let [_, h, l, d] = [shape[0], shape[1], shape[2], shape[3]];
+    let want = [l * h * d, d, h * d, 1].map(|s| s as isize);
+    (0..4).all(|axis| shape[axis] == 1 || strides[axis] == want[axis])
+}
+
+/// `v`, the row-major values of a `[B, H, L, d]` tensor, as a tensor of that shape stored as
+/// `[B, L, H, d]` (swapped axes over contiguous memory), when `like` is stored that way
+/// ([`is_split_heads`]); a plain row-major tensor otherwise. The attention kernels return their
+/// outputs and gradients like their inputs: merging the heads back (`swap_dims(1, 2)`, then
+/// `reshape` to `[B, L, H·d]`) is then free, where ndarray's reshape of the swapped view
+/// copied element by element.
+pub(crate) fn heads_tensor_like(
+    v: Vec<f32>,
+    [b, h, l, d]: [usize; 4],
+    like: &NdArrayTensor,
+) -> NdArrayTensor {
+    use burn::tensor::ops::FloatTensorOps;
+    if !is_split_heads(like) || h == 1 || l == 1 {
+        return tensor(v, [b, h, l, d]);
+    }
+    let mut stored = Vec::with_capacity(v.len()); // [B, L, H, d]
+    for bi in 0..b {
+        for li in 0..l {
+            for hi in 0..h {
+                let at = ((bi * h + hi) * l + li) * d;
+                stored.extend_from_slice(&v[at..at + d]);
+            }
+        }
+    }
+    NdArray::<f32>::float_swap_dims(tensor(stored, [b, l, h, d]), 1, 2)
+}
+
 /// A new tensor owning `v` with the given shape.
 pub(crate) fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> NdArrayTensor {
     NdArrayTensor::from_data(TensorData::new(v, shape.into()))
@@ -104,6 +205,42 @@ mod tests {
     /// Strided views come out in row-major order of their logical shape: a head split (last
     /// axis contiguous, copied by lanes) and a transpose of the last two axes (lanes with a
     /// stride, copied element by element), against indices computed by hand.
+    /// `heads_tensor_like` keeps the logical `[B, H, L, d]` values and stores them as
+    /// `[B, L, H, d]` when the model tensor is a head split, so that merging the heads back
+    /// gives a contiguous tensor; with a row-major model it is a plain tensor.
+    #[test]
+    fn head_outputs_are_stored_like_their_inputs() {
+        let device = Default::default();
+        let (b, l, h, d) = (2, 3, 4, 5);
+        let n = b * l * h * d;
+        let raw: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let split = Tensor::<Cpu, 1>::from_floats(raw.as_slice(), &device)
+            .reshape([b, l, h, d])
+            .swap_dims(1, 2); // [B, H, L, d]
+        let like = split.clone().into_primitive().tensor();
+        assert!(is_split_heads(&like));
+        // The logical values of the split, row-major: what a kernel would return.
+        let logical = values(&like).into_owned();
+        let out = heads_tensor_like(logical.clone(), [b, h, l, d], &like);
+        assert!(is_split_heads(&out));
+        assert_eq!(values(&out).into_owned(), logical);
+        // Merging the heads back reads the original order, from contiguous memory.
+        let merged = Tensor::<Cpu, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(out))
+            .swap_dims(1, 2); // [B, L, H, d]
+        let merged = merged.into_primitive().tensor();
+        let NdArrayTensor::F32(storage) = &merged else {
+            panic!("f32 tensor expected")
+        };
+        assert!(storage.view().is_standard_layout());
+        assert_eq!(values(&merged).into_owned(), raw);
+        // A row-major model gives a row-major tensor.
+        let plain = tensor(logical.clone(), [b, h, l, d]);
+        assert!(!is_split_heads(&plain));
+        let out = heads_tensor_like(logical.clone(), [b, h, l, d], &plain);
+        assert!(!is_split_heads(&out));
+        assert_eq!(values(&out).into_owned(), logical);
+    }
+
     #[test]
     fn strided_views_are_read_in_row_major_order() {
         let device = Default::default();

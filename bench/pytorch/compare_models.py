@@ -72,18 +72,28 @@ def step_gflop(case):
 
 def fma_peak_gflops(threads):
     """Single-precision FMA peak of `threads` cores at the nominal clock: 2 FMA units per core,
-    each 16 lanes (AVX-512) or 8 lanes (AVX2), 2 FLOPs per lane and cycle. `None` without a
-    clock in /proc/cpuinfo."""
+    each 16 lanes (AVX-512) or 8 lanes (AVX2), 2 FLOPs per lane and cycle. AMD's Zen 4 (CPU
+    family 25 with AVX-512) runs a 512-bit FMA on 256-bit units, two per cycle: 8 lanes each.
+    Returns (peak, GHz, datapath note); `None`s without a clock in /proc/cpuinfo."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return None, None
+        return None, None, ""
     mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
     if not mhz:
-        return None, None
-    lanes = {"AVX-512": 16, "AVX2+FMA": 8}.get(cpu_simd(), 4)
+        return None, None, ""
+    field = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        field.setdefault(key.strip(), value.strip())
+    simd = cpu_simd()
+    lanes = {"AVX-512": 16, "AVX2+FMA": 8}.get(simd, 4)
+    note = ""
+    if field.get("vendor_id") == "AuthenticAMD" and field.get("cpu family") == "25" \
+            and simd == "AVX-512":
+        lanes, note = 8, " (AMD Zen 4: AVX-512 on 256-bit FMA units, so 8 lanes per unit)"
     ghz = max(mhz) / 1000
-    return threads * ghz * 2 * lanes * 2, ghz
+    return threads * ghz * 2 * lanes * 2, ghz, note
 
 
 def parse(text):
@@ -95,6 +105,15 @@ def parse(text):
             key, ms, peak, params = line.split("\t")
             rows[key] = (float(ms), float(peak), int(params))
     return header, rows
+
+
+def median_rows(runs):
+    """Per key, the row with the median step time over `runs` (dicts from `parse`)."""
+    out = {}
+    for key in runs[0]:
+        rows = sorted((r[key] for r in runs if key in r), key=lambda row: row[0])
+        out[key] = rows[(len(rows) - 1) // 2]
+    return out
 
 
 def main():
@@ -109,6 +128,10 @@ def main():
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
     parser.add_argument("--malloc", choices=["default", "keep"], default="default",
                         help="glibc malloc settings for both programs (see compare.py)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run both programs this many times per case, alternating, and "
+                             "keep each one's median step time (for a machine whose speed "
+                             "varies with its neighbours' load)")
     args = parser.parse_args()
 
     torch_env, env = environments(args)
@@ -119,16 +142,21 @@ def main():
     for case in CASES:
         if args.only and args.only != case:
             continue
-        header, rows = parse(run(["cargo", "run", "--release", "--quiet", "--example",
-                                  "model_speed", "--", "--tsv", "--only", case, *steps], env=env))
-        ours.update(rows)
-        ours_header = ours_header or header
-        header, rows = parse(run([args.python, str(HERE / "model_speed.py"), "--only", case,
-                                  "--threads", str(args.threads), *steps], env=torch_env))
-        theirs.update(rows)
-        torch_header = torch_header or header
+        mine, torch_runs = [], []
+        for _ in range(max(args.rounds, 1)):
+            header, rows = parse(run(["cargo", "run", "--release", "--quiet", "--example",
+                                      "model_speed", "--", "--tsv", "--only", case, *steps],
+                                     env=env))
+            mine.append(rows)
+            ours_header = ours_header or header
+            header, rows = parse(run([args.python, str(HERE / "model_speed.py"), "--only", case,
+                                      "--threads", str(args.threads), *steps], env=torch_env))
+            torch_runs.append(rows)
+            torch_header = torch_header or header
+        ours.update(median_rows(mine))
+        theirs.update(median_rows(torch_runs))
     minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
-    peak, ghz = fma_peak_gflops(args.threads)
+    peak, ghz, datapath = fma_peak_gflops(args.threads)
 
     lines = [
         "# Training speed of real-size models, side by side with PyTorch",
@@ -142,15 +170,19 @@ def main():
         f"- PyTorch: {'; '.join(torch_header)}",
         "",
         f"Command: `python3 bench/pytorch/compare_models.py --steps {args.steps} --warmup "
-        f"{args.warmup}{' --malloc keep' if args.malloc == 'keep' else ''} --out "
+        f"{args.warmup}{' --malloc keep' if args.malloc == 'keep' else ''}"
+        f"{f' --rounds {args.rounds}' if args.rounds > 1 else ''} --out "
         f"{args.out.as_posix() if args.out else '…'}` (each case in its own process, both "
         "programs one after the other). One training step (forward + backward + optimizer "
         f"update), batch {BATCH} × {LENGTH} tokens; mean of {args.steps} steps after "
-        f"{args.warmup} warm-up steps. Ratio = seqlayers / PyTorch (below 1: we are faster). "
+        f"{args.warmup} warm-up steps"
+        + (f", the median of {args.rounds} such runs of each program, alternating"
+           if args.rounds > 1 else "")
+        + ". Ratio = seqlayers / PyTorch (below 1: we are faster). "
         "GFLOP per step: 3 × the forward matrix products (see the script). "
         + (f"FMA peak: {peak:.0f} GFLOP/s ({args.threads} cores × {ghz:.2f} GHz nominal × 2 "
-           "FMA units × the vector's f32 lanes × 2; an upper bound, the clock under load and "
-           "the FMA units per core are not visible from inside the VM)." if peak else
+           "FMA units × the vector's f32 lanes × 2" + datapath + "; an upper bound: the clock "
+           "under load is not visible from inside the VM)." if peak else
            "No clock in /proc/cpuinfo: no peak."),
         "",
         "| model | parameters | GFLOP/step | PyTorch ms | seqlayers ms | ratio | target | PyTorch tok/s | "

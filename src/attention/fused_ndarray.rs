@@ -1,14 +1,14 @@
 //! [`AttentionBackend`] for the CPU backend (`burn-ndarray`): the Rust kernel of
 //! [`kernel`](super::kernel) on the tensors' memory.
 
-use burn::tensor::{Shape, TensorMetadata, ops::FloatTensor};
+use burn::tensor::{TensorMetadata, ops::FloatTensor};
 use burn_ndarray::NdArray;
 
 use std::borrow::Cow;
 
 use super::backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput, RopeTables};
 use super::kernel::{self, AttentionDims, RopeRef};
-use crate::ndarray_io::{tensor, values};
+use crate::ndarray_io::{heads_tensor_like, tensor, values};
 
 /// Kernel sizes from the input shapes (checked by the caller, `MultiHeadAttention`).
 fn dims_of(input: &FusedAttentionInput<NdArray<f32>>) -> AttentionDims {
@@ -79,7 +79,7 @@ impl AttentionBackend for NdArray<f32> {
             ..
         } = dims;
         (
-            tensor(out.out, [batch, heads, q_len, d_v]),
+            heads_tensor_like(out.out, [batch, heads, q_len, d_v], &input.q),
             out.weights.map(|w| tensor(w, [batch, heads, q_len, k_len])),
         )
     }
@@ -108,11 +108,15 @@ impl AttentionBackend for NdArray<f32> {
             input.scale,
             &dims.row_ends(bias.as_deref()),
         );
-        let shape = |t: &FloatTensor<Self>| -> Shape { t.shape() };
+        // Each gradient stored like its input (see `heads_tensor_like`).
+        let like = |g: Vec<f32>, t: &FloatTensor<Self>| {
+            let s = t.shape();
+            heads_tensor_like(g, [s[0], s[1], s[2], s[3]], t)
+        };
         FusedAttentionGrads {
-            q: tensor(g.q, shape(&input.q)),
-            k: tensor(g.k, shape(&input.k)),
-            v: tensor(g.v, shape(&input.v)),
+            q: like(g.q, &input.q),
+            k: like(g.k, &input.k),
+            v: like(g.v, &input.v),
         }
     }
 }

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use crate::backend::{Cpu, CpuAutodiff, prim};
 use crate::dispatch::{FusedOp, Routed, route, same};
-use crate::ndarray_io::{tensor, values};
+use crate::ndarray_io::{into_values, tensor, values};
 
 /// Adam / AdamW with Burn's defaults (`β₁ = 0.9`, `β₂ = 0.999`, `ε = 1e-5`), fused on the CPU.
 #[derive(Clone)]
@@ -110,12 +110,20 @@ impl FusedAdam {
     ) -> (Tensor<Cpu, D>, AdamWState<Cpu, D>) {
         let shape = theta.shape();
         let time = state.as_ref().map_or(1, |s| s.momentum.time + 1);
-        let (theta, grad) = (prim(theta), prim(grad));
-        let moments = state.map(|s| (prim(s.momentum.moment_1), prim(s.momentum.moment_2)));
-        let (tv, gv) = (values(&theta), values(&grad));
-        let mv = moments.as_ref().map(|(m, v)| (values(m), values(v)));
-        let n = tv.len();
-        let (mut theta_out, mut m_out, mut v_out) = (vec![0.0f32; n], vec![0.0; n], vec![0.0; n]);
+        // θ, m and v are updated in their own buffers when nothing else holds them (the usual
+        // case after the backward pass), else in copies; see `into_values`.
+        let grad = prim(grad);
+        let gv = values(&grad);
+        let n = gv.len();
+        let mut theta_out = into_values(prim(theta));
+        let had_moments = state.is_some();
+        let (mut m_out, mut v_out) = match state {
+            Some(s) => (
+                into_values(prim(s.momentum.moment_1)),
+                into_values(prim(s.momentum.moment_2)),
+            ),
+            None => (vec![0.0f32; n], vec![0.0f32; n]),
+        };
 
         // Burn's scalars, rounded to f32 as its `mul_scalar`/`div_scalar` round them.
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
@@ -127,16 +135,16 @@ impl FusedAdam {
         let update = |(((th_out, m_out), v_out), i): UpdateTask<'_>| {
             let start = i * CHUNK;
             for j in 0..th_out.len() {
-                let at = start + j;
-                let g = gv[at];
-                let (m, v) = match &mv {
-                    Some((m, v)) => (m[at] * b1 + g * f1, v[at] * b2 + g * g * f2),
-                    None => (g * f1, g * g * f2),
+                let g = gv[start + j];
+                let (m, v) = if had_moments {
+                    (m_out[j] * b1 + g * f1, v_out[j] * b2 + g * g * f2)
+                } else {
+                    (g * f1, g * g * f2)
                 };
                 let delta = (m / c1) / ((v / c2).sqrt() + eps);
                 let th = match keep {
-                    Some(k) => tv[at] * k,
-                    None => tv[at],
+                    Some(k) => th_out[j] * k,
+                    None => th_out[j],
                 };
                 th_out[j] = th - delta * lr32;
                 m_out[j] = m;

@@ -75,18 +75,12 @@ fn ids_tensor<B: Backend, const D: usize>(
     Tensor::from_data(TensorData::new(ids, shape), device)
 }
 
-/// Per-position negative log-likelihood `[B, L]` of the target ids, and the arg-max `[B, L]`.
-fn token_nll<B: Backend>(
-    logits: Tensor<B, 3>,
-    ids: &[u32],
-    device: &B::Device,
-) -> (Tensor<B, 2>, Tensor<B, 2, Int>) {
+/// Per-position negative log-likelihood `[B, L]` of the target ids.
+fn token_nll<B: Backend>(logits: Tensor<B, 3>, ids: &[u32], device: &B::Device) -> Tensor<B, 2> {
     let [batch, len, _] = logits.dims();
     let targets = ids_tensor::<B, 3>(ids, [batch, len, 1], device); // [B, L, 1]
-    let predicted = logits.clone().argmax(2).reshape([batch, len]); // [B, L]
     let logp = log_softmax(logits, 2); // [B, L, V]
-    let nll = logp.gather(2, targets).reshape([batch, len]).neg(); // [B, L]
-    (nll, predicted)
+    logp.gather(2, targets).reshape([batch, len]).neg() // [B, L]
 }
 
 fn mask_tensor<B: Backend>(mask: &[bool], shape: [usize; 2], device: &B::Device) -> Tensor<B, 2> {
@@ -110,7 +104,7 @@ pub fn batch_loss<B: Backend, M: SequenceModel<B>>(
                 .forward(logits, labels))
         }
         Targets::Tokens { ids, loss_mask } => {
-            let (nll, _) = token_nll(batch_logits(model, batch, device)?, ids, device); // [B, L]
+            let nll = token_nll(batch_logits(model, batch, device)?, ids, device); // [B, L]
             let mask = mask_tensor::<B>(loss_mask, [batch.batch, batch.len], device);
             let count = loss_mask.iter().filter(|&&m| m).count().max(1);
             Ok((nll * mask).sum().div_scalar(count as f32))
@@ -180,7 +174,10 @@ pub fn evaluate_batch<B: Backend, M: SequenceModel<B>>(
             })
         }
         Targets::Tokens { ids, loss_mask } => {
-            let (nll, predicted) = token_nll(batch_logits(model, batch, device)?, ids, device); // [B, L]
+            let logits = batch_logits(model, batch, device)?; // [B, L, V]
+            let [rows_b, rows_l, _] = logits.dims();
+            let predicted = logits.clone().argmax(2).reshape([rows_b, rows_l]); // [B, L]
+            let nll = token_nll(logits, ids, device); // [B, L]
             let nll: Vec<f64> = nll.into_data().iter::<f64>().collect();
             let predicted: Vec<i64> = predicted.into_data().iter::<i64>().collect();
             let (mut sum, mut scored, mut right, mut exact, mut rows) = (0.0, 0usize, 0usize, 0, 0);
