@@ -177,7 +177,7 @@ pub fn with_max_level<R>(level: SimdLevel, f: impl FnOnce() -> R) -> R {
 
 /// The body of a kernel entry point that picks its variant by level: returns the AVX-512 or
 /// AVX2 call (functions compiled with `#[target_feature]`) when `$level` asks for it, and
-/// evaluates to the baseline call otherwise. Shared by the CPU kernels (scan, LSTM).
+/// evaluates to the baseline call otherwise. Shared by the CPU kernels (scan, LSTM, attention).
 macro_rules! call_at_level {
     ($level:ident, avx512: $avx512:expr, avx2: $avx2:expr, baseline: $baseline:expr) => {{
         #[cfg(target_arch = "x86_64")]
@@ -205,7 +205,7 @@ pub(crate) use call_at_level;
 /// `$body::<[generics,] M>(…)` with `M` the multiply-add of its build: the baseline target
 /// (`$generic`, [`Plain`]), AVX2 + FMA (`$avx2`) and AVX-512F + FMA (`$avx512`), both [`Fused`].
 /// `$name` picks the variant with [`call_at_level`]. The one "compile per SIMD level" macro of
-/// the crate (the scan's tasks and the LSTM's rows). Optional generic parameters go before the
+/// the crate (the scan's tasks, the LSTM's rows, the attention's blocks). Optional generic parameters go before the
 /// argument list: `simd_variants!(f, f_generic, f_avx2, f_avx512, f_body, <K: Coeffs> (k: K) -> R)`.
 macro_rules! simd_variants {
     ($name:ident, $generic:ident, $avx2:ident, $avx512:ident, $body:ident,
@@ -237,8 +237,8 @@ macro_rules! simd_variants {
 }
 pub(crate) use simd_variants;
 
-// ---- SIMD math shared by the CPU kernels (scan, LSTM), compiled once per level by each
-// kernel's variants. ----
+// ---- SIMD math shared by the CPU kernels (scan, LSTM, attention, GELU), compiled once per
+// level by each kernel's variants. ----
 
 /// How the kernel forms `a·b + c`: a plain multiply-add for the baseline build, a fused
 /// multiply-add (one instruction, one rounding) in the code compiled with the FMA feature.

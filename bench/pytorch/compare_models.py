@@ -155,6 +155,10 @@ def main():
             torch_header = torch_header or header
         ours.update(median_rows(mine))
         theirs.update(median_rows(torch_runs))
+        for key in mine[0]:
+            spread = [(r[key][0], t[key][0]) for r, t in zip(mine, torch_runs) if key in t]
+            print(f"{key}: (seqlayers, PyTorch) ms per round: "
+                  + ", ".join(f"({a:.1f}, {b:.1f})" for a, b in spread), file=sys.stderr)
     minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
     peak, ghz, datapath = fma_peak_gflops(args.threads)
 
@@ -181,8 +185,9 @@ def main():
         + ". Ratio = seqlayers / PyTorch (below 1: we are faster). "
         "GFLOP per step: 3 × the forward matrix products (see the script). "
         + (f"FMA peak: {peak:.0f} GFLOP/s ({args.threads} cores × {ghz:.2f} GHz nominal × 2 "
-           "FMA units × the vector's f32 lanes × 2" + datapath + "; an upper bound: the clock "
-           "under load is not visible from inside the VM)." if peak else
+           "FMA units × the vector's f32 lanes × 2" + datapath + "; at the nominal clock, which "
+           "the cores may exceed under load: the clock under load is not visible from inside "
+           "the VM)." if peak else
            "No clock in /proc/cpuinfo: no peak."),
         "",
         "| model | parameters | GFLOP/step | PyTorch ms | seqlayers ms | ratio | target | PyTorch tok/s | "
