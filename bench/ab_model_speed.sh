@@ -3,9 +3,9 @@
 # change in the machine's speed (a VM's neighbours) falls on all of them alike; prints each
 # binary's step times and their median.
 #
-#   cargo build --release --example model_speed && cp target/release/examples/model_speed /tmp/after
-#   git stash && cargo build --release --example model_speed && cp target/release/examples/model_speed /tmp/before && git stash pop
-#   bash bench/ab_model_speed.sh gpt-384 6 6 /tmp/before /tmp/after
+#   cargo build --release --example model_speed && cp target/release/examples/model_speed model_speed.after
+#   git stash && cargo build --release --example model_speed && cp target/release/examples/model_speed model_speed.before && git stash pop
+#   bash bench/ab_model_speed.sh gpt-384 6 6 ./model_speed.before ./model_speed.after
 #
 # Arguments: case (as `model_speed --only`), timed steps per run, rounds, then the binaries.
 set -euo pipefail
