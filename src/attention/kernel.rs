@@ -178,22 +178,24 @@ struct BlockInputs<'a> {
 }
 
 impl<'a> BlockInputs<'a> {
-    /// Slices block `blk` out of `q`, `k`, `v`, rotates Q and K (RoPE) and transposes K and V.
-    fn new(
-        q: &'a [f32],
-        k: &'a [f32],
-        v: &'a [f32],
-        rope: Option<RopeRef<'_>>,
-        dims: &AttentionDims,
-        blk: usize,
-    ) -> Self {
+    /// Slices block `blk` out of the inputs' `q`, `k`, `v`, rotates Q and K (RoPE) and
+    /// transposes K and V.
+    fn new(inputs: &Inputs<'a>, blk: usize) -> Self {
+        let Inputs {
+            q,
+            k,
+            v,
+            rope,
+            dims,
+            ..
+        } = *inputs;
         let AttentionDims {
             q_len,
             k_len,
             d_k,
             d_v,
             ..
-        } = *dims;
+        } = dims;
         let (q, k) = rotated(
             &q[blk * q_len * d_k..(blk + 1) * q_len * d_k],
             &k[blk * k_len * d_k..(blk + 1) * k_len * d_k],
@@ -377,8 +379,7 @@ fn forward_block_body<M: MulAdd>(
         d_v,
         ..
     } = *dims;
-    let BlockInputs { q, k_t, v_t } =
-        BlockInputs::new(inputs.q, inputs.k, inputs.v, inputs.rope, dims, blk);
+    let BlockInputs { q, k_t, v_t } = BlockInputs::new(inputs, blk);
     let bias = dims.bias_of(inputs.bias, blk); // [Lq, Lk]
     let ends = dims.ends_of(inputs.ends, blk); // [Lq]
     for i in 0..q_len {
@@ -497,8 +498,7 @@ fn backward_block_body<M: MulAdd>(
         ..
     } = *dims;
     let (scale, rope) = (inputs.scale, inputs.rope);
-    let BlockInputs { q, k_t, v_t } =
-        BlockInputs::new(inputs.q, inputs.k, inputs.v, rope, dims, blk);
+    let BlockInputs { q, k_t, v_t } = BlockInputs::new(inputs, blk);
     let p = &weights[blk * q_len * k_len..(blk + 1) * q_len * k_len]; // [Lq, Lk]
     let d_o = &d_out[blk * q_len * d_v..(blk + 1) * q_len * d_v]; // [Lq, dv]
     let ends = dims.ends_of(inputs.ends, blk); // [Lq]

@@ -175,8 +175,8 @@ pub fn evaluate_batch<B: Backend, M: SequenceModel<B>>(
         }
         Targets::Tokens { ids, loss_mask } => {
             let logits = batch_logits(model, batch, device)?; // [B, L, V]
-            let [rows_b, rows_l, _] = logits.dims();
-            let predicted = logits.clone().argmax(2).reshape([rows_b, rows_l]); // [B, L]
+            let [batch_size, len, _] = logits.dims();
+            let predicted = logits.clone().argmax(2).reshape([batch_size, len]); // [B, L]
             let nll = token_nll(logits, ids, device); // [B, L]
             let nll: Vec<f64> = nll.into_data().iter::<f64>().collect();
             let predicted: Vec<i64> = predicted.into_data().iter::<i64>().collect();
