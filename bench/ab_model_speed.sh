@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Before/after timing of two (or more) builds of `examples/model_speed`, run alternately so that a
 # change in the machine's speed (a VM's neighbours) falls on all of them alike; prints each
-# binary's step times and their median.
+# binary's step times, their median and their minimum.
 #
 #   cargo build --release --example model_speed && cp target/release/examples/model_speed model_speed.after
 #   git stash && cargo build --release --example model_speed && cp target/release/examples/model_speed model_speed.before && git stash pop
@@ -26,6 +26,6 @@ END {
         n = split(times[bin], t, " ")
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (t[j] < t[i]) { x = t[i]; t[i] = t[j]; t[j] = x }
         median = (n % 2) ? t[(n + 1) / 2] : (t[n / 2] + t[n / 2 + 1]) / 2
-        printf "%s: ms/step%s; median %.1f\n", bin, times[bin], median
+        printf "%s: ms/step%s; median %.1f, min %.1f\n", bin, times[bin], median, t[1]
     }
 }'

@@ -1,9 +1,10 @@
 //! Which implementation each fused operation takes on a backend: the one routing helper of the
 //! crate, and the query that reports it ([`kernels`], [`kernel_path`]).
 //!
-//! The crate has eight custom operations ([`FusedOp`]): the token-wise linear map, the causal
+//! The crate has nine custom operations ([`FusedOp`]): the token-wise linear map, the causal
 //! conv + SiLU, the GELU/SiLU/softplus activations, the selective scan, scaled dot-product
-//! attention, the LSTM recurrence, LayerNorm/RMSNorm and the Adam/AdamW update. Each has a Rust
+//! attention, the LSTM recurrence, LayerNorm/RMSNorm, the Adam/AdamW update and a reshape that
+//! does not copy. Each has a Rust
 //! kernel with a hand-written backward for the CPU backend (`NdArray<f32>`, and
 //! `Autodiff<NdArray<f32>>` where the kernel's backward is one graph node). On the CubeCL GPU
 //! backends (`Wgpu`, `Cuda`, without Burn's fusion) the selective scan and attention run as
@@ -56,11 +57,13 @@ pub enum FusedOp {
     Norm,
     /// The Adam / AdamW update of a parameter (on the optimizer's inner backend).
     Adam,
+    /// `reshape`, without copying a row-major tensor (burn-ndarray 0.21 copies).
+    Reshape,
 }
 
 impl FusedOp {
     /// Every operation.
-    pub const ALL: [FusedOp; 8] = [
+    pub const ALL: [FusedOp; 9] = [
         FusedOp::Linear,
         FusedOp::ConvSilu,
         FusedOp::Activation,
@@ -69,6 +72,7 @@ impl FusedOp {
         FusedOp::Lstm,
         FusedOp::Norm,
         FusedOp::Adam,
+        FusedOp::Reshape,
     ];
 
     /// A short name for reports.
@@ -82,6 +86,7 @@ impl FusedOp {
             FusedOp::Lstm => "lstm recurrence",
             FusedOp::Norm => "layer/rms norm",
             FusedOp::Adam => "adam update",
+            FusedOp::Reshape => "reshape",
         }
     }
 
@@ -101,7 +106,8 @@ impl FusedOp {
             | FusedOp::ConvSilu
             | FusedOp::Activation
             | FusedOp::Norm
-            | FusedOp::Adam => None,
+            | FusedOp::Adam
+            | FusedOp::Reshape => None,
         }
     }
 
@@ -231,7 +237,7 @@ pub fn kernel_path<B: Backend>(op: FusedOp) -> KernelPath {
 }
 
 /// The path of every operation on backend `B`, in [`FusedOp::ALL`] order.
-pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 8] {
+pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 9] {
     FusedOp::ALL.map(|op| (op, kernel_path::<B>(op)))
 }
 

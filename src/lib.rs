@@ -106,6 +106,7 @@ mod init;
 pub mod internals;
 mod linear;
 mod ndarray_io;
+mod reshape;
 pub mod simd;
 
 pub use burn;

@@ -3,10 +3,13 @@
 //! Every projection of the crate (Q/K/V, Mamba's `in_proj`/`x_proj`/`dt_proj`/`out_proj`,
 //! MLPs, heads, the LSTM's input projection) is token-wise: `x [.., D_in]` → `[.., D_out]`.
 //!
-//! - **CPU backend** (`NdArray<f32>` and its autodiff): one `sgemm` on the flattened
+//! - **CPU backend** (`NdArray<f32>` and its autodiff): one GEMM on the flattened
 //!   `[rows, D_in]` slice forward, and in backward `∂x = ∂y · Wᵀ`, `∂W = xᵀ · ∂y` as two more
-//!   `sgemm` calls on the same buffers (transposes are strides, not copies) and `∂b` as a
-//!   fixed-order column sum. burn-ndarray 0.21's `matmul` copies its operands and its result on
+//!   GEMMs on the same buffers (transposes are strides, not copies) and `∂b` as a
+//!   fixed-order column sum. The GEMM is the `gemm` crate's (burn-flex's), on Rayon's pool
+//!   with the crate's other kernels; matrixmultiply (burn-ndarray's) keeps a thread pool of its
+//!   own, and on two cores the two pools woke, spun and yielded against each other. Its split
+//!   over threads is over output blocks only, so results do not depend on the thread count. burn-ndarray 0.21's `matmul` copies its operands and its result on
 //!   every call (its `reshape` goes through an owned array), and its weight gradient for a
 //!   `[B, L, D_in]` input is a batch of `B` products summed afterwards; on a d = 64 Mamba step
 //!   those copies were ~20% of the time.
@@ -181,7 +184,7 @@ pub(crate) fn gemm_new(
     c
 }
 
-/// `matrixmultiply::sgemm` on checked operands.
+/// The `gemm` crate's f32 product on checked operands, split over Rayon's current pool.
 ///
 /// # Safety
 /// `c` must point to `m · n` writable `f32` (row-major `[m, n]`); they need not be
@@ -209,27 +212,69 @@ unsafe fn sgemm_raw(
     if m == 0 || n == 0 {
         return;
     }
+    // Rayon's pool, not a second one: on two cores a GEMM pool of its own (matrixmultiply's)
+    // and the Rayon workers of the other kernels woke, spun and yielded against each other.
+    let parallelism = if rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the asserts above bound every index the strides reach: `a` is a dense [m, k]
     // matrix (or the transpose of a dense [k, m] one) inside `a`, likewise `b` [k, n], and the
-    // caller guarantees `c` is [m, n] row-major.
+    // caller guarantees `c` is [m, n] row-major. With `read_dst = false` the product writes
+    // every element of `c` and reads none (`k = 0` included: it then stores zeros).
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            if accumulate { 1.0 } else { 0.0 },
+            k,
             c,
-            n as isize,
             1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            csa as isize,
+            rsa as isize,
+            b.as_ptr(),
+            csb as isize,
+            rsb as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
         );
     }
+}
+
+/// `rows` copies of `b` (`[rows, len b]`), written in parallel chunks when large: a serial fill
+/// on the calling thread kept the other cores waiting.
+fn repeat_rows(b: &[f32], rows: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    /// Rows per parallel task: about 64 KiB of output at d = 256.
+    const ROWS_PER_TASK: usize = 64;
+    let len = b.len() * rows;
+    let mut y = Vec::with_capacity(len);
+    if b.is_empty() {
+        return y;
+    }
+    let fill = |chunk: &mut [std::mem::MaybeUninit<f32>]| {
+        for row in chunk.chunks_exact_mut(b.len()) {
+            for (y, &b) in row.iter_mut().zip(b) {
+                y.write(b);
+            }
+        }
+    };
+    let spare = &mut y.spare_capacity_mut()[..len];
+    if rows > ROWS_PER_TASK && rayon::current_num_threads() > 1 {
+        spare.par_chunks_mut(ROWS_PER_TASK * b.len()).for_each(fill);
+    } else {
+        fill(spare);
+    }
+    // SAFETY: `fill` wrote all `len` elements (every chunk is whole rows of `b.len()`).
+    unsafe { y.set_len(len) };
+    y
 }
 
 /// `y = x · W + b` on ndarray tensors.
@@ -240,7 +285,7 @@ fn forward(x: &NdArrayTensor, w: &NdArrayTensor, b: Option<&NdArrayTensor>) -> N
     let (xv, wv) = (values(x), values(w));
     let y = match b {
         Some(b) => {
-            let mut y = values(b).repeat(rows); // every row starts at b
+            let mut y = repeat_rows(&values(b), rows); // every row starts at b
             gemm(
                 (rows, d_in, d_out),
                 &xv,
@@ -460,5 +505,63 @@ mod tests {
             vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
         );
         assert_eq!(vec_of(b.grad(&g).unwrap()), vec![1.0, 1.0, 1.0]);
+    }
+
+    /// The GEMM at a size that the `gemm` crate splits over threads (`m · n · k` above its
+    /// threading threshold), for every operand layout (row-major or read transposed) and with
+    /// `β = 0` and `β = 1`: the same bits on 1, 2 and 3 threads (the split is over output
+    /// blocks, never over `k`), and each element within the worst-case f32 rounding bound of
+    /// the f64 sum (`(k + 1)·ε·Σ|terms|`).
+    #[test]
+    fn gemm_is_bit_identical_for_any_thread_count_and_matches_f64() {
+        let (m, k, n) = (130, 257, 70);
+        let a = data(1, m * k);
+        let b = data(2, k * n);
+        let c0 = data(3, m * n);
+        for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+            let sa = if a_t { (1, m) } else { (k, 1) };
+            let sb = if b_t { (1, k) } else { (n, 1) };
+            for accumulate in [false, true] {
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut c = c0.clone();
+                    pool.install(|| gemm((m, k, n), &a, sa, &b, sb, accumulate, &mut c));
+                    c
+                };
+                let one = run(1);
+                for threads in [2, 3] {
+                    assert!(
+                        one.iter()
+                            .zip(run(threads))
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{threads} threads: transposed {a_t}/{b_t}, accumulate {accumulate}"
+                    );
+                }
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut sum = if accumulate {
+                            c0[i * n + j] as f64
+                        } else {
+                            0.0
+                        };
+                        let mut scale = sum.abs();
+                        for p in 0..k {
+                            let term =
+                                a[i * sa.0 + p * sa.1] as f64 * b[p * sb.0 + j * sb.1] as f64;
+                            sum += term;
+                            scale += term.abs();
+                        }
+                        let got = one[i * n + j] as f64;
+                        assert!(
+                            (got - sum).abs() <= (k + 1) as f64 * f32::EPSILON as f64 * scale,
+                            "[{i}, {j}]: {got} vs {sum} (transposed {a_t}/{b_t})"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -164,31 +164,55 @@ pub(crate) fn is_split_heads(t: &NdArrayTensor) -> bool {
     (0..4).all(|axis| shape[axis] == 1 || strides[axis] == want[axis])
 }
 
-/// `v`, the row-major values of a `[B, H, L, d]` tensor, as a tensor of that shape stored as
-/// `[B, L, H, d]` (swapped axes over contiguous memory), when `like` is stored that way
-/// ([`is_split_heads`]); a plain row-major tensor otherwise. The attention kernels return their
-/// outputs and gradients like their inputs: merging the heads back (`swap_dims(1, 2)`, then
-/// `reshape` to `[B, L, H·d]`) is then free, where ndarray's reshape of the swapped view
-/// copied element by element.
-pub(crate) fn heads_tensor_like(
-    v: Vec<f32>,
-    [b, h, l, d]: [usize; 4],
-    like: &NdArrayTensor,
-) -> NdArrayTensor {
-    use burn::tensor::ops::FloatTensorOps;
-    if !is_split_heads(like) || h == 1 || l == 1 {
-        return tensor(v, [b, h, l, d]);
-    }
-    let mut stored = Vec::with_capacity(v.len()); // [B, L, H, d]
-    for bi in 0..b {
-        for li in 0..l {
-            for hi in 0..h {
-                let at = ((bi * h + hi) * l + li) * d;
-                stored.extend_from_slice(&v[at..at + d]);
+/// The memory of a `[B, H, L, w]` tensor and the strides of its `B`, `H` and `L` axes (in
+/// elements; the `w` axis has unit stride), so that a kernel can read each `[L, w]` block where
+/// it lies: borrowed when the tensor covers one contiguous buffer in some axis order with unit
+/// stride along `w` (e.g. split heads, [`is_split_heads`]); otherwise a row-major copy and its
+/// strides.
+pub(crate) fn heads_memory(t: &NdArrayTensor) -> (Cow<'_, [f32]>, [usize; 3]) {
+    let dense = |shape: &[usize]| {
+        let [_, h, l, w] = [shape[0], shape[1], shape[2], shape[3]];
+        [h * l * w, l * w, w]
+    };
+    let shape: Vec<usize> = t.shape().iter().copied().collect();
+    assert_eq!(shape.len(), 4, "heads_memory: a [B, H, L, w] tensor");
+    if let NdArrayTensor::F32(storage) = t {
+        let view = storage.view();
+        // Axes of one element have no stride to speak of: any value reads index 0.
+        let strides: Vec<isize> = (0..4)
+            .map(|axis| {
+                if shape[axis] > 1 {
+                    view.strides()[axis]
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let unit_lanes = shape[3] <= 1 || strides[3] == 1;
+        if unit_lanes && strides.iter().all(|&s| s >= 0) {
+            // With no negative stride, element (0, 0, 0, 0) is the lowest address: the start
+            // of the memory-order slice.
+            if let Some(memory) = view.to_slice_memory_order() {
+                let [sb, sh, sl] = [0, 1, 2].map(|axis| strides[axis] as usize);
+                return (Cow::Borrowed(memory), [sb, sh, sl]);
             }
         }
     }
-    NdArray::<f32>::float_swap_dims(tensor(stored, [b, l, h, d]), 1, 2)
+    (values(t), dense(&shape))
+}
+
+/// `v`, the values of a `[B, H, L, d]` tensor, as a tensor of that shape: `v` is row-major
+/// `[B, L, H, d]` memory when `tokens` (the layout of split heads, [`is_split_heads`]), row-major
+/// `[B, H, L, d]` otherwise. The attention kernels store their outputs and gradients like their
+/// inputs: merging the heads back (`swap_dims(1, 2)`, then `reshape` to `[B, L, H·d]`) is then
+/// free, where ndarray's reshape of the swapped view copied element by element.
+pub(crate) fn heads_tensor(v: Vec<f32>, [b, h, l, d]: [usize; 4], tokens: bool) -> NdArrayTensor {
+    use burn::tensor::ops::FloatTensorOps;
+    if tokens {
+        NdArray::<f32>::float_swap_dims(tensor(v, [b, l, h, d]), 1, 2)
+    } else {
+        tensor(v, [b, h, l, d])
+    }
 }
 
 /// A new tensor owning `v` with the given shape.
@@ -205,9 +229,10 @@ mod tests {
     /// Strided views come out in row-major order of their logical shape: a head split (last
     /// axis contiguous, copied by lanes) and a transpose of the last two axes (lanes with a
     /// stride, copied element by element), against indices computed by hand.
-    /// `heads_tensor_like` keeps the logical `[B, H, L, d]` values and stores them as
-    /// `[B, L, H, d]` when the model tensor is a head split, so that merging the heads back
-    /// gives a contiguous tensor; with a row-major model it is a plain tensor.
+    /// Split heads (`[B, L, H, d]` memory seen as `[B, H, L, d]`) are read in place with their
+    /// strides; a tensor the kernels return in that layout holds the same logical values, and
+    /// merging its heads back gives contiguous memory. A transpose of the last two axes is
+    /// copied to row-major.
     #[test]
     fn head_outputs_are_stored_like_their_inputs() {
         let device = Default::default();
@@ -219,11 +244,14 @@ mod tests {
             .swap_dims(1, 2); // [B, H, L, d]
         let like = split.clone().into_primitive().tensor();
         assert!(is_split_heads(&like));
-        // The logical values of the split, row-major: what a kernel would return.
-        let logical = values(&like).into_owned();
-        let out = heads_tensor_like(logical.clone(), [b, h, l, d], &like);
+        let (memory, strides) = heads_memory(&like);
+        assert!(matches!(memory, Cow::Borrowed(_)));
+        assert_eq!(strides, [l * h * d, d, h * d]);
+        assert_eq!(&memory[..], &raw[..]);
+        // The same memory returned as split heads: the same logical values as `like`.
+        let out = heads_tensor(raw.clone(), [b, h, l, d], true);
         assert!(is_split_heads(&out));
-        assert_eq!(values(&out).into_owned(), logical);
+        assert_eq!(values(&out), values(&like));
         // Merging the heads back reads the original order, from contiguous memory.
         let merged = Tensor::<Cpu, 4>::from_primitive(burn::tensor::TensorPrimitive::Float(out))
             .swap_dims(1, 2); // [B, L, H, d]
@@ -233,12 +261,18 @@ mod tests {
         };
         assert!(storage.view().is_standard_layout());
         assert_eq!(values(&merged).into_owned(), raw);
-        // A row-major model gives a row-major tensor.
-        let plain = tensor(logical.clone(), [b, h, l, d]);
+        // Row-major: a plain tensor, read in place with row-major strides.
+        let plain = heads_tensor(raw.clone(), [b, h, l, d], false);
         assert!(!is_split_heads(&plain));
-        let out = heads_tensor_like(logical.clone(), [b, h, l, d], &plain);
-        assert!(!is_split_heads(&out));
-        assert_eq!(values(&out).into_owned(), logical);
+        let (memory, strides) = heads_memory(&plain);
+        assert!(matches!(memory, Cow::Borrowed(_)));
+        assert_eq!(strides, [h * l * d, l * d, d]);
+        // The last two axes swapped (lanes with a stride): copied to row-major.
+        let transposed = split.swap_dims(2, 3).into_primitive().tensor(); // [B, H, d, L]
+        let (memory, strides) = heads_memory(&transposed);
+        assert!(matches!(memory, Cow::Owned(_)));
+        assert_eq!(strides, [h * d * l, d * l, l]);
+        assert_eq!(memory, values(&transposed));
     }
 
     #[test]

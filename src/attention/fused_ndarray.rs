@@ -7,8 +7,8 @@ use burn_ndarray::NdArray;
 use std::borrow::Cow;
 
 use super::backend::{AttentionBackend, FusedAttentionGrads, FusedAttentionInput, RopeTables};
-use super::kernel::{self, AttentionDims, RopeRef};
-use crate::ndarray_io::{heads_tensor_like, tensor, values};
+use super::kernel::{self, AttentionDims, Heads, Layout, RopeRef};
+use crate::ndarray_io::{heads_memory, heads_tensor, is_split_heads, tensor, values};
 
 /// Kernel sizes from the input shapes (checked by the caller, `MultiHeadAttention`).
 fn dims_of(input: &FusedAttentionInput<NdArray<f32>>) -> AttentionDims {
@@ -51,6 +51,29 @@ impl<'a> RopeValues<'a> {
     }
 }
 
+/// The layout the kernel stores the output or gradient of `like` in: that of `like` itself
+/// when it is split heads (see [`heads_tensor`]), row-major otherwise.
+fn layout_like(like: &FloatTensor<NdArray<f32>>) -> Layout {
+    if is_split_heads(like) {
+        Layout::Tokens
+    } else {
+        Layout::Heads
+    }
+}
+
+/// `v` (`[B, H, L, w]` stored in `layout`) as a tensor.
+fn tensor_in(v: Vec<f32>, [b, h, l, w]: [usize; 4], layout: Layout) -> FloatTensor<NdArray<f32>> {
+    heads_tensor(v, [b, h, l, w], layout == Layout::Tokens)
+}
+
+/// A `[B, H, L, w]` operand where it lies (`Heads`), from its memory and strides.
+fn heads_of<'a>((data, strides): &'a (Cow<'a, [f32]>, [usize; 3])) -> Heads<'a> {
+    Heads {
+        data,
+        strides: *strides,
+    }
+}
+
 impl AttentionBackend for NdArray<f32> {
     fn fused_attention_forward(
         input: FusedAttentionInput<Self>,
@@ -59,16 +82,23 @@ impl AttentionBackend for NdArray<f32> {
         let dims = dims_of(&input);
         let bias = input.bias.as_ref().map(values);
         let tables = input.rope.as_ref().map(RopeValues::new);
+        let (q, k, v) = (
+            heads_memory(&input.q),
+            heads_memory(&input.k),
+            heads_memory(&input.v),
+        );
+        let layout = layout_like(&input.q);
         let out = kernel::forward(
-            &values(&input.q),
-            &values(&input.k),
-            &values(&input.v),
+            heads_of(&q),
+            heads_of(&k),
+            heads_of(&v),
             bias.as_deref(),
             tables.as_ref().map(RopeValues::slices),
             dims,
             input.scale,
             save_weights,
             &dims.row_ends(bias.as_deref()),
+            layout,
         );
         let AttentionDims {
             batch,
@@ -79,7 +109,7 @@ impl AttentionBackend for NdArray<f32> {
             ..
         } = dims;
         (
-            heads_tensor_like(out.out, [batch, heads, q_len, d_v], &input.q),
+            tensor_in(out.out, [batch, heads, q_len, d_v], layout),
             out.weights.map(|w| tensor(w, [batch, heads, q_len, k_len])),
         )
     }
@@ -97,26 +127,34 @@ impl AttentionBackend for NdArray<f32> {
         });
         let tables = input.rope.as_ref().map(RopeValues::new);
         let bias = input.bias.as_ref().map(values);
+        let (q, k, v, d_o) = (
+            heads_memory(&input.q),
+            heads_memory(&input.k),
+            heads_memory(&input.v),
+            heads_memory(&d_out),
+        );
+        // Each gradient stored like its input.
+        let layouts = [&input.q, &input.k, &input.v].map(layout_like);
         let g = kernel::backward(
-            &values(&input.q),
-            &values(&input.k),
-            &values(&input.v),
+            heads_of(&q),
+            heads_of(&k),
+            heads_of(&v),
             &values(&weights),
-            &values(&d_out),
+            heads_of(&d_o),
             tables.as_ref().map(RopeValues::slices),
             dims,
             input.scale,
             &dims.row_ends(bias.as_deref()),
+            layouts,
         );
-        // Each gradient stored like its input (see `heads_tensor_like`).
-        let like = |g: Vec<f32>, t: &FloatTensor<Self>| {
+        let shape = |t: &FloatTensor<Self>| {
             let s = t.shape();
-            heads_tensor_like(g, [s[0], s[1], s[2], s[3]], t)
+            [s[0], s[1], s[2], s[3]]
         };
         FusedAttentionGrads {
-            q: like(g.q, &input.q),
-            k: like(g.k, &input.k),
-            v: like(g.v, &input.v),
+            q: tensor_in(g.q, shape(&input.q), layouts[0]),
+            k: tensor_in(g.k, shape(&input.k), layouts[1]),
+            v: tensor_in(g.v, shape(&input.v), layouts[2]),
         }
     }
 }

@@ -25,6 +25,8 @@
 //! and stopping on a group boundary keeps every sum bit-identical to running the whole row
 //! (the skipped terms are exact zeros, and [`dot`]'s lanes see the same keys).
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use crate::simd::{MulAdd, SimdLevel, fast_exp, simd_variants};
@@ -151,13 +153,13 @@ fn rotate_rows(x: &[f32], d: usize, cos: &[f32], sin: &[f32], sign: f32) -> Vec<
 }
 
 /// `(Q̃, K̃)` of one block: rotated copies with RoPE, borrowed inputs without.
+#[cfg(test)]
 fn rotated<'a>(
     q: &'a [f32],
     k: &'a [f32],
     d_k: usize,
     rope: Option<RopeRef<'_>>,
-) -> (std::borrow::Cow<'a, [f32]>, std::borrow::Cow<'a, [f32]>) {
-    use std::borrow::Cow;
+) -> (Cow<'a, [f32]>, Cow<'a, [f32]>) {
     match rope {
         Some(r) => (
             Cow::Owned(rotate_rows(q, d_k, r.cos_q, r.sin_q, 1.0)),
@@ -167,10 +169,76 @@ fn rotated<'a>(
     }
 }
 
+/// A `[B, H, L, w]` operand where it lies in memory: element `(b, h, l, f)` at
+/// `b·strides[0] + h·strides[1] + l·strides[2] + f` (unit stride along `w`). The multi-head
+/// layer's split heads are `[B, L, H, w]` memory read through swapped axes; the kernel reads
+/// each block's rows where they are, inside its parallel tasks, instead of a copy into
+/// `[B, H, L, w]` on the calling thread first (12% of that thread's time in a d = 96 GPT step).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads<'a> {
+    /// The memory, element `(0, 0, 0, 0)` first.
+    pub data: &'a [f32],
+    /// Strides of the `B`, `H` and `L` axes, in elements.
+    pub strides: [usize; 3],
+}
+
+impl<'a> Heads<'a> {
+    /// A row-major `[B, H, L, w]` operand.
+    #[cfg(test)]
+    pub fn dense(data: &'a [f32], heads: usize, len: usize, width: usize) -> Self {
+        Self {
+            data,
+            strides: [heads * len * width, len * width, width],
+        }
+    }
+
+    /// Offset of row `(b, h, 0)` of block `blk` (= b·H + h).
+    fn start(&self, blk: usize, heads: usize) -> usize {
+        (blk / heads) * self.strides[0] + (blk % heads) * self.strides[1]
+    }
+
+    /// Rows `[L, w]` of block `blk`, borrowed when they are contiguous.
+    fn block(&self, blk: usize, heads: usize, len: usize, width: usize) -> Cow<'a, [f32]> {
+        let start = self.start(blk, heads);
+        if self.strides[2] == width || len <= 1 {
+            return Cow::Borrowed(&self.data[start..start + len * width]);
+        }
+        let mut rows = Vec::with_capacity(len * width);
+        for l in 0..len {
+            let at = start + l * self.strides[2];
+            rows.extend_from_slice(&self.data[at..at + width]);
+        }
+        Cow::Owned(rows)
+    }
+
+    /// Block `blk` transposed, `[w, L]`.
+    fn block_t(&self, blk: usize, heads: usize, len: usize, width: usize) -> Vec<f32> {
+        let start = self.start(blk, heads);
+        let mut t = vec![0.0; len * width];
+        for l in 0..len {
+            let at = start + l * self.strides[2];
+            for (f, &x) in self.data[at..at + width].iter().enumerate() {
+                t[f * len + l] = x;
+            }
+        }
+        t
+    }
+}
+
+/// How an output `[B, H, L, w]` is stored: row-major, or as `[B, L, H, w]` memory (the split
+/// heads' layout, so that merging the heads back is free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// `[B, H, L, w]`, row-major.
+    Heads,
+    /// `[B, L, H, w]` memory.
+    Tokens,
+}
+
 /// One (batch, head) block's inputs in the kernels' layout.
 struct BlockInputs<'a> {
     /// `Q̃` `[Lq, dk]` (rotated if RoPE).
-    q: std::borrow::Cow<'a, [f32]>,
+    q: Cow<'a, [f32]>,
     /// `K̃ᵀ` `[dk, Lk]`.
     k_t: Vec<f32>,
     /// `Vᵀ` `[dv, Lk]`.
@@ -178,8 +246,8 @@ struct BlockInputs<'a> {
 }
 
 impl<'a> BlockInputs<'a> {
-    /// Slices block `blk` out of the inputs' `q`, `k`, `v`, rotates Q and K (RoPE) and
-    /// transposes K and V.
+    /// Reads block `blk` of the inputs' `q`, `k`, `v`, rotates Q and K (RoPE) and transposes
+    /// K and V.
     fn new(inputs: &Inputs<'a>, blk: usize) -> Self {
         let Inputs {
             q,
@@ -190,24 +258,144 @@ impl<'a> BlockInputs<'a> {
             ..
         } = *inputs;
         let AttentionDims {
+            heads,
             q_len,
             k_len,
             d_k,
             d_v,
             ..
         } = dims;
-        let (q, k) = rotated(
-            &q[blk * q_len * d_k..(blk + 1) * q_len * d_k],
-            &k[blk * k_len * d_k..(blk + 1) * k_len * d_k],
-            d_k,
-            rope,
-        ); // Q̃ [Lq, dk], K̃ [Lk, dk]
-        Self {
-            q,
-            k_t: transpose(&k, k_len, d_k),
-            v_t: transpose(&v[blk * k_len * d_v..(blk + 1) * k_len * d_v], k_len, d_v),
+        let v_t = v.block_t(blk, heads, k_len, d_v); // Vᵀ [dv, Lk]
+        match rope {
+            Some(r) => {
+                let (q, k) = (
+                    q.block(blk, heads, q_len, d_k),
+                    k.block(blk, heads, k_len, d_k),
+                );
+                let k = rotate_rows(&k, d_k, r.cos_k, r.sin_k, 1.0); // K̃ [Lk, dk]
+                Self {
+                    q: Cow::Owned(rotate_rows(&q, d_k, r.cos_q, r.sin_q, 1.0)), // Q̃ [Lq, dk]
+                    k_t: transpose(&k, k_len, d_k),
+                    v_t,
+                }
+            }
+            None => Self {
+                q: q.block(blk, heads, q_len, d_k),
+                k_t: k.block_t(blk, heads, k_len, d_k),
+                v_t,
+            },
         }
     }
+}
+
+/// Outputs `[B, H, L, w]` filled block by block from parallel tasks: block `blk` (= b·H + h)
+/// owns rows `(b, h, ·)`, wherever the layout puts them, and writes only those.
+struct BlockRows {
+    ptr: *mut f32,
+    len: usize,
+    heads: usize,
+    rows: usize,
+    width: usize,
+    layout: Layout,
+}
+
+// SAFETY: the tasks that share a `BlockRows` write disjoint rows (see `write`).
+unsafe impl Sync for BlockRows {}
+
+impl BlockRows {
+    /// Offset of row `i` of block `blk`.
+    fn offset(&self, blk: usize, i: usize) -> usize {
+        let (b, h) = (blk / self.heads, blk % self.heads);
+        match self.layout {
+            Layout::Heads => ((b * self.heads + h) * self.rows + i) * self.width,
+            Layout::Tokens => ((b * self.rows + i) * self.heads + h) * self.width,
+        }
+    }
+
+    /// Copies block `blk`'s rows `[L, w]` to their place.
+    ///
+    /// # Safety
+    /// No other call for the same `blk` may run at the same time (the rows of distinct blocks
+    /// are disjoint, and every index is checked against the buffer's length).
+    unsafe fn write(&self, blk: usize, block: &[f32]) {
+        assert_eq!(block.len(), self.rows * self.width, "block rows");
+        for (i, row) in block.chunks_exact(self.width).enumerate() {
+            let at = self.offset(blk, i);
+            assert!(
+                at + self.width <= self.len,
+                "row {i} of block {blk} out of bounds"
+            );
+            // SAFETY: in bounds (checked above), and no other task writes these elements.
+            unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), self.ptr.add(at), self.width) };
+        }
+    }
+}
+
+/// Runs `task(blk, scratch, out_blocks, chunk)` for every block — in parallel when worth it —
+/// and returns the `N` outputs `[B, H, L_n, w_n]` (`shapes[n] = (L_n, w_n, layout)`) that the
+/// tasks' `out_blocks[n]` (`[L_n, w_n]`, every element written by the task) are copied into.
+/// `chunks`: a contiguous buffer cut into one chunk per block (the saved weights), or `None`
+/// (then `chunk` is empty). The outputs are written, never zero-filled first.
+fn block_outputs<const N: usize, S: Send>(
+    dims: &AttentionDims,
+    shapes: [(usize, usize, Layout); N],
+    chunks: Option<(&mut [f32], usize)>,
+    init: impl Fn() -> S + Sync + Send,
+    task: impl Fn(usize, &mut S, &mut [Vec<f32>; N], &mut [f32]) + Sync + Send,
+) -> [Vec<f32>; N] {
+    let blocks = dims.blocks();
+    let mut outputs: [Vec<f32>; N] = shapes.map(|(l, w, _)| Vec::with_capacity(blocks * l * w));
+    let mut rows = Vec::with_capacity(N);
+    for (out, (l, w, layout)) in outputs.iter_mut().zip(shapes) {
+        rows.push(BlockRows {
+            ptr: out.as_mut_ptr(),
+            len: blocks * l * w,
+            heads: dims.heads,
+            rows: l,
+            width: w,
+            layout,
+        });
+    }
+    // A zero-sized chunk (`Lq·Lk = 0`) cuts nothing: every block then gets an empty one.
+    let chunks = chunks.filter(|&(_, size)| size > 0);
+    if let Some((buf, size)) = &chunks {
+        assert_eq!(buf.len(), blocks * size, "one chunk per block");
+    }
+    let scratch = || (init(), shapes.map(|(l, w, _)| vec![0.0f32; l * w]));
+    let run = |blk: usize, (s, out): &mut (S, [Vec<f32>; N]), chunk: &mut [f32]| {
+        task(blk, s, out, chunk);
+        for (rows, block) in rows.iter().zip(out.iter()) {
+            // SAFETY: each block index is handed to exactly one task below.
+            unsafe { rows.write(blk, block) };
+        }
+    };
+    match (chunks, dims.parallel()) {
+        (Some((buf, size)), true) => buf
+            .par_chunks_mut(size)
+            .enumerate()
+            .for_each_init(scratch, |s, (blk, chunk)| run(blk, s, chunk)),
+        (Some((buf, size)), false) => {
+            let mut s = scratch();
+            for (blk, chunk) in buf.chunks_mut(size).enumerate() {
+                run(blk, &mut s, chunk);
+            }
+        }
+        (None, true) => (0..blocks)
+            .into_par_iter()
+            .for_each_init(scratch, |s, blk| run(blk, s, &mut [])),
+        (None, false) => {
+            let mut s = scratch();
+            for blk in 0..blocks {
+                run(blk, &mut s, &mut []);
+            }
+        }
+    }
+    for (out, rows) in outputs.iter_mut().zip(&rows) {
+        // SAFETY: every block's rows were written above (the layouts map the blocks' rows
+        // one to one onto the whole buffer), so all `len` elements are initialized.
+        unsafe { out.set_len(rows.len) };
+    }
+    outputs
 }
 
 /// Outputs of [`forward`].
@@ -261,6 +449,14 @@ fn sum_lanes(a: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// `y = α·x`.
+#[inline(always)]
+fn scale_into(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = alpha * *x;
+    }
+}
+
 /// `y += α·x`.
 #[inline(always)]
 fn axpy<M: MulAdd>(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -272,29 +468,16 @@ fn axpy<M: MulAdd>(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// `[rows, cols]` → `[cols, rows]`, row-major.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; m.len()];
+    transpose_into(m, rows, cols, &mut t);
+    t
+}
+
+/// `t [cols, rows] = mᵀ` for a row-major `m [rows, cols]`.
+fn transpose_into(m: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
     for r in 0..rows {
         for c in 0..cols {
             t[c * rows + r] = m[r * cols + c];
         }
-    }
-    t
-}
-
-/// Runs `f(block, (a, b))` over matching chunks of two outputs, in parallel when worth it.
-fn for_blocks<F>(dims: &AttentionDims, a: &mut [f32], ca: usize, b: &mut [f32], cb: usize, f: F)
-where
-    F: Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
-{
-    if dims.parallel() {
-        a.par_chunks_mut(ca)
-            .zip(b.par_chunks_mut(cb))
-            .enumerate()
-            .for_each(|(blk, (a, b))| f(blk, a, b));
-    } else {
-        a.chunks_mut(ca)
-            .zip(b.chunks_mut(cb))
-            .enumerate()
-            .for_each(|(blk, (a, b))| f(blk, a, b));
     }
 }
 
@@ -342,9 +525,9 @@ fn softmax_row_times_v<M: MulAdd>(
 /// The kernels' inputs, shared by every block.
 #[derive(Clone, Copy)]
 struct Inputs<'a> {
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
+    q: Heads<'a>,
+    k: Heads<'a>,
+    v: Heads<'a>,
     bias: Option<&'a [f32]>,
     rope: Option<RopeRef<'a>>,
     dims: AttentionDims,
@@ -387,12 +570,21 @@ fn forward_block_body<M: MulAdd>(
         let row = if save_weights {
             &mut p[i * k_len..i * k_len + end] // S[i, :end], then P[i, :end]
         } else {
-            let row = &mut p[..end];
-            row.fill(0.0);
-            row
+            &mut p[..end]
         };
-        for (f, &qf) in q[i * d_k..(i + 1) * d_k].iter().enumerate() {
-            axpy::<M>(inputs.scale * qf, &k_t[f * k_len..f * k_len + end], row);
+        // S[i, :] = s·Σ_f Q[i, f] Kᵀ[f, :]. The first term is stored, not added: a freshly
+        // mapped weights page that is read before it is written is mapped to the zero page
+        // first and copied on the write, with a TLB flush on every core (7% of a d = 96 GPT
+        // step). Bit for bit the same as adding it to zeros.
+        match q[i * d_k..(i + 1) * d_k].split_first() {
+            Some((&q0, rest)) => {
+                scale_into(inputs.scale * q0, &k_t[..end], row);
+                for (f, &qf) in rest.iter().enumerate() {
+                    let f = f + 1;
+                    axpy::<M>(inputs.scale * qf, &k_t[f * k_len..f * k_len + end], row);
+                }
+            }
+            None => row.fill(0.0),
         }
         softmax_row_times_v::<M>(
             row,
@@ -404,20 +596,22 @@ fn forward_block_body<M: MulAdd>(
     }
 }
 
-/// Forward pass: `O`, and the weights `P` when `save_weights` (the backward needs them;
-/// inference does not, and then only one row of scores exists at a time per block). `ends`:
-/// where each bias row's work stops, from [`AttentionDims::row_ends`] (empty: every row whole).
+/// Forward pass: `O` stored in `layout`, and the weights `P` `[B, H, Lq, Lk]` when
+/// `save_weights` (the backward needs them; inference does not, and then only one row of
+/// scores exists at a time per block). `ends`: where each bias row's work stops, from
+/// [`AttentionDims::row_ends`] (empty: every row whole).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    q: Heads<'_>,
+    k: Heads<'_>,
+    v: Heads<'_>,
     bias: Option<&[f32]>,
     rope: Option<RopeRef<'_>>,
     dims: AttentionDims,
     scale: f32,
     save_weights: bool,
     ends: &[usize],
+    layout: Layout,
 ) -> ForwardOutput {
     let AttentionDims {
         q_len, k_len, d_v, ..
@@ -435,36 +629,28 @@ pub(crate) fn forward(
         scale,
         ends,
     };
-    let block = |blk: usize, out: &mut [f32], p: &mut [f32]| {
-        forward_block(level, &inputs, save_weights, blk, out, p)
-    };
-    let mut out = vec![0.0; dims.blocks() * q_len * d_v];
+    let shapes = [(q_len, d_v, layout)]; // O [B, H, Lq, dv]
     if save_weights {
         let mut weights = vec![0.0; dims.blocks() * q_len * k_len];
-        for_blocks(
+        let [out] = block_outputs(
             &dims,
-            &mut out,
-            q_len * d_v,
-            &mut weights,
-            q_len * k_len,
-            block,
+            shapes,
+            Some((&mut weights, q_len * k_len)),
+            || (),
+            |blk, _, [out], p| forward_block(level, &inputs, true, blk, out, p),
         );
         ForwardOutput {
             out,
             weights: Some(weights),
         }
     } else {
-        let chunk = q_len * d_v;
-        if dims.parallel() {
-            out.par_chunks_mut(chunk)
-                .enumerate()
-                .for_each_init(|| vec![0.0; k_len], |row, (blk, out)| block(blk, out, row));
-        } else {
-            let mut row = vec![0.0; k_len];
-            out.chunks_mut(chunk)
-                .enumerate()
-                .for_each(|(blk, out)| block(blk, out, &mut row));
-        }
+        let [out] = block_outputs(
+            &dims,
+            shapes,
+            None,
+            || vec![0.0; k_len],
+            |blk, row, [out], _| forward_block(level, &inputs, false, blk, out, row),
+        );
         ForwardOutput { out, weights: None }
     }
 }
@@ -475,22 +661,24 @@ simd_variants!(
     backward_block_avx2,
     backward_block_avx512,
     backward_block_body,
-    (inputs: &Inputs<'_>, weights: &[f32], d_out: &[f32], blk: usize, dq: &mut [f32], dkv: &mut [f32]) -> ()
+    (inputs: &Inputs<'_>, weights: &[f32], d_out: Heads<'_>, blk: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) -> ()
 );
 
-/// One (batch, head) block of the backward: `dQ` into `dq` `[Lq, dk]`, `dK` and `dV` into
-/// `dkv` `[Lk·dk + Lk·dv]`, from the weights `P` and `dO` of all blocks.
+/// One (batch, head) block of the backward: `dQ` into `dq` `[Lq, dk]`, `dK` into `dk`
+/// `[Lk, dk]` and `dV` into `dv` `[Lk, dv]`, from the weights `P` and `dO` of all blocks.
 #[inline(always)]
 fn backward_block_body<M: MulAdd>(
     inputs: &Inputs<'_>,
     weights: &[f32],
-    d_out: &[f32],
+    d_out: Heads<'_>,
     blk: usize,
     dq: &mut [f32],
-    dkv: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
 ) {
     let dims = &inputs.dims;
     let AttentionDims {
+        heads,
         q_len,
         k_len,
         d_k,
@@ -500,7 +688,7 @@ fn backward_block_body<M: MulAdd>(
     let (scale, rope) = (inputs.scale, inputs.rope);
     let BlockInputs { q, k_t, v_t } = BlockInputs::new(inputs, blk);
     let p = &weights[blk * q_len * k_len..(blk + 1) * q_len * k_len]; // [Lq, Lk]
-    let d_o = &d_out[blk * q_len * d_v..(blk + 1) * q_len * d_v]; // [Lq, dv]
+    let d_o = d_out.block(blk, heads, q_len, d_v); // [Lq, dv]
     let ends = dims.ends_of(inputs.ends, blk); // [Lq]
     let mut dk_t = vec![0.0f32; d_k * k_len]; // [dk, Lk]
     let mut dv_t = vec![0.0f32; d_v * k_len]; // [dv, Lk]
@@ -529,33 +717,34 @@ fn backward_block_body<M: MulAdd>(
             axpy::<M>(qi[f], ds, &mut dk_t[cols(f)]);
         }
     }
-    let (dk, dv) = dkv.split_at_mut(k_len * d_k); // [Lk, dk], [Lk, dv]
-    let dk_rows = transpose(&dk_t, d_k, k_len); // dK̃ [Lk, dk]
-    dv.copy_from_slice(&transpose(&dv_t, d_v, k_len));
+    transpose_into(&dv_t, d_v, k_len, dv); // dV [Lk, dv]
     match rope {
         // Back through the rotations: dQ = R_qᵀ dQ̃, dK = R_kᵀ dK̃.
         Some(r) => {
             let dq_rows = rotate_rows(dq, d_k, r.cos_q, r.sin_q, -1.0);
             dq.copy_from_slice(&dq_rows);
+            let dk_rows = transpose(&dk_t, d_k, k_len); // dK̃ [Lk, dk]
             dk.copy_from_slice(&rotate_rows(&dk_rows, d_k, r.cos_k, r.sin_k, -1.0));
         }
-        None => dk.copy_from_slice(&dk_rows),
+        None => transpose_into(&dk_t, d_k, k_len, dk),
     }
 }
 
-/// Backward pass from the forward's weights `P` and the output gradient `dO` `[B, H, Lq, dv]`,
-/// with the forward's row `ends` (see [`forward`]).
+/// Backward pass from the forward's weights `P` `[B, H, Lq, Lk]` and the output gradient `dO`
+/// `[B, H, Lq, dv]`, with the forward's row `ends` (see [`forward`]): `dQ`, `dK`, `dV` stored
+/// in `layouts`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    q: Heads<'_>,
+    k: Heads<'_>,
+    v: Heads<'_>,
     weights: &[f32],
-    d_out: &[f32],
+    d_out: Heads<'_>,
     rope: Option<RopeRef<'_>>,
     dims: AttentionDims,
     scale: f32,
     ends: &[usize],
+    [layout_q, layout_k, layout_v]: [Layout; 3],
 ) -> Gradients {
     let AttentionDims {
         q_len,
@@ -575,30 +764,19 @@ pub(crate) fn backward(
         scale,
         ends,
     };
-    let mut dq = vec![0.0; dims.blocks() * q_len * d_k];
-    // dK and dV of a block are written together: one buffer [Lk·dk + Lk·dv] per block.
-    let kv_block = k_len * (d_k + d_v);
-    let mut dkv = vec![0.0; dims.blocks() * kv_block];
-    for_blocks(
+    let shapes = [
+        (q_len, d_k, layout_q), // dQ [B, H, Lq, dk]
+        (k_len, d_k, layout_k), // dK [B, H, Lk, dk]
+        (k_len, d_v, layout_v), // dV [B, H, Lk, dv]
+    ];
+    let [q, k, v] = block_outputs(
         &dims,
-        &mut dq,
-        q_len * d_k,
-        &mut dkv,
-        kv_block,
-        |blk, dq, dkv| backward_block(level, &inputs, weights, d_out, blk, dq, dkv),
+        shapes,
+        None,
+        || (),
+        |blk, _, [dq, dk, dv], _| backward_block(level, &inputs, weights, d_out, blk, dq, dk, dv),
     );
-    let mut gk = Vec::with_capacity(dims.blocks() * k_len * d_k);
-    let mut gv = Vec::with_capacity(dims.blocks() * k_len * d_v);
-    for block in dkv.chunks(kv_block) {
-        let (dk, dv) = block.split_at(k_len * d_k);
-        gk.extend_from_slice(dk);
-        gv.extend_from_slice(dv);
-    }
-    Gradients {
-        q: dq,
-        k: gk,
-        v: gv,
-    }
+    Gradients { q, k, v }
 }
 
 #[cfg(test)]
@@ -634,6 +812,165 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Row-major `[B, H, L, w]` views of the test inputs.
+    struct Views(AttentionDims);
+
+    impl Views {
+        fn q<'a>(&self, x: &'a [f32]) -> Heads<'a> {
+            Heads::dense(x, self.0.heads, self.0.q_len, self.0.d_k)
+        }
+        fn k<'a>(&self, x: &'a [f32]) -> Heads<'a> {
+            Heads::dense(x, self.0.heads, self.0.k_len, self.0.d_k)
+        }
+        fn v<'a>(&self, x: &'a [f32]) -> Heads<'a> {
+            Heads::dense(x, self.0.heads, self.0.k_len, self.0.d_v)
+        }
+        fn d_out<'a>(&self, x: &'a [f32]) -> Heads<'a> {
+            Heads::dense(x, self.0.heads, self.0.q_len, self.0.d_v)
+        }
+    }
+
+    /// `[B, H, L, w]` row-major values stored as `[B, L, H, w]` memory (the split heads'
+    /// layout).
+    fn tokens_layout(x: &[f32], (b, h, l, w): (usize, usize, usize, usize)) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        for bi in 0..b {
+            for hi in 0..h {
+                for li in 0..l {
+                    let from = ((bi * h + hi) * l + li) * w;
+                    let to = ((bi * l + li) * h + hi) * w;
+                    out[to..to + w].copy_from_slice(&x[from..from + w]);
+                }
+            }
+        }
+        out
+    }
+
+    /// `[B, L, H, w]` memory seen as `[B, H, L, w]`.
+    fn tokens_view(x: &[f32], h: usize, l: usize, w: usize) -> Heads<'_> {
+        Heads {
+            data: x,
+            strides: [l * h * w, w, h * w],
+        }
+    }
+
+    /// Inputs read through the split heads' strides and outputs stored in that layout give the
+    /// same bits as the row-major ones, forward and backward, with RoPE and a causal bias.
+    #[test]
+    fn split_head_layout_in_and_out_changes_no_bit() {
+        let (b, h, lq, lk, dk, dv) = (3, 4, 9, 9, 6, 5);
+        let dims = AttentionDims {
+            batch: b,
+            heads: h,
+            q_len: lq,
+            k_len: lk,
+            d_k: dk,
+            d_v: dv,
+            bias_heads: 1,
+            bias_batches: 1,
+        };
+        let bias: Vec<f32> = (0..lq * lk)
+            .map(|x| if x % lk > x / lk { -1.0e30 } else { 0.0 })
+            .collect();
+        let (q, k, v, d_out) = (
+            pseudo_random(b * h * lq * dk, 21),
+            pseudo_random(b * h * lk * dk, 22),
+            pseudo_random(b * h * lk * dv, 23),
+            pseudo_random(b * h * lq * dv, 24),
+        );
+        let angles: Vec<f32> = (0..lq * dk)
+            .map(|x| 0.2 * (x % dk / 2 + x / dk) as f32)
+            .collect();
+        let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
+        let rope = RopeRef {
+            cos_q: &cos,
+            sin_q: &sin,
+            cos_k: &cos,
+            sin_k: &sin,
+        };
+        let ends = dims.row_ends(Some(&bias));
+        let views = Views(dims);
+        let split = |x: &[f32], l: usize, w: usize| tokens_layout(x, (b, h, l, w));
+        let (q_s, k_s, v_s, d_s) = (
+            split(&q, lq, dk),
+            split(&k, lk, dk),
+            split(&v, lk, dv),
+            split(&d_out, lq, dv),
+        );
+        for rope in [None, Some(rope)] {
+            let dense = forward(
+                views.q(&q),
+                views.k(&k),
+                views.v(&v),
+                Some(&bias),
+                rope,
+                dims,
+                0.6,
+                true,
+                &ends,
+                Layout::Heads,
+            );
+            let tokens = forward(
+                tokens_view(&q_s, h, lq, dk),
+                tokens_view(&k_s, h, lk, dk),
+                tokens_view(&v_s, h, lk, dv),
+                Some(&bias),
+                rope,
+                dims,
+                0.6,
+                true,
+                &ends,
+                Layout::Tokens,
+            );
+            assert_eq!(split(&dense.out, lq, dv), tokens.out);
+            assert_eq!(dense.weights, tokens.weights);
+            let weights = dense.weights.as_deref().expect("saved");
+            let g = backward(
+                views.q(&q),
+                views.k(&k),
+                views.v(&v),
+                weights,
+                views.d_out(&d_out),
+                rope,
+                dims,
+                0.6,
+                &ends,
+                [Layout::Heads; 3],
+            );
+            let g_s = backward(
+                tokens_view(&q_s, h, lq, dk),
+                tokens_view(&k_s, h, lk, dk),
+                tokens_view(&v_s, h, lk, dv),
+                weights,
+                tokens_view(&d_s, h, lq, dv),
+                rope,
+                dims,
+                0.6,
+                &ends,
+                [Layout::Tokens; 3],
+            );
+            assert_eq!(split(&g.q, lq, dk), g_s.q);
+            assert_eq!(split(&g.k, lk, dk), g_s.k);
+            assert_eq!(split(&g.v, lk, dv), g_s.v);
+            // Mixed: strided inputs, row-major outputs.
+            let g_m = backward(
+                tokens_view(&q_s, h, lq, dk),
+                tokens_view(&k_s, h, lk, dk),
+                tokens_view(&v_s, h, lk, dv),
+                weights,
+                tokens_view(&d_s, h, lq, dv),
+                rope,
+                dims,
+                0.6,
+                &ends,
+                [Layout::Heads; 3],
+            );
+            assert_eq!(g.q, g_m.q);
+            assert_eq!(g.k, g_m.k);
+            assert_eq!(g.v, g_m.v);
+        }
     }
 
     fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
@@ -678,7 +1015,19 @@ mod tests {
             bias_batches: 1,
         };
         let ends = dims.row_ends(Some(&bias));
-        let got = forward(&q, &k, &v, Some(&bias), None, dims, 0.7, true, &ends);
+        let views = Views(dims);
+        let got = forward(
+            views.q(&q),
+            views.k(&k),
+            views.v(&v),
+            Some(&bias),
+            None,
+            dims,
+            0.7,
+            true,
+            &ends,
+            Layout::Heads,
+        );
         let weights = got.weights.as_deref().expect("saved");
         let want = reference(&q, &k, &v, &bias, (lq, lk, dk, dv), 0.7);
         for (g, w) in got.out.iter().zip(&want) {
@@ -744,9 +1093,32 @@ mod tests {
                     .sum()
             };
             let ends = dims.row_ends(Some(&bias));
-            let fwd = forward(&q, &k, &v, Some(&bias), rope, dims, 0.9, true, &ends);
+            let views = Views(dims);
+            let fwd = forward(
+                views.q(&q),
+                views.k(&k),
+                views.v(&v),
+                Some(&bias),
+                rope,
+                dims,
+                0.9,
+                true,
+                &ends,
+                Layout::Heads,
+            );
             let weights = fwd.weights.as_deref().expect("saved");
-            let grads = backward(&q, &k, &v, weights, &d_out, rope, dims, 0.9, &ends);
+            let grads = backward(
+                views.q(&q),
+                views.k(&k),
+                views.v(&v),
+                weights,
+                views.d_out(&d_out),
+                rope,
+                dims,
+                0.9,
+                &ends,
+                [Layout::Heads; 3],
+            );
             let eps = 1e-3f32;
             let check = |which: usize, analytic: &[f32]| {
                 for idx in 0..analytic.len() {
@@ -803,19 +1175,75 @@ mod tests {
         );
         let d_out = pseudo_random(b * h * lq * dv, 14);
         let ends = dims.row_ends(Some(&bias));
+        let views = Views(dims);
         assert_eq!(&ends[..3], &[8, 8, 8]);
         assert_eq!(ends[5], 16);
         assert_eq!(ends[lq + 5], lk, "a fully masked row stays whole");
-        let whole = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, true, &[]);
-        let cut = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, true, &ends);
-        let unsaved = forward(&q, &k, &v, Some(&bias), None, dims, 0.8, false, &ends);
+        let whole = forward(
+            views.q(&q),
+            views.k(&k),
+            views.v(&v),
+            Some(&bias),
+            None,
+            dims,
+            0.8,
+            true,
+            &[],
+            Layout::Heads,
+        );
+        let cut = forward(
+            views.q(&q),
+            views.k(&k),
+            views.v(&v),
+            Some(&bias),
+            None,
+            dims,
+            0.8,
+            true,
+            &ends,
+            Layout::Heads,
+        );
+        let unsaved = forward(
+            views.q(&q),
+            views.k(&k),
+            views.v(&v),
+            Some(&bias),
+            None,
+            dims,
+            0.8,
+            false,
+            &ends,
+            Layout::Heads,
+        );
         assert_eq!(whole.out, cut.out);
         assert_eq!(whole.out, unsaved.out);
         assert_eq!(whole.weights, cut.weights);
         assert!(unsaved.weights.is_none());
         let weights = whole.weights.as_deref().expect("saved");
-        let g_whole = backward(&q, &k, &v, weights, &d_out, None, dims, 0.8, &[]);
-        let g_cut = backward(&q, &k, &v, weights, &d_out, None, dims, 0.8, &ends);
+        let g_whole = backward(
+            views.q(&q),
+            views.k(&k),
+            views.v(&v),
+            weights,
+            views.d_out(&d_out),
+            None,
+            dims,
+            0.8,
+            &[],
+            [Layout::Heads; 3],
+        );
+        let g_cut = backward(
+            views.q(&q),
+            views.k(&k),
+            views.v(&v),
+            weights,
+            views.d_out(&d_out),
+            None,
+            dims,
+            0.8,
+            &ends,
+            [Layout::Heads; 3],
+        );
         assert_eq!(g_whole.q, g_cut.q);
         assert_eq!(g_whole.k, g_cut.k);
         assert_eq!(g_whole.v, g_cut.v);

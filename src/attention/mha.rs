@@ -15,6 +15,7 @@ use crate::linear;
 use crate::nn::MASKED;
 use crate::nn::{Mixer, gelu};
 use crate::position::{PositionEncoding, Rope, rope_tables};
+use crate::reshape::reshape;
 
 /// Multi-head scaled dot-product attention with a fused Q/K/V projection.
 ///
@@ -453,15 +454,15 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// `[B, L, D]` → `[B, H, L, d_head]`.
     fn split_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
         let [b, l, _] = x.dims();
-        x.reshape([b, l, self.n_heads, self.d_head]) // [B, L, H, d_head]
+        reshape(x, [b, l, self.n_heads, self.d_head]) // [B, L, H, d_head]
             .swap_dims(1, 2) // [B, H, L, d_head]
     }
 
     /// `[B, H, L, d_head]` → `[B, L, D]`.
     fn merge_heads(&self, x: Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, _, l, _] = x.dims();
-        x.swap_dims(1, 2) // [B, L, H, d_head]
-            .reshape([b, l, self.d_model]) // [B, L, D]
+        let x = x.swap_dims(1, 2); // [B, L, H, d_head]
+        reshape(x, [b, l, self.d_model]) // [B, L, D]
     }
 
     /// The projection of `x` `[B, L, D]` by column block `block` of the fused weight (0: Q,

@@ -148,7 +148,7 @@ impl<B: Backend> LanguageModel<B> {
             Some(head) => linear::apply(head, h), // [B, L, V]
             None => {
                 let e = self.embedding.weight.val(); // [V, D]
-                h.matmul(e.transpose().unsqueeze::<3>()) // [B, L, V]
+                linear::matmul_tokens(h, e.transpose()) // [B, L, V]
             }
         }
     }

@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
 use crate::data::{Batch, Metric, Targets};
+use crate::reshape::reshape;
 
 /// A model that reads token ids and returns logits: what the trainer trains.
 pub trait SequenceModel<B: Backend>: Module<B> {
@@ -80,7 +81,7 @@ fn token_nll<B: Backend>(logits: Tensor<B, 3>, ids: &[u32], device: &B::Device) 
     let [batch, len, _] = logits.dims();
     let targets = ids_tensor::<B, 3>(ids, [batch, len, 1], device); // [B, L, 1]
     let logp = log_softmax(logits, 2); // [B, L, V]
-    logp.gather(2, targets).reshape([batch, len]).neg() // [B, L]
+    reshape(logp.gather(2, targets), [batch, len]).neg() // [B, L]
 }
 
 fn mask_tensor<B: Backend>(mask: &[bool], shape: [usize; 2], device: &B::Device) -> Tensor<B, 2> {

@@ -43,6 +43,7 @@ fn every_op_takes_the_path_of_its_backend_on_wgpu() {
         FusedOp::Lstm,
         FusedOp::Norm,
         FusedOp::Adam,
+        FusedOp::Reshape,
     ] {
         expect(op, TensorOps, TensorOps);
     }

@@ -1,9 +1,10 @@
 //! The layer order of `src/`: no module refers to a module above it.
 //!
 //! Bottom first: the core (errors, backends, tensor I/O, init, SIMD levels and math, the routing
-//! helper, the linear op, then `nn`: the residual block, norms, the MLP and the mask constant),
-//! the positions, attention, the SSM, the LSTM, stacks, tasks, training, decoding, models, the
-//! named presets, and last `internals` (the kernels' raw entry points for tests and benches).
+//! helper, the linear op, the copy-free reshape, then `nn`: the residual block, norms, the MLP
+//! and the mask constant), the positions, attention, the SSM, the LSTM, stacks, tasks, training,
+//! decoding, models, the named presets, and last `internals` (the kernels' raw entry points for
+//! tests and benches).
 //! Every `crate::module` path in the code of a file (imports and inline paths; comments and doc
 //! links are not code) must name its own module or one below it. Run it alone with `cargo test
 //! --test suite layering`.
@@ -11,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 /// The modules of `src/`, bottom first.
-const ORDER: [&str; 19] = [
+const ORDER: [&str; 20] = [
     "error",
     "backend",
     "ndarray_io",
@@ -19,6 +20,7 @@ const ORDER: [&str; 19] = [
     "simd",
     "dispatch",
     "linear",
+    "reshape",
     "nn",
     "position",
     "attention",
