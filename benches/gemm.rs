@@ -1,9 +1,9 @@
-//! sgemm throughput of `matrixmultiply` (what burn-ndarray and `src/linear.rs` call) against
-//! the `gemm` crate (what burn-flex calls), at the shapes of one d = 384 GPT training step
-//! (batch 32 × 64 tokens = 2048 rows): the forward products of the Q/K/V/output projections and
-//! of the MLP, and the two backward products of each (`∂x = ∂y·Wᵀ` with `W` read transposed
-//! through its strides, `∂W = xᵀ·∂y` with `x` read transposed). The speed issue asks for this
-//! comparison before a GEMM is chosen.
+//! sgemm throughput of `matrixmultiply` (what burn-ndarray calls) against the `gemm` crate (what
+//! burn-flex and, since round 3's third pass, `src/linear.rs` call), at the shapes of one d = 384
+//! GPT training step (batch 32 × 64 tokens = 2048 rows): the forward products of the Q/K/V/output
+//! projections and of the MLP, and the two backward products of each (`∂x = ∂y·Wᵀ` with `W` read
+//! transposed through its strides, `∂W = xᵀ·∂y` with `x` read transposed). The speed issue asks
+//! for this comparison before a GEMM is chosen.
 //!
 //! ```text
 //! cargo bench --bench gemm                 # every core

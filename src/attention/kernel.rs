@@ -449,12 +449,64 @@ fn sum_lanes(a: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `y = α·x`.
+/// `out[j] = Σ_f c[f]·T[f, j]` for `j < out.len()`, with the rows of `T` `stride` apart: each
+/// element summed in order of `f`, its first term stored (`c[0]·T[0, j]`) when `first_stored`
+/// and added to zero otherwise — bit for bit what one `axpy` per `f` over `out` gives — but a
+/// register-sized block of `out` at a time, so that each element is stored once instead of
+/// once per `f`, and four vectors of sums are in flight.
 #[inline(always)]
-fn scale_into(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y = alpha * *x;
+fn combine_rows<M: MulAdd>(
+    c: &[f32],
+    t: &[f32],
+    stride: usize,
+    first_stored: bool,
+    out: &mut [f32],
+) {
+    let (end, mut j) = (out.len(), 0);
+    while j + 64 <= end {
+        combine_block::<M, 64>(c, t, stride, first_stored, j, &mut out[j..j + 64]);
+        j += 64;
     }
+    while j + 16 <= end {
+        combine_block::<M, 16>(c, t, stride, first_stored, j, &mut out[j..j + 16]);
+        j += 16;
+    }
+    while j + 8 <= end {
+        combine_block::<M, 8>(c, t, stride, first_stored, j, &mut out[j..j + 8]);
+        j += 8;
+    }
+    while j < end {
+        combine_block::<M, 1>(c, t, stride, first_stored, j, &mut out[j..j + 1]);
+        j += 1;
+    }
+}
+
+/// [`combine_rows`] on the `N` columns `j..j + N`.
+#[inline(always)]
+fn combine_block<M: MulAdd, const N: usize>(
+    c: &[f32],
+    t: &[f32],
+    stride: usize,
+    first_stored: bool,
+    j: usize,
+    out: &mut [f32],
+) {
+    let mut acc = [0.0f32; N];
+    let mut rest = c;
+    if first_stored && let Some((&c0, tail)) = c.split_first() {
+        for (a, &x) in acc.iter_mut().zip(&t[j..j + N]) {
+            *a = c0 * x;
+        }
+        rest = tail;
+    }
+    let first = c.len() - rest.len();
+    for (f, &cf) in rest.iter().enumerate() {
+        let row = &t[(first + f) * stride + j..(first + f) * stride + j + N];
+        for (a, &x) in acc.iter_mut().zip(row) {
+            *a = M::madd(cf, x, *a);
+        }
+    }
+    out.copy_from_slice(&acc);
 }
 
 /// `y += α·x`.
@@ -565,6 +617,7 @@ fn forward_block_body<M: MulAdd>(
     let BlockInputs { q, k_t, v_t } = BlockInputs::new(inputs, blk);
     let bias = dims.bias_of(inputs.bias, blk); // [Lq, Lk]
     let ends = dims.ends_of(inputs.ends, blk); // [Lq]
+    let mut coef = vec![0.0f32; d_k]; // s·Q[i, :]
     for i in 0..q_len {
         let end = ends.map_or(k_len, |e| e[i]);
         let row = if save_weights {
@@ -572,20 +625,14 @@ fn forward_block_body<M: MulAdd>(
         } else {
             &mut p[..end]
         };
-        // S[i, :] = s·Σ_f Q[i, f] Kᵀ[f, :]. The first term is stored, not added: a freshly
+        // S[i, :] = Σ_f (s·Q[i, f]) Kᵀ[f, :]. The first term is stored, not added: a freshly
         // mapped weights page that is read before it is written is mapped to the zero page
         // first and copied on the write, with a TLB flush on every core (7% of a d = 96 GPT
         // step). Bit for bit the same as adding it to zeros.
-        match q[i * d_k..(i + 1) * d_k].split_first() {
-            Some((&q0, rest)) => {
-                scale_into(inputs.scale * q0, &k_t[..end], row);
-                for (f, &qf) in rest.iter().enumerate() {
-                    let f = f + 1;
-                    axpy::<M>(inputs.scale * qf, &k_t[f * k_len..f * k_len + end], row);
-                }
-            }
-            None => row.fill(0.0),
+        for (c, &qf) in coef.iter_mut().zip(&q[i * d_k..(i + 1) * d_k]) {
+            *c = inputs.scale * qf;
         }
+        combine_rows::<M>(&coef, &k_t, k_len, true, row);
         softmax_row_times_v::<M>(
             row,
             bias.map(|b| &b[i * k_len..(i + 1) * k_len]),
@@ -700,9 +747,9 @@ fn backward_block_body<M: MulAdd>(
         let ds = &mut ds_row[..end];
         let cols = |f: usize| f * k_len..f * k_len + end; // row f of a [·, Lk] table, cut
         // dP[i, :] = Σ_f dO[i, f] Vᵀ[f, :];  dVᵀ[f, :] += dO[i, f] P[i, :].
-        ds.fill(0.0);
-        for (f, &g) in d_o[i * d_v..(i + 1) * d_v].iter().enumerate() {
-            axpy::<M>(g, &v_t[cols(f)], ds);
+        let d_oi = &d_o[i * d_v..(i + 1) * d_v];
+        combine_rows::<M>(d_oi, &v_t, k_len, false, ds);
+        for (f, &g) in d_oi.iter().enumerate() {
             axpy::<M>(g, pi, &mut dv_t[cols(f)]);
         }
         // dS[i, :] = s·P[i, :] ⊙ (dP[i, :] − Σ_j P[i, j] dP[i, j]).
