@@ -708,21 +708,20 @@ simd_variants!(
     backward_block_avx2,
     backward_block_avx512,
     backward_block_body,
-    (inputs: &Inputs<'_>, weights: &[f32], d_out: Heads<'_>, blk: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) -> ()
+    (inputs: &Inputs<'_>, weights: &[f32], d_out: Heads<'_>, blk: usize, grads: &mut [Vec<f32>; 3]) -> ()
 );
 
-/// One (batch, head) block of the backward: `dQ` into `dq` `[Lq, dk]`, `dK` into `dk`
-/// `[Lk, dk]` and `dV` into `dv` `[Lk, dv]`, from the weights `P` and `dO` of all blocks.
+/// One (batch, head) block of the backward: `grads = [dQ, dK, dV]` of the block (`[Lq, dk]`,
+/// `[Lk, dk]`, `[Lk, dv]`), from the weights `P` and `dO` of all blocks.
 #[inline(always)]
 fn backward_block_body<M: MulAdd>(
     inputs: &Inputs<'_>,
     weights: &[f32],
     d_out: Heads<'_>,
     blk: usize,
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
+    grads: &mut [Vec<f32>; 3],
 ) {
+    let [dq, dk, dv] = grads;
     let dims = &inputs.dims;
     let AttentionDims {
         heads,
@@ -821,7 +820,7 @@ pub(crate) fn backward(
         shapes,
         None,
         || (),
-        |blk, _, [dq, dk, dv], _| backward_block(level, &inputs, weights, d_out, blk, dq, dk, dv),
+        |blk, _, grads, _| backward_block(level, &inputs, weights, d_out, blk, grads),
     );
     Gradients { q, k, v }
 }
