@@ -876,6 +876,45 @@ mod tests {
         fn d_out<'a>(&self, x: &'a [f32]) -> Heads<'a> {
             Heads::dense(x, self.0.heads, self.0.q_len, self.0.d_v)
         }
+        /// [`forward`] on row-major inputs, the output row-major.
+        fn forward(
+            &self,
+            [q, k, v]: [&[f32]; 3],
+            bias: &[f32],
+            rope: Option<RopeRef<'_>>,
+            scale: f32,
+            save_weights: bool,
+            ends: &[usize],
+        ) -> ForwardOutput {
+            let (q, k, v) = (self.q(q), self.k(k), self.v(v));
+            let layout = Layout::Heads;
+            forward(
+                q,
+                k,
+                v,
+                Some(bias),
+                rope,
+                self.0,
+                scale,
+                save_weights,
+                ends,
+                layout,
+            )
+        }
+        /// [`backward`] on row-major inputs, the gradients row-major.
+        fn backward(
+            &self,
+            [q, k, v]: [&[f32]; 3],
+            weights: &[f32],
+            d_out: &[f32],
+            rope: Option<RopeRef<'_>>,
+            scale: f32,
+            ends: &[usize],
+        ) -> Gradients {
+            let (q, k, v, d_out) = (self.q(q), self.k(k), self.v(v), self.d_out(d_out));
+            let layouts = [Layout::Heads; 3];
+            backward(q, k, v, weights, d_out, rope, self.0, scale, ends, layouts)
+        }
     }
 
     /// `[B, H, L, w]` row-major values stored as `[B, L, H, w]` memory (the split heads'
@@ -894,6 +933,28 @@ mod tests {
         out
     }
 
+    impl AttentionDims {
+        /// Sizes with a bias of `bias_heads` heads shared by the batch.
+        fn new(
+            batch: usize,
+            heads: usize,
+            (q_len, k_len): (usize, usize),
+            (d_k, d_v): (usize, usize),
+            bias_heads: usize,
+        ) -> Self {
+            Self {
+                batch,
+                heads,
+                q_len,
+                k_len,
+                d_k,
+                d_v,
+                bias_heads,
+                bias_batches: 1,
+            }
+        }
+    }
+
     /// `[B, L, H, w]` memory seen as `[B, H, L, w]`.
     fn tokens_view(x: &[f32], h: usize, l: usize, w: usize) -> Heads<'_> {
         Heads {
@@ -907,16 +968,7 @@ mod tests {
     #[test]
     fn split_head_layout_in_and_out_changes_no_bit() {
         let (b, h, lq, lk, dk, dv) = (3, 4, 9, 9, 6, 5);
-        let dims = AttentionDims {
-            batch: b,
-            heads: h,
-            q_len: lq,
-            k_len: lk,
-            d_k: dk,
-            d_v: dv,
-            bias_heads: 1,
-            bias_batches: 1,
-        };
+        let dims = AttentionDims::new(b, h, (lq, lk), (dk, dv), 1);
         let bias: Vec<f32> = (0..lq * lk)
             .map(|x| if x % lk > x / lk { -1.0e30 } else { 0.0 })
             .collect();
@@ -946,18 +998,7 @@ mod tests {
             split(&d_out, lq, dv),
         );
         for rope in [None, Some(rope)] {
-            let dense = forward(
-                views.q(&q),
-                views.k(&k),
-                views.v(&v),
-                Some(&bias),
-                rope,
-                dims,
-                0.6,
-                true,
-                &ends,
-                Layout::Heads,
-            );
+            let dense = views.forward([&q, &k, &v], &bias, rope, 0.6, true, &ends);
             let tokens = forward(
                 tokens_view(&q_s, h, lq, dk),
                 tokens_view(&k_s, h, lk, dk),
@@ -973,46 +1014,27 @@ mod tests {
             assert_eq!(split(&dense.out, lq, dv), tokens.out);
             assert_eq!(dense.weights, tokens.weights);
             let weights = dense.weights.as_deref().expect("saved");
-            let g = backward(
-                views.q(&q),
-                views.k(&k),
-                views.v(&v),
-                weights,
-                views.d_out(&d_out),
-                rope,
-                dims,
-                0.6,
-                &ends,
-                [Layout::Heads; 3],
-            );
-            let g_s = backward(
-                tokens_view(&q_s, h, lq, dk),
-                tokens_view(&k_s, h, lk, dk),
-                tokens_view(&v_s, h, lk, dv),
-                weights,
-                tokens_view(&d_s, h, lq, dv),
-                rope,
-                dims,
-                0.6,
-                &ends,
-                [Layout::Tokens; 3],
-            );
+            let g = views.backward([&q, &k, &v], weights, &d_out, rope, 0.6, &ends);
+            let strided_backward = |layouts: [Layout; 3]| {
+                backward(
+                    tokens_view(&q_s, h, lq, dk),
+                    tokens_view(&k_s, h, lk, dk),
+                    tokens_view(&v_s, h, lk, dv),
+                    weights,
+                    tokens_view(&d_s, h, lq, dv),
+                    rope,
+                    dims,
+                    0.6,
+                    &ends,
+                    layouts,
+                )
+            };
+            let g_s = strided_backward([Layout::Tokens; 3]);
             assert_eq!(split(&g.q, lq, dk), g_s.q);
             assert_eq!(split(&g.k, lk, dk), g_s.k);
             assert_eq!(split(&g.v, lk, dv), g_s.v);
             // Mixed: strided inputs, row-major outputs.
-            let g_m = backward(
-                tokens_view(&q_s, h, lq, dk),
-                tokens_view(&k_s, h, lk, dk),
-                tokens_view(&v_s, h, lk, dv),
-                weights,
-                tokens_view(&d_s, h, lq, dv),
-                rope,
-                dims,
-                0.6,
-                &ends,
-                [Layout::Heads; 3],
-            );
+            let g_m = strided_backward([Layout::Heads; 3]);
             assert_eq!(g.q, g_m.q);
             assert_eq!(g.k, g_m.k);
             assert_eq!(g.v, g_m.v);
@@ -1062,18 +1084,7 @@ mod tests {
         };
         let ends = dims.row_ends(Some(&bias));
         let views = Views(dims);
-        let got = forward(
-            views.q(&q),
-            views.k(&k),
-            views.v(&v),
-            Some(&bias),
-            None,
-            dims,
-            0.7,
-            true,
-            &ends,
-            Layout::Heads,
-        );
+        let got = views.forward([&q, &k, &v], &bias, None, 0.7, true, &ends);
         let weights = got.weights.as_deref().expect("saved");
         let want = reference(&q, &k, &v, &bias, (lq, lk, dk, dv), 0.7);
         for (g, w) in got.out.iter().zip(&want) {
@@ -1140,31 +1151,9 @@ mod tests {
             };
             let ends = dims.row_ends(Some(&bias));
             let views = Views(dims);
-            let fwd = forward(
-                views.q(&q),
-                views.k(&k),
-                views.v(&v),
-                Some(&bias),
-                rope,
-                dims,
-                0.9,
-                true,
-                &ends,
-                Layout::Heads,
-            );
+            let fwd = views.forward([&q, &k, &v], &bias, rope, 0.9, true, &ends);
             let weights = fwd.weights.as_deref().expect("saved");
-            let grads = backward(
-                views.q(&q),
-                views.k(&k),
-                views.v(&v),
-                weights,
-                views.d_out(&d_out),
-                rope,
-                dims,
-                0.9,
-                &ends,
-                [Layout::Heads; 3],
-            );
+            let grads = views.backward([&q, &k, &v], weights, &d_out, rope, 0.9, &ends);
             let eps = 1e-3f32;
             let check = |which: usize, analytic: &[f32]| {
                 for idx in 0..analytic.len() {
@@ -1225,71 +1214,16 @@ mod tests {
         assert_eq!(&ends[..3], &[8, 8, 8]);
         assert_eq!(ends[5], 16);
         assert_eq!(ends[lq + 5], lk, "a fully masked row stays whole");
-        let whole = forward(
-            views.q(&q),
-            views.k(&k),
-            views.v(&v),
-            Some(&bias),
-            None,
-            dims,
-            0.8,
-            true,
-            &[],
-            Layout::Heads,
-        );
-        let cut = forward(
-            views.q(&q),
-            views.k(&k),
-            views.v(&v),
-            Some(&bias),
-            None,
-            dims,
-            0.8,
-            true,
-            &ends,
-            Layout::Heads,
-        );
-        let unsaved = forward(
-            views.q(&q),
-            views.k(&k),
-            views.v(&v),
-            Some(&bias),
-            None,
-            dims,
-            0.8,
-            false,
-            &ends,
-            Layout::Heads,
-        );
+        let whole = views.forward([&q, &k, &v], &bias, None, 0.8, true, &[]);
+        let cut = views.forward([&q, &k, &v], &bias, None, 0.8, true, &ends);
+        let unsaved = views.forward([&q, &k, &v], &bias, None, 0.8, false, &ends);
         assert_eq!(whole.out, cut.out);
         assert_eq!(whole.out, unsaved.out);
         assert_eq!(whole.weights, cut.weights);
         assert!(unsaved.weights.is_none());
         let weights = whole.weights.as_deref().expect("saved");
-        let g_whole = backward(
-            views.q(&q),
-            views.k(&k),
-            views.v(&v),
-            weights,
-            views.d_out(&d_out),
-            None,
-            dims,
-            0.8,
-            &[],
-            [Layout::Heads; 3],
-        );
-        let g_cut = backward(
-            views.q(&q),
-            views.k(&k),
-            views.v(&v),
-            weights,
-            views.d_out(&d_out),
-            None,
-            dims,
-            0.8,
-            &ends,
-            [Layout::Heads; 3],
-        );
+        let g_whole = views.backward([&q, &k, &v], weights, &d_out, None, 0.8, &[]);
+        let g_cut = views.backward([&q, &k, &v], weights, &d_out, None, 0.8, &ends);
         assert_eq!(g_whole.q, g_cut.q);
         assert_eq!(g_whole.k, g_cut.k);
         assert_eq!(g_whole.v, g_cut.v);
