@@ -1,10 +1,10 @@
 //! Which implementation each fused operation takes on a backend: the one routing helper of the
 //! crate, and the query that reports it ([`kernels`], [`kernel_path`]).
 //!
-//! The crate has nine custom operations ([`FusedOp`]): the token-wise linear map, the causal
+//! The crate has ten custom operations ([`FusedOp`]): the token-wise linear map, the causal
 //! conv + SiLU, the GELU/SiLU/softplus activations, the selective scan, scaled dot-product
-//! attention, the LSTM recurrence, LayerNorm/RMSNorm, the Adam/AdamW update and a reshape that
-//! does not copy. Each has a Rust
+//! attention, the LSTM recurrence, LayerNorm/RMSNorm, the Adam/AdamW update, a reshape that
+//! does not copy and the residual connection's add. Each has a Rust
 //! kernel with a hand-written backward for the CPU backend (`NdArray<f32>`, and
 //! `Autodiff<NdArray<f32>>` where the kernel's backward is one graph node). On the CubeCL GPU
 //! backends (`Wgpu`, `Cuda`, without Burn's fusion) the selective scan and attention run as
@@ -59,11 +59,13 @@ pub enum FusedOp {
     Adam,
     /// `reshape`, without copying a row-major tensor (burn-ndarray 0.21 copies).
     Reshape,
+    /// The residual connection's sum `x + y`, in place and in parallel.
+    Add,
 }
 
 impl FusedOp {
     /// Every operation.
-    pub const ALL: [FusedOp; 9] = [
+    pub const ALL: [FusedOp; 10] = [
         FusedOp::Linear,
         FusedOp::ConvSilu,
         FusedOp::Activation,
@@ -73,6 +75,7 @@ impl FusedOp {
         FusedOp::Norm,
         FusedOp::Adam,
         FusedOp::Reshape,
+        FusedOp::Add,
     ];
 
     /// A short name for reports.
@@ -87,6 +90,7 @@ impl FusedOp {
             FusedOp::Norm => "layer/rms norm",
             FusedOp::Adam => "adam update",
             FusedOp::Reshape => "reshape",
+            FusedOp::Add => "residual add",
         }
     }
 
@@ -107,7 +111,8 @@ impl FusedOp {
             | FusedOp::Activation
             | FusedOp::Norm
             | FusedOp::Adam
-            | FusedOp::Reshape => None,
+            | FusedOp::Reshape
+            | FusedOp::Add => None,
         }
     }
 
@@ -237,7 +242,7 @@ pub fn kernel_path<B: Backend>(op: FusedOp) -> KernelPath {
 }
 
 /// The path of every operation on backend `B`, in [`FusedOp::ALL`] order.
-pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 9] {
+pub fn kernels<B: Backend>() -> [(FusedOp, KernelPath); 10] {
     FusedOp::ALL.map(|op| (op, kernel_path::<B>(op)))
 }
 

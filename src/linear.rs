@@ -35,7 +35,7 @@ use burn_ndarray::NdArrayTensor;
 use crate::backend::prim;
 use crate::backend::{Cpu, CpuAutodiff};
 use crate::dispatch::{FusedOp, KernelPath, Routed, kernel_path, route, same};
-use crate::ndarray_io::{register_parent_grads, tensor, track_node, values};
+use crate::ndarray_io::{column_sums, register_parent_grads, tensor, track_node, values, zeroed};
 
 /// `layer(x)` for `x [.., D_in]` → `[.., D_out]`, as one product over all leading axes.
 pub(crate) fn apply<B: Backend, const D: usize>(
@@ -58,13 +58,25 @@ pub(crate) fn apply_columns<B: Backend, const D: usize>(
     start: usize,
     width: usize,
 ) -> Tensor<B, D> {
-    let mut weight = layer.weight.val().narrow(1, start, width); // [D_in, width]
-    if width == 1
-        && !matches!(
-            kernel_path::<B>(FusedOp::Linear),
-            KernelPath::CpuKernel | KernelPath::CpuKernelNode
-        )
-    {
+    let (weight, bias) = (layer.weight.val(), layer.bias.as_ref().map(|b| b.val()));
+    if matches!(
+        kernel_path::<B>(FusedOp::Linear),
+        KernelPath::CpuKernel | KernelPath::CpuKernelNode
+    ) {
+        // The kernel reads the columns where they lie in `W` and `b`, and its backward writes
+        // their gradients into whole-size ones; a `narrow` copied the columns forward and, in
+        // backward, zero-filled and assigned a whole-size gradient per part on the calling
+        // thread, then Burn summed the parts there.
+        let d_out = weight.dims()[1];
+        assert!(
+            start + width <= d_out,
+            "apply_columns: columns {start}..{} of {d_out}",
+            start + width
+        );
+        return affine_window(x, weight, bias, Window { start, width });
+    }
+    let mut weight = weight.narrow(1, start, width); // [D_in, width]
+    if width == 1 {
         // Burn 0.21's CubeCL backends (wgpu, CUDA) take the first-column slice `[D_in, 1]`
         // (row stride > 1, no offset) for a contiguous tensor in `reshape` and `matmul`, and
         // read the wrong elements (Mamba's Δ projection at `dt_rank = 1` was off by 17%;
@@ -72,7 +84,7 @@ pub(crate) fn apply_columns<B: Backend, const D: usize>(
         // parameter still holds the buffer, so the op cannot run in place on the slice.
         weight = weight.mul_scalar(1.0); // [D_in, 1]
     }
-    let bias = layer.bias.as_ref().map(|b| b.val().narrow(0, start, width)); // [width]
+    let bias = bias.map(|b| b.narrow(0, start, width)); // [width]
     affine(x, weight, bias)
 }
 
@@ -90,19 +102,33 @@ pub(crate) fn affine<B: Backend, const D: usize>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
+    let width = weight.dims()[1];
+    affine_window(x, weight, bias, Window { start: 0, width })
+}
+
+/// `x · w[:, window] + b[window]` → `[.., window.width]`: the columns are read in place on the
+/// CPU kernel paths; every other backend gets the whole-width `weight` (`window` covers it).
+fn affine_window<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    window: Window,
+) -> Tensor<B, D> {
     let x = match route::<B, _, Tensor<Cpu, D>, Tensor<CpuAutodiff, D>>(FusedOp::Linear, x) {
         Routed::CpuAutodiff(x) => {
-            return same(autodiff_affine(x, same(weight), bias.map(same)));
+            return same(autodiff_affine(x, same(weight), bias.map(same), window));
         }
         Routed::Cpu(x) => {
             let b = bias.map(|b: Tensor<B, 1>| prim::<Cpu, 1>(same(b)));
-            let y = forward(&prim(x), &prim::<Cpu, 2>(same(weight)), b.as_ref());
+            let w = prim::<Cpu, 2>(same(weight));
+            let y = forward(&prim(x), &w, b.as_ref(), window);
             return same(Tensor::<Cpu, D>::from_primitive(TensorPrimitive::Float(y)));
         }
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
         Routed::Gpu(x) => x,
         Routed::Other(x) => x,
     };
+    debug_assert_eq!((window.start, window.width), (0, weight.dims()[1]));
     if D <= 2 {
         return linear(x, weight, bias);
     }
@@ -114,24 +140,40 @@ pub(crate) fn affine<B: Backend, const D: usize>(
     y.reshape(out) // [.., D_out]
 }
 
+/// Which columns of `W` `[D_in, W_cols]` and `b` `[W_cols]` a product uses:
+/// `start..start + width` (all of them for a plain projection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    start: usize,
+    width: usize,
+}
+
 /// Sizes of one affine map.
 #[derive(Debug, Clone, Copy)]
 struct Dims {
     rows: usize,
     d_in: usize,
+    /// The output width: the window's.
     d_out: usize,
+    /// The columns of the whole `W` (its row stride).
+    w_cols: usize,
 }
 
 impl Dims {
-    fn of(x: &NdArrayTensor, w: &NdArrayTensor) -> Self {
+    fn of(x: &NdArrayTensor, w: &NdArrayTensor, window: Window) -> Self {
         use burn::tensor::TensorMetadata;
         let (xs, ws) = (x.shape(), w.shape());
         let d_in = xs[xs.num_dims() - 1];
         assert_eq!(ws[0], d_in, "affine: x [.., {d_in}] against W {:?}", ws);
+        assert!(
+            window.start + window.width <= ws[1],
+            "affine: columns {window:?} of W {ws:?}"
+        );
         Dims {
             rows: xs.num_elements() / d_in.max(1),
             d_in,
-            d_out: ws[1],
+            d_out: window.width,
+            w_cols: ws[1],
         }
     }
 }
@@ -141,23 +183,45 @@ impl Dims {
 pub(crate) fn gemm(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
-    (rsa, csa): (usize, usize),
+    a_strides: (usize, usize),
     b: &[f32],
-    (rsb, csb): (usize, usize),
+    b_strides: (usize, usize),
     accumulate: bool,
     c: &mut [f32],
 ) {
-    assert!(c.len() >= m * n, "gemm: output smaller than its shape");
-    // SAFETY: `c` holds at least `m · n` initialized values.
+    gemm_rows((m, k, n), a, a_strides, b, b_strides, accumulate, c, n);
+}
+
+/// [`gemm`] into the rows of `c` that are `c_row_stride` apart (`c [m, n]` a column window of
+/// a wider row-major matrix), and with any strides of `a` and `b` that stay inside them (e.g.
+/// a column window of a wider matrix).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_rows(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    accumulate: bool,
+    c: &mut [f32],
+    c_row_stride: usize,
+) {
+    assert!(
+        c_row_stride >= n && (m == 0 || n == 0 || c.len() >= (m - 1) * c_row_stride + n),
+        "gemm: output smaller than its shape"
+    );
+    // SAFETY: `c` holds every element `[i, j]` at `i · c_row_stride + j` (checked above), all
+    // initialized.
     unsafe {
         sgemm_raw(
             (m, k, n),
             a,
-            (rsa, csa),
+            a_strides,
             b,
-            (rsb, csb),
+            b_strides,
             accumulate,
             c.as_mut_ptr(),
+            c_row_stride,
         )
     }
 }
@@ -178,17 +242,32 @@ pub(crate) fn gemm_new(
     // (also when `k = 0`: it then stores zeros) and reads none, so every element is initialized
     // before `set_len`.
     unsafe {
-        sgemm_raw((m, k, n), a, a_strides, b, b_strides, false, c.as_mut_ptr());
+        sgemm_raw(
+            (m, k, n),
+            a,
+            a_strides,
+            b,
+            b_strides,
+            false,
+            c.as_mut_ptr(),
+            n,
+        );
         c.set_len(len);
     }
     c
 }
 
+/// Whether a `[rows, cols]` operand with strides `(rs, cs)` stays inside `len` elements.
+fn fits(len: usize, rows: usize, cols: usize, (rs, cs): (usize, usize)) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+}
+
 /// The `gemm` crate's f32 product on checked operands, split over Rayon's current pool.
 ///
 /// # Safety
-/// `c` must point to `m · n` writable `f32` (row-major `[m, n]`); they need not be
+/// `c` must point to `m` rows of `n` writable `f32`, `c_row_stride` apart; they need not be
 /// initialized when `accumulate` is false.
+#[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_raw(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
@@ -197,17 +276,11 @@ unsafe fn sgemm_raw(
     (rsb, csb): (usize, usize),
     accumulate: bool,
     c: *mut f32,
+    c_row_stride: usize,
 ) {
-    let dense = |(rs, cs): (usize, usize), rows: usize, cols: usize| {
-        (rs, cs) == (cols, 1) || (rs, cs) == (1, rows)
-    };
     assert!(
-        a.len() >= m * k && b.len() >= k * n,
-        "gemm: buffers smaller than their shapes"
-    );
-    assert!(
-        dense((rsa, csa), m, k) && dense((rsb, csb), k, n),
-        "gemm: strides must describe a dense matrix or its transpose"
+        fits(a.len(), m, k, (rsa, csa)) && fits(b.len(), k, n, (rsb, csb)),
+        "gemm: strides reach past the operands"
     );
     if m == 0 || n == 0 {
         return;
@@ -219,10 +292,10 @@ unsafe fn sgemm_raw(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above bound every index the strides reach: `a` is a dense [m, k]
-    // matrix (or the transpose of a dense [k, m] one) inside `a`, likewise `b` [k, n], and the
-    // caller guarantees `c` is [m, n] row-major. With `read_dst = false` the product writes
-    // every element of `c` and reads none (`k = 0` included: it then stores zeros).
+    // SAFETY: the assert above bounds every index the strides reach in `a` and `b`, and the
+    // caller guarantees `c` [m, n] with row stride `c_row_stride`. With `read_dst = false` the
+    // product writes every element of `c` and reads none (`k = 0` included: it then stores
+    // zeros).
     unsafe {
         gemm::gemm(
             m,
@@ -230,7 +303,7 @@ unsafe fn sgemm_raw(
             k,
             c,
             1,
-            n as isize,
+            c_row_stride as isize,
             accumulate,
             a.as_ptr(),
             csa as isize,
@@ -277,27 +350,38 @@ fn repeat_rows(b: &[f32], rows: usize) -> Vec<f32> {
     y
 }
 
-/// `y = x · W + b` on ndarray tensors.
-fn forward(x: &NdArrayTensor, w: &NdArrayTensor, b: Option<&NdArrayTensor>) -> NdArrayTensor {
+/// `y = x · W[:, window] + b[window]` on ndarray tensors.
+fn forward(
+    x: &NdArrayTensor,
+    w: &NdArrayTensor,
+    b: Option<&NdArrayTensor>,
+    window: Window,
+) -> NdArrayTensor {
     use burn::tensor::TensorMetadata;
-    let dims = Dims::of(x, w);
-    let Dims { rows, d_in, d_out } = dims;
+    let Dims {
+        rows,
+        d_in,
+        d_out,
+        w_cols,
+    } = Dims::of(x, w, window);
     let (xv, wv) = (values(x), values(w));
+    let w_window = &wv[window.start..]; // W[:, window]: rows `w_cols` apart
     let y = match b {
         Some(b) => {
-            let mut y = repeat_rows(&values(b), rows); // every row starts at b
+            let bv = values(b);
+            let mut y = repeat_rows(&bv[window.start..window.start + d_out], rows); // every row starts at b
             gemm(
                 (rows, d_in, d_out),
                 &xv,
                 (d_in, 1),
-                &wv,
-                (d_out, 1),
+                w_window,
+                (w_cols, 1),
                 true,
                 &mut y,
             );
             y
         }
-        None => gemm_new((rows, d_in, d_out), &xv, (d_in, 1), &wv, (d_out, 1)),
+        None => gemm_new((rows, d_in, d_out), &xv, (d_in, 1), w_window, (w_cols, 1)),
     };
     let mut shape = x.shape();
     let last = shape.num_dims() - 1;
@@ -305,38 +389,79 @@ fn forward(x: &NdArrayTensor, w: &NdArrayTensor, b: Option<&NdArrayTensor>) -> N
     tensor(y, shape)
 }
 
-/// What the backward needs: `x` for `∂W`, `W` for `∂x`.
+/// What the backward needs: `x` for `∂W`, `W` for `∂x`, and the columns used.
 #[derive(Debug, Clone)]
 struct State {
     x: NdArrayTensor,
     w: NdArrayTensor,
+    window: Window,
 }
 
-/// `(∂x, ∂W, ∂b)` for the requested ones, from `∂y`.
+/// `(∂x, ∂W, ∂b)` for the requested ones, from `∂y`; `∂W` and `∂b` have the whole `W`'s and
+/// `b`'s shapes, zero outside the window.
 fn backward(state: &State, dy: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArrayTensor>; 3] {
     use burn::tensor::TensorMetadata;
-    let Dims { rows, d_in, d_out } = Dims::of(&state.x, &state.w);
+    let window = state.window;
+    let Dims {
+        rows,
+        d_in,
+        d_out,
+        w_cols,
+    } = Dims::of(&state.x, &state.w, window);
+    let whole = d_out == w_cols;
     let dyv = values(dy);
     let dx = want[0].then(|| {
         let wv = values(&state.w);
-        // ∂x [rows, D_in] = ∂y [rows, D_out] · Wᵀ (Wᵀ[j, i] = W[i, j]: strides (1, D_out)).
-        let dx = gemm_new((rows, d_out, d_in), &dyv, (d_out, 1), &wv, (1, d_out));
+        // ∂x [rows, D_in] = ∂y [rows, D_out] · W[:, window]ᵀ (Wᵀ[j, i] = W[i, start + j]:
+        // strides (1, W_cols)).
+        let dx = gemm_new(
+            (rows, d_out, d_in),
+            &dyv,
+            (d_out, 1),
+            &wv[window.start..],
+            (1, w_cols),
+        );
         tensor(dx, state.x.shape())
     });
     let dw = want[1].then(|| {
         let xv = values(&state.x);
-        // ∂W [D_in, D_out] = xᵀ [D_in, rows] · ∂y (xᵀ[i, r] = x[r, i]: strides (1, D_in)).
-        let dw = gemm_new((d_in, rows, d_out), &xv, (1, d_in), &dyv, (d_out, 1));
-        tensor(dw, [d_in, d_out])
+        // ∂W[:, window] [D_in, D_out] = xᵀ [D_in, rows] · ∂y (xᵀ[i, r] = x[r, i]: strides
+        // (1, D_in)).
+        let (product, x_t, dy_s) = ((d_in, rows, d_out), (1, d_in), (d_out, 1));
+        let dw = if whole {
+            gemm_new(product, &xv, x_t, &dyv, dy_s)
+        } else {
+            let mut dw = zeroed(d_in * w_cols);
+            gemm_rows(
+                product,
+                &xv,
+                x_t,
+                &dyv,
+                dy_s,
+                false,
+                &mut dw[window.start..],
+                w_cols,
+            );
+            dw
+        };
+        tensor(dw, [d_in, w_cols])
     });
     let db = want[2].then(|| {
-        let mut db = vec![0.0f32; d_out];
-        for row in dyv.chunks_exact(d_out) {
-            for (acc, &g) in db.iter_mut().zip(row) {
+        // ∂b[window] = Σ_rows ∂y, each column summed over the rows in order.
+        let sums = column_sums(rows, d_out, |row, columns, acc| {
+            let g = &dyv[row * d_out..][columns];
+            for (acc, &g) in acc.iter_mut().zip(g) {
                 *acc += g;
             }
-        }
-        tensor(db, [d_out])
+        });
+        let db = if whole {
+            sums
+        } else {
+            let mut db = vec![0.0f32; w_cols];
+            db[window.start..window.start + d_out].copy_from_slice(&sums);
+            db
+        };
+        tensor(db, [w_cols])
     });
     [dx, dw, db]
 }
@@ -361,10 +486,12 @@ impl Backward<Cpu, 2> for AffineBackward {
     }
 }
 
-/// Records `y` as the output of an [`AffineBackward`] step over `parents` (x, W and maybe b).
+/// Records `y` as the output of an [`AffineBackward`] step over `parents` (x, W and maybe b)
+/// that read the columns `window` of W and b.
 fn track<const N: usize>(
     parents: [&FloatTensor<CpuAutodiff>; N],
     y: NdArrayTensor,
+    window: Window,
 ) -> FloatTensor<CpuAutodiff>
 where
     AffineBackward: Backward<Cpu, N, State = State>,
@@ -372,6 +499,7 @@ where
     track_node(AffineBackward, parents, y, || State {
         x: parents[0].primitive.clone(),
         w: parents[1].primitive.clone(),
+        window,
     })
 }
 
@@ -379,12 +507,18 @@ fn autodiff_affine<const D: usize>(
     x: Tensor<CpuAutodiff, D>,
     w: Tensor<CpuAutodiff, 2>,
     b: Option<Tensor<CpuAutodiff, 1>>,
+    window: Window,
 ) -> Tensor<CpuAutodiff, D> {
     let (x, w, b) = (prim(x), prim(w), b.map(prim));
-    let y = forward(&x.primitive, &w.primitive, b.as_ref().map(|b| &b.primitive));
+    let y = forward(
+        &x.primitive,
+        &w.primitive,
+        b.as_ref().map(|b| &b.primitive),
+        window,
+    );
     let out = match &b {
-        Some(b) => track([&x, &w, b], y),
-        None => track([&x, &w], y),
+        Some(b) => track([&x, &w, b], y, window),
+        None => track([&x, &w], y, window),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -479,6 +613,71 @@ mod tests {
         let y4 = affine(x4.clone(), w.clone(), Some(b.clone()));
         assert_eq!(y4.dims(), [2, 2, 3, 5]);
         assert_close("rank 4", &vec_of(y4), &vec_of(linear(x4, w, Some(b))));
+    }
+
+    /// A fused projection split into column windows (Q/K/V, Mamba's `x`/`z`): each window
+    /// against Burn's `linear` on the narrowed weight and bias, in value and in the gradients
+    /// of x and of the whole W and b (the windows' gradients summed by autodiff), with and
+    /// without bias; on the plain backend too.
+    #[test]
+    fn column_windows_match_narrowed_burn_linear() {
+        let probe = tensor::<AD, 3>(14, [2, 5, 3]);
+        for with_bias in [true, false] {
+            let run = |ours: bool| {
+                let x = tensor::<AD, 3>(11, [2, 5, 4]).require_grad();
+                let w = tensor::<AD, 2>(12, [4, 9]).require_grad();
+                let b = tensor::<AD, 1>(13, [9]).require_grad();
+                let layer = Linear {
+                    weight: burn::module::Param::from_tensor(w.clone()),
+                    bias: with_bias.then(|| burn::module::Param::from_tensor(b.clone())),
+                };
+                let mut loss = Tensor::<AD, 1>::zeros([1], &Default::default());
+                let mut ys = Vec::new();
+                for (part, start) in [0, 3, 6].into_iter().enumerate() {
+                    let y = if ours {
+                        apply_columns(&layer, x.clone(), start, 3)
+                    } else {
+                        let bias = with_bias.then(|| b.clone().narrow(0, start, 3));
+                        linear(x.clone(), w.clone().narrow(1, start, 3), bias)
+                    };
+                    loss = loss
+                        + (y.clone() * probe.clone())
+                            .sum()
+                            .mul_scalar(part as f32 + 1.0);
+                    ys.extend(vec_of(y));
+                }
+                let g = loss.backward();
+                let gb = if with_bias {
+                    vec_of(b.grad(&g).unwrap())
+                } else {
+                    vec![]
+                };
+                (
+                    ys,
+                    vec_of(x.grad(&g).unwrap()),
+                    vec_of(w.grad(&g).unwrap()),
+                    gb,
+                )
+            };
+            let (ours, burn) = (run(true), run(false));
+            let case = format!("bias {with_bias}");
+            assert_close(&format!("y ({case})"), &ours.0, &burn.0);
+            assert_close(&format!("∂x ({case})"), &ours.1, &burn.1);
+            assert_close(&format!("∂W ({case})"), &ours.2, &burn.2);
+            assert_close(&format!("∂b ({case})"), &ours.3, &burn.3);
+        }
+        let x = tensor::<Cpu, 2>(15, [6, 4]);
+        let w = tensor::<Cpu, 2>(16, [4, 7]);
+        let b = tensor::<Cpu, 1>(17, [7]);
+        let layer = Linear {
+            weight: burn::module::Param::from_tensor(w.clone()),
+            bias: Some(burn::module::Param::from_tensor(b.clone())),
+        };
+        assert_close(
+            "plain backend, columns 2..7",
+            &vec_of(apply_columns(&layer, x.clone(), 2, 5)),
+            &vec_of(linear(x, w.narrow(1, 2, 5), Some(b.narrow(0, 2, 5)))),
+        );
     }
 
     /// A hand-computed case: x = [[1, 2]], W = [[1, 0, 2], [0, 1, −1]], b = [0.5, 0, 0]

@@ -17,8 +17,11 @@
 //! `dQ = R_qᵀ dQ̃`, `dK = R_kᵀ dK̃`.
 //!
 //! Masked pairs (bias ≤ [`MASKED_THRESHOLD`]) take the bias itself as their score (exactly what
-//! `score + MASKED` rounds to in f32) and weight 0 without an `exp`. All inner loops run over
-//! the key index, on `Kᵀ` and `Vᵀ`, so they vectorize for any head width.
+//! `score + MASKED` rounds to in f32) and weight 0 without an `exp`. Every product combines
+//! rows of a table, a register block of one output row at a time ([`combine_rows`]): the scores
+//! and `dP` rows over the keys (from `K̃ᵀ`, `Vᵀ`), the `O` and `dQ̃` rows over the features (from
+//! `V`, `K̃`), and the `dVᵀ`, `dK̃ᵀ` rows over the keys (from `P`, `dS`, summed over the
+//! queries). So they vectorize for any head width, and each output is stored once.
 //!
 //! Each row stops at the end of its unmasked prefix, rounded up to whole groups of eight keys
 //! (so a causal mask costs about half of the full `Lq × Lk`): the skipped pairs have weight 0,
@@ -235,20 +238,28 @@ pub(crate) enum Layout {
     Tokens,
 }
 
-/// One (batch, head) block's inputs in the kernels' layout.
+/// One (batch, head) block's inputs, each in the layout its pass reads: every inner loop
+/// combines rows of a table, a register block of one output row at a time ([`combine_rows`]).
 struct BlockInputs<'a> {
-    /// `Q̃` `[Lq, dk]` (rotated if RoPE).
+    /// Forward: `Q̃` `[Lq, dk]`; backward: `Q̃ᵀ` `[dk, Lq]` (rotated if RoPE).
     q: Cow<'a, [f32]>,
-    /// `K̃ᵀ` `[dk, Lk]`.
-    k_t: Vec<f32>,
-    /// `Vᵀ` `[dv, Lk]`.
-    v_t: Vec<f32>,
+    /// Forward: `K̃ᵀ` `[dk, Lk]`; backward: `K̃` `[Lk, dk]`.
+    k: Cow<'a, [f32]>,
+    /// Forward: `V` `[Lk, dv]`; backward: `Vᵀ` `[dv, Lk]`.
+    v: Cow<'a, [f32]>,
+}
+
+/// Which pass a [`BlockInputs`] is read for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    Backward,
 }
 
 impl<'a> BlockInputs<'a> {
     /// Reads block `blk` of the inputs' `q`, `k`, `v`, rotates Q and K (RoPE) and transposes
-    /// K and V.
-    fn new(inputs: &Inputs<'a>, blk: usize) -> Self {
+    /// what `pass` reads transposed.
+    fn new(inputs: &Inputs<'a>, blk: usize, pass: Pass) -> Self {
         let Inputs {
             q,
             k,
@@ -265,25 +276,31 @@ impl<'a> BlockInputs<'a> {
             d_v,
             ..
         } = dims;
-        let v_t = v.block_t(blk, heads, k_len, d_v); // Vᵀ [dv, Lk]
-        match rope {
-            Some(r) => {
-                let (q, k) = (
-                    q.block(blk, heads, q_len, d_k),
-                    k.block(blk, heads, k_len, d_k),
-                );
-                let k = rotate_rows(&k, d_k, r.cos_k, r.sin_k, 1.0); // K̃ [Lk, dk]
-                Self {
-                    q: Cow::Owned(rotate_rows(&q, d_k, r.cos_q, r.sin_q, 1.0)), // Q̃ [Lq, dk]
-                    k_t: transpose(&k, k_len, d_k),
-                    v_t,
+        let forward = pass == Pass::Forward;
+        // Rows `[len, w]` of one operand, rotated by `(cos, sin)`, transposed to `[w, len]`
+        // when `transposed`.
+        let read = |x: Heads<'a>,
+                    len: usize,
+                    w: usize,
+                    rotation: Option<(&[f32], &[f32])>,
+                    transposed: bool| {
+            match rotation {
+                Some((cos, sin)) => {
+                    let rows = rotate_rows(&x.block(blk, heads, len, w), w, cos, sin, 1.0);
+                    Cow::Owned(if transposed {
+                        transpose(&rows, len, w)
+                    } else {
+                        rows
+                    })
                 }
+                None if transposed => Cow::Owned(x.block_t(blk, heads, len, w)),
+                None => x.block(blk, heads, len, w),
             }
-            None => Self {
-                q: q.block(blk, heads, q_len, d_k),
-                k_t: k.block_t(blk, heads, k_len, d_k),
-                v_t,
-            },
+        };
+        Self {
+            q: read(q, q_len, d_k, rope.map(|r| (r.cos_q, r.sin_q)), !forward),
+            k: read(k, k_len, d_k, rope.map(|r| (r.cos_k, r.sin_k)), forward),
+            v: read(v, k_len, d_v, None, !forward),
         }
     }
 }
@@ -451,7 +468,7 @@ fn sum_lanes(a: &[f32]) -> f32 {
 
 /// `out[j] = Σ_f c[f]·T[f, j]` for `j < out.len()`, with the rows of `T` `stride` apart: each
 /// element summed in order of `f`, its first term stored (`c[0]·T[0, j]`) when `first_stored`
-/// and added to zero otherwise — bit for bit what one `axpy` per `f` over `out` gives — but a
+/// and added to zero otherwise — bit for bit what adding one `c[f]·T[f, :]` at a time gives — but a
 /// register-sized block of `out` at a time, so that each element is stored once instead of
 /// once per `f`, and four vectors of sums are in flight.
 #[inline(always)]
@@ -509,14 +526,6 @@ fn combine_block<M: MulAdd, const N: usize>(
     out.copy_from_slice(&acc);
 }
 
-/// `y += α·x`.
-#[inline(always)]
-fn axpy<M: MulAdd>(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y = M::madd(alpha, *x, *y);
-    }
-}
-
 /// `[rows, cols]` → `[cols, rows]`, row-major.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; m.len()];
@@ -533,19 +542,10 @@ fn transpose_into(m: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
     }
 }
 
-// Layout: every inner loop runs over the key index `j` (length `Lk`, contiguous), so the
-// kernels work on `Kᵀ` `[dk, Lk]` and `Vᵀ` `[dv, Lk]` and vectorize whatever `dk` is.
-
-/// One query row of the forward: `row` holds `S[i, :end]` on entry (`end = row.len()`) and
-/// `P[i, :end]` on return; `out` receives `O[i, :]`.
+/// One query row's softmax: `row` holds `S[i, :end]` on entry (`end = row.len()`) and
+/// `P[i, :end]` on return.
 #[inline(always)]
-fn softmax_row_times_v<M: MulAdd>(
-    row: &mut [f32],
-    bias: Option<&[f32]>,
-    v_t: &[f32],
-    k_len: usize,
-    out: &mut [f32],
-) {
+fn softmax_row<M: MulAdd>(row: &mut [f32], bias: Option<&[f32]>) {
     let end = row.len();
     if let Some(b) = bias {
         // A masked score is the mask itself (what `score + MASKED` rounds to).
@@ -569,9 +569,6 @@ fn softmax_row_times_v<M: MulAdd>(
     }
     let inv = 1.0 / sum_lanes(row);
     row.iter_mut().for_each(|s| *s *= inv);
-    for (f, o) in out.iter_mut().enumerate() {
-        *o = dot::<M>(row, &v_t[f * k_len..f * k_len + end]);
-    }
 }
 
 /// The kernels' inputs, shared by every block.
@@ -614,7 +611,7 @@ fn forward_block_body<M: MulAdd>(
         d_v,
         ..
     } = *dims;
-    let BlockInputs { q, k_t, v_t } = BlockInputs::new(inputs, blk);
+    let BlockInputs { q, k: k_t, v } = BlockInputs::new(inputs, blk, Pass::Forward);
     let bias = dims.bias_of(inputs.bias, blk); // [Lq, Lk]
     let ends = dims.ends_of(inputs.ends, blk); // [Lq]
     let mut coef = vec![0.0f32; d_k]; // s·Q[i, :]
@@ -633,13 +630,9 @@ fn forward_block_body<M: MulAdd>(
             *c = inputs.scale * qf;
         }
         combine_rows::<M>(&coef, &k_t, k_len, true, row);
-        softmax_row_times_v::<M>(
-            row,
-            bias.map(|b| &b[i * k_len..(i + 1) * k_len]),
-            &v_t,
-            k_len,
-            &mut out[i * d_v..(i + 1) * d_v],
-        );
+        softmax_row::<M>(row, bias.map(|b| &b[i * k_len..(i + 1) * k_len]));
+        // O[i, :] = Σ_j P[i, j] V[j, :] (keys past `end` have P[i, j] = 0).
+        combine_rows::<M>(row, &v, d_v, true, &mut out[i * d_v..(i + 1) * d_v]);
     }
 }
 
@@ -732,38 +725,38 @@ fn backward_block_body<M: MulAdd>(
         ..
     } = *dims;
     let (scale, rope) = (inputs.scale, inputs.rope);
-    let BlockInputs { q, k_t, v_t } = BlockInputs::new(inputs, blk);
+    let BlockInputs { q: q_t, k, v: v_t } = BlockInputs::new(inputs, blk, Pass::Backward);
     let p = &weights[blk * q_len * k_len..(blk + 1) * q_len * k_len]; // [Lq, Lk]
     let d_o = d_out.block(blk, heads, q_len, d_v); // [Lq, dv]
     let ends = dims.ends_of(inputs.ends, blk); // [Lq]
-    let mut dk_t = vec![0.0f32; d_k * k_len]; // [dk, Lk]
-    let mut dv_t = vec![0.0f32; d_v * k_len]; // [dv, Lk]
-    let mut ds_row = vec![0.0f32; k_len]; // dP[i, :], then dS[i, :]
+    // dS [Lq, Lk]; keys past a row's `end` keep dS[i, j] = 0, as P[i, j] = 0 there.
+    let mut d_s = vec![0.0f32; q_len * k_len];
     for i in 0..q_len {
-        // Keys past `end` have P[i, j] = 0, so they add exact zeros below.
         let end = ends.map_or(k_len, |e| e[i]);
         let pi = &p[i * k_len..i * k_len + end];
-        let ds = &mut ds_row[..end];
-        let cols = |f: usize| f * k_len..f * k_len + end; // row f of a [·, Lk] table, cut
-        // dP[i, :] = Σ_f dO[i, f] Vᵀ[f, :];  dVᵀ[f, :] += dO[i, f] P[i, :].
-        let d_oi = &d_o[i * d_v..(i + 1) * d_v];
-        combine_rows::<M>(d_oi, &v_t, k_len, false, ds);
-        for (f, &g) in d_oi.iter().enumerate() {
-            axpy::<M>(g, pi, &mut dv_t[cols(f)]);
-        }
+        let ds = &mut d_s[i * k_len..i * k_len + end];
+        // dP[i, :] = Σ_f dO[i, f] Vᵀ[f, :].
+        combine_rows::<M>(&d_o[i * d_v..(i + 1) * d_v], &v_t, k_len, true, ds);
         // dS[i, :] = s·P[i, :] ⊙ (dP[i, :] − Σ_j P[i, j] dP[i, j]).
         let r = dot::<M>(pi, ds);
         for (x, &pij) in ds.iter_mut().zip(pi) {
             *x = scale * pij * (*x - r);
         }
-        // dQ[i, f] = dS[i, :]·Kᵀ[f, :];  dKᵀ[f, :] += Q[i, f] dS[i, :].
-        let qi = &q[i * d_k..(i + 1) * d_k];
-        for f in 0..d_k {
-            dq[i * d_k + f] = dot::<M>(ds, &k_t[cols(f)]);
-            axpy::<M>(qi[f], ds, &mut dk_t[cols(f)]);
-        }
+        // dQ̃[i, :] = Σ_j dS[i, j] K̃[j, :].
+        combine_rows::<M>(ds, &k, d_k, true, &mut dq[i * d_k..(i + 1) * d_k]);
+    }
+    // dVᵀ[f, :] = Σ_i dO[i, f] P[i, :] and dK̃ᵀ[f, :] = Σ_i Q̃[i, f] dS[i, :]: one row of each
+    // per feature, summed over the queries a register block of keys at a time.
+    let d_o_t = transpose(&d_o, q_len, d_v); // dOᵀ [dv, Lq]
+    let mut dv_t = vec![0.0f32; d_v * k_len]; // [dv, Lk]
+    for (f, row) in dv_t.chunks_exact_mut(k_len).enumerate() {
+        combine_rows::<M>(&d_o_t[f * q_len..(f + 1) * q_len], p, k_len, true, row);
     }
     transpose_into(&dv_t, d_v, k_len, dv); // dV [Lk, dv]
+    let mut dk_t = vec![0.0f32; d_k * k_len]; // [dk, Lk]
+    for (f, row) in dk_t.chunks_exact_mut(k_len).enumerate() {
+        combine_rows::<M>(&q_t[f * q_len..(f + 1) * q_len], &d_s, k_len, true, row);
+    }
     match rope {
         // Back through the rotations: dQ = R_qᵀ dQ̃, dK = R_kᵀ dK̃.
         Some(r) => {

@@ -39,7 +39,7 @@ use rayon::prelude::*;
 
 use crate::backend::{Cpu, CpuAutodiff};
 use crate::dispatch::{FusedOp, Routed, route, same};
-use crate::ndarray_io::values;
+use crate::ndarray_io::{values, zeroed};
 use crate::simd::{MulAdd, SimdLevel, fast_exp, simd_variants};
 
 /// `gelu(x) = x Φ(x) = ½ x (1 + erf(x/√2))`, the exact (erf) GELU, element-wise, with its exact
@@ -144,7 +144,7 @@ impl Activation {
         let xs = values(x);
         let out: Vec<f32> = match self {
             Activation::Gelu => {
-                let mut out = vec![0.0; xs.len()];
+                let mut out = zeroed(xs.len());
                 gelu_slices(&xs, None, &mut out);
                 out
             }
@@ -159,7 +159,7 @@ impl Activation {
         let (xs, gs) = (values(x), values(g));
         let out: Vec<f32> = match self {
             Activation::Gelu => {
-                let mut out = vec![0.0; xs.len()];
+                let mut out = zeroed(xs.len());
                 gelu_slices(&xs, Some(&gs), &mut out);
                 out
             }

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 use crate::backend::{Cpu, CpuAutodiff, prim};
 use crate::dispatch::{FusedOp, Routed, route, same};
-use crate::ndarray_io::{register_parent_grads, tensor, track_node, values};
+use crate::ndarray_io::{column_sums, register_parent_grads, tensor, track_node, values, zeroed};
 
 /// Which normalization.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,7 +128,7 @@ fn forward(
     let (xv, gv) = (values(x), values(gamma));
     let bv = beta.map(values);
     let rows = xv.len() / d.max(1);
-    let mut y = vec![0.0f32; xv.len()];
+    let mut y = zeroed(xv.len());
     let mut mean = vec![0.0f32; rows];
     let mut rstd = vec![0.0f32; rows];
     let eps = epsilon as f32;
@@ -234,7 +234,7 @@ fn backward(state: &State, g: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArra
     let (xv, gammav, gv) = (values(&state.x), values(&state.gamma), values(g));
     let Stats { mean, rstd } = &state.stats;
     let dx = want[0].then(|| {
-        let mut dx = vec![0.0f32; xv.len()];
+        let mut dx = zeroed(xv.len());
         let task = |((((dx, x), g), mean), rstd): BackwardTask<'_>| {
             let mut gh = vec![0.0f32; d]; // ĝ = g γ
             let mut xh = vec![0.0f32; d]; // x̂
@@ -268,24 +268,28 @@ fn backward(state: &State, g: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArra
             .for_each(task);
         tensor(dx, shape.clone())
     });
-    // ∂γ = Σ g x̂ and ∂β = Σ g, row by row in order.
-    let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
-    if want[1] || want[2] {
-        for ((x, g), (&mu, &r)) in xv
-            .chunks_exact(d)
-            .zip(gv.chunks_exact(d))
-            .zip(mean.iter().zip(rstd.iter()))
-        {
-            for i in 0..d {
-                dgamma[i] += g[i] * (x[i] - mu) * r;
-                dbeta[i] += g[i];
+    // ∂γ = Σ g x̂ and ∂β = Σ g, each column summed over the rows in order.
+    let rows = mean.len();
+    let dgamma = want[1].then(|| {
+        column_sums(rows, d, |row, columns, acc| {
+            let (mu, r) = (mean[row], rstd[row]);
+            let (x, g) = (&xv[row * d..][columns.clone()], &gv[row * d..][columns]);
+            for ((acc, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                *acc += g * (x - mu) * r;
             }
-        }
-    }
+        })
+    });
+    let dbeta = want[2].then(|| {
+        column_sums(rows, d, |row, columns, acc| {
+            for (acc, &g) in acc.iter_mut().zip(&gv[row * d..][columns]) {
+                *acc += g;
+            }
+        })
+    });
     [
         dx,
-        want[1].then(|| tensor(dgamma, [d])),
-        want[2].then(|| tensor(dbeta, [d])),
+        dgamma.map(|v| tensor(v, [d])),
+        dbeta.map(|v| tensor(v, [d])),
     ]
 }
 

@@ -44,6 +44,7 @@ fn every_op_takes_the_path_of_its_backend_on_wgpu() {
         FusedOp::Norm,
         FusedOp::Adam,
         FusedOp::Reshape,
+        FusedOp::Add,
     ] {
         expect(op, TensorOps, TensorOps);
     }
