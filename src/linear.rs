@@ -179,24 +179,11 @@ impl Dims {
 }
 
 /// `c [m, n] (+)= a [m, k] · b [k, n]`, `a` and `b` given with (row stride, column stride)
-/// — `(k, 1)`/`(n, 1)` row-major, `(1, m)`/`(1, k)` a transpose — and `c` row-major.
-pub(crate) fn gemm(
-    (m, k, n): (usize, usize, usize),
-    a: &[f32],
-    a_strides: (usize, usize),
-    b: &[f32],
-    b_strides: (usize, usize),
-    accumulate: bool,
-    c: &mut [f32],
-) {
-    gemm_rows((m, k, n), a, a_strides, b, b_strides, accumulate, c, n);
-}
-
-/// [`gemm`] into the rows of `c` that are `c_row_stride` apart (`c [m, n]` a column window of
-/// a wider row-major matrix), and with any strides of `a` and `b` that stay inside them (e.g.
-/// a column window of a wider matrix).
+/// — `(k, 1)`/`(n, 1)` row-major, `(1, m)`/`(1, k)` a transpose, or any strides that stay inside
+/// them (a column window of a wider matrix) — and the rows of `c` `c_row_stride` apart (`n`:
+/// row-major; more: a column window of a wider row-major matrix).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_rows(
+pub(crate) fn gemm(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     a_strides: (usize, usize),
@@ -378,6 +365,7 @@ fn forward(
                 (w_cols, 1),
                 true,
                 &mut y,
+                d_out,
             );
             y
         }
@@ -432,7 +420,7 @@ fn backward(state: &State, dy: &NdArrayTensor, want: [bool; 3]) -> [Option<NdArr
             gemm_new(product, &xv, x_t, &dyv, dy_s)
         } else {
             let mut dw = zeroed(d_in * w_cols);
-            gemm_rows(
+            gemm(
                 product,
                 &xv,
                 x_t,
@@ -544,6 +532,16 @@ mod tests {
         }
     }
 
+    /// `y` and the gradients of x, W and b.
+    type Outputs = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+    fn assert_outputs_close(case: &str, ours: &Outputs, burn: &Outputs) {
+        assert_close(&format!("y ({case})"), &ours.0, &burn.0);
+        assert_close(&format!("∂x ({case})"), &ours.1, &burn.1);
+        assert_close(&format!("∂W ({case})"), &ours.2, &burn.2);
+        assert_close(&format!("∂b ({case})"), &ours.3, &burn.3);
+    }
+
     /// Deterministic values on ±√3 (variance 1) from a local generator: the backend's global
     /// one is shared with every other test thread.
     fn data(seed: u64, n: usize) -> Vec<f32> {
@@ -595,10 +593,7 @@ mod tests {
             let ours = run(affine);
             let burn = run(linear);
             let case = format!("bias {with_bias}, transposed {transposed}");
-            assert_close(&format!("y ({case})"), &ours.0, &burn.0);
-            assert_close(&format!("∂x ({case})"), &ours.1, &burn.1);
-            assert_close(&format!("∂W ({case})"), &ours.2, &burn.2);
-            assert_close(&format!("∂b ({case})"), &ours.3, &burn.3);
+            assert_outputs_close(&case, &ours, &burn);
         }
         // Ranks 2 and 4, and the plain (inference) backend.
         let x2 = tensor::<Cpu, 2>(6, [6, 3]);
@@ -661,10 +656,7 @@ mod tests {
             };
             let (ours, burn) = (run(true), run(false));
             let case = format!("bias {with_bias}");
-            assert_close(&format!("y ({case})"), &ours.0, &burn.0);
-            assert_close(&format!("∂x ({case})"), &ours.1, &burn.1);
-            assert_close(&format!("∂W ({case})"), &ours.2, &burn.2);
-            assert_close(&format!("∂b ({case})"), &ours.3, &burn.3);
+            assert_outputs_close(&case, &ours, &burn);
         }
         let x = tensor::<Cpu, 2>(15, [6, 4]);
         let w = tensor::<Cpu, 2>(16, [4, 7]);
@@ -727,7 +719,7 @@ mod tests {
                         .build()
                         .unwrap();
                     let mut c = c0.clone();
-                    pool.install(|| gemm((m, k, n), &a, sa, &b, sb, accumulate, &mut c));
+                    pool.install(|| gemm((m, k, n), &a, sa, &b, sb, accumulate, &mut c, n));
                     c
                 };
                 let one = run(1);

@@ -326,6 +326,7 @@ pub(crate) fn backward(dims: LstmDims, bw: LstmBackwardInput<'_>) -> LstmKernelG
         (g, 1),
         false,
         &mut grads.w_h,
+        g,
     );
     grads
 }

@@ -20,7 +20,7 @@ const CHILD: &str = "SEQLAYERS_GPU_ROUTING_CHILD";
 fn every_op_takes_the_path_of_its_backend_on_wgpu() {
     use KernelPath::*;
     let expect = |op: FusedOp, plain: KernelPath, autodiff: KernelPath| {
-        let row = |table: [(FusedOp, KernelPath); 9]| {
+        let row = |table: [(FusedOp, KernelPath); 10]| {
             table
                 .iter()
                 .find(|(o, _)| *o == op)
