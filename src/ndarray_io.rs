@@ -165,52 +165,33 @@ fn register_grad(grads: &mut Gradients, key: &GradKey, grad: NdArrayTensor) {
     grads.register::<Cpu>(id, sum(grad, old));
 }
 
-/// One chunk of [`sum`]'s new buffer, and of its two operands.
-type SumTask<'a> = ((&'a mut [MaybeUninit<f32>], &'a [f32]), &'a [f32]);
-
 /// `a + b` for two `f32` tensors of one shape, element by element: in place in the buffer of
-/// whichever operand is the only owner of a row-major one (`a` first), otherwise into a new
-/// buffer; in parallel chunks on Rayon's pool when long. Burn's `float_add` runs on the calling
-/// thread into a fresh buffer (fresh pages too, when large). Addition commutes, so the bits are
-/// Burn's `a + b`.
+/// whichever operand is the only owner of a row-major one (`a` first; a copy of `a` when neither
+/// is, which the crate's callers rarely meet: a sublayer's output and a fresh gradient are
+/// theirs alone); in parallel chunks on Rayon's pool when long. Burn's `float_add` runs on the
+/// calling thread into a fresh buffer (fresh pages too, when large). Addition commutes, so the
+/// bits are Burn's `a + b`.
 pub(crate) fn sum(a: NdArrayTensor, b: NdArrayTensor) -> NdArrayTensor {
-    use rayon::prelude::*;
     let shape = a.shape();
     assert_eq!(shape, b.shape(), "sum: shapes differ");
     let owned = |t: &NdArrayTensor| matches!(t, NdArrayTensor::F32(s) if s.is_unique() && s.view().is_standard_layout());
-    let (acc, other) = match (owned(&a), owned(&b)) {
-        (true, _) => (a, b),
-        (false, true) => (b, a),
-        (false, false) => {
-            let (av, bv) = (values(&a), values(&b));
-            let mut out: Vec<f32> = Vec::with_capacity(av.len());
-            let add = |((out, a), b): SumTask<'_>| {
-                for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                    o.write(a + b);
-                }
-            };
-            let spare = &mut out.spare_capacity_mut()[..av.len()];
-            if av.len() > ELEMENTS_PER_TASK && rayon::current_num_threads() > 1 {
-                spare
-                    .par_chunks_mut(ELEMENTS_PER_TASK)
-                    .zip(av.par_chunks(ELEMENTS_PER_TASK))
-                    .zip(bv.par_chunks(ELEMENTS_PER_TASK))
-                    .for_each(add);
-            } else {
-                add(((spare, &av), &bv));
-            }
-            // SAFETY: `add` wrote every one of the first `av.len()` elements.
-            unsafe { out.set_len(av.len()) };
-            return tensor(out, shape);
-        }
+    let (acc, other) = if owned(&a) || !owned(&b) {
+        (a, b)
+    } else {
+        (b, a)
     };
-    let mut acc = into_values(acc);
+    let mut acc = into_values(acc); // its own buffer when owned, a copy otherwise
     add_assign(&mut acc, &values(&other));
     tensor(acc, shape)
 }
 
 /// Elements per task of the parallel element-wise helpers: 64 KiB of `f32`.
 const ELEMENTS_PER_TASK: usize = 16 * 1024;
+
+/// Whether a pass over `len` elements is worth splitting over Rayon's pool.
+fn parallel(len: usize) -> bool {
+    len > ELEMENTS_PER_TASK && rayon::current_num_threads() > 1
+}
 
 /// `acc[i] += x[i]`, in parallel chunks on Rayon's pool when long.
 pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) {
@@ -221,7 +202,7 @@ pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) {
             *a += x;
         }
     };
-    if acc.len() > ELEMENTS_PER_TASK && rayon::current_num_threads() > 1 {
+    if parallel(acc.len()) {
         acc.par_chunks_mut(ELEMENTS_PER_TASK)
             .zip(x.par_chunks(ELEMENTS_PER_TASK))
             .for_each(add);
@@ -235,7 +216,7 @@ pub(crate) fn add_assign(acc: &mut [f32], x: &[f32]) {
 /// thread (and touches fresh pages there): 7–12% of its time in a GPT step, with the pool idle.
 pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     use rayon::prelude::*;
-    if len <= ELEMENTS_PER_TASK || rayon::current_num_threads() == 1 {
+    if !parallel(len) {
         return vec![0.0; len];
     }
     let mut v: Vec<f32> = Vec::with_capacity(len);
@@ -268,7 +249,7 @@ pub(crate) fn column_sums(
             term(row, start..start + acc.len(), acc);
         }
     };
-    if rows * width > ELEMENTS_PER_TASK && rayon::current_num_threads() > 1 {
+    if parallel(rows * width) {
         sums.par_chunks_mut(COLUMNS_PER_TASK)
             .enumerate()
             .for_each(block);

@@ -467,33 +467,28 @@ fn sum_lanes(a: &[f32]) -> f32 {
 }
 
 /// `out[j] = Σ_f c[f]·T[f, j]` for `j < out.len()`, with the rows of `T` `stride` apart: each
-/// element summed in order of `f`, its first term stored (`c[0]·T[0, j]`) when `first_stored`
-/// and added to zero otherwise — bit for bit what adding one `c[f]·T[f, :]` at a time gives — but a
-/// register-sized block of `out` at a time, so that each element is stored once instead of
-/// once per `f`, and four vectors of sums are in flight.
+/// element summed in order of `f` from its first term (`c[0]·T[0, j]`, stored, not added to a
+/// zero that was read first) — bit for bit what adding one `c[f]·T[f, :]` at a time gives — but
+/// a register-sized block of `out` at a time, so that each element is stored once instead of
+/// once per `f`, and four vectors of sums are in flight. `out` is only written (0 for an empty
+/// `c`).
 #[inline(always)]
-fn combine_rows<M: MulAdd>(
-    c: &[f32],
-    t: &[f32],
-    stride: usize,
-    first_stored: bool,
-    out: &mut [f32],
-) {
+fn combine_rows<M: MulAdd>(c: &[f32], t: &[f32], stride: usize, out: &mut [f32]) {
     let (end, mut j) = (out.len(), 0);
     while j + 64 <= end {
-        combine_block::<M, 64>(c, t, stride, first_stored, j, &mut out[j..j + 64]);
+        combine_block::<M, 64>(c, t, stride, j, &mut out[j..j + 64]);
         j += 64;
     }
     while j + 16 <= end {
-        combine_block::<M, 16>(c, t, stride, first_stored, j, &mut out[j..j + 16]);
+        combine_block::<M, 16>(c, t, stride, j, &mut out[j..j + 16]);
         j += 16;
     }
     while j + 8 <= end {
-        combine_block::<M, 8>(c, t, stride, first_stored, j, &mut out[j..j + 8]);
+        combine_block::<M, 8>(c, t, stride, j, &mut out[j..j + 8]);
         j += 8;
     }
     while j < end {
-        combine_block::<M, 1>(c, t, stride, first_stored, j, &mut out[j..j + 1]);
+        combine_block::<M, 1>(c, t, stride, j, &mut out[j..j + 1]);
         j += 1;
     }
 }
@@ -504,13 +499,12 @@ fn combine_block<M: MulAdd, const N: usize>(
     c: &[f32],
     t: &[f32],
     stride: usize,
-    first_stored: bool,
     j: usize,
     out: &mut [f32],
 ) {
     let mut acc = [0.0f32; N];
     let mut rest = c;
-    if first_stored && let Some((&c0, tail)) = c.split_first() {
+    if let Some((&c0, tail)) = c.split_first() {
         for (a, &x) in acc.iter_mut().zip(&t[j..j + N]) {
             *a = c0 * x;
         }
@@ -629,10 +623,10 @@ fn forward_block_body<M: MulAdd>(
         for (c, &qf) in coef.iter_mut().zip(&q[i * d_k..(i + 1) * d_k]) {
             *c = inputs.scale * qf;
         }
-        combine_rows::<M>(&coef, &k_t, k_len, true, row);
+        combine_rows::<M>(&coef, &k_t, k_len, row);
         softmax_row::<M>(row, bias.map(|b| &b[i * k_len..(i + 1) * k_len]));
         // O[i, :] = Σ_j P[i, j] V[j, :] (keys past `end` have P[i, j] = 0).
-        combine_rows::<M>(row, &v, d_v, true, &mut out[i * d_v..(i + 1) * d_v]);
+        combine_rows::<M>(row, &v, d_v, &mut out[i * d_v..(i + 1) * d_v]);
     }
 }
 
@@ -736,26 +730,26 @@ fn backward_block_body<M: MulAdd>(
         let pi = &p[i * k_len..i * k_len + end];
         let ds = &mut d_s[i * k_len..i * k_len + end];
         // dP[i, :] = Σ_f dO[i, f] Vᵀ[f, :].
-        combine_rows::<M>(&d_o[i * d_v..(i + 1) * d_v], &v_t, k_len, true, ds);
+        combine_rows::<M>(&d_o[i * d_v..(i + 1) * d_v], &v_t, k_len, ds);
         // dS[i, :] = s·P[i, :] ⊙ (dP[i, :] − Σ_j P[i, j] dP[i, j]).
         let r = dot::<M>(pi, ds);
         for (x, &pij) in ds.iter_mut().zip(pi) {
             *x = scale * pij * (*x - r);
         }
         // dQ̃[i, :] = Σ_j dS[i, j] K̃[j, :].
-        combine_rows::<M>(ds, &k, d_k, true, &mut dq[i * d_k..(i + 1) * d_k]);
+        combine_rows::<M>(ds, &k, d_k, &mut dq[i * d_k..(i + 1) * d_k]);
     }
     // dVᵀ[f, :] = Σ_i dO[i, f] P[i, :] and dK̃ᵀ[f, :] = Σ_i Q̃[i, f] dS[i, :]: one row of each
     // per feature, summed over the queries a register block of keys at a time.
     let d_o_t = transpose(&d_o, q_len, d_v); // dOᵀ [dv, Lq]
     let mut dv_t = vec![0.0f32; d_v * k_len]; // [dv, Lk]
     for (f, row) in dv_t.chunks_exact_mut(k_len).enumerate() {
-        combine_rows::<M>(&d_o_t[f * q_len..(f + 1) * q_len], p, k_len, true, row);
+        combine_rows::<M>(&d_o_t[f * q_len..(f + 1) * q_len], p, k_len, row);
     }
     transpose_into(&dv_t, d_v, k_len, dv); // dV [Lk, dv]
     let mut dk_t = vec![0.0f32; d_k * k_len]; // [dk, Lk]
     for (f, row) in dk_t.chunks_exact_mut(k_len).enumerate() {
-        combine_rows::<M>(&q_t[f * q_len..(f + 1) * q_len], &d_s, k_len, true, row);
+        combine_rows::<M>(&q_t[f * q_len..(f + 1) * q_len], &d_s, k_len, row);
     }
     match rope {
         // Back through the rotations: dQ = R_qᵀ dQ̃, dK = R_kᵀ dK̃.
